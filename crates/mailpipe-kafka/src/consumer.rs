@@ -1,0 +1,417 @@
+//! The one consumer loop every stage runs.
+//!
+//! The loop polls Kafka, hands messages in batches to the stage's [`Handler`] (running in
+//! its own task), and commits the contiguous prefix of offsets the handler has completed.
+//! Each message carries an [`Ack`]; the handler calls [`Ack::complete`] once everything
+//! derived from the message is acknowledged downstream — possibly later, possibly out of
+//! order. A partition with too much work in flight is paused (polling goes on, so the group
+//! membership stays alive) and resumed when the work drains. On shutdown the loop stops
+//! polling, lets the handler finish what it holds (bounded), commits, and returns.
+//!
+//! An `Ack` dropped without `complete()` while running means the handler lost track of a
+//! message: the loop commits what is safe and stops with [`KafkaError::Abandoned`], so the
+//! process restarts and the message is redelivered rather than skipped.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailpipe_settings::ConsumerSettings;
+use mailpipe_telemetry::names;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::KafkaError;
+
+/// The error a handler returns when it cannot go on (a bug, or a permanent failure it
+/// cannot dead-letter). Transient failures should be retried inside the handler.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A stage's processing logic.
+pub trait Handler: Send + 'static {
+    /// Processes a batch. Every delivery's `ack` must eventually be completed, here or
+    /// later (the handler may keep acks across batches, e.g. until a bulk insert succeeds).
+    fn handle(
+        &mut self,
+        batch: Vec<Delivery>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once at shutdown after the last batch: flush and complete what is held.
+    fn finish(&mut self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// One received message and the token that marks it completed.
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: OwnedMessage,
+    pub ack: Ack,
+}
+
+/// Completion token of one message. Dropping it without [`Ack::complete`] reports the
+/// message as abandoned.
+#[derive(Debug)]
+pub struct Ack {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+    epoch: u64,
+    tx: mpsc::UnboundedSender<Completion>,
+    sent: bool,
+}
+
+impl Ack {
+    /// Marks the message done: everything derived from it is durable downstream.
+    pub fn complete(mut self) {
+        self.send(true);
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    fn send(&mut self, done: bool) {
+        self.sent = true;
+        // The loop may already be gone at the very end of shutdown; nothing to tell then.
+        let _ = self.tx.send(Completion {
+            tp: (self.topic.to_string(), self.partition),
+            offset: self.offset,
+            epoch: self.epoch,
+            done,
+        });
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.send(false);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Completion {
+    tp: TopicPartition,
+    offset: i64,
+    epoch: u64,
+    done: bool,
+}
+
+/// Loop tuning, from `[kafka.consumer]`.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub max_in_flight_per_partition: usize,
+    pub max_batch: usize,
+    pub batch_wait: Duration,
+    pub commit_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl From<&ConsumerSettings> for LoopConfig {
+    fn from(s: &ConsumerSettings) -> LoopConfig {
+        LoopConfig {
+            max_in_flight_per_partition: s.max_in_flight_per_partition,
+            max_batch: s.max_batch,
+            batch_wait: Duration::from_millis(s.batch_wait_ms),
+            commit_interval: Duration::from_millis(s.commit_interval_ms),
+            shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+        }
+    }
+}
+
+/// Commits the completed prefix of a partition before it is revoked, then forgets it.
+struct LoopContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+}
+
+impl ClientContext for LoopContext {}
+
+impl ConsumerContext for LoopContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        metrics::counter!(names::KAFKA_REBALANCES).increment(1);
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        let mut tpl = TopicPartitionList::new();
+        for elem in revoked.elements() {
+            let tp = (elem.topic().to_string(), elem.partition());
+            if let Some(offset) = tracker.revoke(&tp) {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset));
+            }
+        }
+        drop(tracker);
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
+                tracing::warn!(error = %e, "commit before revoke failed; the new owner will redeliver");
+            }
+        }
+        tracing::info!(partitions = revoked.count(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            tracing::info!(partitions = assigned.count(), "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
+            tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+        }
+    }
+}
+
+/// Runs the loop until `shutdown` is cancelled (then drains and commits) or a fatal error.
+pub async fn run<H: Handler>(
+    client: ClientConfig,
+    topics: &[String],
+    config: LoopConfig,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), KafkaError> {
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let consumer: StreamConsumer<LoopContext> = client.create_with_context(LoopContext {
+        tracker: tracker.clone(),
+    })?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+    let mut state = LoopState {
+        consumer,
+        tracker,
+        config,
+        pending: Vec::new(),
+        batch_deadline: None,
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (work_tx, work_rx) = mpsc::unbounded_channel();
+    let mut worker = tokio::spawn(work(handler, work_rx));
+    let mut worker_running = true;
+    let mut commit_tick = tokio::time::interval(state.config.commit_interval);
+
+    let outcome: Result<(), KafkaError> = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            joined = &mut worker, if worker_running => {
+                worker_running = false;
+                // The worker ends early only on a handler error.
+                break worker_result(joined);
+            }
+            Some(c) = done_rx.recv() => {
+                if let Err(e) = state.on_completion(c) {
+                    break Err(e);
+                }
+            }
+            _ = sleep_until(state.batch_deadline.unwrap_or_else(Instant::now)),
+                if state.batch_deadline.is_some() => state.flush(&work_tx),
+            _ = commit_tick.tick() => state.commit(CommitMode::Async, false),
+            received = state.consumer.recv() => match received {
+                Ok(message) => {
+                    let message = message.detach();
+                    state.on_message(message, &done_tx, &work_tx);
+                }
+                Err(e) => {
+                    metrics::counter!(names::KAFKA_CONSUMER_ERRORS).increment(1);
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+            },
+        }
+    };
+
+    // Drain: hand over what was polled, let the handler finish (bounded), then commit.
+    if outcome.is_ok() {
+        state.flush(&work_tx);
+    }
+    drop(work_tx);
+    let deadline = Instant::now() + state.config.shutdown_timeout;
+    let mut outcome = outcome;
+    while worker_running {
+        tokio::select! {
+            joined = &mut worker => {
+                worker_running = false;
+                if outcome.is_ok() {
+                    outcome = worker_result(joined);
+                }
+            }
+            Some(c) = done_rx.recv() => state.on_completion_draining(c),
+            _ = sleep_until(deadline) => {
+                tracing::warn!(timeout = ?state.config.shutdown_timeout,
+                    "handler did not finish in time; uncompleted messages will be redelivered");
+                worker.abort();
+                worker_running = false;
+            }
+        }
+    }
+    while let Ok(c) = done_rx.try_recv() {
+        state.on_completion_draining(c);
+    }
+    state.commit(CommitMode::Sync, true);
+    tracing::info!("consumer loop stopped");
+    outcome
+}
+
+fn worker_result(joined: Result<Result<(), HandlerError>, tokio::task::JoinError>) -> Result<(), KafkaError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(KafkaError::Handler(e)),
+        Err(e) => Err(KafkaError::HandlerTask(e.to_string())),
+    }
+}
+
+/// The handler's task: batches in order, then `finish` once the loop closes the channel.
+async fn work<H: Handler>(
+    mut handler: H,
+    mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>,
+) -> Result<(), HandlerError> {
+    while let Some(batch) = batches.recv().await {
+        handler.handle(batch).await?;
+    }
+    handler.finish().await
+}
+
+struct LoopState {
+    consumer: StreamConsumer<LoopContext>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    config: LoopConfig,
+    pending: Vec<Delivery>,
+    batch_deadline: Option<Instant>,
+}
+
+impl LoopState {
+    fn on_message(
+        &mut self,
+        message: OwnedMessage,
+        done_tx: &mpsc::UnboundedSender<Completion>,
+        work_tx: &mpsc::UnboundedSender<Vec<Delivery>>,
+    ) {
+        let tp = (message.topic().to_string(), message.partition());
+        let offset = message.offset();
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        let (epoch, in_flight) = tracker.received(&tp, offset);
+        if in_flight >= self.config.max_in_flight_per_partition && !tracker.is_paused(&tp) {
+            match self.consumer.pause(&single(&tp)) {
+                Ok(()) => {
+                    tracker.set_paused(&tp, true);
+                    tracing::debug!(topic = %tp.0, partition = tp.1, in_flight, "partition paused");
+                }
+                Err(e) => tracing::warn!(error = %e, "pausing a partition failed"),
+            }
+        }
+        metrics::gauge!(names::KAFKA_PAUSED_PARTITIONS).set(tracker.paused_count() as f64);
+        metrics::gauge!(names::KAFKA_IN_FLIGHT).set(tracker.total_in_flight() as f64);
+        drop(tracker);
+        metrics::counter!(names::KAFKA_MESSAGES_CONSUMED, "topic" => tp.0.clone()).increment(1);
+        self.pending.push(Delivery {
+            ack: Ack {
+                topic: Arc::from(tp.0.as_str()),
+                partition: tp.1,
+                offset,
+                epoch,
+                tx: done_tx.clone(),
+                sent: false,
+            },
+            message,
+        });
+        if self.pending.len() >= self.config.max_batch {
+            self.flush(work_tx);
+        } else if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(Instant::now() + self.config.batch_wait);
+        }
+    }
+
+    fn flush(&mut self, work_tx: &mpsc::UnboundedSender<Vec<Delivery>>) {
+        self.batch_deadline = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        // Fails only if the worker ended; its result is picked up by the loop, and the
+        // returned batch's acks report as abandoned (not committed), which is safe.
+        let _ = work_tx.send(batch);
+    }
+
+    fn on_completion(&mut self, c: Completion) -> Result<(), KafkaError> {
+        if !c.done {
+            let tracker = self.tracker.lock().expect("tracker lock");
+            // An ack of a revoked assignment may be dropped: the new owner redelivers it.
+            if tracker.is_current(&c.tp, c.epoch) {
+                return Err(KafkaError::Abandoned {
+                    topic: c.tp.0,
+                    partition: c.tp.1,
+                    offset: c.offset,
+                });
+            }
+            return Ok(());
+        }
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        let Some(in_flight) = tracker.completed(&c.tp, c.offset, c.epoch) else {
+            return Ok(());
+        };
+        metrics::counter!(names::KAFKA_MESSAGES_COMPLETED, "topic" => c.tp.0.clone()).increment(1);
+        // Resume at half the limit, so a partition does not flap at the threshold.
+        if tracker.is_paused(&c.tp) && in_flight <= self.config.max_in_flight_per_partition / 2 {
+            match self.consumer.resume(&single(&c.tp)) {
+                Ok(()) => tracker.set_paused(&c.tp, false),
+                Err(e) => tracing::warn!(error = %e, "resuming a partition failed"),
+            }
+        }
+        metrics::gauge!(names::KAFKA_PAUSED_PARTITIONS).set(tracker.paused_count() as f64);
+        metrics::gauge!(names::KAFKA_IN_FLIGHT).set(tracker.total_in_flight() as f64);
+        Ok(())
+    }
+
+    /// During shutdown an abandoned ack is expected (the handler was stopped); it is simply
+    /// not committed.
+    fn on_completion_draining(&mut self, c: Completion) {
+        if c.done {
+            let _ = self.on_completion(c);
+        }
+    }
+
+    /// Commits the completed prefix; `all` re-sends unchanged offsets too (final commit).
+    fn commit(&mut self, mode: CommitMode, all: bool) {
+        let commits = {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            if all {
+                tracker.all_commits()
+            } else {
+                tracker.take_commits()
+            }
+        };
+        if commits.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &commits {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        metrics::counter!(names::KAFKA_COMMITS).increment(1);
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+fn single(tp: &TopicPartition) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&tp.0, tp.1);
+    tpl
+}

@@ -1,0 +1,38 @@
+//! Kafka plumbing shared by every stage: client settings with our producer defaults, topic
+//! names, topic creation, and the one consumer loop ([`consumer::run`]).
+//!
+//! Invariant: an offset is committed only when it and every offset before it on its
+//! partition were completed by the stage (the contiguous completed prefix); memory is
+//! bounded by pausing partitions, never by dropping messages.
+
+pub mod client;
+pub mod consumer;
+pub mod offsets;
+pub mod producer;
+pub mod topics;
+
+pub use client::{consumer_config, producer_config};
+pub use consumer::{Ack, Delivery, Handler, HandlerError, LoopConfig};
+pub use producer::{create_producer, send_and_wait};
+pub use topics::{create_topics, Topic, TopicNames};
+
+/// Errors of the Kafka plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("creating topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("no acknowledgement from kafka within {0:?}")]
+    ProduceTimeout(std::time::Duration),
+    #[error("message {topic}/{partition}@{offset} was dropped by the handler without being completed")]
+    Abandoned {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    #[error("stage handler failed: {0}")]
+    Handler(HandlerError),
+    #[error("stage handler task panicked or was cancelled: {0}")]
+    HandlerTask(String),
+}

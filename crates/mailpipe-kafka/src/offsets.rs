@@ -1,0 +1,202 @@
+//! Which offsets may be committed: pure bookkeeping, no Kafka inside.
+//!
+//! Per partition we remember the offsets received but not yet completed. The offset to
+//! commit (Kafka's "next offset to read") is the smallest of those, or one past the highest
+//! offset received when nothing is outstanding. So a completion out of order never moves
+//! the commit past an earlier message that is still being worked on.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// A partition of a topic.
+pub type TopicPartition = (String, i32);
+
+#[derive(Debug)]
+struct PartitionState {
+    /// Distinguishes this assignment of the partition from earlier ones, so completions of
+    /// work started before a revoke are ignored after the partition comes back.
+    epoch: u64,
+    in_flight: BTreeSet<i64>,
+    /// One past the highest offset received.
+    next: i64,
+    /// The last offset handed to a commit, to skip commits that would change nothing.
+    last_committed: Option<i64>,
+    paused: bool,
+}
+
+impl PartitionState {
+    fn committable(&self) -> i64 {
+        self.in_flight.first().copied().unwrap_or(self.next)
+    }
+}
+
+/// The completion state of every partition this consumer owns.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: HashMap<TopicPartition, PartitionState>,
+    next_epoch: u64,
+}
+
+impl OffsetTracker {
+    /// Records that `offset` was received; returns the partition's epoch (to hand back in
+    /// [`OffsetTracker::completed`]) and how many of its messages are now in flight.
+    pub fn received(&mut self, tp: &TopicPartition, offset: i64) -> (u64, usize) {
+        if !self.partitions.contains_key(tp) {
+            self.next_epoch += 1;
+            self.partitions.insert(
+                tp.clone(),
+                PartitionState {
+                    epoch: self.next_epoch,
+                    in_flight: BTreeSet::new(),
+                    next: offset,
+                    last_committed: None,
+                    paused: false,
+                },
+            );
+        }
+        let state = self.partitions.get_mut(tp).expect("inserted above");
+        state.in_flight.insert(offset);
+        state.next = state.next.max(offset + 1);
+        (state.epoch, state.in_flight.len())
+    }
+
+    /// Records a completion. Returns the partition's remaining in-flight count, or `None`
+    /// when the completion belongs to an earlier assignment (or an unknown partition) and
+    /// was ignored.
+    pub fn completed(&mut self, tp: &TopicPartition, offset: i64, epoch: u64) -> Option<usize> {
+        let state = self.partitions.get_mut(tp).filter(|s| s.epoch == epoch)?;
+        state.in_flight.remove(&offset);
+        Some(state.in_flight.len())
+    }
+
+    /// Whether `epoch` is the partition's current assignment.
+    pub fn is_current(&self, tp: &TopicPartition, epoch: u64) -> bool {
+        self.partitions.get(tp).is_some_and(|s| s.epoch == epoch)
+    }
+
+    /// Offsets worth committing now: the contiguous completed prefix of every partition
+    /// whose prefix moved since the last call. Marks them as committed.
+    pub fn take_commits(&mut self) -> Vec<(TopicPartition, i64)> {
+        let mut commits = Vec::new();
+        for (tp, state) in &mut self.partitions {
+            let offset = state.committable();
+            if state.last_committed != Some(offset) {
+                state.last_committed = Some(offset);
+                commits.push((tp.clone(), offset));
+            }
+        }
+        commits.sort();
+        commits
+    }
+
+    /// The committable offset of every partition, changed or not (for the final commit).
+    pub fn all_commits(&self) -> Vec<(TopicPartition, i64)> {
+        let mut commits: Vec<_> = self
+            .partitions
+            .iter()
+            .map(|(tp, state)| (tp.clone(), state.committable()))
+            .collect();
+        commits.sort();
+        commits
+    }
+
+    /// Forgets a revoked partition; returns its committable offset to commit before it goes.
+    pub fn revoke(&mut self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.remove(tp).map(|s| s.committable())
+    }
+
+    /// Messages received but not completed, over all partitions.
+    pub fn total_in_flight(&self) -> usize {
+        self.partitions.values().map(|s| s.in_flight.len()).sum()
+    }
+
+    pub fn is_paused(&self, tp: &TopicPartition) -> bool {
+        self.partitions.get(tp).is_some_and(|s| s.paused)
+    }
+
+    pub fn set_paused(&mut self, tp: &TopicPartition, paused: bool) {
+        if let Some(state) = self.partitions.get_mut(tp) {
+            state.paused = paused;
+        }
+    }
+
+    pub fn paused_count(&self) -> usize {
+        self.partitions.values().filter(|s| s.paused).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        ("t".to_string(), p)
+    }
+
+    #[test]
+    fn commits_only_the_contiguous_prefix() {
+        let mut t = OffsetTracker::default();
+        let epoch = (10..15).map(|o| t.received(&tp(0), o).0).last().unwrap();
+        // Complete 14, 12, 11 out of order: 10 is still outstanding.
+        for o in [14, 12, 11] {
+            t.completed(&tp(0), o, epoch);
+        }
+        assert_eq!(t.take_commits(), vec![(tp(0), 10)]);
+        t.completed(&tp(0), 10, epoch);
+        // 10..=12 done, 13 outstanding.
+        assert_eq!(t.take_commits(), vec![(tp(0), 13)]);
+        t.completed(&tp(0), 13, epoch);
+        assert_eq!(t.take_commits(), vec![(tp(0), 15)]);
+        assert!(t.take_commits().is_empty(), "nothing moved");
+        assert_eq!(t.all_commits(), vec![(tp(0), 15)]);
+    }
+
+    #[test]
+    fn gaps_in_offsets_do_not_block_commits() {
+        // Compacted topics and transaction markers leave holes in offsets.
+        let mut t = OffsetTracker::default();
+        let (e, _) = t.received(&tp(0), 5);
+        t.received(&tp(0), 9);
+        t.completed(&tp(0), 5, e);
+        assert_eq!(t.take_commits(), vec![(tp(0), 9)]);
+        t.completed(&tp(0), 9, e);
+        assert_eq!(t.take_commits(), vec![(tp(0), 10)]);
+    }
+
+    #[test]
+    fn partitions_are_independent() {
+        let mut t = OffsetTracker::default();
+        let (e0, _) = t.received(&tp(0), 0);
+        let (e1, _) = t.received(&tp(1), 100);
+        t.received(&tp(1), 101);
+        t.completed(&tp(1), 100, e1);
+        assert_eq!(t.take_commits(), vec![(tp(0), 0), (tp(1), 101)]);
+        t.completed(&tp(0), 0, e0);
+        assert_eq!(t.take_commits(), vec![(tp(0), 1)]);
+        assert_eq!(t.total_in_flight(), 1);
+    }
+
+    #[test]
+    fn completions_from_before_a_revoke_are_ignored() {
+        let mut t = OffsetTracker::default();
+        let (old, _) = t.received(&tp(0), 7);
+        assert_eq!(t.revoke(&tp(0)), Some(7));
+        let (new, _) = t.received(&tp(0), 7);
+        assert_ne!(old, new);
+        assert_eq!(t.completed(&tp(0), 7, old), None);
+        assert_eq!(t.all_commits(), vec![(tp(0), 7)]);
+        assert_eq!(t.completed(&tp(0), 7, new), Some(0));
+        assert_eq!(t.all_commits(), vec![(tp(0), 8)]);
+    }
+
+    #[test]
+    fn in_flight_counts_and_pause_flags() {
+        let mut t = OffsetTracker::default();
+        assert_eq!(t.received(&tp(0), 0).1, 1);
+        assert_eq!(t.received(&tp(0), 1).1, 2);
+        t.set_paused(&tp(0), true);
+        assert!(t.is_paused(&tp(0)));
+        assert_eq!(t.paused_count(), 1);
+        t.set_paused(&tp(0), false);
+        assert_eq!(t.paused_count(), 0);
+    }
+}
