@@ -24,7 +24,11 @@ enum Command {
     /// Apply new ClickHouse migrations, in order, recording each.
     Migrate {
         /// Directory of NNN_name.sql files.
-        #[arg(long, env = "MAILPIPE_MIGRATIONS_DIR", default_value = "schemas/clickhouse")]
+        #[arg(
+            long,
+            env = "MAILPIPE_MIGRATIONS_DIR",
+            default_value = "schemas/clickhouse"
+        )]
         dir: PathBuf,
     },
     /// Validate the configuration and print it as loaded (secrets included: mind where it goes).
