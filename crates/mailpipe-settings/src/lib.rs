@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+pub use mailpipe_model::Provider;
 use serde::{Deserialize, Serialize};
 
 /// The built-in defaults: every key, commented.
@@ -39,6 +40,21 @@ pub struct Settings {
     pub clickhouse: ClickHouseSettings,
     pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
+    /// Webhook sources by source id.
+    pub sources: BTreeMap<String, SourceSettings>,
+}
+
+/// One ESP account/tenant that posts to us.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    pub provider: Provider,
+    /// Keys, tokens or credentials of this source; more than one while rotating. Never logged.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Client addresses allowed to post for this source; empty allows any.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -119,6 +135,20 @@ pub enum LogFormat {
 }
 
 impl Settings {
+    /// The source a request to `/webhooks/{provider}[/{source}]` belongs to, if configured
+    /// for that provider. Without a source segment the source id is the provider's name.
+    pub fn source(
+        &self,
+        provider: Provider,
+        source: Option<&str>,
+    ) -> Option<(&str, &SourceSettings)> {
+        let id = source.unwrap_or(provider.as_str());
+        self.sources
+            .get_key_value(id)
+            .filter(|(_, s)| s.provider == provider)
+            .map(|(id, s)| (id.as_str(), s))
+    }
+
     /// Loads from `MAILPIPE_CONFIG` (or `config/mailpipe.toml` when unset and present) and
     /// the process environment, then validates.
     pub fn load() -> Result<Settings, SettingsError> {
@@ -140,11 +170,7 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let figment = figment.merge(
-            Env::prefixed(ENV_PREFIX)
-                .ignore(&["config"])
-                .split("__"),
-        );
+        let figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
         Settings::from_figment(&figment)
     }
 

@@ -112,3 +112,41 @@ fn committed_dev_config_is_valid() {
         Ok(())
     });
 }
+
+#[test]
+fn sources_resolve_by_provider_and_id() {
+    Jail::expect_with(|jail| {
+        let body = "[sources.sendgrid]\nprovider = \"sendgrid\"\n\
+                    [sources.acme-eu]\nprovider = \"mailgun\"\nsecrets = [\"k1\", \"k2\"]\n\
+                    allowed_cidrs = [\"10.0.0.0/8\"]\n";
+        let s = load_in_jail(jail, Some(body)).unwrap();
+        assert_eq!(s.source(Provider::Sendgrid, None).unwrap().0, "sendgrid");
+        let (id, acme) = s.source(Provider::Mailgun, Some("acme-eu")).unwrap();
+        assert_eq!((id, acme.secrets.len()), ("acme-eu", 2));
+        assert!(
+            s.source(Provider::Sendgrid, Some("acme-eu")).is_none(),
+            "wrong provider"
+        );
+        assert!(
+            s.source(Provider::Mailgun, None).is_none(),
+            "no source named mailgun"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_sources_name_the_key() {
+    Jail::expect_with(|jail| {
+        let body = "[sources.x]\nprovider = \"hotmail\"\n";
+        let msg = load_in_jail(jail, Some(body)).unwrap_err().to_string();
+        assert!(msg.contains("sources.x.provider"), "{msg}");
+        let body = "[sources.x]\nprovider = \"postal\"\nallowed_cidrs = [\"10.0.0.0/33\"]\n";
+        let msg = load_in_jail(jail, Some(body)).unwrap_err().to_string();
+        assert!(msg.contains("sources.x.allowed_cidrs"), "{msg}");
+        let body = "[sources.Bad]\nprovider = \"postal\"\n";
+        let msg = load_in_jail(jail, Some(body)).unwrap_err().to_string();
+        assert!(msg.contains("sources.Bad"), "{msg}");
+        Ok(())
+    });
+}

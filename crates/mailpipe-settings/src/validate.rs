@@ -54,7 +54,10 @@ impl Settings {
         check(
             COMPRESSIONS.contains(&kafka.compression.as_str()),
             "kafka.compression",
-            format!("expected one of {COMPRESSIONS:?}, got {:?}", kafka.compression),
+            format!(
+                "expected one of {COMPRESSIONS:?}, got {:?}",
+                kafka.compression
+            ),
         );
         check(
             kafka.replication_factor >= 1,
@@ -80,7 +83,10 @@ impl Settings {
         }
         let c = &kafka.consumer;
         for (name, value) in [
-            ("max_in_flight_per_partition", c.max_in_flight_per_partition as u64),
+            (
+                "max_in_flight_per_partition",
+                c.max_in_flight_per_partition as u64,
+            ),
             ("max_batch", c.max_batch as u64),
             ("commit_interval_ms", c.commit_interval_ms),
         ] {
@@ -93,7 +99,10 @@ impl Settings {
         check(
             is_url(&self.schema_registry.url, &["http", "https"]),
             "schema_registry.url",
-            format!("expected an http(s) URL, got {:?}", self.schema_registry.url),
+            format!(
+                "expected an http(s) URL, got {:?}",
+                self.schema_registry.url
+            ),
         );
         check(
             is_url(&self.clickhouse.url, &["http", "https"]),
@@ -123,6 +132,17 @@ impl Settings {
             "redis.url",
             "expected a redis:// or rediss:// URL".into(),
         );
+        for id in self.sources.keys() {
+            check(
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c)),
+                &format!("sources.{id}"),
+                "source ids use lower-case letters, digits, '_' and '-' (they appear in URLs)"
+                    .into(),
+            );
+        }
         problems
     }
 }
