@@ -8,8 +8,8 @@
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use schema_registry_converter::error::SRCError;
 use schema_registry_converter::avro_common::get_supplied_schema;
+use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

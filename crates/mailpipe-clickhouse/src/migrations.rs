@@ -90,7 +90,8 @@ pub async fn migrate(
     let db = &settings.database;
     with_timeout(
         settings,
-        ch.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute(),
+        ch.query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+            .execute(),
     )
     .await?;
     with_timeout(

@@ -15,7 +15,10 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("compression.type", &settings.compression)
         .set("linger.ms", settings.linger_ms.to_string())
         .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", settings.message_timeout_ms.to_string());
+        .set(
+            "message.timeout.ms",
+            settings.message_timeout_ms.to_string(),
+        );
     apply_overrides(&mut config, settings);
     config
 }
@@ -30,7 +33,10 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", settings.session_timeout_ms.to_string())
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout_ms.to_string(),
+        )
         // Keep heartbeats well inside a short (local) session timeout.
         .set(
             "heartbeat.interval.ms",

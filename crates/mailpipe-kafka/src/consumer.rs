@@ -267,7 +267,9 @@ pub async fn run<H: Handler>(
     outcome
 }
 
-fn worker_result(joined: Result<Result<(), HandlerError>, tokio::task::JoinError>) -> Result<(), KafkaError> {
+fn worker_result(
+    joined: Result<Result<(), HandlerError>, tokio::task::JoinError>,
+) -> Result<(), KafkaError> {
     match joined {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(KafkaError::Handler(e)),

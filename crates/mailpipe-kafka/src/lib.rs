@@ -25,7 +25,9 @@ pub enum KafkaError {
     CreateTopic { topic: String, reason: String },
     #[error("no acknowledgement from kafka within {0:?}")]
     ProduceTimeout(std::time::Duration),
-    #[error("message {topic}/{partition}@{offset} was dropped by the handler without being completed")]
+    #[error(
+        "message {topic}/{partition}@{offset} was dropped by the handler without being completed"
+    )]
     Abandoned {
         topic: String,
         partition: i32,

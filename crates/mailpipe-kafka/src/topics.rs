@@ -90,7 +90,8 @@ impl TopicNames {
 /// left as they are. Returns `(name, created)` per topic.
 pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool)>, KafkaError> {
     let names = TopicNames::new(&settings.topic_prefix);
-    let admin: AdminClient<DefaultClientContext> = crate::client::admin_config(settings).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        crate::client::admin_config(settings).create()?;
     let wanted: Vec<(Topic, String)> = Topic::ALL.iter().map(|t| (*t, names.name(*t))).collect();
     let new_topics: Vec<NewTopic> = wanted
         .iter()

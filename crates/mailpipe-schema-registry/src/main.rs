@@ -44,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
     // RUST_LOG overrides; info is enough to see registrations without request noise.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // No colour codes when the log goes to a file (make up / make run).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     // Load before binding, so a corrupt data file fails fast with its name in the error.

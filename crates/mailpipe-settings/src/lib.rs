@@ -20,7 +20,7 @@ pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 pub const CONFIG_ENV: &str = "MAILPIPE_CONFIG";
 /// Config file used when `MAILPIPE_CONFIG` is not set.
 pub const DEFAULT_CONFIG_PATH: &str = "config/mailpipe.toml";
-/// Prefix of env overrides; `__` separates nesting levels.
+/// Prefix of env overrides, `MAILPIPE_<SECTION>__<KEY>`; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "MAILPIPE_";
 
 /// Why settings could not be loaded.
@@ -170,7 +170,14 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
+        // Only MAILPIPE_<SECTION>__<KEY> variables are config overrides: every setting
+        // lives in a section, so variables without `__` (MAILPIPE_CONFIG,
+        // MAILPIPE_RUN_DIR of the scripts, ...) are other tools' and are left alone.
+        let figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
         Settings::from_figment(&figment)
     }
 

@@ -6,7 +6,9 @@
 use super::*;
 use figment::Jail;
 
-fn load_in_jail(jail: &Jail, file: Option<&str>) -> Result<Settings, SettingsError> {
+/// Loads with `file` as the config file, in a jail whose environment was cleared of the
+/// developer's (or `make test`'s) MAILPIPE_* variables.
+fn load_in_jail(jail: &mut Jail, file: Option<&str>) -> Result<Settings, SettingsError> {
     let path = file.map(|body| {
         jail.create_file("mailpipe.toml", body).unwrap();
         jail.directory().join("mailpipe.toml")
@@ -17,6 +19,7 @@ fn load_in_jail(jail: &Jail, file: Option<&str>) -> Result<Settings, SettingsErr
 #[test]
 fn defaults_alone_are_valid() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let s = load_in_jail(jail, None).unwrap();
         assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(s.kafka.partitions.raw, 4);
@@ -28,6 +31,7 @@ fn defaults_alone_are_valid() {
 #[test]
 fn file_overrides_defaults_and_env_overrides_file() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         jail.set_env("MAILPIPE_KAFKA__SESSION_TIMEOUT_MS", "7000");
         jail.set_env("MAILPIPE_CONFIG", "ignored-by-load_from");
         let s = load_in_jail(
@@ -44,6 +48,7 @@ fn file_overrides_defaults_and_env_overrides_file() {
 #[test]
 fn unknown_key_is_an_error_naming_the_key() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let err = load_in_jail(jail, Some("[kafka]\nbrokerz = \"x:1\"\n")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("brokerz"), "{msg}");
@@ -55,6 +60,7 @@ fn unknown_key_is_an_error_naming_the_key() {
 #[test]
 fn unknown_env_key_is_an_error_too() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         jail.set_env("MAILPIPE_REDIS__URLL", "redis://x");
         let msg = load_in_jail(jail, None).unwrap_err().to_string();
         assert!(msg.contains("urll"), "{msg}");
@@ -65,6 +71,7 @@ fn unknown_env_key_is_an_error_too() {
 #[test]
 fn bad_value_type_names_the_key() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let msg = load_in_jail(jail, Some("[kafka.partitions]\nraw = \"four\"\n"))
             .unwrap_err()
             .to_string();
@@ -76,6 +83,7 @@ fn bad_value_type_names_the_key() {
 #[test]
 fn every_semantic_problem_is_reported_at_once() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let body = "[kafka]\nbrokers = \"nohost\"\ncompression = \"brotli\"\n\
                     [kafka.partitions]\nraw = 0\n[clickhouse]\nurl = \"ftp://x\"\n";
         let SettingsError::Invalid(problems) = load_in_jail(jail, Some(body)).unwrap_err() else {
@@ -107,7 +115,8 @@ fn missing_explicit_file_is_an_error() {
 #[test]
 fn committed_dev_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mailpipe.toml");
-    Jail::expect_with(|_jail| {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
         Settings::load_from(Some(&path)).unwrap();
         Ok(())
     });
@@ -116,6 +125,7 @@ fn committed_dev_config_is_valid() {
 #[test]
 fn sources_resolve_by_provider_and_id() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let body = "[sources.sendgrid]\nprovider = \"sendgrid\"\n\
                     [sources.acme-eu]\nprovider = \"mailgun\"\nsecrets = [\"k1\", \"k2\"]\n\
                     allowed_cidrs = [\"10.0.0.0/8\"]\n";
@@ -138,6 +148,7 @@ fn sources_resolve_by_provider_and_id() {
 #[test]
 fn bad_sources_name_the_key() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let body = "[sources.x]\nprovider = \"hotmail\"\n";
         let msg = load_in_jail(jail, Some(body)).unwrap_err().to_string();
         assert!(msg.contains("sources.x.provider"), "{msg}");
@@ -147,6 +158,18 @@ fn bad_sources_name_the_key() {
         let body = "[sources.Bad]\nprovider = \"postal\"\n";
         let msg = load_in_jail(jail, Some(body)).unwrap_err().to_string();
         assert!(msg.contains("sources.Bad"), "{msg}");
+        Ok(())
+    });
+}
+
+#[test]
+fn env_vars_without_a_section_are_not_config_keys() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        // The scripts' run directory and the dev registry's own flags share the prefix.
+        jail.set_env("MAILPIPE_RUN_DIR", "/tmp/x");
+        jail.set_env("MAILPIPE_REGISTRY_LISTEN", "127.0.0.1:1");
+        load_in_jail(jail, None).unwrap();
         Ok(())
     });
 }

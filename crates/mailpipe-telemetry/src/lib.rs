@@ -93,8 +93,13 @@ mod tests {
         metrics::counter!(names::KAFKA_MESSAGES_CONSUMED, "topic" => "t").increment(3);
         let text = handle.render();
         assert!(
-            text.contains(&format!("{} {{topic=\"t\"}} 3", names::KAFKA_MESSAGES_CONSUMED))
-                || text.contains(&format!("{}{{topic=\"t\"}} 3", names::KAFKA_MESSAGES_CONSUMED)),
+            text.contains(&format!(
+                "{} {{topic=\"t\"}} 3",
+                names::KAFKA_MESSAGES_CONSUMED
+            )) || text.contains(&format!(
+                "{}{{topic=\"t\"}} 3",
+                names::KAFKA_MESSAGES_CONSUMED
+            )),
             "{text}"
         );
     }

@@ -1,0 +1,52 @@
+# mailpipe — developer commands. `make` (or `make help`) lists them.
+#
+# The local stack (Tansu, ClickHouse, Redis, schema registry) is managed by scripts/stack.sh;
+# its run directory (data, logs, pids) is .run/ (MAILPIPE_RUN_DIR). Ports and other knobs:
+# see the header of scripts/stack.sh.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# Targets depend on each other in order (install before build before up): never in parallel.
+.NOTPARALLEL:
+
+# Build outputs outside the clone, shared by every checkout (and by fresh CI clones).
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/mailpipe/target
+# cargo and tansu live in ~/.cargo/bin, which a fresh shell may not have on PATH yet.
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
+
+CARGO ?= cargo
+
+.PHONY: help install build up down status run test fmt lint
+
+help: ## list the targets
+	@printf 'mailpipe — make targets:\n\n'
+	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@printf '\nBuild outputs: %s\n' "$(CARGO_TARGET_DIR)"
+
+install: ## install what is missing: Debian packages (ClickHouse, Redis, ...), Tansu 0.6.0
+	@scripts/stack.sh install
+
+build: ## build every binary of the workspace (debug)
+	$(CARGO) build --workspace --bins
+
+up: install build ## start the local stack and all built stages in the background
+	@scripts/stack.sh up
+
+down: ## stop everything `make up` / `make run` started
+	@scripts/stack.sh down
+
+status: ## show the stack's services and stages, their pids, ports and health
+	@scripts/stack.sh status
+
+run: install build ## start everything, print where to look, follow the logs; Ctrl-C stops it all
+	@scripts/run.sh
+
+test: install build ## fmt check, clippy, then the whole test suite against its own stack
+	@scripts/test.sh
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+lint: ## check formatting and run clippy (warnings are errors)
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,601 @@
+#!/usr/bin/env bash
+# scripts/stack.sh — the local development stack of mailpipe.
+#
+#   scripts/stack.sh install   install what is missing (Debian packages, Tansu)
+#   scripts/stack.sh up        start Kafka API (Tansu), ClickHouse, Redis and the schema
+#                              registry, create topics, apply migrations, start the stages
+#   scripts/stack.sh down      stop exactly what `up` started
+#   scripts/stack.sh status    show each service and stage, its pid, port and health
+#
+# Everything this script starts lives in one run directory (MAILPIPE_RUN_DIR, default
+# <repo>/.run): data under data/<service>, logs in logs/<service>.log, pid files in
+# pids/<service>.pid. Every service listens on 127.0.0.1 only.
+#
+# Environment (all optional):
+#   MAILPIPE_RUN_DIR       run directory                        (default <repo>/.run)
+#   KAFKA_PORT             Tansu broker                         (default 9092)
+#   CLICKHOUSE_HTTP_PORT   ClickHouse HTTP interface            (default 8123)
+#   CLICKHOUSE_TCP_PORT    ClickHouse native protocol           (default 9000)
+#   REDIS_PORT             Redis                                (default 6379)
+#   REGISTRY_PORT          development schema registry          (default 8081)
+#   TANSU_STORAGE          Tansu --storage-engine, relative to data/kafka
+#                          (default sqlite://tansu.db; memory://tansu/ is faster, not durable)
+#   TANSU_BIN              tansu binary                         (default ~/.cargo/bin/tansu)
+#   CARGO_TARGET_DIR       where `make build` put our binaries  (default ~/.cache/mailpipe/target)
+#   STACK_BIN_DIR          our binaries                         (default $CARGO_TARGET_DIR/debug)
+#   STACK_STAGES           stages to start if built (default: all; "" starts none)
+#   STACK_READY_TIMEOUT    seconds to wait for each service     (default 60)
+#   STACK_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL  (default 10)
+#
+# Note: only MAILPIPE_RUN_DIR carries the MAILPIPE_ prefix. mailpipe's settings read every
+# MAILPIPE_* variable as a config key, so this script removes MAILPIPE_RUN_DIR from the
+# environment of the mailpipe binaries it runs.
+set -euo pipefail
+
+# --------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+RUN_DIR=${MAILPIPE_RUN_DIR:-$REPO_ROOT/.run}
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd) # absolute: services chdir into their data directories
+DATA_DIR=$RUN_DIR/data
+LOG_DIR=$RUN_DIR/logs
+PID_DIR=$RUN_DIR/pids
+CONF_DIR=$RUN_DIR/conf
+
+KAFKA_PORT=${KAFKA_PORT:-9092}
+CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
+CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
+REDIS_PORT=${REDIS_PORT:-6379}
+REGISTRY_PORT=${REGISTRY_PORT:-8081}
+
+CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mailpipe/target}
+BIN_DIR=${STACK_BIN_DIR:-$CARGO_TARGET_DIR/debug}
+
+TANSU_VERSION=0.6.0
+TANSU_FEATURES=dynostore,libsql
+TANSU_BIN=${TANSU_BIN:-$CARGO_HOME/bin/tansu}
+TANSU_STORAGE=${TANSU_STORAGE:-sqlite://tansu.db}
+
+READY_TIMEOUT=${STACK_READY_TIMEOUT:-60}
+STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-10}
+
+# Backing services, in start order (`down` stops them in reverse order).
+SERVICES="kafka clickhouse redis schema-registry"
+
+# Pipeline stages, in start order. Stage <name> is the binary mailpipe-<name> in BIN_DIR;
+# a stage that is not built (yet) is skipped silently.
+STAGES=${STACK_STAGES-receiver verify normalize dedupe aggregate rules console}
+
+# clickhouse-server lives in /usr/sbin, which is not on every user's PATH.
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+info() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+err() { printf 'error: %s\n' "$*" >&2; }
+
+# A path for messages: relative to the current directory when it is below it.
+rel() {
+    case $1 in
+        "$PWD"/*) printf '%s' "${1#"$PWD"/}" ;;
+        *) printf '%s' "$1" ;;
+    esac
+}
+
+log_file() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
+pid_file() { printf '%s/%s.pid' "$PID_DIR" "$1"; }
+
+# Print the last lines of a service's log (to stderr).
+show_log_tail() {
+    local log
+    log=$(log_file "$1")
+    [[ -s $log ]] || return 0
+    printf -- '--- last lines of %s ---\n' "$(rel "$log")" >&2
+    tail -n "${2:-20}" "$log" >&2
+    printf -- '---\n' >&2
+}
+
+# Is something accepting connections on 127.0.0.1:<port>?
+port_open() {
+    timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# Run a command as root: directly when we are root, otherwise through sudo.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        err "need root to run '$*', and sudo is not installed"
+        return 1
+    fi
+}
+
+# --------------------------------------------------------------------------------------
+# Processes and pid files
+# --------------------------------------------------------------------------------------
+
+# Is <pid> a live process (not a zombie)?
+pid_alive() {
+    local pid=$1 stat state
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    read -r stat 2>/dev/null <"/proc/$pid/stat" || return 1
+    # /proc/<pid>/stat is "pid (comm) state ..."; comm may hold spaces and parentheses.
+    state=${stat##*) }
+    state=${state%% *}
+    [[ -n $state && $state != Z && $state != X ]]
+}
+
+# The binary a unit runs (absolute path; empty when it is not installed or not built).
+unit_binary() {
+    case $1 in
+        kafka) [[ -x $TANSU_BIN ]] && printf '%s' "$TANSU_BIN" ;;
+        clickhouse) command -v clickhouse-server || true ;;
+        redis) command -v redis-server || true ;;
+        schema-registry) [[ -x $BIN_DIR/mailpipe-schema-registry ]] && printf '%s' "$BIN_DIR/mailpipe-schema-registry" ;;
+        *) [[ -x $BIN_DIR/mailpipe-$1 ]] && printf '%s' "$BIN_DIR/mailpipe-$1" ;;
+    esac
+    return 0
+}
+
+# The working directory a unit is started in. Services get their own data directory
+# (Tansu's SQLite path is relative to it); stages run in the repository root, where
+# config/mailpipe.toml is found.
+unit_workdir() {
+    case " $SERVICES " in
+        *" $1 "*) printf '%s/%s' "$DATA_DIR" "$1" ;;
+        *) printf '%s' "$REPO_ROOT" ;;
+    esac
+}
+
+# Is <pid> the process we started for <unit>? It must be alive, run the unit's binary
+# (/proc/<pid>/exe; " (deleted)" when the binary was replaced by a rebuild) and, for
+# services, have the unit's data directory of THIS run directory as working directory.
+# This keeps `down` from ever signalling an unrelated process that reused the pid.
+pid_is_ours() {
+    local unit=$1 pid=$2 exe want cwd
+    pid_alive "$pid" || return 1
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+    exe=${exe% (deleted)}
+    want=$(unit_binary "$unit")
+    if [[ -n $want ]]; then
+        [[ $exe == "$(readlink -f "$want")" ]] || return 1
+    else
+        # Binary gone since (e.g. `cargo clean`): fall back to the expected file name.
+        case $unit in
+            kafka) [[ ${exe##*/} == tansu ]] || return 1 ;;
+            clickhouse) [[ ${exe##*/} == clickhouse-server ]] || return 1 ;;
+            redis) [[ ${exe##*/} == redis-* ]] || return 1 ;;
+            schema-registry) [[ ${exe##*/} == mailpipe-schema-registry ]] || return 1 ;;
+            *) [[ $exe == "$BIN_DIR/mailpipe-$unit" ]] || return 1 ;;
+        esac
+    fi
+    cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || return 1
+    [[ $cwd == "$(unit_workdir "$unit")" ]]
+}
+
+# Print the pid of <unit> if its pid file points at a live process of ours; otherwise
+# remove a stale pid file and fail.
+running_pid() {
+    local unit=$1 file pid
+    file=$(pid_file "$unit")
+    [[ -f $file ]] || return 1
+    pid=$(head -n1 "$file" 2>/dev/null || true)
+    if pid_is_ours "$unit" "$pid"; then
+        printf '%s' "$pid"
+        return 0
+    fi
+    if pid_alive "$pid"; then
+        warn "$(rel "$file") points at pid $pid, which is not our $unit ($(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)); leaving that process alone"
+    fi
+    rm -f "$file"
+    return 1
+}
+
+# Start <unit> in the background: `launch <unit> <command...>`. The process runs in its own
+# session (setsid), so a Ctrl-C in the terminal reaches only `scripts/run.sh`, which then
+# stops everything in order. Output goes to logs/<unit>.log, the pid to pids/<unit>.pid.
+launch() {
+    local unit=$1 workdir log
+    shift
+    workdir=$(unit_workdir "$unit")
+    log=$(log_file "$unit")
+    mkdir -p "$workdir" "$LOG_DIR" "$PID_DIR"
+    printf '==== %s starting %s:%s\n' "$(date '+%F %T')" "$unit" "$(printf ' %q' "$@")" >>"$log"
+    # The subshell execs setsid, which (not being a process group leader) calls setsid()
+    # and execs the command: $! is the service's own pid.
+    (cd "$workdir" && exec setsid "$@") >>"$log" 2>&1 </dev/null &
+    printf '%s\n' "$!" >"$(pid_file "$unit")"
+    STARTED+=("$unit")
+}
+
+# Stop <unit> by its pid file: SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL.
+stop_unit() {
+    local unit=$1 pid waited=0
+    pid=$(running_pid "$unit") || { rm -f "$(pid_file "$unit")"; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    while pid_alive "$pid" && ((waited < STOP_TIMEOUT * 10)); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if pid_alive "$pid"; then
+        warn "$unit (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        waited=0
+        while pid_alive "$pid" && ((waited < 50)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    fi
+    rm -f "$(pid_file "$unit")"
+    info "stopped $unit (pid $pid)"
+}
+
+# --------------------------------------------------------------------------------------
+# Services: ports, start commands, readiness checks
+# --------------------------------------------------------------------------------------
+
+service_ports() {
+    case $1 in
+        kafka) echo "$KAFKA_PORT" ;;
+        clickhouse) echo "$CLICKHOUSE_HTTP_PORT $CLICKHOUSE_TCP_PORT" ;;
+        redis) echo "$REDIS_PORT" ;;
+        schema-registry) echo "$REGISTRY_PORT" ;;
+    esac
+}
+
+# Write the ClickHouse config for this run from deploy/local/clickhouse/*.xml.
+write_clickhouse_config() {
+    local src=$REPO_ROOT/deploy/local/clickhouse dst=$CONF_DIR/clickhouse
+    mkdir -p "$dst" "$DATA_DIR/clickhouse"
+    sed -e "s|@CH_DATA_DIR@|$DATA_DIR/clickhouse|g" \
+        -e "s|@CH_LOG@|$(log_file clickhouse)|g" \
+        -e "s|@CH_ERRLOG@|$LOG_DIR/clickhouse.err.log|g" \
+        -e "s|@CLICKHOUSE_HTTP_PORT@|$CLICKHOUSE_HTTP_PORT|g" \
+        -e "s|@CLICKHOUSE_TCP_PORT@|$CLICKHOUSE_TCP_PORT|g" \
+        "$src/config.xml" >"$dst/config.xml"
+    cp "$src/users.xml" "$dst/users.xml"
+}
+
+start_service() {
+    local bin
+    bin=$(unit_binary "$1")
+    case $1 in
+        kafka)
+            [[ -n $bin ]] || { err "tansu not found at $TANSU_BIN; run 'make install' (or scripts/stack.sh install)"; return 1; }
+            # Tansu resolves sqlite:// paths against its working directory (data/kafka).
+            # It would also validate records against a SCHEMA_REGISTRY from the environment.
+            launch kafka env -u SCHEMA_REGISTRY "$bin" broker \
+                --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+                --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+                --storage-engine "$TANSU_STORAGE"
+            ;;
+        clickhouse)
+            [[ -n $bin ]] || { err "clickhouse-server not found; run 'make install' (or scripts/stack.sh install)"; return 1; }
+            write_clickhouse_config
+            launch clickhouse "$bin" --config-file="$CONF_DIR/clickhouse/config.xml"
+            ;;
+        redis)
+            [[ -n $bin ]] || { err "redis-server not found; run 'make install' (or scripts/stack.sh install)"; return 1; }
+            # A cache for dedupe keys locally: no snapshots, no AOF.
+            launch redis "$bin" --port "$REDIS_PORT" --bind 127.0.0.1 \
+                --save "" --appendonly no --daemonize no --logfile "" \
+                --dir "$DATA_DIR/redis"
+            ;;
+        schema-registry)
+            [[ -n $bin ]] || { err "$BIN_DIR/mailpipe-schema-registry not found; build it first ('make build', or 'make up' which builds)"; return 1; }
+            launch schema-registry env -u MAILPIPE_RUN_DIR "$bin" \
+                --listen "127.0.0.1:$REGISTRY_PORT" \
+                --data-file "$DATA_DIR/schema-registry/registry.json"
+            ;;
+    esac
+}
+
+# One readiness probe; succeeds when the service answers.
+service_ready() {
+    case $1 in
+        kafka)
+            port_open "$KAFKA_PORT" &&
+                timeout 10 "$TANSU_BIN" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
+            ;;
+        clickhouse)
+            [[ $(curl -s --max-time 2 "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/ping" 2>/dev/null) == "Ok." ]]
+            ;;
+        redis)
+            [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+            ;;
+        schema-registry)
+            [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/subjects" 2>/dev/null) == 200 ]]
+            ;;
+    esac
+}
+
+# Wait until <service> answers; fail (showing its log) if it exits or times out.
+wait_ready() {
+    local svc=$1 pid=$2 deadline=$((SECONDS + READY_TIMEOUT))
+    while :; do
+        if ! pid_alive "$pid"; then
+            err "$svc exited during startup; see $(rel "$(log_file "$svc")")"
+            show_log_tail "$svc"
+            return 1
+        fi
+        service_ready "$svc" && return 0
+        if ((SECONDS >= deadline)); then
+            err "$svc did not become ready within ${READY_TIMEOUT}s; see $(rel "$(log_file "$svc")")"
+            show_log_tail "$svc"
+            return 1
+        fi
+        sleep 0.25
+    done
+}
+
+# --------------------------------------------------------------------------------------
+# Environment for mailpipe binaries
+# --------------------------------------------------------------------------------------
+
+# Settings overrides pointing every mailpipe binary at this stack. Also written to
+# <run dir>/env.sh, so `source .run/env.sh` points a shell (cargo test, a stage run by
+# hand) at it.
+stack_env() {
+    cat <<EOF
+export MAILPIPE_KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT
+export MAILPIPE_CLICKHOUSE__URL=http://127.0.0.1:$CLICKHOUSE_HTTP_PORT
+export MAILPIPE_SCHEMA_REGISTRY__URL=http://127.0.0.1:$REGISTRY_PORT
+export MAILPIPE_REDIS__URL=redis://127.0.0.1:$REDIS_PORT
+EOF
+}
+
+# Run `mailpipe <subcommand>` (skipped with a warning when mailpipe is not built).
+run_mailpipe() {
+    local bin=$BIN_DIR/mailpipe
+    if [[ ! -x $bin ]]; then
+        warn "$bin not found; skipping 'mailpipe $1' (run 'make build')"
+        return 0
+    fi
+    info "==> mailpipe $1"
+    if ! (cd "$REPO_ROOT" && env -u MAILPIPE_RUN_DIR "$bin" "$@"); then
+        err "'mailpipe $*' failed"
+        return 1
+    fi
+}
+
+# --------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------
+
+# Command-line tool -> Debian package providing it.
+APT_NEEDS=(
+    "cc:build-essential"
+    "make:build-essential"
+    "pkg-config:pkg-config"
+    "curl:curl"
+    "clickhouse-server:clickhouse-server"
+    "clickhouse-client:clickhouse-client"
+    "redis-server:redis-server"
+    "redis-cli:redis-tools"
+)
+
+cmd_install() {
+    # 1. Debian packages. Quiet (no output at all) when everything is present.
+    local entry tool pkg missing=()
+    for entry in "${APT_NEEDS[@]}"; do
+        tool=${entry%%:*}
+        pkg=${entry#*:}
+        if ! command -v "$tool" >/dev/null; then
+            case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+        fi
+    done
+    if ((${#missing[@]})); then
+        command -v apt-get >/dev/null || {
+            err "missing ${missing[*]}, and this is not a Debian/Ubuntu system (no apt-get); install them by hand"
+            return 1
+        }
+        info "==> installing ${missing[*]} (apt-get)"
+        local apt_log
+        apt_log=$(mktemp)
+        if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
+            cat "$apt_log" >&2
+            rm -f "$apt_log"
+            err "could not install ${missing[*]}"
+            return 1
+        fi
+        rm -f "$apt_log"
+        # On a systemd machine the packages start system-wide servers on the default ports
+        # (6379, 8123, 9000); the stack runs its own, so turn the ones we just installed off.
+        if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+            for pkg in "${missing[@]}"; do
+                case $pkg in
+                    redis-server | clickhouse-server)
+                        info "    disabling the system $pkg service (the stack runs its own on 127.0.0.1)"
+                        as_root systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
+                        ;;
+                esac
+            done
+        fi
+    fi
+
+    # 2. Tansu, the Kafka API broker: `cargo install` when missing or another version.
+    local tansu=$CARGO_HOME/bin/tansu have="" force=()
+    if [[ -x $tansu ]]; then
+        have=$("$tansu" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true)
+        [[ $have == "$TANSU_VERSION" ]] && return 0
+        force=(--force)
+        info "==> $tansu is version ${have:-unknown}; installing tansu $TANSU_VERSION"
+    else
+        info "==> installing tansu $TANSU_VERSION (cargo install; 25-40 min on 2 cores, once)"
+    fi
+    command -v cargo >/dev/null || { err "cargo not found; install Rust (https://rustup.rs) and retry"; return 1; }
+    # Not into our CARGO_TARGET_DIR: cargo install builds in a temporary directory.
+    env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --locked \
+        --features "$TANSU_FEATURES" "${force[@]}"
+}
+
+# Units this invocation of `up` started; stopped again if `up` fails.
+STARTED=()
+
+rollback() {
+    local i
+    ((${#STARTED[@]})) || return 0
+    info "stopping what this run started: ${STARTED[*]}" >&2
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+        stop_unit "${STARTED[i]}" >&2 || true
+    done
+    STARTED=()
+}
+
+# EXIT trap of `up`: on failure, stop whatever this invocation started.
+on_up_exit() {
+    local rc=$?
+    ((rc == 0)) || rollback
+    exit "$rc"
+}
+
+cmd_up() {
+    trap on_up_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    mkdir -p "$DATA_DIR" "$LOG_DIR" "$PID_DIR" "$CONF_DIR"
+
+    # 1. Backing services, one after the other.
+    local svc pid port
+    for svc in $SERVICES; do
+        if pid=$(running_pid "$svc"); then
+            info "$svc already running (pid $pid)"
+            continue
+        fi
+        for port in $(service_ports "$svc"); do
+            if port_open "$port"; then
+                err "cannot start $svc: port $port on 127.0.0.1 is already in use"
+                return 1
+            fi
+        done
+        info "==> starting $svc on 127.0.0.1:$(service_ports "$svc" | tr ' ' ',')"
+        start_service "$svc"
+        wait_ready "$svc" "$(head -n1 "$(pid_file "$svc")")"
+    done
+
+    # 2. Topics and ClickHouse schema, with the settings pointed at this stack.
+    stack_env >"$RUN_DIR/env.sh"
+    eval "$(stack_env)"
+    run_mailpipe create-topics
+    run_mailpipe migrate
+
+    # 3. The stages that are built. A stage still running from an earlier `up` is kept,
+    # unless its binary was rebuilt since (then it is restarted to pick up the new code).
+    local stage bin started_stages=()
+    for stage in $STAGES; do
+        bin=$(unit_binary "$stage")
+        [[ -n $bin ]] || continue
+        if pid=$(running_pid "$stage"); then
+            if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == *" (deleted)" ]]; then
+                info "$stage was rebuilt; restarting it"
+                stop_unit "$stage"
+            else
+                info "$stage already running (pid $pid)"
+                continue
+            fi
+        fi
+        info "==> starting $stage"
+        launch "$stage" env -u MAILPIPE_RUN_DIR "$bin"
+        started_stages+=("$stage")
+    done
+    # Stages have no common readiness probe; at least catch one that exits right away
+    # (bad config, port taken, broker unreachable).
+    if ((${#started_stages[@]})); then
+        sleep 2
+        for stage in "${started_stages[@]}"; do
+            if ! pid_alive "$(head -n1 "$(pid_file "$stage")")"; then
+                err "$stage exited right after starting; see $(rel "$(log_file "$stage")")"
+                show_log_tail "$stage"
+                return 1
+            fi
+        done
+    fi
+
+    STARTED=()
+    info "stack is up (run directory: $(rel "$RUN_DIR"); 'scripts/stack.sh status' to check, 'scripts/stack.sh down' to stop)"
+}
+
+cmd_down() {
+    local unit file stages=() extra=() services=() stopped=0
+    # Stages first (reverse start order), then the services they use (reverse order).
+    for unit in $STAGES; do stages=("$unit" "${stages[@]}"); done
+    for unit in $SERVICES; do services=("$unit" "${services[@]}"); done
+    # A unit with a pid file that is in neither list (e.g. a stage left out of
+    # STACK_STAGES this time) is stopped too, before the services.
+    for file in "$PID_DIR"/*.pid; do
+        [[ -e $file ]] || continue
+        unit=$(basename "$file" .pid)
+        case " $SERVICES $STAGES " in *" $unit "*) ;; *) extra+=("$unit") ;; esac
+    done
+
+    for unit in "${extra[@]}" "${stages[@]}" "${services[@]}"; do
+        # running_pid also removes a stale pid file.
+        running_pid "$unit" >/dev/null || continue
+        stop_unit "$unit"
+        stopped=$((stopped + 1))
+    done
+    ((stopped)) || info "nothing running (run directory: $(rel "$RUN_DIR"))"
+    return 0
+}
+
+cmd_status() {
+    local unit pid port state all_ok=0
+    printf '%-16s %-8s %-12s %s\n' UNIT PID PORT STATE
+    for unit in $SERVICES; do
+        port=$(service_ports "$unit" | tr ' ' ',')
+        if pid=$(running_pid "$unit"); then
+            if service_ready "$unit"; then state="running, answers"; else state="running, NOT answering"; all_ok=1; fi
+        else
+            pid=-
+            state="not running"
+            all_ok=1
+        fi
+        printf '%-16s %-8s %-12s %s\n' "$unit" "$pid" "$port" "$state"
+    done
+    for unit in $STAGES; do
+        if pid=$(running_pid "$unit"); then
+            state=running
+        elif [[ -n $(unit_binary "$unit") ]]; then
+            pid=-
+            state="not running"
+        else
+            pid=-
+            state="not built"
+        fi
+        printf '%-16s %-8s %-12s %s\n' "$unit" "$pid" - "$state"
+    done
+    info "run directory: $(rel "$RUN_DIR")  logs: $(rel "$LOG_DIR")"
+    return "$all_ok"
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
+}
+
+main() {
+    case ${1:-} in
+        install) cmd_install ;;
+        up) cmd_up ;;
+        down) cmd_down ;;
+        status) cmd_status ;;
+        -h | --help | help) usage ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"
