@@ -41,8 +41,14 @@ pub fn describe_all() {
     );
     describe_counter!(KAFKA_COMMITS, "Offset commits sent");
     describe_counter!(KAFKA_COMMIT_ERRORS, "Offset commits that failed");
-    describe_counter!(KAFKA_CONSUMER_ERRORS, "Errors reported by the Kafka consumer");
-    describe_counter!(KAFKA_REBALANCES, "Consumer group rebalances (assign or revoke)");
+    describe_counter!(
+        KAFKA_CONSUMER_ERRORS,
+        "Errors reported by the Kafka consumer"
+    );
+    describe_counter!(
+        KAFKA_REBALANCES,
+        "Consumer group rebalances (assign or revoke)"
+    );
     describe_counter!(KAFKA_PRODUCED, "Records produced, by topic and outcome");
     describe_histogram!(
         KAFKA_PRODUCE_SECONDS,
