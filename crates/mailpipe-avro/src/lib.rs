@@ -3,11 +3,17 @@
 //!
 //! Invariant: the encoder registers a schema once per subject (topic name strategy,
 //! `<topic>-value`) and caches its id, so steady-state encoding makes no registry call;
-//! the decoder fetches each writer schema id once and caches it.
+//! the decoder fetches each writer schema id once and caches it. Hot paths (the receiver)
+//! register at start-up with [`AvroCodec::register`] and encode locally with
+//! [`RegisteredSchema`], so a request never waits on the registry.
 
+pub mod records;
+
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
 use schema_registry_converter::avro_common::get_supplied_schema;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
@@ -17,8 +23,14 @@ use serde::Serialize;
 /// Schema of `mail.raw` records.
 pub const RAW_REQUEST_SCHEMA: &str = include_str!("../../../schemas/raw_request.avsc");
 
+/// Schema of `mail.events` records (canonical email events, key = recipient).
+pub const EMAIL_EVENT_SCHEMA: &str = include_str!("../../../schemas/email_event.avsc");
+
 /// Every schema this crate ships, by file name, for checks and tooling.
-pub const ALL_SCHEMAS: &[(&str, &str)] = &[("raw_request.avsc", RAW_REQUEST_SCHEMA)];
+pub const ALL_SCHEMAS: &[(&str, &str)] = &[
+    ("raw_request.avsc", RAW_REQUEST_SCHEMA),
+    ("email_event.avsc", EMAIL_EVENT_SCHEMA),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AvroError {
@@ -45,6 +57,7 @@ pub fn parse_schema(text: &str) -> Result<Schema, AvroError> {
 #[derive(Debug, Clone)]
 pub struct TopicSchema {
     strategy: SubjectNameStrategy,
+    schema: Schema,
 }
 
 impl TopicSchema {
@@ -56,7 +69,39 @@ impl TopicSchema {
                 false,
                 get_supplied_schema(&parsed),
             ),
+            schema: parsed,
         })
+    }
+}
+
+/// A schema registered in the registry, with its id: encodes Confluent-framed records
+/// locally, with no registry call.
+#[derive(Debug, Clone)]
+pub struct RegisteredSchema {
+    id: u32,
+    schema: Schema,
+}
+
+impl RegisteredSchema {
+    /// The registry's id of this schema (the 4 bytes after the magic byte).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Encodes `value` (validated against the schema) as magic byte 0, the big-endian
+    /// schema id, then the Avro binary datum. `size_hint` pre-sizes the buffer so a large
+    /// record is not copied while it grows.
+    pub fn encode_value(&self, value: &Value, size_hint: usize) -> Result<Vec<u8>, AvroError> {
+        let writer = GenericDatumWriter::builder(&self.schema)
+            .build()
+            .map_err(|e| AvroError::Schema(e.to_string()))?;
+        let mut out = Vec::with_capacity(5 + size_hint);
+        out.push(0);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        writer
+            .write_value_ref(&mut out, value)
+            .map_err(|e| AvroError::Mismatch(e.to_string()))?;
+        Ok(out)
     }
 }
 
@@ -64,6 +109,7 @@ impl TopicSchema {
 pub struct AvroCodec {
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    registry: SrSettings,
 }
 
 impl std::fmt::Debug for AvroCodec {
@@ -84,6 +130,25 @@ impl AvroCodec {
         Ok(AvroCodec {
             encoder: AvroEncoder::new(settings()?),
             decoder: AvroDecoder::new(settings()?),
+            registry: settings()?,
+        })
+    }
+
+    /// Registers the target's schema under `<topic>-value` (or finds it already
+    /// registered) and returns it with its id, for local encoding from then on. Fails when
+    /// the registry is unreachable or refuses the schema as incompatible.
+    pub async fn register(&self, target: &TopicSchema) -> Result<RegisteredSchema, AvroError> {
+        let SubjectNameStrategy::TopicNameStrategyWithSchema(_, _, supplied) = &target.strategy
+        else {
+            return Err(AvroError::Schema(
+                "a topic schema always carries its schema".into(),
+            ));
+        };
+        let subject = target.strategy.get_subject()?;
+        let registered = post_schema(&self.registry, subject, supplied.clone()).await?;
+        Ok(RegisteredSchema {
+            id: registered.id,
+            schema: target.schema.clone(),
         })
     }
 
@@ -131,6 +196,32 @@ mod tests {
     fn bad_schema_is_a_clear_error() {
         let err = parse_schema(r#"{"type": "record", "name": "x"}"#).unwrap_err();
         assert!(err.to_string().starts_with("invalid Avro schema"), "{err}");
+    }
+
+    #[test]
+    fn registered_schema_encodes_confluent_framed_datums_locally() {
+        let schema = parse_schema(
+            r#"{"type": "record", "name": "P", "doc": "p",
+            "fields": [{"name": "body", "type": "bytes"}]}"#,
+        )
+        .unwrap();
+        let registered = RegisteredSchema {
+            id: 258,
+            schema: schema.clone(),
+        };
+        let value = Value::Record(vec![("body".into(), Value::Bytes(vec![0, 255, 10]))]);
+        let bytes = registered.encode_value(&value, 3).unwrap();
+        assert_eq!(schema_id(&bytes), Some(258));
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+            .build()
+            .unwrap();
+        let decoded = reader.read_value(&mut &bytes[5..]).unwrap();
+        assert_eq!(decoded, value);
+        let wrong = Value::Record(vec![("body".into(), Value::String("x".into()))]);
+        assert!(matches!(
+            registered.encode_value(&wrong, 0),
+            Err(AvroError::Mismatch(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,119 @@
+//! Building canonical events: the defaults every provider starts from, recipient address
+//! normalization, and the final touches applied to every event in one place.
+
+use mailpipe_model::{EmailEvent, EventType, Provider};
+
+use crate::input::ParseInput;
+
+/// A new event of `provider` with everything the request gives: source, receipt time
+/// (also the occurrence time until the provider's own is set), raw request id, and the
+/// provider's original event text. The provider fills in the rest.
+pub(crate) fn new_event(
+    input: &ParseInput<'_>,
+    provider: Provider,
+    provider_event: &str,
+    raw_event: &str,
+) -> EmailEvent {
+    EmailEvent {
+        event_id: String::new(),
+        event_type: EventType::Unknown,
+        provider_event: provider_event.to_string(),
+        provider,
+        source: input.source.to_string(),
+        occurred_at: input.received_at_ms,
+        received_at: input.received_at_ms,
+        recipient: None,
+        recipient_domain: None,
+        message_id: None,
+        campaign_id: None,
+        tags: Vec::new(),
+        metadata: Default::default(),
+        reject_reason: None,
+        bounce_class: None,
+        url: None,
+        user_agent: None,
+        ip: None,
+        geo: None,
+        mta_response: None,
+        description: None,
+        raw_request_id: input.raw_request_id.to_string(),
+        raw_event: raw_event.to_string(),
+    }
+}
+
+/// The bare address of `"Name <addr>"` or `"addr"`, trimmed and lower-cased; `None` when
+/// nothing is left. Lower-casing the local part too is deliberate: the address is the
+/// partition key and the join key across providers, and no ESP we know treats case as
+/// significant.
+pub(crate) fn address(text: &str) -> Option<String> {
+    let text = text.trim();
+    let bare = match (text.rfind('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &text[open + 1..close],
+        _ => text,
+    };
+    let bare = bare.trim().trim_start_matches("mailto:");
+    (!bare.is_empty()).then(|| bare.to_lowercase())
+}
+
+/// Applied to every event after its provider built it: the recipient normalized and its
+/// domain derived; `campaign_id` from the metadata key `campaign_id` when the provider
+/// has no campaign field of its own (a convention senders can follow on any ESP).
+pub(crate) fn finish(event: &mut EmailEvent) {
+    event.recipient = event.recipient.as_deref().and_then(address);
+    event.recipient_domain = event
+        .recipient
+        .as_deref()
+        .and_then(|r| r.rsplit_once('@'))
+        .map(|(_, domain)| domain.to_string())
+        .filter(|domain| !domain.is_empty());
+    if event.campaign_id.is_none() {
+        event.campaign_id = event
+            .metadata
+            .get("campaign_id")
+            .filter(|c| !c.is_empty())
+            .cloned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_lose_display_names_and_case() {
+        assert_eq!(
+            address(" Jane Doe <Jane.Doe@Example.COM> ").as_deref(),
+            Some("jane.doe@example.com")
+        );
+        assert_eq!(
+            address("\"a, b\" <x@y.example>").as_deref(),
+            Some("x@y.example")
+        );
+        assert_eq!(address("BOB@x.example").as_deref(), Some("bob@x.example"));
+        assert_eq!(address("  "), None);
+        assert_eq!(address("<>"), None);
+    }
+
+    #[test]
+    fn finish_derives_the_domain_and_falls_back_to_a_metadata_campaign() {
+        let input = ParseInput {
+            source: "s",
+            raw_request_id: "r",
+            received_at_ms: 7,
+            headers: &[],
+            query: "",
+            body: b"",
+        };
+        let mut e = new_event(&input, Provider::Generic, "x", "{}");
+        e.recipient = Some("Ann <Ann@Mail.Example.org>".into());
+        e.metadata.insert("campaign_id".into(), "spring".into());
+        finish(&mut e);
+        assert_eq!(e.recipient.as_deref(), Some("ann@mail.example.org"));
+        assert_eq!(e.recipient_domain.as_deref(), Some("mail.example.org"));
+        assert_eq!(e.campaign_id.as_deref(), Some("spring"));
+        assert_eq!((e.occurred_at, e.received_at), (7, 7));
+        e.recipient = Some("no-at-sign".into());
+        finish(&mut e);
+        assert_eq!(e.recipient_domain, None);
+    }
+}
