@@ -26,10 +26,22 @@ pub const RAW_REQUEST_SCHEMA: &str = include_str!("../../../schemas/raw_request.
 /// Schema of `mail.events` records (canonical email events, key = recipient).
 pub const EMAIL_EVENT_SCHEMA: &str = include_str!("../../../schemas/email_event.avsc");
 
+/// Schema of `mail.verified` records (verified requests, credentials removed).
+pub const VERIFIED_REQUEST_SCHEMA: &str = include_str!("../../../schemas/verified_request.avsc");
+
+/// Schema of `mail.rejected` records (requests that failed verification, with the reason).
+pub const REJECTED_REQUEST_SCHEMA: &str = include_str!("../../../schemas/rejected_request.avsc");
+
+/// Schema of `mail.dlq` records (messages a stage could not process, with the reason).
+pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dead_letter.avsc");
+
 /// Every schema this crate ships, by file name, for checks and tooling.
 pub const ALL_SCHEMAS: &[(&str, &str)] = &[
     ("raw_request.avsc", RAW_REQUEST_SCHEMA),
     ("email_event.avsc", EMAIL_EVENT_SCHEMA),
+    ("verified_request.avsc", VERIFIED_REQUEST_SCHEMA),
+    ("rejected_request.avsc", REJECTED_REQUEST_SCHEMA),
+    ("dead_letter.avsc", DEAD_LETTER_SCHEMA),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +52,25 @@ pub enum AvroError {
     Registry(String),
     #[error("record does not match its schema: {0}")]
     Mismatch(String),
+    #[error("schema registry unavailable (retry later): {0}")]
+    RegistryUnavailable(String),
+}
+
+impl AvroError {
+    /// Whether trying again later may succeed (the registry was unreachable), as opposed
+    /// to a record or schema that will never decode.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, AvroError::RegistryUnavailable(_))
+    }
 }
 
 impl From<SRCError> for AvroError {
     fn from(e: SRCError) -> AvroError {
-        AvroError::Registry(e.to_string())
+        if e.retriable {
+            AvroError::RegistryUnavailable(e.to_string())
+        } else {
+            AvroError::Registry(e.to_string())
+        }
     }
 }
 
@@ -91,6 +117,14 @@ impl RegisteredSchema {
     /// Encodes `value` (validated against the schema) as magic byte 0, the big-endian
     /// schema id, then the Avro binary datum. `size_hint` pre-sizes the buffer so a large
     /// record is not copied while it grows.
+    /// Encodes a serde value whose fields match the schema (see [`records`]).
+    pub fn encode<T: Serialize>(&self, value: &T, size_hint: usize) -> Result<Vec<u8>, AvroError> {
+        let value = apache_avro::to_value(value)
+            .and_then(|v| v.resolve(&self.schema))
+            .map_err(|e| AvroError::Mismatch(e.to_string()))?;
+        self.encode_value(&value, size_hint)
+    }
+
     pub fn encode_value(&self, value: &Value, size_hint: usize) -> Result<Vec<u8>, AvroError> {
         let writer = GenericDatumWriter::builder(&self.schema)
             .build()
@@ -165,7 +199,17 @@ impl AvroCodec {
 
     /// Decodes a Confluent-framed record with its writer schema, into `T`.
     pub async fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, AvroError> {
-        let decoded = self.decoder.decode(Some(bytes)).await?;
+        let decoded = match self.decoder.decode(Some(bytes)).await {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // The converter caches failed schema look-ups; forget them so a retry after
+                // the registry comes back asks it again.
+                if e.retriable {
+                    self.decoder.remove_errors_from_cache();
+                }
+                return Err(e.into());
+            }
+        };
         apache_avro::from_value(&decoded.value).map_err(|e| AvroError::Mismatch(e.to_string()))
     }
 }

@@ -40,6 +40,82 @@ impl RawRecord {
     }
 }
 
+/// A record of `mail.verified` (`schemas/verified_request.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedRecord {
+    pub request_id: String,
+    pub received_at: i64,
+    pub provider: String,
+    pub source: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Credentials removed.
+    pub headers: Vec<Header>,
+    pub remote_addr: Option<String>,
+    #[serde(with = "apache_avro::serde::bytes")]
+    pub body: Vec<u8>,
+    pub verified_at: i64,
+    pub kind: VerifiedKind,
+    pub control_action: Option<String>,
+    pub key_index: Option<i32>,
+}
+
+/// Whether a verified request carries ESP events or was a protocol message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifiedKind {
+    Events,
+    Control,
+}
+
+/// A record of `mail.rejected` (`schemas/rejected_request.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    pub request_id: String,
+    pub received_at: i64,
+    pub provider: String,
+    pub source: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Credentials removed.
+    pub headers: Vec<Header>,
+    pub remote_addr: Option<String>,
+    #[serde(with = "apache_avro::serde::bytes")]
+    pub body: Vec<u8>,
+    pub rejected_at: i64,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// A record of `mail.dlq` (`schemas/dead_letter.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    pub stage: String,
+    pub reason: String,
+    pub detail: String,
+    pub failed_at: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub raw_request_id: Option<String>,
+    pub provider: Option<String>,
+    pub source: Option<String>,
+    #[serde(with = "apache_avro::serde::bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl VerifiedRecord {
+    /// The first value of header `name` (lower-case), if any.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.value.as_slice())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +190,85 @@ mod tests {
             Some(&b"application/json"[..])
         );
         assert_eq!(record.header("authorization"), None);
+    }
+
+    fn round_trip<T>(schema_text: &str, record: &T) -> T
+    where
+        T: Serialize + for<'de> Deserialize<'de>,
+    {
+        let schema = parse_schema(schema_text).unwrap();
+        let value = apache_avro::to_value(record)
+            .unwrap()
+            .resolve(&schema)
+            .unwrap();
+        let bytes = GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap();
+        let back = GenericDatumReader::builder(&schema)
+            .build()
+            .unwrap()
+            .read_value(&mut bytes.as_slice())
+            .unwrap();
+        apache_avro::from_value(&back).unwrap()
+    }
+
+    #[test]
+    fn verified_rejected_and_dead_letter_records_round_trip() {
+        let raw = sample();
+        let verified = VerifiedRecord {
+            request_id: raw.request_id.clone(),
+            received_at: raw.received_at,
+            provider: raw.provider.clone(),
+            source: raw.source.clone(),
+            method: raw.method.clone(),
+            path: raw.path.clone(),
+            query: raw.query.clone(),
+            headers: raw.headers.clone(),
+            remote_addr: raw.remote_addr.clone(),
+            body: raw.body.clone(),
+            verified_at: raw.received_at + 5,
+            kind: VerifiedKind::Control,
+            control_action: Some("sns_subscription_confirmed".into()),
+            key_index: Some(1),
+        };
+        assert_eq!(
+            round_trip(crate::VERIFIED_REQUEST_SCHEMA, &verified),
+            verified
+        );
+        let rejected = RejectedRecord {
+            request_id: raw.request_id.clone(),
+            received_at: raw.received_at,
+            provider: raw.provider.clone(),
+            source: raw.source.clone(),
+            method: raw.method.clone(),
+            path: raw.path.clone(),
+            query: raw.query.clone(),
+            headers: vec![],
+            remote_addr: None,
+            body: raw.body.clone(),
+            rejected_at: raw.received_at + 5,
+            reason: "bad_signature".into(),
+            detail: "no configured key verifies the signature".into(),
+        };
+        assert_eq!(
+            round_trip(crate::REJECTED_REQUEST_SCHEMA, &rejected),
+            rejected
+        );
+        let dead = DeadLetterRecord {
+            stage: "normalize".into(),
+            reason: "not_json".into(),
+            detail: "expected value at line 1".into(),
+            failed_at: 1,
+            topic: "mail.verified".into(),
+            partition: 3,
+            offset: 42,
+            raw_request_id: Some(raw.request_id.clone()),
+            provider: None,
+            source: Some("sendgrid".into()),
+            payload: vec![0, 1, 2, 255],
+        };
+        assert_eq!(round_trip(crate::DEAD_LETTER_SCHEMA, &dead), dead);
     }
 }

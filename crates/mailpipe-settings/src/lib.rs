@@ -40,6 +40,8 @@ pub struct Settings {
     pub clickhouse: ClickHouseSettings,
     pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
+    pub receiver: ReceiverSettings,
+    pub verify: VerifySettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -55,6 +57,54 @@ pub struct SourceSettings {
     /// Client addresses allowed to post for this source; empty allows any.
     #[serde(default)]
     pub allowed_cidrs: Vec<ipnet::IpNet>,
+    /// Overrides `[verify] timestamp_tolerance_seconds` for this source (e.g. SendGrid or
+    /// SNS retries that reuse an old signed timestamp).
+    #[serde(default)]
+    pub timestamp_tolerance_seconds: Option<u64>,
+    /// Mandrill: the webhook URL exactly as entered in Mandrill; it is part of what is signed.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// SES: TopicArns whose SNS messages are accepted; empty accepts none (fails closed).
+    #[serde(default)]
+    pub sns_topic_arns: Vec<String>,
+    /// SES: hosts SNS certificate and subscribe URLs may point at; `*` stands for one DNS
+    /// label. Empty means `sns.*.amazonaws.com` and `sns.*.amazonaws.com.cn`.
+    #[serde(default)]
+    pub sns_certificate_hosts: Vec<String>,
+    /// SES, tests only: also accept `http://` certificate URLs on loopback addresses.
+    #[serde(default)]
+    pub sns_insecure_loopback: bool,
+    /// Generic: header carrying the body's HMAC-SHA256; default `x-signature`.
+    #[serde(default)]
+    pub signature_header: Option<String>,
+    /// Generic: how that header encodes the HMAC.
+    #[serde(default)]
+    pub signature_encoding: SignatureEncoding,
+    /// Postmark, SparkPost, Brevo, Mailjet: a custom header whose value must be one of
+    /// `secrets` (besides Basic and Bearer `Authorization`).
+    #[serde(default)]
+    pub token_header: Option<String>,
+}
+
+/// How the generic provider's signature header encodes the MAC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// The verify stage (`mailpipe-verify`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySettings {
+    /// Largest accepted distance between a signed timestamp and the time of receipt.
+    pub timestamp_tolerance_seconds: u64,
+    /// Mailgun tokens remembered per process to refuse replays.
+    pub replay_cache_entries: usize,
+    /// SNS signing certificates kept in memory, by URL.
+    pub certificate_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -125,6 +175,64 @@ pub struct RedisSettings {
 pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_filter: String,
+    pub metrics_listen: StageMetricsListen,
+}
+
+/// Prometheus listen address of each consumer stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageMetricsListen {
+    pub verify: std::net::SocketAddr,
+    pub normalize: std::net::SocketAddr,
+    pub dedupe: std::net::SocketAddr,
+    pub aggregate: std::net::SocketAddr,
+    pub rules: std::net::SocketAddr,
+}
+
+/// The edge receiver (`mailpipe-receiver`): listener, limits and guards.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSettings {
+    pub listen: std::net::SocketAddr,
+    pub max_body_bytes: u64,
+    pub produce_timeout_ms: u64,
+    pub retry_after_secs: u32,
+    pub max_concurrent_requests: usize,
+    pub max_connections: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub shutdown_timeout_ms: u64,
+    pub readiness_interval_ms: u64,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, ingress).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Token buckets per source and per client IP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub backend: RateLimitBackend,
+    /// Sustained requests per second per source; 0 turns the per-source limit off.
+    pub per_source_per_second: f64,
+    pub per_source_burst: u32,
+    /// Sustained requests per second per client IP; 0 turns the per-IP limit off.
+    pub per_ip_per_second: f64,
+    pub per_ip_burst: u32,
+    pub max_tracked_keys: usize,
+    pub redis_timeout_ms: u64,
+}
+
+/// Where rate-limit buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// In this process: each receiver replica has its own buckets.
+    Memory,
+    /// In Redis (`[redis]`): replicas share the buckets.
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -173,3 +173,137 @@ fn env_vars_without_a_section_are_not_config_keys() {
         Ok(())
     });
 }
+
+#[test]
+fn receiver_defaults_match_the_contract() {
+    Jail::expect_with(|jail| {
+        let r = load_in_jail(jail, None).unwrap().receiver;
+        assert_eq!(r.max_body_bytes, 5 * 1024 * 1024);
+        assert_eq!(r.produce_timeout_ms, 5000);
+        assert_eq!(r.listen.port(), 8080);
+        assert!(r.trusted_proxies.is_empty());
+        assert_eq!(r.rate_limit.backend, RateLimitBackend::Memory);
+        Ok(())
+    });
+}
+
+#[test]
+fn receiver_env_overrides_reach_nested_keys() {
+    Jail::expect_with(|jail| {
+        jail.set_env("MAILPIPE_RECEIVER__LISTEN", "127.0.0.1:0");
+        jail.set_env("MAILPIPE_RECEIVER__RATE_LIMIT__BACKEND", "redis");
+        jail.set_env("MAILPIPE_RECEIVER__RATE_LIMIT__PER_IP_PER_SECOND", "0");
+        jail.set_env("MAILPIPE_RECEIVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]");
+        let r = load_in_jail(jail, None).unwrap().receiver;
+        assert_eq!(r.listen.port(), 0);
+        assert_eq!(r.rate_limit.backend, RateLimitBackend::Redis);
+        assert_eq!(r.rate_limit.per_ip_per_second, 0.0);
+        assert_eq!(r.trusted_proxies, ["10.0.0.0/8".parse().unwrap()]);
+        Ok(())
+    });
+}
+
+#[test]
+fn receiver_problems_name_their_keys() {
+    Jail::expect_with(|jail| {
+        let body = "[receiver]\nmax_header_bytes = 100\nproduce_timeout_ms = 0\n\
+                    [receiver.rate_limit]\nper_ip_per_second = -1.0\n";
+        let SettingsError::Invalid(problems) = load_in_jail(jail, Some(body)).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "receiver.produce_timeout_ms",
+                "receiver.max_header_bytes",
+                "receiver.rate_limit.per_ip_per_second"
+            ]
+        );
+        let msg = load_in_jail(jail, Some("[receiver]\nlisten = \"nowhere\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("receiver.listen"), "{msg}");
+        let msg = load_in_jail(
+            jail,
+            Some("[receiver]\ntrusted_proxies = [\"10.0.0.0/40\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("receiver.trusted_proxies"), "{msg}");
+        Ok(())
+    });
+}
+
+#[test]
+fn verify_defaults_and_provider_extras_load() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[verify]\ntimestamp_tolerance_seconds = 600\n\
+                    [sources.ses]\nprovider = \"ses\"\n\
+                    sns_topic_arns = [\"arn:aws:sns:us-east-1:123456789012:ses-events\"]\n\
+                    sns_certificate_hosts = [\"sns.*.amazonaws.com\"]\n\
+                    [sources.mandrill]\nprovider = \"mandrill\"\nsecrets = [\"k\"]\n\
+                    webhook_url = \"https://hooks.example.com/webhooks/mandrill\"\n\
+                    [sources.generic]\nprovider = \"generic\"\nsignature_header = \"X-Hub-Sig\"\n\
+                    signature_encoding = \"base64\"\ntimestamp_tolerance_seconds = 60\n\
+                    [sources.postmark]\nprovider = \"postmark\"\ntoken_header = \"x-webhook-token\"\n";
+        let s = load_in_jail(jail, Some(body)).unwrap();
+        assert_eq!(s.verify.timestamp_tolerance_seconds, 600);
+        assert_eq!(s.verify.replay_cache_entries, 100_000);
+        assert_eq!(s.sources["ses"].sns_topic_arns.len(), 1);
+        let generic = &s.sources["generic"];
+        assert_eq!(generic.signature_encoding, SignatureEncoding::Base64);
+        assert_eq!(generic.timestamp_tolerance_seconds, Some(60));
+        assert_eq!(
+            s.sources["postmark"].signature_encoding,
+            SignatureEncoding::Hex
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn verify_problems_name_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[verify]\ntimestamp_tolerance_seconds = 0\n\
+                    [sources.a]\nprovider = \"sendgrid\"\nwebhook_url = \"https://x\"\n\
+                    [sources.b]\nprovider = \"ses\"\nsecrets = [\"x\"]\n\
+                    sns_topic_arns = [\"topic\"]\nsns_certificate_hosts = [\"evil.*com\"]\n\
+                    [sources.c]\nprovider = \"generic\"\nsignature_header = \"bad header\"\n\
+                    [sources.d]\nprovider = \"mandrill\"\nwebhook_url = \"ftp://x\"\n\
+                    token_header = \"x-token\"\n";
+        let SettingsError::Invalid(problems) = load_in_jail(jail, Some(body)).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "verify.timestamp_tolerance_seconds",
+                "sources.a.webhook_url",
+                "sources.b.secrets",
+                "sources.b.sns_topic_arns",
+                "sources.b.sns_certificate_hosts",
+                "sources.c.signature_header",
+                "sources.d.webhook_url",
+                "sources.d.token_header",
+            ]
+        );
+        let msg = load_in_jail(
+            jail,
+            Some("[sources.e]\nprovider = \"generic\"\nsignature_encoding = \"hex64\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("signature_encoding"), "{msg}");
+        Ok(())
+    });
+}

@@ -1,7 +1,7 @@
 //! Semantic checks that serde cannot express. All problems are collected, not just the
 //! first, so an operator fixes a config file in one pass.
 
-use crate::Settings;
+use crate::{Provider, Settings};
 
 const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
@@ -143,8 +143,227 @@ impl Settings {
                     .into(),
             );
         }
+        // Sections with checks of their own; `check` above borrows `problems` until here.
+        problems.extend(self.validate_receiver());
+        problems.extend(self.validate_verify());
         problems
     }
+}
+
+impl Settings {
+    /// Checks of `[receiver]`; ranges keep every limit meaningful (and hyper's own minimums).
+    fn validate_receiver(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let r = &self.receiver;
+        let mut in_range = |key: &str, value: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&value) {
+                problems.push(format!(
+                    "receiver.{key}: must be {min}..={max}, got {value}"
+                ));
+            }
+        };
+        // librdkafka refuses records over 1e9 bytes; a body must fit in one record.
+        in_range("max_body_bytes", r.max_body_bytes, 1, 512 * 1024 * 1024);
+        in_range("produce_timeout_ms", r.produce_timeout_ms, 100, 120_000);
+        in_range("retry_after_secs", r.retry_after_secs.into(), 1, 3600);
+        in_range(
+            "max_concurrent_requests",
+            r.max_concurrent_requests as u64,
+            1,
+            1_000_000,
+        );
+        in_range("max_connections", r.max_connections as u64, 1, 1_000_000);
+        in_range("max_headers", r.max_headers as u64, 1, 10_000);
+        in_range(
+            "max_header_bytes",
+            r.max_header_bytes as u64,
+            1024,
+            1024 * 1024,
+        );
+        in_range(
+            "header_read_timeout_ms",
+            r.header_read_timeout_ms,
+            100,
+            600_000,
+        );
+        in_range(
+            "body_read_timeout_ms",
+            r.body_read_timeout_ms,
+            100,
+            3_600_000,
+        );
+        in_range("shutdown_timeout_ms", r.shutdown_timeout_ms, 0, 600_000);
+        in_range(
+            "readiness_interval_ms",
+            r.readiness_interval_ms,
+            100,
+            600_000,
+        );
+        let rl = &r.rate_limit;
+        in_range(
+            "rate_limit.per_source_burst",
+            rl.per_source_burst.into(),
+            1,
+            10_000_000,
+        );
+        in_range(
+            "rate_limit.per_ip_burst",
+            rl.per_ip_burst.into(),
+            1,
+            10_000_000,
+        );
+        in_range(
+            "rate_limit.max_tracked_keys",
+            rl.max_tracked_keys as u64,
+            100,
+            100_000_000,
+        );
+        in_range(
+            "rate_limit.redis_timeout_ms",
+            rl.redis_timeout_ms,
+            1,
+            10_000,
+        );
+        for (key, rate) in [
+            ("per_source_per_second", rl.per_source_per_second),
+            ("per_ip_per_second", rl.per_ip_per_second),
+        ] {
+            if !(rate.is_finite() && (0.0..=10_000_000.0).contains(&rate)) {
+                problems.push(format!(
+                    "receiver.rate_limit.{key}: must be 0 (no limit) ..= 10000000, got {rate}"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+impl Settings {
+    /// Checks of `[verify]` and of the provider-specific keys of each source. A missing
+    /// secret, webhook URL or TopicArn is not an error here: such a source fails closed at
+    /// verification (`no_usable_key`), so a half-configured development source still loads.
+    fn validate_verify(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let v = &self.verify;
+        let max_tolerance = 7 * 24 * 3600;
+        if !(1..=max_tolerance).contains(&v.timestamp_tolerance_seconds) {
+            problems.push(format!(
+                "verify.timestamp_tolerance_seconds: must be 1..={max_tolerance}, got {}",
+                v.timestamp_tolerance_seconds
+            ));
+        }
+        if !(1..=100_000_000).contains(&v.replay_cache_entries) {
+            problems.push("verify.replay_cache_entries: must be 1..=100000000".into());
+        }
+        if !(1..=10_000).contains(&v.certificate_cache_entries) {
+            problems.push("verify.certificate_cache_entries: must be 1..=10000".into());
+        }
+        for (id, source) in &self.sources {
+            let mut check = |ok: bool, key: &str, why: &str| {
+                if !ok {
+                    problems.push(format!("sources.{id}.{key}: {why}"));
+                }
+            };
+            let provider = source.provider;
+            if let Some(t) = source.timestamp_tolerance_seconds {
+                check(
+                    (1..=max_tolerance).contains(&t),
+                    "timestamp_tolerance_seconds",
+                    "must be 1..=604800",
+                );
+            }
+            let only = |wanted: &[Provider]| wanted.contains(&provider);
+            check(
+                source.webhook_url.is_none() || only(&[Provider::Mandrill]),
+                "webhook_url",
+                "only used by mandrill",
+            );
+            if let Some(url) = &source.webhook_url {
+                check(
+                    is_url(url, &["http", "https"]),
+                    "webhook_url",
+                    "expected an http(s) URL",
+                );
+            }
+            let ses_only = "only used by ses";
+            check(
+                source.sns_topic_arns.is_empty() || only(&[Provider::Ses]),
+                "sns_topic_arns",
+                ses_only,
+            );
+            check(
+                source.sns_certificate_hosts.is_empty() || only(&[Provider::Ses]),
+                "sns_certificate_hosts",
+                ses_only,
+            );
+            check(
+                !source.sns_insecure_loopback || only(&[Provider::Ses]),
+                "sns_insecure_loopback",
+                ses_only,
+            );
+            check(source.secrets.is_empty() || !only(&[Provider::Ses]), "secrets", "ses sources take no secrets: SNS messages are signed by Amazon; list sns_topic_arns");
+            for arn in &source.sns_topic_arns {
+                check(
+                    arn.starts_with("arn:") && arn.contains(":sns:"),
+                    "sns_topic_arns",
+                    "expected SNS topic ARNs (arn:aws:sns:<region>:<account>:<topic>)",
+                );
+            }
+            for host in &source.sns_certificate_hosts {
+                check(
+                    is_host_pattern(host),
+                    "sns_certificate_hosts",
+                    "expected lower-case host names; `*` may stand for one whole label",
+                );
+            }
+            let generic_only = source.signature_header.is_some()
+                || source.signature_encoding != crate::SignatureEncoding::Hex;
+            check(
+                !generic_only || only(&[Provider::Generic]),
+                "signature_header",
+                "signature_header and signature_encoding are only used by generic",
+            );
+            let token_providers = [
+                Provider::Postmark,
+                Provider::Sparkpost,
+                Provider::Brevo,
+                Provider::Mailjet,
+            ];
+            check(
+                source.token_header.is_none() || only(&token_providers),
+                "token_header",
+                "only used by postmark, sparkpost, brevo and mailjet",
+            );
+            for (key, name) in [
+                ("signature_header", &source.signature_header),
+                ("token_header", &source.token_header),
+            ] {
+                if let Some(name) = name {
+                    check(is_header_name(name), key, "expected an HTTP header name");
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// A host name, or a pattern whose `*` labels each match one DNS label.
+fn is_host_pattern(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            label == "*"
+                || (!label.is_empty()
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        })
+}
+
+/// An RFC 9110 token, as header names are.
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
 }
 
 fn is_host_port(s: &str) -> bool {

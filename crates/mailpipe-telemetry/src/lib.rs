@@ -74,10 +74,10 @@ mod tests {
 
     #[test]
     fn bad_filter_is_reported() {
-        let settings = TelemetrySettings {
-            log_format: LogFormat::Text,
-            log_filter: "info,[".into(),
-        };
+        let mut settings = mailpipe_settings::Settings::load_from(None)
+            .unwrap()
+            .telemetry;
+        settings.log_filter = "info,[".into();
         // RUST_LOG is not set under `cargo test` unless the developer sets it.
         if std::env::var("RUST_LOG").is_err() {
             assert!(matches!(

@@ -21,8 +21,34 @@ pub const KAFKA_REBALANCES: &str = "mailpipe_kafka_rebalances_total";
 pub const KAFKA_PRODUCED: &str = "mailpipe_kafka_produced_total";
 pub const KAFKA_PRODUCE_SECONDS: &str = "mailpipe_kafka_produce_seconds";
 
+// Edge receiver. Labels: provider and source are configured ids (or "unknown", never a
+// path segment as sent), status is the numeric code, reason a closed set.
+pub const RECEIVER_REQUESTS: &str = "mailpipe_receiver_requests_total";
+pub const RECEIVER_REQUEST_SECONDS: &str = "mailpipe_receiver_request_seconds";
+pub const RECEIVER_BODY_BYTES: &str = "mailpipe_receiver_body_bytes_total";
+pub const RECEIVER_PRODUCE_SECONDS: &str = "mailpipe_receiver_produce_seconds";
+pub const RECEIVER_IN_FLIGHT: &str = "mailpipe_receiver_in_flight_requests";
+pub const RECEIVER_REJECTIONS: &str = "mailpipe_receiver_rejections_total";
+pub const RECEIVER_CONNECTIONS: &str = "mailpipe_receiver_open_connections";
+pub const RECEIVER_CONNECTION_ERRORS: &str = "mailpipe_receiver_connection_errors_total";
+pub const RECEIVER_RATE_LIMIT_FALLBACKS: &str = "mailpipe_receiver_rate_limit_fallbacks_total";
+pub const RECEIVER_PRODUCER_RESTARTS: &str = "mailpipe_receiver_producer_restarts_total";
+pub const RECEIVER_READY: &str = "mailpipe_receiver_ready";
+
+// Stages (labels: stage, reason / provider, event_type).
+pub const DEAD_LETTERS: &str = "mailpipe_dead_letters_total";
+pub const NORMALIZE_EVENTS: &str = "mailpipe_normalize_events_total";
+
 /// Registers help text and units; called once when a recorder is installed.
 pub fn describe_all() {
+    describe_counter!(
+        DEAD_LETTERS,
+        "Messages a stage could not process and wrote to mail.dlq, by stage and reason"
+    );
+    describe_counter!(
+        NORMALIZE_EVENTS,
+        "Canonical events written to mail.events, by provider and event type"
+    );
     describe_counter!(
         KAFKA_MESSAGES_CONSUMED,
         "Messages received from Kafka by the consumer loop"
@@ -54,5 +80,53 @@ pub fn describe_all() {
         KAFKA_PRODUCE_SECONDS,
         Unit::Seconds,
         "Time from produce call to broker acknowledgement"
+    );
+    describe_receiver();
+}
+
+fn describe_receiver() {
+    describe_counter!(
+        RECEIVER_REQUESTS,
+        "Webhook requests answered, by provider, source and status"
+    );
+    describe_histogram!(
+        RECEIVER_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Time from request head to response, webhook routes"
+    );
+    describe_counter!(
+        RECEIVER_BODY_BYTES,
+        Unit::Bytes,
+        "Webhook body bytes read, by provider and source"
+    );
+    describe_histogram!(
+        RECEIVER_PRODUCE_SECONDS,
+        Unit::Seconds,
+        "Time the receiver waited for Kafka to acknowledge a raw record, by outcome"
+    );
+    describe_gauge!(
+        RECEIVER_IN_FLIGHT,
+        "Webhook requests being handled right now"
+    );
+    describe_counter!(
+        RECEIVER_REJECTIONS,
+        "Requests answered without producing, by reason (unknown_source, body_too_large, ...)"
+    );
+    describe_gauge!(RECEIVER_CONNECTIONS, "Open client connections");
+    describe_counter!(
+        RECEIVER_CONNECTION_ERRORS,
+        "Connections ended by an error, by reason (header_timeout, headers_too_large, ...)"
+    );
+    describe_counter!(
+        RECEIVER_RATE_LIMIT_FALLBACKS,
+        "Requests allowed without a rate-limit decision because Redis did not answer"
+    );
+    describe_counter!(
+        RECEIVER_PRODUCER_RESTARTS,
+        "Kafka producers replaced after a fatal producer error"
+    );
+    describe_gauge!(
+        RECEIVER_READY,
+        "1 when the broker answered a metadata request for the raw topic recently"
     );
 }

@@ -3,6 +3,10 @@
 //! - `mailpipe create-topics`: creates every topic with its configured partition count.
 //! - `mailpipe migrate`: applies the ClickHouse migrations in `schemas/clickhouse/`.
 //! - `mailpipe check-config`: validates the configuration and prints it as loaded.
+//! - `mailpipe inspect <provider> <body-file> [-H 'Name: value']...`: prints the canonical
+//!   events a payload becomes, one JSON object per line, without Kafka.
+
+mod inspect;
 
 use std::path::PathBuf;
 
@@ -33,11 +37,34 @@ enum Command {
     },
     /// Validate the configuration and print it as loaded (secrets included: mind where it goes).
     CheckConfig,
+    /// Print the canonical events a webhook body becomes, one JSON object per line.
+    Inspect(inspect::InspectArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // One line per cause, no backtrace: these are operator-facing messages.
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // inspect is a pure transformation: it needs no configuration or services.
+    if let Command::Inspect(args) = &cli.command {
+        return inspect::run(args);
+    }
     let settings = Settings::load()?;
     mailpipe_telemetry::init_logging(&settings.telemetry)?;
     match cli.command {
@@ -64,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig => {
             print!("{}", toml::to_string_pretty(&settings)?);
         }
+        Command::Inspect(_) => unreachable!("handled before loading settings"),
     }
     Ok(())
 }

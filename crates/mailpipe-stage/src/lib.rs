@@ -1,0 +1,123 @@
+//! The frame of every consumer stage binary: load settings, start logging and metrics,
+//! turn Ctrl-C / SIGTERM into a shutdown token, and run the shared consumer loop with the
+//! stage's handler. Plus [`forward`]: produce a message's outputs and complete its ack only
+//! once every output is acknowledged by Kafka.
+//!
+//! Invariant: a stage completes an input message only after all records derived from it
+//! are acknowledged (`acks=all`); transient produce failures are retried, never dropped.
+
+mod forward;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use mailpipe_kafka::{Handler, LoopConfig, Topic, TopicNames};
+use mailpipe_settings::Settings;
+use tokio_util::sync::CancellationToken;
+
+pub use forward::{forward, OutRecord};
+
+/// The consumer stages, named as in the config and in binary names (`mailpipe-<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Verify,
+    Normalize,
+    Dedupe,
+    Aggregate,
+    Rules,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Verify => "verify",
+            Stage::Normalize => "normalize",
+            Stage::Dedupe => "dedupe",
+            Stage::Aggregate => "aggregate",
+            Stage::Rules => "rules",
+        }
+    }
+
+    /// The topic the stage consumes.
+    pub fn input(self) -> Topic {
+        match self {
+            Stage::Verify => Topic::Raw,
+            Stage::Normalize => Topic::Verified,
+            Stage::Dedupe => Topic::Events,
+            Stage::Aggregate | Stage::Rules => Topic::EventsUnique,
+        }
+    }
+
+    /// Consumer group id: one group per stage, prefixed like the topics so two deployments
+    /// sharing a cluster do not share offsets.
+    pub fn group_id(self, settings: &Settings) -> String {
+        format!("{}mailpipe-{}", settings.kafka.topic_prefix, self.name())
+    }
+
+    fn metrics_listen(self, settings: &Settings) -> std::net::SocketAddr {
+        let m = &settings.telemetry.metrics_listen;
+        match self {
+            Stage::Verify => m.verify,
+            Stage::Normalize => m.normalize,
+            Stage::Dedupe => m.dedupe,
+            Stage::Aggregate => m.aggregate,
+            Stage::Rules => m.rules,
+        }
+    }
+}
+
+/// Loads settings and starts logging and the metrics endpoint; for a stage's `main`.
+pub fn start(stage: Stage) -> anyhow::Result<Settings> {
+    let settings = Settings::load()?;
+    mailpipe_telemetry::init_logging(&settings.telemetry)?;
+    let addr = stage.metrics_listen(&settings);
+    mailpipe_telemetry::serve_metrics(addr)
+        .with_context(|| format!("serving {} metrics on {addr}", stage.name()))?;
+    tracing::info!(stage = stage.name(), metrics = %addr, "starting");
+    Ok(settings)
+}
+
+/// Runs the stage's consumer loop until `shutdown` (then drains and commits) or a fatal
+/// error.
+pub async fn run_consumer<H: Handler>(
+    stage: Stage,
+    settings: &Settings,
+    handler: H,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let topic = TopicNames::new(&settings.kafka.topic_prefix).name(stage.input());
+    let client = mailpipe_kafka::consumer_config(&settings.kafka, &stage.group_id(settings));
+    let config = LoopConfig::from(&settings.kafka.consumer);
+    mailpipe_kafka::consumer::run(client, &[topic], config, handler, shutdown)
+        .await
+        .with_context(|| format!("{} consumer loop", stage.name()))
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        cancel.cancel();
+    });
+    token
+}
+
+/// Backoff between produce retries: doubles from 100 ms up to 5 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+}
