@@ -1,0 +1,234 @@
+//! The normalize stage against the real broker and registry: verified requests of every
+//! provider become canonical events on mail.events (key = recipient), an unparseable one
+//! becomes a dead letter with its reason, a control record becomes nothing, and offsets
+//! are committed once the outputs are acknowledged.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mailpipe_avro::records::{DeadLetterRecord, Header, VerifiedKind, VerifiedRecord};
+use mailpipe_avro::{AvroCodec, TopicSchema, VERIFIED_REQUEST_SCHEMA};
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::{EmailEvent, Provider};
+use mailpipe_normalize::{parse, ParseInput};
+use mailpipe_test_support::{create_topic, dev_settings, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// Valid fixture bodies of the normalizer's tests, with the content type their extension
+/// stands for (cases needing extra headers or meant to fail are skipped).
+fn fixtures() -> Vec<(Provider, PathBuf, &'static str)> {
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/mailpipe-normalize/tests/fixtures");
+    let mut out = Vec::new();
+    for provider in Provider::ALL {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(provider.as_str()))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let content_type = match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => "application/json",
+                Some("txt") => "text/plain; charset=UTF-8",
+                Some("form") => "application/x-www-form-urlencoded",
+                _ => continue,
+            };
+            if name.starts_with("invalid-") || path.with_extension("headers").exists() {
+                continue;
+            }
+            out.push((provider, path, content_type));
+        }
+    }
+    out
+}
+
+fn verified(id: usize, provider: Provider, content_type: &str, body: Vec<u8>) -> VerifiedRecord {
+    VerifiedRecord {
+        request_id: format!("req-{id}"),
+        received_at: 1_717_000_000_000,
+        provider: provider.as_str().into(),
+        source: "main".into(),
+        method: "POST".into(),
+        path: format!("/webhooks/{provider}"),
+        query: String::new(),
+        headers: vec![Header {
+            name: "content-type".into(),
+            value: content_type.as_bytes().to_vec(),
+        }],
+        remote_addr: None,
+        body,
+        verified_at: 1_717_000_000_001,
+        kind: VerifiedKind::Events,
+        control_action: None,
+        key_index: Some(0),
+    }
+}
+
+fn expected_events(record: &VerifiedRecord) -> Vec<EmailEvent> {
+    let headers: Vec<(String, Vec<u8>)> = record
+        .headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    let input = ParseInput {
+        source: &record.source,
+        raw_request_id: &record.request_id,
+        received_at_ms: record.received_at,
+        headers: &headers,
+        query: "",
+        body: &record.body,
+    };
+    parse(record.provider.parse().unwrap(), &input).unwrap()
+}
+
+async fn consume_n(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    let settings = dev_settings();
+    let consumer: StreamConsumer =
+        mailpipe_kafka::consumer_config(&settings.kafka, &unique_name("reader"))
+            .create()
+            .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records on {topic}", out.len()))
+            .unwrap();
+        out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap().to_vec()));
+    }
+    // Nothing beyond the expected records.
+    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(extra.is_err(), "more than {n} records on {topic}");
+    out
+}
+
+fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let settings = dev_settings();
+    let consumer: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn verified_requests_become_events_or_dead_letters() {
+    let mut settings = dev_settings();
+    settings.kafka.topic_prefix = format!("{}.", unique_name("norm"));
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let (verified_topic, events_topic, dlq_topic) = (
+        names.name(Topic::Verified),
+        names.name(Topic::Events),
+        names.name(Topic::Dlq),
+    );
+    create_topic(&verified_topic, 2).await;
+    create_topic(&events_topic, 2).await;
+    create_topic(&dlq_topic, 1).await;
+
+    // Inputs: every valid fixture, one garbage request, one control record.
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    for (i, (provider, path, content_type)) in fixtures().into_iter().enumerate() {
+        let record = verified(i, provider, content_type, std::fs::read(path).unwrap());
+        expected.extend(expected_events(&record));
+        inputs.push(record);
+    }
+    let providers: BTreeSet<&str> = inputs.iter().map(|r| r.provider.as_str()).collect();
+    assert_eq!(providers.len(), 12, "a fixture of every provider");
+    let garbage = verified(
+        10_000,
+        Provider::Sendgrid,
+        "application/json",
+        b"{not json".to_vec(),
+    );
+    inputs.push(garbage.clone());
+    let mut control = verified(10_001, Provider::Ses, "text/plain", b"{}".to_vec());
+    control.kind = VerifiedKind::Control;
+    control.control_action = Some("sns_subscription_confirmed".into());
+    inputs.push(control);
+
+    let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
+    let schema = codec
+        .register(&TopicSchema::new(&verified_topic, VERIFIED_REQUEST_SCHEMA).unwrap())
+        .await
+        .unwrap();
+    let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
+    for record in &inputs {
+        let payload = schema.encode(record, record.body.len()).unwrap();
+        let r = FutureRecord::to(&verified_topic)
+            .key(record.request_id.as_bytes())
+            .payload(payload.as_slice());
+        mailpipe_kafka::send_and_wait(&producer, r, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+
+    let shutdown = CancellationToken::new();
+    let stage = tokio::spawn(mailpipe_normalize_stage::run(
+        settings.clone(),
+        shutdown.clone(),
+    ));
+
+    let events = consume_n(&events_topic, expected.len()).await;
+    let mut seen_ids = BTreeSet::new();
+    for (key, payload) in &events {
+        let event: EmailEvent = codec.decode(payload).await.unwrap();
+        assert_eq!(
+            key.as_deref(),
+            event.recipient.as_deref().map(str::as_bytes),
+            "key = recipient"
+        );
+        seen_ids.insert(event.event_id.clone());
+    }
+    let expected_ids: BTreeSet<String> = expected.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(seen_ids, expected_ids);
+
+    let dead = consume_n(&dlq_topic, 1).await;
+    let letter: DeadLetterRecord = codec.decode(&dead[0].1).await.unwrap();
+    assert_eq!(letter.reason, "not_json");
+    assert_eq!(
+        letter.raw_request_id.as_deref(),
+        Some(garbage.request_id.as_str())
+    );
+    assert_eq!(letter.topic, verified_topic);
+    assert!(!letter.payload.is_empty());
+
+    // Every input completed (outputs acknowledged) → the whole topic is committed.
+    let group = format!("{}mailpipe-normalize", settings.kafka.topic_prefix);
+    let total = inputs.len() as i64;
+    let mut committed = 0;
+    for _ in 0..100 {
+        committed = committed_total(&group, &verified_topic, 2);
+        if committed == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(committed, total);
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+    println!(
+        "{} inputs -> {} events, 1 dead letter",
+        inputs.len(),
+        expected.len()
+    );
+}
