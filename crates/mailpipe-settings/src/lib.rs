@@ -46,8 +46,8 @@ pub struct Settings {
     pub sources: BTreeMap<String, SourceSettings>,
 }
 
-/// One ESP account/tenant that posts to us.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One ESP account/tenant that posts to us. `Debug` shows how many secrets, never them.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSettings {
     pub provider: Provider,
@@ -84,6 +84,30 @@ pub struct SourceSettings {
     /// `secrets` (besides Basic and Bearer `Authorization`).
     #[serde(default)]
     pub token_header: Option<String>,
+}
+
+impl std::fmt::Debug for SourceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSettings")
+            .field("provider", &self.provider)
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
+            .field("allowed_cidrs", &self.allowed_cidrs)
+            .field(
+                "timestamp_tolerance_seconds",
+                &self.timestamp_tolerance_seconds,
+            )
+            .field("webhook_url", &self.webhook_url.as_ref().map(|_| "<set>"))
+            .field("sns_topic_arns", &self.sns_topic_arns)
+            .field("sns_certificate_hosts", &self.sns_certificate_hosts)
+            .field("sns_insecure_loopback", &self.sns_insecure_loopback)
+            .field("signature_header", &self.signature_header)
+            .field("signature_encoding", &self.signature_encoding)
+            .field("token_header", &self.token_header)
+            .finish()
+    }
 }
 
 /// How the generic provider's signature header encodes the MAC.

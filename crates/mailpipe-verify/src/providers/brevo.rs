@@ -1,0 +1,28 @@
+//! Brevo (Sendinblue): no payload signature. Webhooks carry Basic credentials embedded in
+//! the URL, or a bearer token configured at creation (`"auth": {"type": "bearer", …}`, sent
+//! as `Authorization: Bearer …`), or custom headers (the source's `token_header`). No
+//! timestamp: replay protection is downstream dedupe.
+
+use crate::config::SourceConfig;
+use crate::outcome::{Rejection, Verified};
+use crate::request::Request;
+use crate::shared_secret;
+use crate::Context;
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    shared_secret::verify(request, source, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    #[test]
+    fn shared_secret_forms_rotation_and_failures() {
+        crate::shared_secret::tests::check_shared_secret_provider(Provider::Brevo);
+    }
+}

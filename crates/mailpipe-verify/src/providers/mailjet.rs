@@ -1,0 +1,28 @@
+//! Mailjet: no payload signature. Mailjet's documented protection is HTTPS plus Basic
+//! credentials in the event-callback URL; a bearer token or the source's `token_header`
+//! is accepted too for deployments that inject one at a proxy. No timestamp: replay
+//! protection is downstream dedupe.
+
+use crate::config::SourceConfig;
+use crate::outcome::{Rejection, Verified};
+use crate::request::Request;
+use crate::shared_secret;
+use crate::Context;
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    shared_secret::verify(request, source, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    #[test]
+    fn shared_secret_forms_rotation_and_failures() {
+        crate::shared_secret::tests::check_shared_secret_provider(Provider::Mailjet);
+    }
+}

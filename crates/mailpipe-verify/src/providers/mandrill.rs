@@ -1,0 +1,189 @@
+//! Mandrill / Mailchimp Transactional: `X-Mandrill-Signature` = base64 HMAC-SHA1 (key = the
+//! webhook's key) over the webhook URL exactly as entered in Mandrill (scheme, host, port,
+//! path, query, any `user:pass@`) followed by every form field sorted by name, each as
+//! name ‖ value (decoded). The URL is configuration (`webhook_url`), never reconstructed
+//! from the request: behind proxies the request URL differs from what Mandrill signed.
+//!
+//! Nothing time-bound is signed: no replay protection beyond downstream dedupe.
+
+use crate::config::{Keys, SourceConfig};
+use crate::crypto;
+use crate::form;
+use crate::outcome::{Rejection, Scheme, Verified};
+use crate::providers::keys_of;
+use crate::request::Request;
+use crate::Context;
+
+pub(crate) const SIGNATURE_HEADER: &str = "x-mandrill-signature";
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    let keys = keys_of(source, |keys| match keys {
+        Keys::Hmac(keys) => Some(keys.as_slice()),
+        _ => None,
+    })?;
+    let url = source.webhook_url.as_deref().ok_or_else(|| {
+        Rejection::new(
+            crate::Reason::NoUsableKey,
+            "mandrill source has no webhook_url",
+        )
+    })?;
+    let signature = request.required_header(SIGNATURE_HEADER)?;
+    let expected = crypto::base64_decode(signature)
+        .ok_or_else(|| Rejection::bad("signature is not base64"))?;
+    let mut fields = form::urlencoded_pairs(&request.body);
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    // A repeated field name has no defined order in the signed string (PHP, which
+    // Mandrill's samples use, keeps only one): refuse rather than guess.
+    if fields.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return Err(Rejection::malformed("form field repeated"));
+    }
+    let mut parts: Vec<&[u8]> = vec![url.as_bytes()];
+    for (name, value) in &fields {
+        parts.push(name.as_bytes());
+        parts.push(value.as_bytes());
+    }
+    let index = crypto::hmac_sha1_match(keys, &parts, &expected)
+        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
+    Ok(Verified {
+        scheme: Scheme::HmacSha1,
+        key_index: source.key_index(index),
+        signed_at: None,
+        control: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    use crate::testing::{mandrill_signature, request, verify_with};
+    use crate::{Reason, SourceConfig, SourceOptions};
+
+    const KEY: &str = "TEST_WEBHOOK_KEY";
+    const MD2_URL: &str = "https://example.com/webhooks/mandrill";
+    const MD2_EVENTS: &str = r#"[{"event":"send","ts":1461095246,"_id":"abcdef012345789abcdef012345789","msg":{"email":"recipient@example.com"}}]"#;
+
+    fn source(keys: &[&str], url: Option<&str>) -> SourceConfig {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let options = SourceOptions {
+            webhook_url: url.map(String::from),
+            ..SourceOptions::default()
+        };
+        SourceConfig::new(Provider::Mandrill, &keys, options)
+    }
+
+    fn form(events: &str) -> Vec<u8> {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("mandrill_events", events)
+            .finish()
+            .into_bytes()
+    }
+
+    fn check(
+        source: &SourceConfig,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<crate::Verified, Reason> {
+        let headers: Vec<(&str, &str)> = signature
+            .map(|s| ("x-mandrill-signature", s))
+            .into_iter()
+            .collect();
+        verify_with(source, &request(&headers, body, 0)).map_err(|r| r.reason)
+    }
+
+    #[test]
+    fn derived_vectors_md1_md2() {
+        // providers.md §8.5, recomputed there with Python hmac and openssl.
+        let md1_url = "http://username:password@testserver/anymail/mandrill/";
+        let md1 = source(&[KEY], Some(md1_url));
+        assert!(check(
+            &md1,
+            Some("QUXzqdBD/L/blycKYMxJ4PJv7ek="),
+            &form(r#"[{"event": "send"}]"#)
+        )
+        .is_ok());
+        let md2 = source(&[KEY], Some(MD2_URL));
+        assert!(check(
+            &md2,
+            Some("ZnSS0uSvqZ6jCwH5SBG7OWBlVwA="),
+            &form(MD2_EVENTS)
+        )
+        .is_ok());
+        // anymail's negative: signed without the user:pass@ part must fail.
+        let without_credentials = source(&[KEY], Some("http://testserver/anymail/mandrill/"));
+        assert_eq!(
+            check(
+                &without_credentials,
+                Some("QUXzqdBD/L/blycKYMxJ4PJv7ek="),
+                &form(r#"[{"event": "send"}]"#)
+            )
+            .unwrap_err(),
+            Reason::BadSignature
+        );
+    }
+
+    #[test]
+    fn generated_signature_tampering_and_rotation() {
+        let config = source(&["old-key", "new-key"], Some(MD2_URL));
+        let fields = [("mandrill_events", MD2_EVENTS), ("b_extra", "x y")];
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+            .into_bytes();
+        let signature = mandrill_signature("new-key", MD2_URL, &fields);
+        assert_eq!(
+            check(&config, Some(&signature), &body).unwrap().key_index,
+            Some(1)
+        );
+        let old = mandrill_signature("old-key", MD2_URL, &fields);
+        assert_eq!(
+            check(&config, Some(&old), &body).unwrap().key_index,
+            Some(0)
+        );
+
+        let mut flipped = body.clone();
+        flipped[20] ^= 1;
+        assert_eq!(
+            check(&config, Some(&signature), &flipped).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&source(&["wrong"], Some(MD2_URL)), Some(&signature), &body).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(
+                &source(&["new-key"], Some("https://example.com/webhooks/mandrill/")),
+                Some(&signature),
+                &body
+            )
+            .unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&config, Some(&signature[..10]), &body).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&config, Some("not base64!"), &body).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&config, None, &body).unwrap_err(),
+            Reason::MissingSignature
+        );
+        let repeated = [body.as_slice(), b"&b_extra=x"].concat();
+        assert_eq!(
+            check(&config, Some(&signature), &repeated).unwrap_err(),
+            Reason::MalformedRequest
+        );
+        assert_eq!(
+            check(&source(&["new-key"], None), Some(&signature), &body).unwrap_err(),
+            Reason::NoUsableKey
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Resend and any Standard Webhooks sender: `v1` entries of the signature header are base64
+//! HMAC-SHA256 (key = the `whsec_` secret, base64-decoded) over `id.timestamp.body`. The
+//! header may hold several space-separated entries (the sender rotating keys); any `v1`
+//! entry verifying with any key passes, other versions (`v1a`) are ignored. Headers are
+//! `svix-*` (Resend) or `webhook-*` (the spec); `svix-*` wins when both are present, as in
+//! Svix's libraries. The timestamp must be within tolerance of receipt.
+//!
+//! The id is stable across retries, so it is a dedupe key, not a replay key: retries of a
+//! failed delivery legitimately reuse it with a fresh timestamp and signature.
+
+use crate::config::{Keys, SourceConfig};
+use crate::crypto;
+use crate::outcome::{Rejection, Scheme, Verified};
+use crate::providers::keys_of;
+use crate::request::Request;
+use crate::Context;
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    let keys = keys_of(source, |keys| match keys {
+        Keys::Hmac(keys) => Some(keys.as_slice()),
+        _ => None,
+    })?;
+    let prefix = if request.header_str("svix-id")?.is_some() {
+        "svix"
+    } else {
+        "webhook"
+    };
+    let id = request.required_header(&format!("{prefix}-id"))?;
+    let timestamp = request.required_header(&format!("{prefix}-timestamp"))?;
+    let signatures = request.required_header(&format!("{prefix}-signature"))?;
+    // Digits only: the signed string joins fields with '.', so the timestamp must not
+    // contain one (nor a sign or spaces that parse() would tolerate).
+    let signed_at = crypto::parse_unix_seconds(timestamp)
+        .ok_or_else(|| Rejection::malformed(format!("{prefix}-timestamp is not Unix seconds")))?;
+    let candidates: Vec<Vec<u8>> = signatures
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(crypto::base64_decode)
+        .collect();
+    if candidates.is_empty() {
+        return Err(Rejection::bad("no decodable v1 signature"));
+    }
+    let signed: [&[u8]; 5] = [
+        id.as_bytes(),
+        b".",
+        timestamp.as_bytes(),
+        b".",
+        &request.body,
+    ];
+    let index = candidates
+        .iter()
+        .find_map(|candidate| crypto::hmac_sha256_match(keys, &signed, candidate))
+        .ok_or_else(|| Rejection::bad("no v1 signature verifies with any configured key"))?;
+    crypto::check_fresh(signed_at, request, source.tolerance)?;
+    Ok(Verified {
+        scheme: Scheme::StandardWebhooksV1,
+        key_index: source.key_index(index),
+        signed_at: Some(signed_at),
+        control: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    use crate::testing::{request, standard_webhooks_signature, verify_with};
+    use crate::{Reason, SourceConfig, SourceOptions};
+
+    /// SW-1: standard-webhooks `libraries/rust` `test_sign` (same in svix-webhooks).
+    const SW1_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const SW1_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+    const SW1_TIMESTAMP: &str = "1649367553";
+    const SW1_BODY: &str = r#"{"email":"test@example.com","username":"test_user"}"#;
+    const SW1_SIGNATURE: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+    /// SW-2: standard-webhooks Go and Python suites, Svix docs.
+    const SW2_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn source(secrets: &[&str]) -> SourceConfig {
+        let secrets: Vec<String> = secrets.iter().map(|k| k.to_string()).collect();
+        SourceConfig::new(Provider::Resend, &secrets, SourceOptions::default())
+    }
+
+    fn check(
+        secrets: &[&str],
+        prefix: &str,
+        (id, ts, sig): (&str, &str, &str),
+        body: &str,
+        now: i64,
+    ) -> Result<crate::Verified, Reason> {
+        let names = [
+            format!("{prefix}-id"),
+            format!("{prefix}-timestamp"),
+            format!("{prefix}-signature"),
+        ];
+        let headers = [
+            (names[0].as_str(), id),
+            (names[1].as_str(), ts),
+            (names[2].as_str(), sig),
+        ];
+        verify_with(&source(secrets), &request(&headers, body.as_bytes(), now))
+            .map_err(|r| r.reason)
+    }
+
+    const NOW: i64 = 1_649_367_553;
+
+    #[test]
+    fn published_vectors_with_both_header_families() {
+        for prefix in ["svix", "webhook"] {
+            assert!(check(
+                &[SW1_SECRET],
+                prefix,
+                (SW1_ID, SW1_TIMESTAMP, SW1_SIGNATURE),
+                SW1_BODY,
+                NOW
+            )
+            .is_ok());
+        }
+        let sw2 = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        );
+        assert!(check(
+            &[SW2_SECRET],
+            "svix",
+            sw2,
+            r#"{"test": 2432232314}"#,
+            1_614_265_330
+        )
+        .is_ok());
+        // Unpadded secrets (23 and 25 bytes, non-zero trailing bits) decode as Python's library does.
+        for secret in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr",
+        ] {
+            let key = crate::crypto::base64_decode_lenient(secret).unwrap();
+            let sig = standard_webhooks_signature(&key, "id", "5", b"{}");
+            assert!(
+                check(&[secret], "webhook", ("id", "5", &sig), "{}", 5).is_ok(),
+                "{secret}"
+            );
+        }
+    }
+
+    #[test]
+    fn published_negatives() {
+        let with = |sig: &str| {
+            check(
+                &[SW1_SECRET],
+                "webhook",
+                (SW1_ID, SW1_TIMESTAMP, sig),
+                SW1_BODY,
+                NOW,
+            )
+        };
+        assert_eq!(
+            with("v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=").unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(with("v1,").unwrap_err(), Reason::BadSignature);
+        assert_eq!(with(&SW1_SIGNATURE[..8]).unwrap_err(), Reason::BadSignature);
+        assert_eq!(
+            with("v1,not-a-valid-signature").unwrap_err(),
+            Reason::BadSignature
+        );
+        let wrong = "v1,tFtCZ5RDCPxzWQRWXWPgrCgE2frDBe9gjpbWQxnVfsQ= v1,Mm7xgUVICxZfQ3bgf0h0Dof65L/IFx+PnZvnDWPCX6Q= v1,9DfC1c3eeOrXB6w/5dIDydLNQaEyww5KalE5jLBZucE=";
+        assert_eq!(with(wrong).unwrap_err(), Reason::BadSignature);
+        assert!(
+            with(&format!("{wrong} v1a,hnO3f9T8Ytu9HwrX {SW1_SIGNATURE}")).is_ok(),
+            "any v1 entry may match"
+        );
+        let at = |now| {
+            check(
+                &[SW1_SECRET],
+                "svix",
+                (SW1_ID, SW1_TIMESTAMP, SW1_SIGNATURE),
+                SW1_BODY,
+                now,
+            )
+        };
+        assert_eq!(at(NOW + 301).unwrap_err(), Reason::StaleTimestamp);
+        assert_eq!(at(NOW - 301).unwrap_err(), Reason::StaleTimestamp);
+        assert!(at(NOW + 300).is_ok() && at(NOW - 300).is_ok());
+        let shifted = check(
+            &[SW1_SECRET],
+            "svix",
+            (SW1_ID, "1649367554", SW1_SIGNATURE),
+            SW1_BODY,
+            NOW,
+        );
+        assert_eq!(shifted.unwrap_err(), Reason::BadSignature);
+        assert!(!source(&["whsec_"]).is_usable());
+        assert!(!source(&[""]).is_usable());
+    }
+
+    #[test]
+    fn tampering_wrong_key_missing_headers_and_rotation() {
+        let body = r#"{"type":"email.sent","data":{"id":"x"}}"#;
+        let key = crate::crypto::base64_decode_lenient("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = standard_webhooks_signature(&key, "msg_1", "1000", body.as_bytes());
+        let good = ("msg_1", "1000", sig.as_str());
+        assert_eq!(
+            check(&[SW1_SECRET, SW2_SECRET], "svix", good, body, 1000)
+                .unwrap()
+                .key_index,
+            Some(1)
+        );
+        assert_eq!(
+            check(&[SW1_SECRET], "svix", good, body, 1000).unwrap_err(),
+            Reason::BadSignature
+        );
+        let flipped = body.replace("sent", "sena");
+        assert_eq!(
+            check(&[SW2_SECRET], "svix", good, &flipped, 1000).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SW2_SECRET], "svix", ("msg_2", "1000", &sig), body, 1000).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SW2_SECRET], "svix", ("msg_1", "+1000", &sig), body, 1000).unwrap_err(),
+            Reason::MalformedRequest
+        );
+        assert_eq!(
+            check(&[SW2_SECRET], "svix", ("msg_1", "1000", ""), body, 1000).unwrap_err(),
+            Reason::MissingSignature
+        );
+        let only_id = request(&[("webhook-id", "msg_1")], body.as_bytes(), 1000);
+        assert_eq!(
+            verify_with(&source(&[SW2_SECRET]), &only_id)
+                .unwrap_err()
+                .reason,
+            Reason::MissingSignature
+        );
+    }
+}

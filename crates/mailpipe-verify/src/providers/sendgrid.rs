@@ -1,0 +1,256 @@
+//! SendGrid Signed Event Webhook: ECDSA P-256 / SHA-256 over the timestamp header's bytes
+//! immediately followed by the raw body (no separator); signature base64 of ASN.1 DER.
+//!
+//! SendGrid's signatures are often high-S (both published vectors are), so they are
+//! normalised to low-S before verifying instead of being refused as malleable. SendGrid
+//! does not say whether retries (up to 24 h) refresh the timestamp: a source that sees
+//! `stale_timestamp` on retries can raise its `timestamp_tolerance_seconds`.
+
+use p256::ecdsa::signature::DigestVerifier as _;
+use p256::ecdsa::Signature;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Keys, SourceConfig};
+use crate::crypto;
+use crate::outcome::{Rejection, Scheme, Verified};
+use crate::providers::keys_of;
+use crate::request::Request;
+use crate::Context;
+
+pub(crate) const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
+pub(crate) const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    let keys = keys_of(source, |keys| match keys {
+        Keys::Ecdsa(keys) => Some(keys.as_slice()),
+        _ => None,
+    })?;
+    let signature = request.required_header(SIGNATURE_HEADER)?;
+    let timestamp = request.required_header(TIMESTAMP_HEADER)?;
+    let der = crypto::base64_decode(signature)
+        .ok_or_else(|| Rejection::bad("signature is not base64"))?;
+    let signature = Signature::from_der(&der)
+        .map_err(|_| Rejection::bad("signature is not a DER ECDSA signature"))?;
+    let signature = signature.normalize_s().unwrap_or(signature);
+    let digest = Sha256::new()
+        .chain_update(timestamp.as_bytes())
+        .chain_update(&request.body);
+    let index = keys
+        .iter()
+        .position(|key| key.verify_digest(digest.clone(), &signature).is_ok())
+        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
+    let signed_at = crypto::parse_unix_seconds(timestamp)
+        .ok_or_else(|| Rejection::malformed(format!("{TIMESTAMP_HEADER} is not Unix seconds")))?;
+    crypto::check_fresh(signed_at, request, source.tolerance)?;
+    Ok(Verified {
+        scheme: Scheme::EcdsaP256Sha256,
+        key_index: source.key_index(index),
+        signed_at: Some(signed_at),
+        control: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    use crate::testing::{
+        request, sendgrid_key, sendgrid_public_key, sendgrid_signature, verify_with,
+    };
+    use crate::{Reason, Scheme, SourceConfig, SourceOptions};
+
+    use super::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+    /// SG-1: sendgrid-nodejs `eventwebhook.spec.js` and sendgrid-python `test_eventwebhook.py`.
+    const SG1_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
+    const SG1_SIGNATURE: &str = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=";
+    const SG1_TIMESTAMP: &str = "1600112502";
+    const SG1_BODY: &str = "[{\"email\":\"hello@world.com\",\"event\":\"dropped\",\"reason\":\"Bounced Address\",\"sg_event_id\":\"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA\",\"sg_message_id\":\"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0\",\"smtp-id\":\"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>\",\"timestamp\":1600112492}]\r\n";
+    /// SG-2: sendgrid-nodejs only, a two-event batch.
+    const SG2_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEQ4LIFtWztlsF7skFqOncjD1lun4H5w8XOhyOArHW9RcIx/FfEzx6cikC/yPfUvwaX/JScE7Fc9CJD2afQ9Ok3Q==";
+    const SG2_SIGNATURE: &str = "MEYCIQC/I4o6vCgqRYrTljjoVWB/GRWNtxeePlLMHr3x9ETeRQIhAIpV+03nREPTTHWSW0wIOA0EoMPdcNgXa70yCaqDJlu5";
+    const SG2_TIMESTAMP: &str = "1619651159";
+    const SG2_BODY: &str = "[{\"email\":\"invalid@gmail.com\",\"event\":\"processed\",\"send_at\":0,\"sg_event_id\":\"cHJvY2Vzc2VkLTE5OTQyMTEyLXFOd0JMZ1BRUWpXNkRKdktRd1NBYnctMA\",\"sg_message_id\":\"qNwBLgPQQjW6DJvKQwSAbw.filterdrecv-canary-547b64655b-cw6zx-1-6089EA4A-56.0\",\"smtp-id\":\"<qNwBLgPQQjW6DJvKQwSAbw@ismtpd0178p1mdw1.sendgrid.net>\",\"timestamp\":1619651146},\r\n{\"email\":\"invalid@gmail.com\",\"event\":\"bounce\",\"ip\":\"167.89.101.76\",\"reason\":\"552 5.2.2 The email account that you tried to reach is over quota and inactive. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaPerm c17si1130468pgv.34 - gsmtp\",\"sg_event_id\":\"Ym91bmNlLTAtMTk5NDIxMTItcU53QkxnUFFRalc2REp2S1F3U0Fidy0w\",\"sg_message_id\":\"qNwBLgPQQjW6DJvKQwSAbw.filterdrecv-canary-547b64655b-cw6zx-1-6089EA4A-56.0\",\"smtp-id\":\"<qNwBLgPQQjW6DJvKQwSAbw@ismtpd0178p1mdw1.sendgrid.net>\",\"status\":\"5.2.2\",\"timestamp\":1619651147,\"tls\":1,\"type\":\"blocked\"}]\r\n";
+    const SG_WRONG_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==";
+    const SG_WRONG_SIGNATURE: &str = "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH3j/0=";
+
+    fn source(keys: &[&str]) -> SourceConfig {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        SourceConfig::new(Provider::Sendgrid, &keys, SourceOptions::default())
+    }
+
+    fn check(
+        keys: &[&str],
+        signature: &str,
+        timestamp: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<crate::Verified, Reason> {
+        let headers = [(SIGNATURE_HEADER, signature), (TIMESTAMP_HEADER, timestamp)];
+        verify_with(&source(keys), &request(&headers, body, now)).map_err(|r| r.reason)
+    }
+
+    #[test]
+    fn published_vectors_verify() {
+        assert_eq!(SG1_BODY.len(), 327);
+        assert_eq!(SG2_BODY.len(), 889);
+        let sg1 = check(
+            &[SG1_KEY],
+            SG1_SIGNATURE,
+            SG1_TIMESTAMP,
+            SG1_BODY.as_bytes(),
+            1_600_112_502,
+        )
+        .unwrap();
+        assert_eq!(
+            (sg1.scheme, sg1.signed_at),
+            (Scheme::EcdsaP256Sha256, Some(1_600_112_502))
+        );
+        assert!(check(
+            &[SG2_KEY],
+            SG2_SIGNATURE,
+            SG2_TIMESTAMP,
+            SG2_BODY.as_bytes(),
+            1_619_651_200
+        )
+        .is_ok());
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n",
+            &SG1_KEY[..64],
+            &SG1_KEY[64..]
+        );
+        assert!(check(
+            &[&pem],
+            SG1_SIGNATURE,
+            SG1_TIMESTAMP,
+            SG1_BODY.as_bytes(),
+            1_600_112_502
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn published_negatives_fail() {
+        let now = 1_600_112_502;
+        let body = SG1_BODY.as_bytes();
+        let without_crlf = &body[..body.len() - 2];
+        assert_eq!(
+            check(&[SG1_KEY], SG1_SIGNATURE, SG1_TIMESTAMP, without_crlf, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SG1_KEY], SG1_SIGNATURE, SG1_TIMESTAMP, b"payload", now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SG1_KEY], SG1_SIGNATURE, "timestamp", body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SG_WRONG_KEY], SG1_SIGNATURE, SG1_TIMESTAMP, body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SG1_KEY], SG_WRONG_SIGNATURE, SG1_TIMESTAMP, body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        // Re-serialised JSON (CRLF lost, as every "always false" SDK issue did) fails.
+        let reserialised =
+            serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(body).unwrap())
+                .unwrap();
+        assert_eq!(
+            check(&[SG1_KEY], SG1_SIGNATURE, SG1_TIMESTAMP, &reserialised, now).unwrap_err(),
+            Reason::BadSignature
+        );
+    }
+
+    #[test]
+    fn generated_key_signs_and_every_tampering_fails() {
+        let key = sendgrid_key();
+        let public = sendgrid_public_key(&key);
+        let now = 1_700_000_000;
+        let body = b"[{\"event\":\"delivered\"}]\r\n".to_vec();
+        let signature = sendgrid_signature(&key, "1700000000", &body);
+        assert!(check(&[&public], &signature, "1700000000", &body, now).is_ok());
+
+        let mut flipped = body.clone();
+        flipped[3] ^= 1;
+        assert_eq!(
+            check(&[&public], &signature, "1700000000", &flipped, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[&public], &signature, "1700000001", &body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[SG1_KEY], &signature, "1700000000", &body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[&public], &signature[..20], "1700000000", &body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[&public], "bm90IGEgc2ln", "1700000000", &body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[&public], "%%%", "1700000000", &body, now).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&[&public], &signature, "1700000000", &body, now + 301).unwrap_err(),
+            Reason::StaleTimestamp
+        );
+        assert_eq!(
+            check(&[&public], &signature, "1700000000", &body, now - 301).unwrap_err(),
+            Reason::StaleTimestamp
+        );
+
+        let only = |headers: &[(&str, &str)]| {
+            verify_with(&source(&[&public]), &request(headers, &body, now))
+                .unwrap_err()
+                .reason
+        };
+        assert_eq!(
+            only(&[(TIMESTAMP_HEADER, "1700000000")]),
+            Reason::MissingSignature
+        );
+        assert_eq!(
+            only(&[(SIGNATURE_HEADER, &signature)]),
+            Reason::MissingSignature
+        );
+    }
+
+    #[test]
+    fn rotation_accepts_either_key() {
+        let (old, new) = (sendgrid_key(), sendgrid_key());
+        let keys = [sendgrid_public_key(&old), sendgrid_public_key(&new)];
+        let keys = [keys[0].as_str(), keys[1].as_str()];
+        for (i, key) in [old, new].iter().enumerate() {
+            let signature = sendgrid_signature(key, "100", b"[]");
+            assert_eq!(
+                check(&keys, &signature, "100", b"[]", 100)
+                    .unwrap()
+                    .key_index,
+                Some(i)
+            );
+        }
+    }
+
+    #[test]
+    fn validly_signed_non_numeric_timestamp_is_malformed() {
+        let key = sendgrid_key();
+        let signature = sendgrid_signature(&key, "timestamp", b"[]");
+        let public = sendgrid_public_key(&key);
+        assert_eq!(
+            check(&[&public], &signature, "timestamp", b"[]", 0).unwrap_err(),
+            Reason::MalformedRequest
+        );
+    }
+}

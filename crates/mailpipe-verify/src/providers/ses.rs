@@ -1,0 +1,602 @@
+//! Amazon SES events arrive through Amazon SNS: a JSON envelope signed with RSA PKCS#1 v1.5
+//! (`SignatureVersion` 1 = SHA-1, 2 = SHA-256) by the key of the certificate at
+//! `SigningCertURL`, over a canonical string of `Name\nvalue\n` lines for the type's fields:
+//! Notification → Message, MessageId, Subject (if present and not null), Timestamp,
+//! TopicArn, Type; SubscriptionConfirmation / UnsubscribeConfirmation → Message, MessageId,
+//! SubscribeURL, Timestamp, Token, TopicArn, Type.
+//!
+//! Order of checks, so nothing untrusted is fetched: type and version, TopicArn in the
+//! source's allowlist (else anyone's SNS topic could post to us), certificate URL on an
+//! allowed host — only then does [`required_certificate`] hand the URL to the caller.
+//! Raw message delivery (no envelope, no signature) is refused as `missing_signature`.
+
+use rsa::pkcs1v15::Signature;
+use rsa::signature::Verifier as _;
+use serde::Deserialize;
+
+use crate::certificates::CertificateUrl;
+use crate::config::SourceConfig;
+use crate::crypto;
+use crate::outcome::{Reason, Rejection, Scheme, SnsControl, Verified};
+use crate::request::Request;
+use crate::Context;
+
+/// The signed envelope; Lambda-style `…Url` spellings are accepted, `null` is absent.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+    #[serde(rename = "MessageId")]
+    message_id: Option<String>,
+    #[serde(rename = "Subject")]
+    subject: Option<String>,
+    #[serde(rename = "SubscribeURL", alias = "SubscribeUrl")]
+    subscribe_url: Option<String>,
+    #[serde(rename = "Timestamp")]
+    timestamp: Option<String>,
+    #[serde(rename = "Token")]
+    token: Option<String>,
+    #[serde(rename = "TopicArn")]
+    topic_arn: Option<String>,
+    #[serde(rename = "SignatureVersion")]
+    signature_version: Option<String>,
+    #[serde(rename = "Signature")]
+    signature: Option<String>,
+    #[serde(rename = "SigningCertURL", alias = "SigningCertUrl")]
+    signing_cert_url: Option<String>,
+}
+
+/// What the checks before any fetch established.
+struct Checked {
+    envelope: Envelope,
+    kind: Kind,
+    version_2: bool,
+    topic_arn: String,
+    certificate_url: CertificateUrl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Notification,
+    SubscriptionConfirmation,
+    UnsubscribeConfirmation,
+}
+
+pub(crate) fn required_certificate(
+    request: &Request,
+    source: &SourceConfig,
+) -> Result<CertificateUrl, Rejection> {
+    Ok(check_before_fetch(request, source)?.certificate_url)
+}
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    context: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    let Checked {
+        envelope,
+        kind,
+        version_2,
+        topic_arn,
+        certificate_url,
+    } = check_before_fetch(request, source)?;
+    let certificate = context
+        .certificates
+        .certificate(&certificate_url)
+        .ok_or_else(|| {
+            Rejection::new(
+                Reason::CertificateUnavailable,
+                "signing certificate has not been fetched",
+            )
+        })?;
+    if !certificate.valid_at(request.received_at_secs()) {
+        return Err(Rejection::new(
+            Reason::UntrustedCertificate,
+            "signing certificate was not valid at receipt",
+        ));
+    }
+    let canonical = canonical_string(&envelope, kind)?;
+    let encoded = envelope.signature.as_deref().unwrap_or_default();
+    let bytes =
+        crypto::base64_decode(encoded).ok_or_else(|| Rejection::bad("Signature is not base64"))?;
+    let signature = Signature::try_from(bytes.as_slice())
+        .map_err(|_| Rejection::bad("Signature is not an RSA signature"))?;
+    let verified = if version_2 {
+        certificate.sha256.verify(canonical.as_bytes(), &signature)
+    } else {
+        certificate.sha1.verify(canonical.as_bytes(), &signature)
+    };
+    verified
+        .map_err(|_| Rejection::bad("Signature does not verify with the signing certificate"))?;
+    let timestamp = envelope.timestamp.as_deref().unwrap_or_default();
+    let signed_at = crypto::parse_rfc3339_utc(timestamp)
+        .ok_or_else(|| Rejection::malformed("Timestamp is not RFC 3339 UTC"))?;
+    crypto::check_fresh(signed_at, request, source.tolerance)?;
+    let control = match kind {
+        Kind::Notification => None,
+        Kind::SubscriptionConfirmation => Some(SnsControl::ConfirmSubscription {
+            subscribe_url: source
+                .urls
+                .subscribe_url(envelope.subscribe_url.as_deref().unwrap_or_default())?,
+            topic_arn,
+        }),
+        Kind::UnsubscribeConfirmation => Some(SnsControl::Unsubscribed { topic_arn }),
+    };
+    Ok(Verified {
+        scheme: if version_2 {
+            Scheme::SnsV2
+        } else {
+            Scheme::SnsV1
+        },
+        key_index: None,
+        signed_at: Some(signed_at),
+        control,
+    })
+}
+
+fn check_before_fetch(request: &Request, source: &SourceConfig) -> Result<Checked, Rejection> {
+    let envelope: Envelope = serde_json::from_slice(&request.body)
+        .map_err(|_| Rejection::malformed("body is not an SNS JSON envelope"))?;
+    if envelope.signature.as_deref().is_none_or(str::is_empty) {
+        return Err(Rejection::missing(
+            "SNS Signature (raw message delivery is not accepted)",
+        ));
+    }
+    let kind = match envelope.kind.as_deref() {
+        Some("Notification") => Kind::Notification,
+        Some("SubscriptionConfirmation") => Kind::SubscriptionConfirmation,
+        Some("UnsubscribeConfirmation") => Kind::UnsubscribeConfirmation,
+        _ => {
+            return Err(Rejection::malformed(
+                "Type is missing or not an SNS message type",
+            ))
+        }
+    };
+    let topic_arn = envelope
+        .topic_arn
+        .clone()
+        .ok_or_else(|| Rejection::malformed("TopicArn is missing"))?;
+    // SNS repeats type and topic in headers; disagreeing copies mean tampering.
+    for (header, body_value) in [
+        ("x-amz-sns-message-type", envelope.kind.as_deref()),
+        ("x-amz-sns-topic-arn", Some(topic_arn.as_str())),
+    ] {
+        if let Some(value) = request.header_str(header)? {
+            if Some(value) != body_value {
+                return Err(Rejection::malformed(format!(
+                    "header {header} disagrees with the body"
+                )));
+            }
+        }
+    }
+    let version_2 = match envelope.signature_version.as_deref() {
+        Some("1") => false,
+        Some("2") => true,
+        _ => return Err(Rejection::malformed("SignatureVersion is not 1 or 2")),
+    };
+    if !source.topic_arns.contains(&topic_arn) {
+        return Err(Rejection::unknown_source(
+            "TopicArn is not in the source's sns_topic_arns",
+        ));
+    }
+    let url = envelope
+        .signing_cert_url
+        .as_deref()
+        .ok_or_else(|| Rejection::missing("SigningCertURL"))?;
+    let certificate_url = source.urls.certificate_url(url)?;
+    Ok(Checked {
+        envelope,
+        kind,
+        version_2,
+        topic_arn,
+        certificate_url,
+    })
+}
+
+fn canonical_string(envelope: &Envelope, kind: Kind) -> Result<String, Rejection> {
+    let e = envelope;
+    let fields: Vec<(&str, Option<&String>, bool)> = match kind {
+        Kind::Notification => vec![
+            ("Message", e.message.as_ref(), true),
+            ("MessageId", e.message_id.as_ref(), true),
+            ("Subject", e.subject.as_ref(), false),
+            ("Timestamp", e.timestamp.as_ref(), true),
+            ("TopicArn", e.topic_arn.as_ref(), true),
+            ("Type", e.kind.as_ref(), true),
+        ],
+        Kind::SubscriptionConfirmation | Kind::UnsubscribeConfirmation => vec![
+            ("Message", e.message.as_ref(), true),
+            ("MessageId", e.message_id.as_ref(), true),
+            ("SubscribeURL", e.subscribe_url.as_ref(), true),
+            ("Timestamp", e.timestamp.as_ref(), true),
+            ("Token", e.token.as_ref(), true),
+            ("TopicArn", e.topic_arn.as_ref(), true),
+            ("Type", e.kind.as_ref(), true),
+        ],
+    };
+    let mut canonical = String::new();
+    for (name, value, required) in fields {
+        match value {
+            Some(value) => {
+                canonical.push_str(name);
+                canonical.push('\n');
+                canonical.push_str(value);
+                canonical.push('\n');
+            }
+            None if required => return Err(Rejection::malformed(format!("{name} is missing"))),
+            None => {}
+        }
+    }
+    Ok(canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    use crate::testing::{request, rsa_keys, sns_certificate_pem, sns_message};
+    use crate::{
+        required_certificate, CertificateCache, Context, Reason, ReplayCache, Request, Scheme,
+        SnsControl, SourceConfig, SourceOptions,
+    };
+
+    /// SNS-1..4: aws-php-sns-message-validator `FunctionalValidationsTest.php` (cert copied
+    /// from there into fixtures/; expired in 2022, so "now" is pinned to each message).
+    const CERT_URL: &str = "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem";
+    /// (SignatureVersion, MessageId, TopicArn, Subject, Timestamp, Signature); Message is
+    /// "Hello world" in all four.
+    type Vector = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+    );
+    const PUBLISHED: [Vector; 4] = [
+        ("1", "792cda85-518f-5dd3-9163-81d851212f3a", "arn:aws:sns:us-east-2:295079676684:publish-and-verify-892f85fe-4836-424d-8188-ab85bef0f362", None, "2022-07-28T21:23:58.317Z",
+         "ghtf+deOBAzHJJZ6s6CdRLfTQAlcGzq9naoFM1wi0CJiq//uVRuZnamrkWNF0fhouMFvuLVRwcz8PZLUMSfnmd5VpdTKpTyiKmy1qJAZXma0w+yi7G+I33hD1Jyk1Nbym2n0kqp3fVu2aoooiN2ZeLAT2bH0/BtjLSfN1yAOKNoprco4qV9gGUZinXJdj9a1YdNhDR2jKi33ldlsVtEXAtiaDklGEk7DgRKX38GerBPiLg3FdtgY6KC7cdeGpU/dGK+4hjc83Ive1HoFkAwqhpgInM2sMytBosoiXfCmOKmU4xeGD0gHDNZTlJUJQDlzw8Eag0H9f/5zXF9d3uy0YQ=="),
+        ("2", "17dea24b-55c2-540b-8362-f916557af765", "arn:aws:sns:us-east-2:295079676684:publish-and-verify-62674b1d-4295-426b-88e7-5fb75652a04e", None, "2022-07-28T21:24:08.324Z",
+         "CXVqp9PfZAL+4JHS3Zxo1PFbQsvnOjvmYhtIf17TWpwc+iIVas8kZ8GopuzVzVMdatE7rCl/O4P91Zp05Dwz8lk8dLhfp8gSu3Njlzxlyrmzo9x3va3Jb7zFnedgS2GKnZWHGBdwTXho+TosNUE+3e10OMSlwN5XGDwX7+R3WL+rn+AXmFAqp3alg27sYa55h1dLE9cGszGPjScPdtF3BmZsUDMx9wSdNKsCk+vSvE8yBjnCmUl7laSFj3LzPVrlSwgNYCF3kYnNAkah7NplK4SFhJYLwS0HCVCQJKa8rVbQLf9cBTu60U402mrgy0bN8xWoyimzbYbrOMJjalqkUg=="),
+        ("1", "11405cc3-9ac7-56d5-b45d-079e8f7a8edf", "arn:aws:sns:us-east-2:295079676684:publish-and-verify-6e11fed2-fcdf-4c52-9dc4-36ef43f37f84", Some("Hello world"), "2022-07-28T22:53:49.654Z",
+         "AItkS26d8yvnIKJevdirIPW7eM/yKbZy3/CF2EreCHmXWB3etWaV5Fb7SYpGABMpugpDZzNyGY1wCVWaopDoQ+7Q/kI2TpDu8bw1eExbi8U3kduvc/2m2fIrI4gDEY8/v3nzoLcr8pPodqMzrX6SzQou4klfaqbNK+rFmH0LVf2Q1VyOROODoSXmo4jg2Yu12jfxccBl96Drr/ihq4MJ4OcrWh6UzXXlVYjJHx2Ui4anNwNEb+Z4C2CAF1DjQUbhDtaoajDBPY+4d9C1OwbqwQpXsd6tyVcI9nFyEsVK8lfnAV+/3GZQcdXHbIUYBRGcBa4X5TlWJku5nDH2ERtHHw=="),
+        ("2", "4504e649-d933-5aa9-8199-bd14ccf05f0b", "arn:aws:sns:us-east-2:295079676684:publish-and-verify-530b26da-0687-4fe4-9f71-780bad3181e2", Some("Hello world"), "2022-07-28T22:53:55.086Z",
+         "cETcSvmmkt+My05qCLKexyl0+RyG83mSryKPqTfS+tYcxDJWVcjPJAr+qdpElzVaBl1aTGYVWMY64i9JqZ/JES8pylNj8LGvdhuNQKO59/WCoIimZAsNhn0xEgOeeDU+W/0BU4sdpCGMNjo0S/FuIiWaRe4E0YWRVrxeQevaQ70euDdfWgd5v1eCKQz8b367b9XBmMztL/CWUFI6YaKK/MV21eyvJe3Y7CtVYiOKEYiAZnAEkynK7gUGO5TsgDjGNYhj6U3xYsWgI03bmioSl7kdFSUj+AZ7ugas5fghqxgoDsdfqsjMYKRm5KKHQWsgzI619yIzpNKUiSMHxdZXpQ=="),
+    ];
+
+    fn source(arns: &[&str], loopback: bool) -> SourceConfig {
+        let options = SourceOptions {
+            sns_topic_arns: arns.iter().map(|a| a.to_string()).collect(),
+            sns_insecure_loopback: loopback,
+            ..SourceOptions::default()
+        };
+        SourceConfig::new(Provider::Ses, &[], options)
+    }
+
+    fn run(
+        source: &SourceConfig,
+        request: &Request,
+        certificates: &CertificateCache,
+    ) -> Result<crate::Verified, Reason> {
+        let mut replay = ReplayCache::new(1);
+        crate::verify(
+            request,
+            source,
+            &mut Context {
+                certificates,
+                replay: &mut replay,
+            },
+        )
+        .map_err(|r| r.reason)
+    }
+
+    /// Certificates for `url`: the published one, or one made for a generated key.
+    fn store(url: &str, pem: &[u8]) -> CertificateCache {
+        let mut cache = CertificateCache::new(4);
+        let url = source(&["x"], true).urls.certificate_url(url).unwrap();
+        cache.insert_pem(url, pem).unwrap();
+        cache
+    }
+
+    fn published_body(i: usize, cert_key: &str, subject_null: bool) -> (Vec<u8>, i64) {
+        let (version, id, arn, subject, timestamp, signature) = PUBLISHED[i];
+        let mut body = serde_json::json!({"Type": "Notification", "MessageId": id, "TopicArn": arn, "Message": "Hello world",
+            "Timestamp": timestamp, "SignatureVersion": version, "Signature": signature, cert_key: CERT_URL});
+        match subject {
+            Some(subject) => body["Subject"] = subject.into(),
+            None if subject_null => body["Subject"] = serde_json::Value::Null,
+            None => {}
+        }
+        (
+            body.to_string().into_bytes(),
+            crate::crypto::parse_rfc3339_utc(timestamp).unwrap(),
+        )
+    }
+
+    #[test]
+    fn published_vectors_sns_1_to_4_including_lambda_spellings() {
+        let certificates = store(
+            CERT_URL,
+            include_bytes!("fixtures/sns-published-test-cert.pem"),
+        );
+        let arns: Vec<&str> = PUBLISHED.iter().map(|v| v.2).collect();
+        for (i, cert_key, null) in [
+            (0, "SigningCertURL", false),
+            (1, "SigningCertURL", false),
+            (2, "SigningCertURL", false),
+            (3, "SigningCertURL", false),
+            (0, "SigningCertUrl", true),
+            (3, "SigningCertUrl", false),
+        ] {
+            let (body, now) = published_body(i, cert_key, null);
+            let verified = run(
+                &source(&arns, false),
+                &request(&[], &body, now),
+                &certificates,
+            )
+            .unwrap();
+            assert_eq!(
+                verified.scheme,
+                if PUBLISHED[i].0 == "2" {
+                    Scheme::SnsV2
+                } else {
+                    Scheme::SnsV1
+                }
+            );
+            let tampered = String::from_utf8(body)
+                .unwrap()
+                .replace("Hello world", "Hello World");
+            let err = run(
+                &source(&arns, false),
+                &request(&[], tampered.as_bytes(), now),
+                &certificates,
+            );
+            assert_eq!(err.unwrap_err(), Reason::BadSignature, "vector {i}");
+        }
+        let (body, now) = published_body(0, "SigningCertURL", false);
+        let later = run(
+            &source(&arns, false),
+            &request(&[], &body, now + 3600 * 24 * 30),
+            &certificates,
+        );
+        assert_eq!(
+            later.unwrap_err(),
+            Reason::UntrustedCertificate,
+            "certificate expired by then"
+        );
+    }
+
+    const ARN: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
+    const NOW: i64 = 1_700_000_000;
+    const TIMESTAMP: &str = "2023-11-14T22:13:20.000Z";
+
+    fn generated(kind: &str, version: u8, url: &str) -> Vec<u8> {
+        let mut fields = vec![
+            ("Type", kind),
+            ("MessageId", "m-1"),
+            ("TopicArn", ARN),
+            ("Timestamp", TIMESTAMP),
+            ("Message", "{\"eventType\":\"Bounce\"}\n"),
+        ];
+        if kind != "Notification" {
+            fields.extend([
+                ("Token", "tok"),
+                (
+                    "SubscribeURL",
+                    "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
+                ),
+            ]);
+        } else {
+            fields.push(("Subject", "Amazon SES Email Event Notification"));
+        }
+        sns_message(&rsa_keys()[0], version, url, &fields)
+    }
+
+    #[test]
+    fn generated_certificate_on_loopback_v1_v2_and_control_messages() {
+        let url = "http://127.0.0.1:8125/cert.pem";
+        let certificates = store(
+            url,
+            sns_certificate_pem(&rsa_keys()[0], 1_600_000_000, 1_800_000_000).as_bytes(),
+        );
+        let config = source(&[ARN], true);
+        for version in [1, 2] {
+            let notification = request(
+                &[("x-amz-sns-message-type", "Notification")],
+                &generated("Notification", version, url),
+                NOW,
+            );
+            assert_eq!(
+                required_certificate(&notification, &config)
+                    .unwrap()
+                    .unwrap()
+                    .as_str(),
+                url
+            );
+            let verified = run(&config, &notification, &certificates).unwrap();
+            assert_eq!(
+                (verified.scheme, verified.control),
+                (
+                    if version == 1 {
+                        Scheme::SnsV1
+                    } else {
+                        Scheme::SnsV2
+                    },
+                    None
+                )
+            );
+        }
+        let confirm = run(
+            &config,
+            &request(&[], &generated("SubscriptionConfirmation", 2, url), NOW),
+            &certificates,
+        )
+        .unwrap();
+        let Some(SnsControl::ConfirmSubscription {
+            subscribe_url,
+            topic_arn,
+        }) = confirm.control
+        else {
+            panic!("{confirm:?}")
+        };
+        assert!(
+            subscribe_url
+                .starts_with("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")
+                && topic_arn == ARN
+        );
+        let bye = run(
+            &config,
+            &request(&[], &generated("UnsubscribeConfirmation", 1, url), NOW),
+            &certificates,
+        )
+        .unwrap();
+        assert_eq!(
+            bye.control,
+            Some(SnsControl::Unsubscribed {
+                topic_arn: ARN.into()
+            })
+        );
+        // The same loopback URL without the test setting is refused before any fetch.
+        let strict = source(&[ARN], false);
+        let err = required_certificate(
+            &request(&[], &generated("Notification", 2, url), NOW),
+            &strict,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, Reason::UntrustedCertificate);
+    }
+
+    #[test]
+    fn untrusted_urls_foreign_topics_and_missing_certificates_fail_before_any_fetch() {
+        let config = source(&[ARN], false);
+        for url in [
+            "http://sns.us-east-1.amazonaws.com/c.pem",
+            "https://evil.example.com/c.pem",
+            "https://sns.us-east-1.amazonaws.com.evil.com/c.pem",
+        ] {
+            let r = request(&[], &generated("Notification", 2, url), NOW);
+            assert_eq!(
+                required_certificate(&r, &config).unwrap_err().reason,
+                Reason::UntrustedCertificate,
+                "{url}"
+            );
+            assert_eq!(
+                run(&config, &r, &CertificateCache::new(1)).unwrap_err(),
+                Reason::UntrustedCertificate
+            );
+        }
+        let good_url = "https://sns.us-east-1.amazonaws.com/c.pem";
+        let r = request(&[], &generated("Notification", 2, good_url), NOW);
+        assert_eq!(
+            required_certificate(&r, &source(&["arn:aws:sns:us-east-1:1:other"], false))
+                .unwrap_err()
+                .reason,
+            Reason::UnknownSource
+        );
+        assert_eq!(
+            run(&config, &r, &CertificateCache::new(1)).unwrap_err(),
+            Reason::CertificateUnavailable
+        );
+        assert_eq!(
+            run(&source(&[], false), &r, &CertificateCache::new(1)).unwrap_err(),
+            Reason::NoUsableKey
+        );
+        assert_eq!(
+            required_certificate(&r, &source(&[], false)),
+            Ok(None),
+            "fails closed at verify, fetches nothing"
+        );
+    }
+
+    #[test]
+    fn tampering_wrong_key_stale_and_malformed() {
+        let url = "https://sns.us-east-1.amazonaws.com/c.pem";
+        let certificates = store(
+            url,
+            sns_certificate_pem(&rsa_keys()[0], 1_600_000_000, 1_800_000_000).as_bytes(),
+        );
+        let other_key = store(
+            url,
+            sns_certificate_pem(&rsa_keys()[1], 1_600_000_000, 1_800_000_000).as_bytes(),
+        );
+        let config = source(&[ARN], false);
+        let body = generated("Notification", 2, url);
+        let check = |body: &[u8], headers: &[(&str, &str)], now, certs: &CertificateCache| {
+            run(&config, &request(headers, body, now), certs)
+        };
+        assert!(check(&body, &[], NOW, &certificates).is_ok());
+        assert_eq!(
+            check(&body, &[], NOW, &other_key).unwrap_err(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            check(&body, &[], NOW + 301, &certificates).unwrap_err(),
+            Reason::StaleTimestamp
+        );
+        assert_eq!(
+            check(
+                &body,
+                &[("x-amz-sns-message-type", "SubscriptionConfirmation")],
+                NOW,
+                &certificates
+            )
+            .unwrap_err(),
+            Reason::MalformedRequest
+        );
+        let mut value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let sig = value["Signature"].as_str().unwrap().to_string();
+        for (field, replacement, reason) in [
+            (
+                "Signature",
+                serde_json::json!(&sig[..100]),
+                Reason::BadSignature,
+            ),
+            ("Signature", serde_json::json!("!!"), Reason::BadSignature),
+            ("Signature", serde_json::json!(""), Reason::MissingSignature),
+            (
+                "Signature",
+                serde_json::Value::Null,
+                Reason::MissingSignature,
+            ),
+            (
+                "SignatureVersion",
+                serde_json::json!("3"),
+                Reason::MalformedRequest,
+            ),
+            ("Type", serde_json::json!("Other"), Reason::MalformedRequest),
+            (
+                "MessageId",
+                serde_json::Value::Null,
+                Reason::MalformedRequest,
+            ),
+            (
+                "Subject",
+                serde_json::json!("changed"),
+                Reason::BadSignature,
+            ),
+            ("Timestamp", serde_json::json!(5), Reason::MalformedRequest),
+        ] {
+            let original = value[field].clone();
+            value[field] = replacement;
+            let tampered = serde_json::to_vec(&value).unwrap();
+            assert_eq!(
+                check(&tampered, &[], NOW, &certificates).unwrap_err(),
+                reason,
+                "{field}"
+            );
+            value[field] = original;
+        }
+        assert_eq!(
+            check(b"{\"eventType\":\"Bounce\"}", &[], NOW, &certificates).unwrap_err(),
+            Reason::MissingSignature,
+            "raw delivery"
+        );
+        assert_eq!(
+            check(b"not json", &[], NOW, &certificates).unwrap_err(),
+            Reason::MalformedRequest
+        );
+    }
+}

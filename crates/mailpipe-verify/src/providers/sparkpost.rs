@@ -1,0 +1,60 @@
+//! SparkPost (Bird): no payload signature. `auth_type` basic sends `Authorization: Basic`;
+//! a static bearer token (or a custom header, the source's `token_header`) can be sent with
+//! `custom_headers`; the deprecated `auth_token` arrives in `X-MessageSystems-Webhook-Token`.
+//! OAuth2 client-credentials would need a token endpoint of ours and is not supported.
+
+use crate::config::SourceConfig;
+use crate::outcome::{Rejection, Verified};
+use crate::request::Request;
+use crate::shared_secret;
+use crate::Context;
+
+/// SparkPost's legacy `auth_token` header.
+pub(crate) const LEGACY_TOKEN_HEADER: &str = "x-messagesystems-webhook-token";
+
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _: &mut Context<'_>,
+) -> Result<Verified, Rejection> {
+    shared_secret::verify(request, source, &[LEGACY_TOKEN_HEADER])
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::Provider;
+
+    use crate::testing::{request, verify_with};
+    use crate::{Reason, Scheme, SourceConfig, SourceOptions};
+
+    #[test]
+    fn shared_secret_forms_rotation_and_failures() {
+        crate::shared_secret::tests::check_shared_secret_provider(Provider::Sparkpost);
+    }
+
+    #[test]
+    fn legacy_auth_token_header() {
+        let source = SourceConfig::new(
+            Provider::Sparkpost,
+            &["legacy-token".into()],
+            SourceOptions::default(),
+        );
+        let ping = |token: &str| {
+            request(
+                &[("x-messagesystems-webhook-token", token)],
+                b"[{\"msys\":{}}]",
+                0,
+            )
+        };
+        assert_eq!(
+            verify_with(&source, &ping("legacy-token")).unwrap().scheme,
+            Scheme::HeaderToken
+        );
+        assert_eq!(
+            verify_with(&source, &ping("legacy-tokem"))
+                .unwrap_err()
+                .reason,
+            Reason::BadSignature
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! Signing exactly as each provider does, for tests: this crate's, the fuzz targets' (which
+//! sign fuzzed bodies so the paths after a valid signature are explored too), and the verify
+//! stage's. Built with `cfg(test)` or the `testing` feature; never in a production binary.
+//!
+//! These are independent re-implementations of the providers' documented algorithms, not
+//! calls into the verifier, so a test compares two implementations.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use p256::ecdsa::signature::Signer as _;
+use rand_core::OsRng;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::EncodePublicKey as _;
+use rsa::RsaPrivateKey;
+use sha2::Sha256;
+
+use crate::{CertificateCache, Context, Rejection, ReplayCache, Request, SourceConfig, Verified};
+
+/// A request with these headers and body, received at `received_at_secs`.
+pub fn request(headers: &[(&str, &str)], body: &[u8], received_at_secs: i64) -> Request {
+    Request {
+        request_id: "test-request".into(),
+        received_at_ms: received_at_secs * 1000,
+        method: "POST".into(),
+        path: "/webhooks/test".into(),
+        query: String::new(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// [`crate::verify`] with no certificates and a fresh replay cache.
+pub fn verify_with(source: &SourceConfig, request: &Request) -> Result<Verified, Rejection> {
+    let certificates = CertificateCache::new(1);
+    let mut replay = ReplayCache::new(16);
+    crate::verify(
+        request,
+        source,
+        &mut Context {
+            certificates: &certificates,
+            replay: &mut replay,
+        },
+    )
+}
+
+pub fn base64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// `Authorization` value for HTTP Basic credentials.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("any key length");
+    parts.iter().for_each(|p| mac.update(p));
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = <Hmac<sha1::Sha1>>::new_from_slice(key).expect("any key length");
+    parts.iter().for_each(|p| mac.update(p));
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A fresh P-256 key, as SendGrid holds one per account.
+pub fn sendgrid_key() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::random(&mut OsRng)
+}
+
+/// The verification key as SendGrid's dashboard shows it: base64 DER SubjectPublicKeyInfo.
+pub fn sendgrid_public_key(key: &p256::ecdsa::SigningKey) -> String {
+    let der = key
+        .verifying_key()
+        .to_public_key_der()
+        .expect("P-256 keys encode");
+    base64(der.as_bytes())
+}
+
+/// `X-Twilio-Email-Event-Webhook-Signature`: base64 DER ECDSA over timestamp ‖ body.
+pub fn sendgrid_signature(key: &p256::ecdsa::SigningKey, timestamp: &str, body: &[u8]) -> String {
+    let signed = [timestamp.as_bytes(), body].concat();
+    let signature: p256::ecdsa::Signature = key.sign(&signed);
+    base64(signature.to_der().as_bytes())
+}
+
+/// Mailgun's hex HMAC-SHA256 of timestamp ‖ token.
+pub fn mailgun_signature(key: &str, timestamp: &str, token: &str) -> String {
+    hex::encode(hmac_sha256(
+        key.as_bytes(),
+        &[timestamp.as_bytes(), token.as_bytes()],
+    ))
+}
+
+/// Mandrill's base64 HMAC-SHA1 of URL ‖ form fields sorted by key (key ‖ value each).
+pub fn mandrill_signature(key: &str, url: &str, fields: &[(&str, &str)]) -> String {
+    let mut fields = fields.to_vec();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut signed = url.to_string();
+    for (k, v) in fields {
+        signed.push_str(k);
+        signed.push_str(v);
+    }
+    base64(&hmac_sha1(key.as_bytes(), &[signed.as_bytes()]))
+}
+
+/// A Standard Webhooks `v1,<base64>` entry for the raw key bytes behind a `whsec_` secret.
+pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
+    let mac = hmac_sha256(
+        key,
+        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+    );
+    format!("v1,{}", base64(&mac))
+}
+
+static RSA_KEYS: OnceLock<[RsaPrivateKey; 2]> = OnceLock::new();
+
+/// Two RSA-2048 keys, generated once per process (generation is slow in debug builds).
+pub fn rsa_keys() -> &'static [RsaPrivateKey; 2] {
+    RSA_KEYS.get_or_init(|| {
+        let generate = || RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key generation");
+        [generate(), generate()]
+    })
+}
+
+/// Makes [`rsa_keys`] return `keys` instead of generating some; false if keys were already
+/// in use. For the fuzz targets: key generation under a sanitizer takes many seconds.
+pub fn use_rsa_keys(keys: [RsaPrivateKey; 2]) -> bool {
+    RSA_KEYS.set(keys).is_ok()
+}
+
+/// Base64 DER SubjectPublicKeyInfo, as Postal shows its signing key.
+pub fn rsa_public_key(key: &RsaPrivateKey) -> String {
+    base64(
+        key.to_public_key()
+            .to_public_key_der()
+            .expect("RSA keys encode")
+            .as_bytes(),
+    )
+}
+
+/// Base64 RSA PKCS#1 v1.5 / SHA-256 signature (Postal `X-Postal-Signature-256`, SNS v2).
+pub fn rsa_sha256_signature(key: &RsaPrivateKey, message: &[u8]) -> String {
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+    base64(
+        &SigningKey::<Sha256>::new(key.clone())
+            .sign(message)
+            .to_bytes(),
+    )
+}
+
+/// Base64 RSA PKCS#1 v1.5 / SHA-1 signature (Postal `X-Postal-Signature`, SNS v1).
+pub fn rsa_sha1_signature(key: &RsaPrivateKey, message: &[u8]) -> String {
+    use rsa::signature::{SignatureEncoding as _, Signer as _};
+    base64(
+        &SigningKey::<sha1::Sha1>::new(key.clone())
+            .sign(message)
+            .to_bytes(),
+    )
+}
+
+/// A self-signed PEM certificate for `key`, valid between the two Unix times, like the
+/// ones SNS serves at `SigningCertURL`.
+pub fn sns_certificate_pem(key: &RsaPrivateKey, not_before: u64, not_after: u64) -> String {
+    use std::str::FromStr as _;
+    use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
+    use x509_cert::der::{asn1::UtcTime, EncodePem as _};
+    use x509_cert::time::{Time, Validity};
+    let time = |secs| {
+        Time::UtcTime(UtcTime::from_unix_duration(Duration::from_secs(secs)).expect("before 2050"))
+    };
+    let validity = Validity {
+        not_before: time(not_before),
+        not_after: time(not_after),
+    };
+    let spki =
+        x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).expect("RSA key");
+    let signer = SigningKey::<Sha256>::new(key.clone());
+    let subject = x509_cert::name::Name::from_str("CN=sns.amazonaws.com").expect("valid name");
+    let builder =
+        CertificateBuilder::new(Profile::Root, 1u32.into(), validity, subject, spki, &signer)
+            .expect("certificate builder");
+    let certificate = builder
+        .build::<rsa::pkcs1v15::Signature>()
+        .expect("certificate signs");
+    certificate
+        .to_pem(x509_cert::der::pem::LineEnding::LF)
+        .expect("PEM")
+}
+
+/// An SNS message body: `fields` (name, value) plus `SignatureVersion`, `Signature` and
+/// `SigningCertURL`, signed with `key` over the canonical string of its type.
+pub fn sns_message(
+    key: &RsaPrivateKey,
+    version: u8,
+    certificate_url: &str,
+    fields: &[(&str, &str)],
+) -> Vec<u8> {
+    let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let order: &[&str] = if get("Type") == Some("Notification") {
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut canonical = String::new();
+    for name in order {
+        if let Some(value) = get(name) {
+            canonical.push_str(&format!("{name}\n{value}\n"));
+        }
+    }
+    let signature = match version {
+        1 => rsa_sha1_signature(key, canonical.as_bytes()),
+        _ => rsa_sha256_signature(key, canonical.as_bytes()),
+    };
+    let mut object = serde_json::Map::new();
+    for (name, value) in fields {
+        object.insert(
+            name.to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
+    }
+    object.insert("SignatureVersion".into(), version.to_string().into());
+    object.insert("Signature".into(), signature.into());
+    object.insert("SigningCertURL".into(), certificate_url.into());
+    serde_json::to_vec(&object).expect("JSON")
+}
+
+/// A correctly signed request of `provider` received at `now`, with the source and the
+/// certificate store that verify it. For tests and the fuzz targets, which mutate it.
+pub struct Example {
+    pub source: SourceConfig,
+    pub request: Request,
+    pub certificates: CertificateCache,
+}
+
+/// Secrets the examples use, so tests can check that none leaks into a rejection.
+pub const EXAMPLE_SECRETS: [&str; 4] = [
+    "example-hmac-key",
+    "hook-user:hook-password",
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "https://hooks.example.com/mandrill",
+];
+
+pub fn example(provider: crate::Provider, now: i64) -> Example {
+    use crate::{Provider, SourceOptions};
+    let [hmac_key, credentials, whsec, mandrill_url] = EXAMPLE_SECRETS;
+    let ts = now.to_string();
+    let body = br#"[{"event":"delivered","email":"a@example.com"}]"#.to_vec();
+    let mut options = SourceOptions::default();
+    let mut certificates = CertificateCache::new(2);
+    let (secrets, headers, body): (Vec<String>, Vec<(String, String)>, Vec<u8>) = match provider {
+        Provider::Sendgrid => {
+            let key = sendgrid_key();
+            let headers = vec![
+                (
+                    "x-twilio-email-event-webhook-signature".into(),
+                    sendgrid_signature(&key, &ts, &body),
+                ),
+                ("x-twilio-email-event-webhook-timestamp".into(), ts.clone()),
+            ];
+            (vec![sendgrid_public_key(&key)], headers, body)
+        }
+        Provider::Mailgun => {
+            let signature = mailgun_signature(hmac_key, &ts, "one-time-token");
+            let body = serde_json::json!({"signature": {"timestamp": ts, "token": "one-time-token", "signature": signature}, "event-data": {"event": "delivered"}});
+            (
+                vec![hmac_key.into()],
+                vec![("content-type".into(), "application/json".into())],
+                body.to_string().into_bytes(),
+            )
+        }
+        Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
+            let (user, password) = credentials.split_once(':').expect("user:password");
+            (
+                vec![credentials.into()],
+                vec![("authorization".into(), basic_auth(user, password))],
+                body,
+            )
+        }
+        Provider::Ses => {
+            let arn = "arn:aws:sns:us-east-1:123456789012:ses-events";
+            let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem";
+            let pem = sns_certificate_pem(&rsa_keys()[0], 0, 2_500_000_000);
+            let checked = crate::certificates::UrlPolicy {
+                hosts: crate::DEFAULT_SNS_HOSTS.map(String::from).to_vec(),
+                insecure_loopback: false,
+            }
+            .certificate_url(url)
+            .expect("allowed URL");
+            certificates
+                .insert_pem(checked, pem.as_bytes())
+                .expect("certificate parses");
+            options.sns_topic_arns = vec![arn.into()];
+            let timestamp = unix_to_rfc3339(now);
+            let fields = [
+                ("Type", "Notification"),
+                ("MessageId", "m-1"),
+                ("TopicArn", arn),
+                ("Timestamp", timestamp.as_str()),
+                ("Message", "{\"eventType\":\"Delivery\"}"),
+            ];
+            (vec![], vec![], sns_message(&rsa_keys()[0], 2, url, &fields))
+        }
+        Provider::Mandrill => {
+            options.webhook_url = Some(mandrill_url.into());
+            let events = r#"[{"event":"send","ts":1461095246}]"#;
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("mandrill_events", events)
+                .finish();
+            let signature =
+                mandrill_signature(hmac_key, mandrill_url, &[("mandrill_events", events)]);
+            (
+                vec![hmac_key.into()],
+                vec![("x-mandrill-signature".into(), signature)],
+                body.into_bytes(),
+            )
+        }
+        Provider::Resend => {
+            let key =
+                crate::crypto::base64_decode_lenient(&whsec["whsec_".len()..]).expect("base64");
+            let headers = vec![
+                ("svix-id".into(), "msg_example".into()),
+                ("svix-timestamp".into(), ts.clone()),
+                (
+                    "svix-signature".into(),
+                    standard_webhooks_signature(&key, "msg_example", &ts, &body),
+                ),
+            ];
+            (vec![whsec.into()], headers, body)
+        }
+        Provider::Mailersend => {
+            let signature = hex::encode(hmac_sha256(hmac_key.as_bytes(), &[&body]));
+            (
+                vec![hmac_key.into()],
+                vec![("signature".into(), signature)],
+                body,
+            )
+        }
+        Provider::Postal => {
+            let key = &rsa_keys()[1];
+            let headers = vec![
+                ("x-postal-signature".into(), rsa_sha1_signature(key, &body)),
+                (
+                    "x-postal-signature-256".into(),
+                    rsa_sha256_signature(key, &body),
+                ),
+            ];
+            (vec![rsa_public_key(key)], headers, body)
+        }
+        Provider::Generic => {
+            let signature = hex::encode(hmac_sha256(hmac_key.as_bytes(), &[&body]));
+            (
+                vec![hmac_key.into()],
+                vec![("x-signature".into(), signature)],
+                body,
+            )
+        }
+    };
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Example {
+        source: SourceConfig::new(provider, &secrets, options),
+        request: request(&headers, &body, now),
+        certificates,
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SS.000Z` (civil-from-days, Howard Hinnant).
+fn unix_to_rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
