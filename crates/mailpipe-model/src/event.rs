@@ -25,6 +25,9 @@ pub struct EmailEvent {
     /// The provider's own name for the event (`hard_bounce`, `email.delivered`, …); the
     /// way to tell apart what `event_type` groups together, and to triage `unknown`.
     pub provider_event: String,
+    /// An Avro string (not an enum) so a new provider never needs a schema change; written
+    /// as its id so schema-aware serializers see a string, not an enum variant.
+    #[serde(serialize_with = "serialize_provider_id")]
     pub provider: Provider,
     /// Configured source (account/tenant) the webhook arrived on.
     pub source: String,
@@ -222,6 +225,10 @@ impl BounceClass {
     pub fn from_symbol(symbol: &str) -> Option<BounceClass> {
         BounceClass::ALL.into_iter().find(|c| c.as_str() == symbol)
     }
+}
+
+fn serialize_provider_id<S: serde::Serializer>(p: &Provider, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.as_str())
 }
 
 #[cfg(test)]
