@@ -39,6 +39,13 @@ pub const RECEIVER_READY: &str = "mailpipe_receiver_ready";
 pub const DEAD_LETTERS: &str = "mailpipe_dead_letters_total";
 pub const NORMALIZE_EVENTS: &str = "mailpipe_normalize_events_total";
 
+// Verify stage. Labels: provider and source are configured ids ("unknown" when the record
+// names none that is configured), reason the closed set of mailpipe_verify::Reason.
+pub const VERIFY_VERIFIED: &str = "mailpipe_verify_verified_total";
+pub const VERIFY_REJECTED: &str = "mailpipe_verify_rejected_total";
+pub const VERIFY_CONTROL: &str = "mailpipe_verify_control_total";
+pub const VERIFY_FETCHES: &str = "mailpipe_verify_fetches_total";
+
 /// Registers help text and units; called once when a recorder is installed.
 pub fn describe_all() {
     describe_counter!(
@@ -49,6 +56,7 @@ pub fn describe_all() {
         NORMALIZE_EVENTS,
         "Canonical events written to mail.events, by provider and event type"
     );
+    describe_verify();
     describe_counter!(
         KAFKA_MESSAGES_CONSUMED,
         "Messages received from Kafka by the consumer loop"
@@ -82,6 +90,25 @@ pub fn describe_all() {
         "Time from produce call to broker acknowledgement"
     );
     describe_receiver();
+}
+
+fn describe_verify() {
+    describe_counter!(
+        VERIFY_VERIFIED,
+        "Requests verified and written to mail.verified, by provider, source, kind (events or control) and key_index (which configured secret matched; none for SES)"
+    );
+    describe_counter!(
+        VERIFY_REJECTED,
+        "Requests that failed verification and were written to mail.rejected, by provider, source and reason"
+    );
+    describe_counter!(
+        VERIFY_CONTROL,
+        "SNS protocol messages handled by verify, by source and action (sns_subscription_confirmed, ...)"
+    );
+    describe_counter!(
+        VERIFY_FETCHES,
+        "HTTP GETs of SNS certificates and SubscribeURLs, by purpose and outcome (ok, retry, failed)"
+    );
 }
 
 fn describe_receiver() {
