@@ -177,7 +177,8 @@ pub struct SchemaRegistrySettings {
     pub url: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `Debug` leaves the password out.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseSettings {
     pub url: String,
@@ -185,6 +186,25 @@ pub struct ClickHouseSettings {
     pub user: String,
     pub password: String,
     pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for ClickHouseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseSettings")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

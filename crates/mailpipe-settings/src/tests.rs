@@ -312,10 +312,12 @@ fn verify_problems_name_their_keys() {
 fn debug_output_never_shows_secrets() {
     Jail::expect_with(|jail| {
         jail.clear_env();
-        let body = "[sources.x]\nprovider = \"postal\"\nsecrets = [\"hunter2-secret\"]\n";
+        let body = "[sources.x]\nprovider = \"postal\"\nsecrets = [\"hunter2-secret\"]\n\
+                    [clickhouse]\npassword = \"ch-hunter3\"\n";
         let s = load_in_jail(jail, Some(body)).unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(!shown.contains("ch-hunter3"), "{shown}");
         assert!(shown.contains("1 redacted"), "{shown}");
         Ok(())
     });
