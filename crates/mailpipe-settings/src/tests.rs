@@ -177,6 +177,7 @@ fn env_vars_without_a_section_are_not_config_keys() {
 #[test]
 fn receiver_defaults_match_the_contract() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let r = load_in_jail(jail, None).unwrap().receiver;
         assert_eq!(r.max_body_bytes, 5 * 1024 * 1024);
         assert_eq!(r.produce_timeout_ms, 5000);
@@ -190,6 +191,7 @@ fn receiver_defaults_match_the_contract() {
 #[test]
 fn receiver_env_overrides_reach_nested_keys() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         jail.set_env("MAILPIPE_RECEIVER__LISTEN", "127.0.0.1:0");
         jail.set_env("MAILPIPE_RECEIVER__RATE_LIMIT__BACKEND", "redis");
         jail.set_env("MAILPIPE_RECEIVER__RATE_LIMIT__PER_IP_PER_SECOND", "0");
@@ -206,6 +208,7 @@ fn receiver_env_overrides_reach_nested_keys() {
 #[test]
 fn receiver_problems_name_their_keys() {
     Jail::expect_with(|jail| {
+        jail.clear_env();
         let body = "[receiver]\nmax_header_bytes = 100\nproduce_timeout_ms = 0\n\
                     [receiver.rate_limit]\nper_ip_per_second = -1.0\n";
         let SettingsError::Invalid(problems) = load_in_jail(jail, Some(body)).unwrap_err() else {
