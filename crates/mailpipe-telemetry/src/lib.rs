@@ -33,6 +33,8 @@ pub fn init_logging(settings: &TelemetrySettings) -> Result<(), TelemetryError> 
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
+        // Colour only for a terminal: make up / make run write logs to files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // try_init fails only when a subscriber is already installed: keep the first one.
     let _ = match settings.log_format {
