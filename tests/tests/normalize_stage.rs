@@ -12,11 +12,10 @@ use mailpipe_avro::{AvroCodec, TopicSchema, VERIFIED_REQUEST_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, Provider};
 use mailpipe_normalize::{parse, ParseInput};
-use mailpipe_test_support::{create_topic, dev_settings, unique_name};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use mailpipe_test_support::{
+    committed_total, consume_exactly, create_topic, dev_settings, unique_name,
+};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 /// Valid fixture bodies of the normalizer's tests, with the content type their extension
@@ -87,49 +86,6 @@ fn expected_events(record: &VerifiedRecord) -> Vec<EmailEvent> {
     parse(record.provider.parse().unwrap(), &input).unwrap()
 }
 
-async fn consume_n(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let settings = dev_settings();
-    let consumer: StreamConsumer =
-        mailpipe_kafka::consumer_config(&settings.kafka, &unique_name("reader"))
-            .create()
-            .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records on {topic}", out.len()))
-            .unwrap();
-        out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap().to_vec()));
-    }
-    // Nothing beyond the expected records.
-    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
-    assert!(extra.is_err(), "more than {n} records on {topic}");
-    out
-}
-
-fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
-    let settings = dev_settings();
-    let consumer: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let offsets = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    offsets
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn verified_requests_become_events_or_dead_letters() {
     let mut settings = dev_settings();
@@ -188,7 +144,7 @@ async fn verified_requests_become_events_or_dead_letters() {
         shutdown.clone(),
     ));
 
-    let events = consume_n(&events_topic, expected.len()).await;
+    let events = consume_exactly(&events_topic, expected.len()).await;
     let mut seen_ids = BTreeSet::new();
     for (key, payload) in &events {
         let event: EmailEvent = codec.decode(payload).await.unwrap();
@@ -202,7 +158,7 @@ async fn verified_requests_become_events_or_dead_letters() {
     let expected_ids: BTreeSet<String> = expected.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(seen_ids, expected_ids);
 
-    let dead = consume_n(&dlq_topic, 1).await;
+    let dead = consume_exactly(&dlq_topic, 1).await;
     let letter: DeadLetterRecord = codec.decode(&dead[0].1).await.unwrap();
     assert_eq!(letter.reason, "not_json");
     assert_eq!(

@@ -18,13 +18,12 @@ use mailpipe_avro::{AvroCodec, TopicSchema, RAW_REQUEST_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::SourceSettings;
-use mailpipe_test_support::{create_topic, dev_settings, unique_name};
+use mailpipe_test_support::{
+    committed_total, consume_exactly, create_topic, dev_settings, unique_name,
+};
 use mailpipe_verify::testing::{self, EXAMPLE_SECRETS};
 use mailpipe_verify::Request;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 const TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
@@ -364,49 +363,6 @@ fn inputs(now: i64, sendgrid: &p256::ecdsa::SigningKey, base: &str) -> Vec<Input
     inputs
 }
 
-async fn consume_n(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let settings = dev_settings();
-    let consumer: StreamConsumer =
-        mailpipe_kafka::consumer_config(&settings.kafka, &unique_name("reader"))
-            .create()
-            .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records on {topic}", out.len()))
-            .unwrap();
-        out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap().to_vec()));
-    }
-    // Nothing beyond the expected records.
-    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
-    assert!(extra.is_err(), "more than {n} records on {topic}");
-    out
-}
-
-fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
-    let settings = dev_settings();
-    let consumer: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let offsets = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    offsets
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
 fn assert_no_credentials(headers: &[Header], id: &str) {
     for header in headers {
         assert!(
@@ -495,7 +451,7 @@ async fn raw_requests_are_verified_or_rejected_with_a_reason() {
     let want_rejected = expected(|e| matches!(e, Expect::Rejected(_)));
 
     let mut seen = BTreeMap::new();
-    for (key, payload) in consume_n(&verified_topic, want_verified.len()).await {
+    for (key, payload) in consume_exactly(&verified_topic, want_verified.len()).await {
         let record: VerifiedRecord = codec.decode(&payload).await.unwrap();
         assert_eq!(key.as_deref(), Some(record.request_id.as_bytes()), "key");
         assert_no_credentials(&record.headers, &record.request_id);
@@ -525,7 +481,7 @@ async fn raw_requests_are_verified_or_rejected_with_a_reason() {
     assert_eq!(seen, want_verified);
 
     let mut seen = BTreeMap::new();
-    for (key, payload) in consume_n(&rejected_topic, want_rejected.len()).await {
+    for (key, payload) in consume_exactly(&rejected_topic, want_rejected.len()).await {
         let record: RejectedRecord = codec.decode(&payload).await.unwrap();
         assert_eq!(key.as_deref(), Some(record.request_id.as_bytes()), "key");
         assert_no_credentials(&record.headers, &record.request_id);
@@ -546,7 +502,7 @@ async fn raw_requests_are_verified_or_rejected_with_a_reason() {
     }
     assert_eq!(seen, want_rejected);
 
-    let dead = consume_n(&dlq_topic, 1).await;
+    let dead = consume_exactly(&dlq_topic, 1).await;
     let letter: DeadLetterRecord = codec.decode(&dead[0].1).await.unwrap();
     assert_eq!(
         (letter.stage.as_str(), letter.reason.as_str()),

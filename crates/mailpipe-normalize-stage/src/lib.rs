@@ -8,16 +8,15 @@
 //! records are acknowledged.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use mailpipe_avro::records::{DeadLetterRecord, VerifiedKind, VerifiedRecord};
+use mailpipe_avro::records::{VerifiedKind, VerifiedRecord};
 use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_normalize::{parse, ParseInput};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{forward, OutRecord, Stage};
+use mailpipe_stage::{decode_retrying, forward, DeadLetters, Origin, OutRecord, Stage};
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -35,8 +34,7 @@ pub struct NormalizeHandler {
     producer: FutureProducer,
     events_topic: String,
     events_schema: RegisteredSchema,
-    dlq_topic: String,
-    dlq_schema: RegisteredSchema,
+    dead_letters: DeadLetters,
 }
 
 impl NormalizeHandler {
@@ -45,7 +43,6 @@ impl NormalizeHandler {
         let names = TopicNames::new(&settings.kafka.topic_prefix);
         let codec = AvroCodec::new(&settings.schema_registry.url)?;
         let events_topic = names.name(Topic::Events);
-        let dlq_topic = names.name(Topic::Dlq);
         let events_schema = codec
             .register(&TopicSchema::new(
                 &events_topic,
@@ -53,27 +50,20 @@ impl NormalizeHandler {
             )?)
             .await
             .context("registering the email event schema")?;
-        let dlq_schema = codec
-            .register(&TopicSchema::new(
-                &dlq_topic,
-                mailpipe_avro::DEAD_LETTER_SCHEMA,
-            )?)
-            .await
-            .context("registering the dead letter schema")?;
+        let dead_letters = DeadLetters::new(Stage::Normalize, settings, &codec).await?;
         Ok(NormalizeHandler {
             codec: Arc::new(codec),
             producer: mailpipe_kafka::create_producer(&settings.kafka)?,
             events_topic,
             events_schema,
-            dlq_topic,
-            dlq_schema,
+            dead_letters,
         })
     }
 
     /// The records one input message becomes.
     async fn outputs(&self, message: &OwnedMessage) -> Result<Vec<OutRecord>, HandlerError> {
         let payload = message.payload().unwrap_or_default();
-        let record: VerifiedRecord = match self.decode(payload).await {
+        let record: VerifiedRecord = match decode_retrying(&self.codec, payload).await {
             Ok(record) => record,
             Err(detail) => return self.dead_letter(message, None, "undecodable", detail),
         };
@@ -122,23 +112,6 @@ impl NormalizeHandler {
         Ok(out)
     }
 
-    /// Decodes, retrying while the registry is unreachable (a valid record must not be
-    /// dead-lettered because of an outage); anything else is permanent.
-    async fn decode(&self, payload: &[u8]) -> Result<VerifiedRecord, String> {
-        let mut attempt = 0u32;
-        loop {
-            match self.codec.decode::<VerifiedRecord>(payload).await {
-                Ok(record) => return Ok(record),
-                Err(e) if e.is_retriable() => {
-                    tracing::warn!(error = %e, attempt, "schema registry unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
     fn dead_letter(
         &self,
         message: &OwnedMessage,
@@ -146,33 +119,14 @@ impl NormalizeHandler {
         reason: &str,
         detail: String,
     ) -> Result<Vec<OutRecord>, HandlerError> {
-        metrics::counter!(names::DEAD_LETTERS, "stage" => "normalize", "reason" => reason.to_string())
-            .increment(1);
-        tracing::warn!(reason, detail = %detail, topic = message.topic(), partition = message.partition(),
-            offset = message.offset(), "dead-lettering a request");
-        let payload = message.payload().unwrap_or_default();
-        let dead = DeadLetterRecord {
-            stage: "normalize".into(),
-            reason: reason.into(),
-            detail,
-            failed_at: now_ms(),
-            topic: message.topic().into(),
-            partition: message.partition(),
-            offset: message.offset(),
-            raw_request_id: record.map(|r| r.request_id.clone()),
-            provider: record.map(|r| r.provider.clone()),
-            source: record.map(|r| r.source.clone()),
-            payload: payload.to_vec(),
+        let origin = Origin {
+            raw_request_id: record.map(|r| r.request_id.as_str()),
+            provider: record.map(|r| r.provider.as_str()),
+            source: record.map(|r| r.source.as_str()),
         };
-        let bytes = self
-            .dlq_schema
-            .encode(&dead, payload.len() + 256)
-            .map_err(|e| format!("encoding a dead letter: {e}"))?;
-        Ok(vec![OutRecord {
-            topic: self.dlq_topic.clone(),
-            key: record.map(|r| r.request_id.as_bytes().to_vec()),
-            payload: bytes,
-        }])
+        Ok(vec![self
+            .dead_letters
+            .record(message, reason, detail, origin)?])
     }
 }
 
@@ -184,11 +138,4 @@ impl Handler for NormalizeHandler {
         }
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

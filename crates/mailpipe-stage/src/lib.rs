@@ -6,6 +6,7 @@
 //! Invariant: a stage completes an input message only after all records derived from it
 //! are acknowledged (`acks=all`); transient produce failures are retried, never dropped.
 
+mod dead_letter;
 mod forward;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use mailpipe_kafka::{Handler, LoopConfig, Topic, TopicNames};
 use mailpipe_settings::Settings;
 use tokio_util::sync::CancellationToken;
 
+pub use dead_letter::{decode_retrying, now_ms, DeadLetters, Origin};
 pub use forward::{forward, OutRecord};
 
 /// The consumer stages, named as in the config and in binary names (`mailpipe-<name>`).

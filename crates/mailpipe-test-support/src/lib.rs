@@ -10,7 +10,9 @@ use std::time::Duration;
 use mailpipe_settings::Settings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The committed development config plus `MAILPIPE_*` env, as the binaries load it.
 pub fn dev_settings() -> Settings {
@@ -33,6 +35,65 @@ pub async fn create_topic(name: &str, partitions: i32) {
     for result in results {
         result.unwrap_or_else(|(topic, code)| panic!("creating topic {topic}: {code}"));
     }
+}
+
+/// Reads exactly `n` records (key, value) from the start of `topic` with a fresh group,
+/// then checks for 2 s that no more arrive. Panics naming the topic when short or over.
+pub async fn consume_exactly(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    let settings = dev_settings();
+    let group = unique_name("reader");
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.kafka.session_timeout_ms.to_string(),
+        );
+    let consumer: StreamConsumer = config.create().expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records on {topic}", out.len()))
+            .expect("consume");
+        out.push((
+            m.key().map(<[u8]>::to_vec),
+            m.payload().unwrap_or_default().to_vec(),
+        ));
+    }
+    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(extra.is_err(), "more than {n} records on {topic}");
+    out
+}
+
+/// The sum of `group`'s committed offsets over partitions `0..partitions` of `topic`
+/// (partitions without a commit count 0): equals the number of messages on the topic
+/// once the group has completed and committed them all.
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Kafka bootstrap servers.

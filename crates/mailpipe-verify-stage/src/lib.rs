@@ -14,15 +14,15 @@ pub mod fetch;
 pub mod records;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use mailpipe_avro::records::{DeadLetterRecord, RawRecord};
+use mailpipe_avro::records::RawRecord;
 use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
-use mailpipe_stage::{forward, OutRecord, Stage};
+use mailpipe_stage::{decode_retrying, forward, now_ms, DeadLetters, Origin, OutRecord, Stage};
 use mailpipe_telemetry::names;
 use mailpipe_verify::{
     required_certificate, strip_credentials, CertificateCache, Context, Reason, Rejection,
@@ -54,8 +54,7 @@ pub struct VerifyHandler {
     verified_schema: RegisteredSchema,
     rejected_topic: String,
     rejected_schema: RegisteredSchema,
-    dlq_topic: String,
-    dlq_schema: RegisteredSchema,
+    dead_letters: DeadLetters,
     sources: Sources,
     verifier: Verifier,
 }
@@ -89,12 +88,7 @@ impl VerifyHandler {
             "rejected request",
         )
         .await?;
-        let (dlq_topic, dlq_schema) = register(
-            names.name(Topic::Dlq),
-            mailpipe_avro::DEAD_LETTER_SCHEMA,
-            "dead letter",
-        )
-        .await?;
+        let dead_letters = DeadLetters::new(Stage::Verify, settings, &codec).await?;
         Ok(VerifyHandler {
             codec,
             producer: mailpipe_kafka::create_producer(&settings.kafka)?,
@@ -102,8 +96,7 @@ impl VerifyHandler {
             verified_schema,
             rejected_topic,
             rejected_schema,
-            dlq_topic,
-            dlq_schema,
+            dead_letters,
             sources,
             verifier: Verifier {
                 certificates: CertificateCache::new(settings.verify.certificate_cache_entries),
@@ -116,7 +109,7 @@ impl VerifyHandler {
     /// The one record an input message becomes.
     async fn output(&mut self, message: &OwnedMessage) -> Result<OutRecord, HandlerError> {
         let payload = message.payload().unwrap_or_default();
-        let raw: RawRecord = match self.decode(payload).await {
+        let raw: RawRecord = match decode_retrying(&self.codec, payload).await {
             Ok(raw) => raw,
             Err(detail) => return self.dead_letter(message, detail),
         };
@@ -197,23 +190,6 @@ impl VerifyHandler {
         })
     }
 
-    /// Decodes, retrying while the registry is unreachable (a valid record must not be
-    /// dead-lettered because of an outage); anything else is permanent.
-    async fn decode(&self, payload: &[u8]) -> Result<RawRecord, String> {
-        let mut attempt = 0u32;
-        loop {
-            match self.codec.decode::<RawRecord>(payload).await {
-                Ok(record) => return Ok(record),
-                Err(e) if e.is_retriable() => {
-                    tracing::warn!(error = %e, attempt, "schema registry unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
     /// A record that cannot be read at all: kept whole on `mail.dlq`, never on
     /// `mail.rejected` (which needs the request's fields).
     fn dead_letter(
@@ -221,34 +197,8 @@ impl VerifyHandler {
         message: &OwnedMessage,
         detail: String,
     ) -> Result<OutRecord, HandlerError> {
-        let reason = "undecodable";
-        metrics::counter!(names::DEAD_LETTERS, "stage" => "verify", "reason" => reason)
-            .increment(1);
-        tracing::warn!(reason, detail = %detail, topic = message.topic(), partition = message.partition(),
-            offset = message.offset(), "dead-lettering a record");
-        let payload = message.payload().unwrap_or_default();
-        let dead = DeadLetterRecord {
-            stage: "verify".into(),
-            reason: reason.into(),
-            detail,
-            failed_at: now_ms(),
-            topic: message.topic().into(),
-            partition: message.partition(),
-            offset: message.offset(),
-            raw_request_id: None,
-            provider: None,
-            source: None,
-            payload: payload.to_vec(),
-        };
-        let bytes = self
-            .dlq_schema
-            .encode(&dead, payload.len() + 256)
-            .map_err(|e| format!("encoding a dead letter: {e}"))?;
-        Ok(OutRecord {
-            topic: self.dlq_topic.clone(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: bytes,
-        })
+        self.dead_letters
+            .record(message, "undecodable", detail, Origin::default())
     }
 }
 
@@ -402,13 +352,6 @@ fn clip(text: &str) -> &str {
         Some((end, _)) => &text[..end],
         None => text,
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
