@@ -3,7 +3,7 @@
 //! becomes a dead letter with its reason, a control record becomes nothing, and offsets
 //! are committed once the outputs are acknowledged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,7 +96,9 @@ async fn verified_requests_become_events_or_dead_letters() {
         names.name(Topic::Events),
         names.name(Topic::Dlq),
     );
-    create_topic(&verified_topic, 2).await;
+    // One input partition, so the input order is one total order the outputs must keep
+    // per recipient (mail.events has two partitions: recipients spread over both).
+    create_topic(&verified_topic, 1).await;
     create_topic(&events_topic, 2).await;
     create_topic(&dlq_topic, 1).await;
 
@@ -146,6 +148,7 @@ async fn verified_requests_become_events_or_dead_letters() {
 
     let events = consume_exactly(&events_topic, expected.len()).await;
     let mut seen_ids = BTreeSet::new();
+    let mut seen_order: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
     for (key, payload) in &events {
         let event: EmailEvent = codec.decode(payload).await.unwrap();
         assert_eq!(
@@ -154,9 +157,22 @@ async fn verified_requests_become_events_or_dead_letters() {
             "key = recipient"
         );
         seen_ids.insert(event.event_id.clone());
+        seen_order
+            .entry(event.recipient.clone())
+            .or_default()
+            .push(event.event_id.clone());
     }
     let expected_ids: BTreeSet<String> = expected.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(seen_ids, expected_ids);
+    // Each recipient's events in input order (a recipient's key maps to one partition).
+    let mut expected_order: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    for event in &expected {
+        expected_order
+            .entry(event.recipient.clone())
+            .or_default()
+            .push(event.event_id.clone());
+    }
+    assert_eq!(seen_order, expected_order, "per-recipient order");
 
     let dead = consume_exactly(&dlq_topic, 1).await;
     let letter: DeadLetterRecord = codec.decode(&dead[0].1).await.unwrap();
@@ -173,7 +189,7 @@ async fn verified_requests_become_events_or_dead_letters() {
     let total = inputs.len() as i64;
     let mut committed = 0;
     for _ in 0..100 {
-        committed = committed_total(&group, &verified_topic, 2);
+        committed = committed_total(&group, &verified_topic, 1);
         if committed == total {
             break;
         }
