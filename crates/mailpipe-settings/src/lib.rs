@@ -42,6 +42,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub receiver: ReceiverSettings,
     pub verify: VerifySettings,
+    pub dedupe: DedupeSettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -205,6 +206,16 @@ impl std::fmt::Debug for ClickHouseSettings {
             .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
+}
+
+/// The dedupe stage (`mailpipe-dedupe`): seen event ids in Redis.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeSettings {
+    /// How long an event id is remembered; a copy arriving later passes as new.
+    pub ttl_seconds: u64,
+    /// Bound on one pipelined Redis call (connect or reply) before it is retried.
+    pub redis_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -312,6 +312,25 @@ fn verify_problems_name_their_keys() {
 }
 
 #[test]
+fn dedupe_defaults_load_and_problems_name_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let s = load_in_jail(jail, None).unwrap();
+        assert_eq!(s.dedupe.ttl_seconds, 7 * 24 * 3600);
+        assert_eq!(s.dedupe.redis_timeout_ms, 2000);
+        jail.set_env("MAILPIPE_DEDUPE__REDIS_TIMEOUT_MS", "0");
+        let body = "[dedupe]\nttl_seconds = 60\n";
+        let Err(SettingsError::Invalid(problems)) = load_in_jail(jail, Some(body)) else {
+            panic!("a 60 s TTL and a 0 ms timeout must be refused");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("dedupe.ttl_seconds:"));
+        assert!(problems[1].starts_with("dedupe.redis_timeout_ms:"));
+        Ok(())
+    });
+}
+
+#[test]
 fn debug_output_never_shows_secrets() {
     Jail::expect_with(|jail| {
         jail.clear_env();

@@ -132,6 +132,17 @@ impl Settings {
             "redis.url",
             "expected a redis:// or rediss:// URL".into(),
         );
+        // At least an hour (ESP retries come minutes to days later), at most a year.
+        check(
+            (3600..=31_536_000).contains(&self.dedupe.ttl_seconds),
+            "dedupe.ttl_seconds",
+            format!("must be 3600..=31536000, got {}", self.dedupe.ttl_seconds),
+        );
+        check(
+            (10..=60_000).contains(&self.dedupe.redis_timeout_ms),
+            "dedupe.redis_timeout_ms",
+            format!("must be 10..=60000, got {}", self.dedupe.redis_timeout_ms),
+        );
         for id in self.sources.keys() {
             check(
                 !id.is_empty()

@@ -46,6 +46,16 @@ pub const VERIFY_REJECTED: &str = "mailpipe_verify_rejected_total";
 pub const VERIFY_CONTROL: &str = "mailpipe_verify_control_total";
 pub const VERIFY_FETCHES: &str = "mailpipe_verify_fetches_total";
 
+// Dedupe stage. Labels: provider is the closed provider set ("unknown" otherwise), outcome
+// ok or error.
+pub const DEDUPE_EVENTS: &str = "mailpipe_dedupe_events_total";
+pub const DEDUPE_DUPLICATES: &str = "mailpipe_dedupe_duplicates_total";
+pub const DEDUPE_REDELIVERED: &str = "mailpipe_dedupe_redelivered_total";
+pub const DEDUPE_BATCHES: &str = "mailpipe_dedupe_batches_total";
+pub const DEDUPE_BATCH_SIZE: &str = "mailpipe_dedupe_last_batch_size";
+pub const DEDUPE_REDIS_SECONDS: &str = "mailpipe_dedupe_redis_seconds";
+pub const DEDUPE_REDIS_ERRORS: &str = "mailpipe_dedupe_redis_errors_total";
+
 /// Registers help text and units; called once when a recorder is installed.
 pub fn describe_all() {
     describe_counter!(
@@ -57,6 +67,7 @@ pub fn describe_all() {
         "Canonical events written to mail.events, by provider and event type"
     );
     describe_verify();
+    describe_dedupe();
     describe_counter!(
         KAFKA_MESSAGES_CONSUMED,
         "Messages received from Kafka by the consumer loop"
@@ -108,6 +119,38 @@ fn describe_verify() {
     describe_counter!(
         VERIFY_FETCHES,
         "HTTP GETs of SNS certificates and SubscribeURLs, by purpose and outcome (ok, retry, failed)"
+    );
+}
+
+fn describe_dedupe() {
+    describe_counter!(
+        DEDUPE_EVENTS,
+        "Events read from mail.events by the dedupe stage, by provider"
+    );
+    describe_counter!(
+        DEDUPE_DUPLICATES,
+        "Events not forwarded because their event id was already seen, by provider"
+    );
+    describe_counter!(
+        DEDUPE_REDELIVERED,
+        "Events forwarded again because their id was marked by this same message (a redelivery after a crash)"
+    );
+    describe_counter!(
+        DEDUPE_BATCHES,
+        "Batches checked against Redis (one pipelined round trip each when Redis answers)"
+    );
+    describe_gauge!(
+        DEDUPE_BATCH_SIZE,
+        "Events in the last batch checked against Redis"
+    );
+    describe_histogram!(
+        DEDUPE_REDIS_SECONDS,
+        Unit::Seconds,
+        "Time of one pipelined SET NX GET round trip for a batch, by outcome"
+    );
+    describe_counter!(
+        DEDUPE_REDIS_ERRORS,
+        "Failed Redis round trips (the batch is retried with backoff)"
     );
 }
 

@@ -1,0 +1,189 @@
+//! Seen event ids in Redis: one pipelined `SET key coordinates NX EX ttl GET` per batch.
+//!
+//! The value of an id's key is the input coordinates (`partition:offset`) of the message
+//! that first claimed it. `SET … NX GET` (Redis ≥ 7.0) answers, atomically per key, either
+//! nil (this call claimed the id: new) or the value already there. A value equal to this
+//! message's own coordinates means the id was claimed by this very message before a crash
+//! or a failed round trip, and its output may never have been acknowledged: it is emitted
+//! again. Any other value is a duplicate. That also makes a retried pipeline idempotent:
+//! the keys a half-executed attempt set answer with their own coordinates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mailpipe_telemetry::names;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+
+/// Redis round trips attempted by this process (failed ones included), for the bench's
+/// round-trips-per-event figure.
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Redis round trips attempted so far by every [`SeenIds`] of this process.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
+
+/// What to do with one event, from its key's previous value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// First sighting: forward.
+    New,
+    /// Claimed earlier by this same message (redelivered after a crash): forward again.
+    Redelivered,
+    /// Claimed by another message: complete without output.
+    Duplicate,
+}
+
+/// Classifies the reply of `SET … NX GET` for a message whose coordinates are `own`.
+pub fn verdict(previous: Option<&[u8]>, own: &[u8]) -> Verdict {
+    match previous {
+        None => Verdict::New,
+        Some(value) if value == own => Verdict::Redelivered,
+        Some(_) => Verdict::Duplicate,
+    }
+}
+
+/// The value stored under an id's key: where the claiming message sits in the input.
+pub fn coordinates(partition: i32, offset: i64) -> String {
+    format!("{partition}:{offset}")
+}
+
+/// `{prefix}dd:` + the first 16 bytes of SHA-256 over provider, source and event id, each
+/// length-prefixed so that no two different triples hash the same input. 16 bytes keep
+/// collisions out of reach (2^64 ids for a 50 % chance) at a third of a hex id's size.
+pub fn dedupe_key(prefix: &str, provider: &str, source: &str, event_id: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for part in [provider, source, event_id] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut key = Vec::with_capacity(prefix.len() + 3 + 16);
+    key.extend_from_slice(prefix.as_bytes());
+    key.extend_from_slice(b"dd:");
+    key.extend_from_slice(&digest[..16]);
+    key
+}
+
+/// The seen-id store of one stage process.
+pub struct SeenIds {
+    connection: ConnectionManager,
+    ttl_seconds: u64,
+}
+
+impl SeenIds {
+    /// Connects lazily, so a Redis that is down at start-up only delays the first batch.
+    pub fn new(url: &str, ttl_seconds: u64, timeout: Duration) -> anyhow::Result<SeenIds> {
+        let client = redis::Client::open(url).context("redis.url")?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .context("creating the Redis connection manager")?;
+        Ok(SeenIds {
+            connection,
+            ttl_seconds,
+        })
+    }
+
+    /// Claims every `(key, coordinates)` in one pipelined round trip and returns their
+    /// verdicts in order (a key repeated within the batch is a duplicate after its first
+    /// occurrence, since Redis runs the pipeline in order). Retries with backoff until Redis
+    /// answers: meanwhile the batch's acks stay open, so the consumer loop pauses the
+    /// partitions once their in-flight limit is reached. Nothing is let through unchecked.
+    pub async fn claim(&mut self, claims: &[(Vec<u8>, String)]) -> Vec<Verdict> {
+        if claims.is_empty() {
+            return Vec::new();
+        }
+        let mut pipe = redis::pipe();
+        for (key, coords) in claims {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(coords)
+                .arg("NX")
+                .arg("EX")
+                .arg(self.ttl_seconds)
+                .arg("GET");
+        }
+        let mut attempt = 0u32;
+        loop {
+            ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let reply: redis::RedisResult<Vec<Option<Vec<u8>>>> =
+                pipe.query_async(&mut self.connection).await;
+            let outcome = if reply.is_ok() { "ok" } else { "error" };
+            metrics::histogram!(names::DEDUPE_REDIS_SECONDS, "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
+            match reply {
+                Ok(previous) if previous.len() == claims.len() => {
+                    return claims
+                        .iter()
+                        .zip(&previous)
+                        .map(|((_, own), prev)| verdict(prev.as_deref(), own.as_bytes()))
+                        .collect();
+                }
+                Ok(previous) => {
+                    // Cannot happen with a well-behaved server; never guess verdicts.
+                    tracing::error!(
+                        sent = claims.len(),
+                        got = previous.len(),
+                        "redis answered a pipeline with the wrong number of replies; retrying"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, events = claims.len(),
+                    "redis unavailable; batch held, retrying"),
+            }
+            metrics::counter!(names::DEDUPE_REDIS_ERRORS).increment(1);
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Doubles from 100 ms up to 5 s, so a recovered Redis is used again within 5 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_stored_coordinates() {
+        assert_eq!(verdict(None, b"3:17"), Verdict::New);
+        assert_eq!(verdict(Some(b"3:17"), b"3:17"), Verdict::Redelivered);
+        assert_eq!(verdict(Some(b"3:16"), b"3:17"), Verdict::Duplicate);
+        assert_eq!(verdict(Some(b"13:7"), b"3:17"), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn keys_are_prefixed_compact_and_separate_their_parts() {
+        let key = dedupe_key("mp:", "sendgrid", "main", "ev-1");
+        assert!(key.starts_with(b"mp:dd:"));
+        assert_eq!(key.len(), "mp:dd:".len() + 16);
+        assert_eq!(key, dedupe_key("mp:", "sendgrid", "main", "ev-1"));
+        assert_ne!(key, dedupe_key("mp:", "sendgrid", "main", "ev-2"));
+        assert_ne!(key, dedupe_key("mp:", "sendgrid", "other", "ev-1"));
+        assert_ne!(key, dedupe_key("mp:", "mailgun", "main", "ev-1"));
+        // Length prefixes: moving a character across a boundary changes the key.
+        assert_ne!(
+            dedupe_key("", "ab", "c", "x"),
+            dedupe_key("", "a", "bc", "x")
+        );
+    }
+
+    #[test]
+    fn coordinates_name_partition_and_offset() {
+        assert_eq!(coordinates(3, 17), "3:17");
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        assert_eq!(backoff(0), Duration::from_millis(100));
+        assert_eq!(backoff(30), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,396 @@
+//! The dedupe stage against the real broker, registry and Redis: a stream with 30 %
+//! duplicates comes out with each event id exactly once, in each recipient's order, with the
+//! same bytes; an id already claimed by the same message (a redelivery) is emitted, one
+//! claimed by another message is not; and a Redis outage holds the stream — nothing passes
+//! unchecked, nothing is lost — until Redis is back.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_dedupe_stage::seen::{coordinates, dedupe_key};
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_settings::Settings;
+use mailpipe_test_support::{create_topic, dev_settings, unique_name};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// Event `seq` of the stream; `copy` > 0 is an ESP retry of it (same id, new request).
+fn event(seq: usize, copy: usize) -> EmailEvent {
+    let recipient = format!("user{}@example.com", seq % 17);
+    EmailEvent {
+        event_id: format!("ev-{seq}"),
+        event_type: EventType::Delivered,
+        provider_event: "delivered".into(),
+        provider: Provider::Sendgrid,
+        source: "main".into(),
+        occurred_at: 1_717_000_000_000 + seq as i64,
+        received_at: 1_717_000_000_000 + seq as i64,
+        recipient_domain: Some("example.com".into()),
+        recipient: Some(recipient),
+        message_id: Some(format!("msg-{seq}")),
+        campaign_id: None,
+        tags: Vec::new(),
+        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
+        reject_reason: None,
+        bounce_class: None,
+        url: None,
+        user_agent: None,
+        ip: None,
+        geo: None,
+        mta_response: Some("250 ok".into()),
+        description: None,
+        raw_request_id: format!("req-{seq}-{copy}"),
+        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"),
+    }
+}
+
+/// `n` distinct events, 30 % of them sent twice: the copy right behind (same batch) for
+/// some, 150 places later (another batch) for others.
+fn stream_with_duplicates(first: usize, n: usize) -> Vec<EmailEvent> {
+    let mut out: Vec<EmailEvent> = Vec::new();
+    let mut late: Vec<(usize, EmailEvent)> = Vec::new();
+    for seq in first..first + n {
+        out.push(event(seq, 0));
+        match seq % 10 {
+            0 | 1 => out.push(event(seq, 1)),
+            2 => late.push((out.len() + 150, event(seq, 1))),
+            _ => {}
+        }
+        while late.first().is_some_and(|(at, _)| *at <= out.len()) {
+            out.push(late.remove(0).1);
+        }
+    }
+    out.extend(late.into_iter().map(|(_, e)| e));
+    out
+}
+
+struct Setup {
+    settings: Settings,
+    codec: AvroCodec,
+    events_topic: String,
+    unique_topic: String,
+}
+
+async fn setup(name: &str) -> Setup {
+    let mut settings = dev_settings();
+    settings.kafka.topic_prefix = format!("{}.", unique_name(name));
+    settings.redis.key_prefix = format!("{}:", unique_name(name));
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let events_topic = names.name(Topic::Events);
+    let unique_topic = names.name(Topic::EventsUnique);
+    create_topic(&events_topic, 2).await;
+    create_topic(&unique_topic, 2).await;
+    create_topic(&names.name(Topic::Dlq), 1).await;
+    let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
+    Setup {
+        settings,
+        codec,
+        events_topic,
+        unique_topic,
+    }
+}
+
+impl Setup {
+    /// Produces in order (key = recipient) and returns each record's (partition, offset).
+    async fn produce(&self, events: &[EmailEvent]) -> Vec<(i32, i64)> {
+        let schema = self
+            .codec
+            .register(&TopicSchema::new(&self.events_topic, EMAIL_EVENT_SCHEMA).unwrap())
+            .await
+            .unwrap();
+        let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
+        let mut deliveries = Vec::new();
+        for e in events {
+            let payload = schema.encode(e, 512).unwrap();
+            let key = e.recipient.clone().unwrap();
+            let record = FutureRecord::to(&self.events_topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice());
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        let mut coords = Vec::new();
+        for d in deliveries {
+            let delivered = d.await.unwrap().unwrap();
+            coords.push((delivered.partition, delivered.offset));
+        }
+        coords
+    }
+
+    fn reader(&self) -> StreamConsumer {
+        let consumer: StreamConsumer =
+            mailpipe_kafka::consumer_config(&self.settings.kafka, &unique_name("reader"))
+                .create()
+                .unwrap();
+        consumer.subscribe(&[self.unique_topic.as_str()]).unwrap();
+        consumer
+    }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.settings.redis.url.as_str()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+}
+
+/// Reads until `n` records arrived (panics after `limit`), decoded, with their keys.
+async fn read_n(
+    codec: &AvroCodec,
+    reader: &StreamConsumer,
+    n: usize,
+    limit: Duration,
+) -> Vec<(Vec<u8>, EmailEvent)> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records on the output", out.len()))
+            .unwrap();
+        let event: EmailEvent = codec.decode(m.payload().unwrap()).await.unwrap();
+        out.push((m.key().unwrap().to_vec(), event));
+    }
+    out
+}
+
+/// Records arriving within `wait` (used to prove that nothing more comes).
+async fn read_for(reader: &StreamConsumer, wait: Duration) -> usize {
+    let deadline = Instant::now() + wait;
+    let mut n = 0;
+    while let Ok(m) = tokio::time::timeout_at(deadline.into(), reader.recv()).await {
+        m.unwrap();
+        n += 1;
+    }
+    n
+}
+
+fn committed_total(settings: &Settings, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition(topic, p);
+    }
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Each id once, the first copy (its raw_request_id), the key = recipient, and per recipient
+/// the input order of first sightings.
+fn check_unique_in_order(input: &[EmailEvent], output: &[(Vec<u8>, EmailEvent)]) {
+    let mut seen = HashSet::new();
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in input {
+        if seen.insert(e.event_id.clone()) {
+            let recipient = e.recipient.clone().unwrap();
+            expected
+                .entry(recipient)
+                .or_default()
+                .push(e.raw_request_id.clone());
+        }
+    }
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, e) in output {
+        let recipient = e.recipient.clone().unwrap();
+        assert_eq!(key, recipient.as_bytes(), "key = recipient");
+        got.entry(recipient)
+            .or_default()
+            .push(e.raw_request_id.clone());
+    }
+    assert_eq!(
+        got, expected,
+        "each id once, first copy, in each recipient's order"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_are_dropped_and_order_is_kept() {
+    let s = setup("dedupe").await;
+    let mut input = stream_with_duplicates(0, 2000);
+    // Two ids claimed before the stage starts: one by the very message that carries it (a
+    // redelivery after a crash: emitted), one by another message (a duplicate: not).
+    input.push(event(90_001, 0));
+    input.push(event(90_002, 0));
+    let coords = s.produce(&input).await;
+    let mut redis = s.redis().await;
+    let claim = |e: &EmailEvent| {
+        dedupe_key(
+            &s.settings.redis.key_prefix,
+            "sendgrid",
+            "main",
+            &e.event_id,
+        )
+    };
+    let (p, o) = coords[coords.len() - 2];
+    let _: () = redis::cmd("SET")
+        .arg(claim(&input[input.len() - 2]))
+        .arg(coordinates(p, o))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(claim(&input[input.len() - 1]))
+        .arg(coordinates(p, o + 100_000))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let taken = input.pop().unwrap();
+
+    let shutdown = CancellationToken::new();
+    let stage = tokio::spawn(mailpipe_dedupe_stage::run(
+        s.settings.clone(),
+        shutdown.clone(),
+    ));
+    let reader = s.reader();
+    let distinct: HashSet<&str> = input.iter().map(|e| e.event_id.as_str()).collect();
+    let output = read_n(&s.codec, &reader, distinct.len(), Duration::from_secs(90)).await;
+    assert_eq!(
+        read_for(&reader, Duration::from_secs(3)).await,
+        0,
+        "nothing more"
+    );
+    check_unique_in_order(&input, &output);
+    assert!(output.iter().all(|(_, e)| e.event_id != taken.event_id));
+    // Same bytes, not a re-encoding: the raw event of the first copy is there verbatim.
+    let first = output.iter().find(|(_, e)| e.event_id == "ev-0").unwrap();
+    assert_eq!(first.1, event(0, 0));
+    // Duplicates are completed too: the whole input ends up committed.
+    let group = format!("{}mailpipe-dedupe", s.settings.kafka.topic_prefix);
+    let mut committed = 0;
+    for _ in 0..100 {
+        committed = committed_total(&s.settings, &group, &s.events_topic);
+        if committed == coords.len() as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(committed, coords.len() as i64);
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+    println!(
+        "{} inputs ({} + 1 pre-claimed) -> {} unique on the output",
+        input.len() + 1,
+        input.len(),
+        output.len()
+    );
+}
+
+/// A private Redis (its own port and data directory) that the test can stop and restart
+/// with its data, like a Redis restarted by its operator.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16, dir: tempfile::TempDir) -> PrivateRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "3600 1", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        std::thread::sleep(Duration::from_millis(300));
+        PrivateRedis {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// SIGTERM: Redis saves its snapshot and exits, so a restart keeps the seen ids.
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+
+    fn restart(mut self) -> PrivateRedis {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        PrivateRedis::start(self.port, dir)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_redis_outage_holds_the_stream_and_loses_nothing() {
+    let mut s = setup("dedupe_outage").await;
+    let port = free_port();
+    let mut redis = PrivateRedis::start(port, tempfile::tempdir().unwrap());
+    s.settings.redis.url = format!("redis://127.0.0.1:{port}");
+    s.settings.dedupe.redis_timeout_ms = 500;
+    let shutdown = CancellationToken::new();
+    let stage = tokio::spawn(mailpipe_dedupe_stage::run(
+        s.settings.clone(),
+        shutdown.clone(),
+    ));
+    let reader = s.reader();
+
+    // Before: 500 distinct ids go through.
+    let before = stream_with_duplicates(0, 500);
+    s.produce(&before).await;
+    let mut output = read_n(&s.codec, &reader, 500, Duration::from_secs(90)).await;
+
+    // Outage: Redis stops; the second part repeats 200 ids of the first and adds 500 new
+    // ones. Nothing may come out while Redis is away: it could not be checked.
+    redis.stop();
+    let mut after: Vec<EmailEvent> = (300..500).map(|seq| event(seq, 2)).collect();
+    after.extend(stream_with_duplicates(500, 500));
+    s.produce(&after).await;
+    let during = read_for(&reader, Duration::from_secs(10)).await;
+    assert_eq!(during, 0, "records passed while Redis was down");
+
+    // Back (same data): exactly the 500 new ids follow, without a restart of the stage.
+    let redis = redis.restart();
+    let started = Instant::now();
+    output.extend(read_n(&s.codec, &reader, 500, Duration::from_secs(60)).await);
+    let resumed_after = started.elapsed();
+    assert_eq!(
+        read_for(&reader, Duration::from_secs(3)).await,
+        0,
+        "nothing more"
+    );
+    let input: Vec<EmailEvent> = before.into_iter().chain(after).collect();
+    check_unique_in_order(&input, &output);
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+    drop(redis);
+    println!("outage 10 s: 0 records during; all 500 new ids within {resumed_after:?} after Redis came back");
+}
