@@ -18,3 +18,9 @@ if [[ -x scripts/bench-receiver.sh ]]; then
     echo "==> receiver: durable produce vs a bare axum handler"
     scripts/bench-receiver.sh
 fi
+
+if [[ -x scripts/bench-dedupe.sh ]]; then
+    echo
+    echo "==> dedupe: events/s through the stage vs a no-op forwarder, Redis round trips"
+    scripts/bench-dedupe.sh
+fi
