@@ -62,7 +62,14 @@ async fn filled(distinct: usize) -> (Settings, usize) {
         .register(&TopicSchema::new(&events_topic, EMAIL_EVENT_SCHEMA).unwrap())
         .await
         .unwrap();
-    let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
+    // Filling is not what is measured: batch records normally and wait as long as it takes.
+    // The stages under test never pause (no mid-batch resume, which Tansu cannot serve,
+    // see config/mailpipe.toml), so multi-record input batches are safe here.
+    let mut fill = settings.kafka.clone();
+    fill.librdkafka.remove("batch.num.messages");
+    fill.message_timeout_ms = 600_000;
+    settings.kafka.consumer.max_in_flight_per_partition = 1_000_000;
+    let producer = mailpipe_kafka::create_producer(&fill).unwrap();
     let mut pending = Vec::new();
     let mut n = 0;
     for seq in 0..distinct {

@@ -18,15 +18,13 @@ pub mod emit;
 pub mod seen;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::Context;
-use mailpipe_avro::records::DeadLetterRecord;
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
+use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
-use mailpipe_stage::{OutRecord, Stage};
+use mailpipe_stage::{decode_retrying, DeadLetters, Origin, OutRecord, Stage};
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -65,8 +63,7 @@ pub struct DedupeHandler {
     seen: SeenIds,
     key_prefix: String,
     unique_topic: String,
-    dlq_topic: String,
-    dlq_schema: RegisteredSchema,
+    dead_letters: DeadLetters,
 }
 
 impl DedupeHandler {
@@ -74,14 +71,7 @@ impl DedupeHandler {
     pub async fn new(settings: &Settings) -> anyhow::Result<DedupeHandler> {
         let names = TopicNames::new(&settings.kafka.topic_prefix);
         let codec = AvroCodec::new(&settings.schema_registry.url)?;
-        let dlq_topic = names.name(Topic::Dlq);
-        let dlq_schema = codec
-            .register(&TopicSchema::new(
-                &dlq_topic,
-                mailpipe_avro::DEAD_LETTER_SCHEMA,
-            )?)
-            .await
-            .context("registering the dead letter schema")?;
+        let dead_letters = DeadLetters::new(Stage::Dedupe, settings, &codec).await?;
         let dedupe = &settings.dedupe;
         let seen = SeenIds::new(
             &settings.redis.url,
@@ -94,17 +84,19 @@ impl DedupeHandler {
             seen,
             key_prefix: settings.redis.key_prefix.clone(),
             unique_topic: names.name(Topic::EventsUnique),
-            dlq_topic,
-            dlq_schema,
+            dead_letters,
         })
     }
 
     /// The id key of one input, or its dead letter when it has no usable identity.
     async fn plan(&self, message: &OwnedMessage) -> Result<Plan, HandlerError> {
-        let identity = match self.decode(message.payload().unwrap_or_default()).await {
-            Ok(identity) => identity,
-            Err(detail) => return self.dead_letter(message, None, "undecodable", detail),
-        };
+        let identity =
+            match decode_retrying::<Identity>(&self.codec, message.payload().unwrap_or_default())
+                .await
+            {
+                Ok(identity) => identity,
+                Err(detail) => return self.dead_letter(message, None, "undecodable", detail),
+            };
         if identity.event_id.is_empty() {
             let detail = "an event without event_id cannot be deduplicated".to_string();
             return self.dead_letter(message, Some(&identity), "no_event_id", detail);
@@ -123,23 +115,6 @@ impl DedupeHandler {
         Ok(Plan::Claim { key, provider })
     }
 
-    /// Decodes, retrying while the registry is unreachable (a valid event must not be
-    /// dead-lettered because of an outage); anything else is permanent.
-    async fn decode(&self, payload: &[u8]) -> Result<Identity, String> {
-        let mut attempt = 0u32;
-        loop {
-            match self.codec.decode::<Identity>(payload).await {
-                Ok(identity) => return Ok(identity),
-                Err(e) if e.is_retriable() => {
-                    tracing::warn!(error = %e, attempt, "schema registry unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
     fn dead_letter(
         &self,
         message: &OwnedMessage,
@@ -147,33 +122,14 @@ impl DedupeHandler {
         reason: &str,
         detail: String,
     ) -> Result<Plan, HandlerError> {
-        metrics::counter!(names::DEAD_LETTERS, "stage" => "dedupe", "reason" => reason.to_string())
-            .increment(1);
-        tracing::warn!(reason, detail = %detail, partition = message.partition(),
-            offset = message.offset(), "dead-lettering an event");
-        let payload = message.payload().unwrap_or_default();
-        let dead = DeadLetterRecord {
-            stage: "dedupe".into(),
-            reason: reason.into(),
-            detail,
-            failed_at: now_ms(),
-            topic: message.topic().into(),
-            partition: message.partition(),
-            offset: message.offset(),
+        let origin = Origin {
             raw_request_id: None,
-            provider: identity.map(|i| i.provider.clone()),
-            source: identity.map(|i| i.source.clone()),
-            payload: payload.to_vec(),
+            provider: identity.map(|i| i.provider.as_str()),
+            source: identity.map(|i| i.source.as_str()),
         };
-        let bytes = self
-            .dlq_schema
-            .encode(&dead, payload.len() + 256)
-            .map_err(|e| format!("encoding a dead letter: {e}"))?;
-        Ok(Plan::DeadLetter(OutRecord {
-            topic: self.dlq_topic.clone(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: bytes,
-        }))
+        Ok(Plan::DeadLetter(
+            self.dead_letters.record(message, reason, detail, origin)?,
+        ))
     }
 }
 
@@ -222,11 +178,4 @@ impl Handler for DedupeHandler {
         emit::emit_in_order(&self.producer, items).await;
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
