@@ -13,11 +13,10 @@ use mailpipe_dedupe_stage::seen::{coordinates, dedupe_key};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
-use mailpipe_test_support::{create_topic, dev_settings, unique_name};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use mailpipe_test_support::{create_topic, dev_settings, unique_name, wait_for_committed_total};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 /// Event `seq` of the stream; `copy` > 0 is an ESP retry of it (same id, new request).
@@ -169,27 +168,6 @@ async fn read_for(reader: &StreamConsumer, wait: Duration) -> usize {
     n
 }
 
-fn committed_total(settings: &Settings, group: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition(topic, p);
-    }
-    let offsets = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    offsets
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
 /// Each id once, the first copy (its raw_request_id), the key = recipient, and per recipient
 /// the input order of first sightings.
 fn check_unique_in_order(input: &[EmailEvent], output: &[(Vec<u8>, EmailEvent)]) {
@@ -271,14 +249,7 @@ async fn duplicates_are_dropped_and_order_is_kept() {
     assert_eq!(first.1, event(0, 0));
     // Duplicates are completed too: the whole input ends up committed.
     let group = format!("{}mailpipe-dedupe", s.settings.kafka.topic_prefix);
-    let mut committed = 0;
-    for _ in 0..100 {
-        committed = committed_total(&s.settings, &group, &s.events_topic);
-        if committed == coords.len() as i64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let committed = wait_for_committed_total(&group, &s.events_topic, 2, coords.len() as i64).await;
     assert_eq!(committed, coords.len() as i64);
     shutdown.cancel();
     stage.await.unwrap().unwrap();

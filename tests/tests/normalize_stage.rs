@@ -13,7 +13,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, Provider};
 use mailpipe_normalize::{parse, ParseInput};
 use mailpipe_test_support::{
-    committed_total, consume_exactly, create_topic, dev_settings, unique_name,
+    consume_exactly, create_topic, dev_settings, unique_name, wait_for_committed_total,
 };
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
@@ -187,14 +187,7 @@ async fn verified_requests_become_events_or_dead_letters() {
     // Every input completed (outputs acknowledged) → the whole topic is committed.
     let group = format!("{}mailpipe-normalize", settings.kafka.topic_prefix);
     let total = inputs.len() as i64;
-    let mut committed = 0;
-    for _ in 0..100 {
-        committed = committed_total(&group, &verified_topic, 1);
-        if committed == total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let committed = wait_for_committed_total(&group, &verified_topic, 1, total).await;
     assert_eq!(committed, total);
     shutdown.cancel();
     stage.await.unwrap().unwrap();

@@ -19,7 +19,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::SourceSettings;
 use mailpipe_test_support::{
-    committed_total, consume_exactly, create_topic, dev_settings, unique_name,
+    consume_exactly, create_topic, dev_settings, unique_name, wait_for_committed_total,
 };
 use mailpipe_verify::testing::{self, EXAMPLE_SECRETS};
 use mailpipe_verify::Request;
@@ -523,14 +523,7 @@ async fn raw_requests_are_verified_or_rejected_with_a_reason() {
     // Every input completed (its output acknowledged) → the whole topic is committed.
     let group = format!("{}mailpipe-verify", settings.kafka.topic_prefix);
     let total = inputs.len() as i64 + 1;
-    let mut committed = 0;
-    for _ in 0..100 {
-        committed = committed_total(&group, &raw_topic, 2);
-        if committed == total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let committed = wait_for_committed_total(&group, &raw_topic, 2, total).await;
     assert_eq!(committed, total);
     shutdown.cancel();
     stage.await.unwrap().unwrap();

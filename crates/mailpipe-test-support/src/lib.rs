@@ -96,6 +96,25 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
         .sum()
 }
 
+/// Polls [`committed_total`] until it reaches `expected` (at most 20 s) and returns the last
+/// value, for the caller to assert on.
+pub async fn wait_for_committed_total(
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    expected: i64,
+) -> i64 {
+    let mut committed = 0;
+    for _ in 0..100 {
+        committed = committed_total(group, topic, partitions);
+        if committed == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    committed
+}
+
 /// Kafka bootstrap servers.
 pub fn kafka_brokers() -> String {
     env_or("MAILPIPE_KAFKA__BROKERS", "127.0.0.1:9092")
