@@ -5,6 +5,7 @@
 //! migration whose file later changed is an error (never silently re-applied or skipped).
 
 mod migrations;
+pub mod retention;
 
 use std::time::Duration;
 

@@ -43,6 +43,7 @@ pub struct Settings {
     pub receiver: ReceiverSettings,
     pub verify: VerifySettings,
     pub dedupe: DedupeSettings,
+    pub aggregate: AggregateSettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -216,6 +217,25 @@ pub struct DedupeSettings {
     pub ttl_seconds: u64,
     /// Bound on one pipelined Redis call (connect or reply) before it is retried.
     pub redis_timeout_ms: u64,
+}
+
+/// The aggregate stage (`mailpipe-aggregate`): batched loads into ClickHouse.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSettings {
+    /// A load is sent when it holds this many rows…
+    pub max_rows: usize,
+    /// …or this many bytes of row data…
+    pub max_bytes: usize,
+    /// …or its first row waited this long.
+    pub max_wait_ms: u64,
+    /// How far behind the newest event time of a partition an event may be and still count
+    /// as on time; older ones are counted as late (a correction of their window).
+    pub allowed_lateness_seconds: u64,
+    /// Whole months kept in ClickHouse; older monthly partitions are dropped by
+    /// `mailpipe retention` and by the stage every `retention_interval_seconds`. 0 keeps all.
+    pub retention_months: u32,
+    pub retention_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -143,6 +143,43 @@ impl Settings {
             "dedupe.redis_timeout_ms",
             format!("must be 10..=60000, got {}", self.dedupe.redis_timeout_ms),
         );
+        let aggregate = &self.aggregate;
+        check(
+            (1..=1_000_000).contains(&aggregate.max_rows),
+            "aggregate.max_rows",
+            format!("must be 1..=1000000, got {}", aggregate.max_rows),
+        );
+        check(
+            (1024..=1 << 30).contains(&aggregate.max_bytes),
+            "aggregate.max_bytes",
+            format!("must be 1024..=1073741824, got {}", aggregate.max_bytes),
+        );
+        check(
+            (1..=600_000).contains(&aggregate.max_wait_ms),
+            "aggregate.max_wait_ms",
+            format!("must be 1..=600000, got {}", aggregate.max_wait_ms),
+        );
+        check(
+            aggregate.allowed_lateness_seconds <= 86_400,
+            "aggregate.allowed_lateness_seconds",
+            format!(
+                "must be at most 86400, got {}",
+                aggregate.allowed_lateness_seconds
+            ),
+        );
+        check(
+            aggregate.retention_months <= 1200,
+            "aggregate.retention_months",
+            format!("must be 0..=1200, got {}", aggregate.retention_months),
+        );
+        check(
+            aggregate.retention_interval_seconds >= 60,
+            "aggregate.retention_interval_seconds",
+            format!(
+                "must be at least 60, got {}",
+                aggregate.retention_interval_seconds
+            ),
+        );
         for id in self.sources.keys() {
             check(
                 !id.is_empty()

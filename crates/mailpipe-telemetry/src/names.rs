@@ -56,6 +56,18 @@ pub const DEDUPE_BATCH_SIZE: &str = "mailpipe_dedupe_last_batch_size";
 pub const DEDUPE_REDIS_SECONDS: &str = "mailpipe_dedupe_redis_seconds";
 pub const DEDUPE_REDIS_ERRORS: &str = "mailpipe_dedupe_redis_errors_total";
 
+// Aggregate stage. Labels: table is email_events or email_stats_1m, step insert or
+// recompute, outcome ok or error.
+pub const AGGREGATE_EVENTS: &str = "mailpipe_aggregate_events_total";
+pub const AGGREGATE_ROWS_INSERTED: &str = "mailpipe_aggregate_rows_inserted_total";
+pub const AGGREGATE_BATCH_ROWS: &str = "mailpipe_aggregate_batch_rows";
+pub const AGGREGATE_BATCH_SECONDS: &str = "mailpipe_aggregate_batch_seconds";
+pub const AGGREGATE_CLICKHOUSE_ERRORS: &str = "mailpipe_aggregate_clickhouse_errors_total";
+pub const AGGREGATE_WINDOWS_RECOMPUTED: &str = "mailpipe_aggregate_windows_recomputed_total";
+pub const AGGREGATE_LATE_EVENTS: &str = "mailpipe_aggregate_late_events_total";
+pub const AGGREGATE_WINDOW_LAG_SECONDS: &str = "mailpipe_aggregate_window_lag_seconds";
+pub const AGGREGATE_PARTITIONS_DROPPED: &str = "mailpipe_aggregate_partitions_dropped_total";
+
 /// Registers help text and units; called once when a recorder is installed.
 pub fn describe_all() {
     describe_counter!(
@@ -68,6 +80,7 @@ pub fn describe_all() {
     );
     describe_verify();
     describe_dedupe();
+    describe_aggregate();
     describe_counter!(
         KAFKA_MESSAGES_CONSUMED,
         "Messages received from Kafka by the consumer loop"
@@ -198,5 +211,46 @@ fn describe_receiver() {
     describe_gauge!(
         RECEIVER_READY,
         "1 when the broker answered a metadata request for the raw topic recently"
+    );
+}
+
+fn describe_aggregate() {
+    describe_counter!(
+        AGGREGATE_EVENTS,
+        "Events read from mail.events.unique and buffered for loading, by provider"
+    );
+    describe_counter!(
+        AGGREGATE_ROWS_INSERTED,
+        "Rows acknowledged by ClickHouse, by table (email_events)"
+    );
+    describe_histogram!(
+        AGGREGATE_BATCH_ROWS,
+        "Rows per batch loaded into email_events"
+    );
+    describe_histogram!(
+        AGGREGATE_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time to load one batch: events insert plus window recomputation, retries included"
+    );
+    describe_counter!(
+        AGGREGATE_CLICKHOUSE_ERRORS,
+        "Failed ClickHouse calls (retried with backoff), by step (insert, recompute, retention)"
+    );
+    describe_counter!(
+        AGGREGATE_WINDOWS_RECOMPUTED,
+        "One-minute windows recomputed into email_stats_1m"
+    );
+    describe_counter!(
+        AGGREGATE_LATE_EVENTS,
+        "Events older than their partition's watermark; counted as corrections of their window"
+    );
+    describe_gauge!(
+        AGGREGATE_WINDOW_LAG_SECONDS,
+        Unit::Seconds,
+        "Wall clock minus the newest event time loaded (how far behind real time the windows are)"
+    );
+    describe_counter!(
+        AGGREGATE_PARTITIONS_DROPPED,
+        "Monthly partitions dropped by retention, by table"
     );
 }

@@ -1,0 +1,169 @@
+//! The aggregate stage: `mail.events.unique` → ClickHouse `email_events` (one row per
+//! distinct event) and `email_stats_1m` (one-minute roll-ups), exact after any crash or
+//! replay.
+//!
+//! Why the counts are exact:
+//! - `email_events` is a ReplacingMergeTree whose sorting key is made only of the event's
+//!   own fields, ending with `event_id`: a copy of an event (a replay from the committed
+//!   offset, a second copy written by dedupe after a crash) collapses into one row, so
+//!   `count() … FINAL` counts distinct events.
+//! - `email_stats_1m` rows are never incremented: each window a batch touched is recomputed
+//!   whole from `email_events FINAL` after the batch is inserted ([`windows`]). A window's
+//!   count only grows, so the table keeps the largest (= newest) computation per window
+//!   (ReplacingMergeTree with `events` as version): `sum(events) … FINAL` equals
+//!   `count() FROM email_events FINAL`, late events included.
+//! - Offsets are committed only after both steps are acknowledged ([`loader`]); a crash in
+//!   between replays the batch, which re-inserts identical rows and recomputes the same
+//!   windows.
+
+pub mod loader;
+pub mod row;
+pub mod windows;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mailpipe_avro::AvroCodec;
+use mailpipe_kafka::{Delivery, Handler, HandlerError};
+use mailpipe_model::EmailEvent;
+use mailpipe_settings::Settings;
+use mailpipe_stage::{decode_retrying, forward, DeadLetters, Origin, Stage};
+use mailpipe_telemetry::names;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::loader::{BatchLimits, Loader, Pending};
+use crate::row::EventRow;
+use crate::windows::{Timeliness, Watermarks};
+
+/// Runs the stage until `shutdown`: the consumer loop, the loader, and the retention task.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handler = AggregateHandler::new(&settings).await?;
+    let retention = tokio::spawn(retention_task(settings.clone(), shutdown.clone()));
+    let result = mailpipe_stage::run_consumer(Stage::Aggregate, &settings, handler, shutdown).await;
+    retention.abort();
+    result
+}
+
+/// Decodes events, tracks watermarks, and hands rows to the loader task.
+pub struct AggregateHandler {
+    codec: AvroCodec,
+    producer: FutureProducer,
+    dead_letters: DeadLetters,
+    watermarks: Watermarks,
+    to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
+    loader: Option<JoinHandle<()>>,
+}
+
+impl AggregateHandler {
+    /// Registers the dead-letter schema, creates the producer and starts the loader task.
+    /// ClickHouse is not contacted here: an unavailable server delays loads, not start-up.
+    pub async fn new(settings: &Settings) -> anyhow::Result<AggregateHandler> {
+        let codec = AvroCodec::new(&settings.schema_registry.url)?;
+        let dead_letters = DeadLetters::new(Stage::Aggregate, settings, &codec).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let loader = Loader::new(&settings.clickhouse);
+        let limits = BatchLimits::from(&settings.aggregate);
+        Ok(AggregateHandler {
+            codec,
+            producer: mailpipe_kafka::create_producer(&settings.kafka)?,
+            dead_letters,
+            watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
+            to_loader: Some(tx),
+            loader: Some(tokio::spawn(loader::run(loader, limits, rx))),
+        })
+    }
+}
+
+impl Handler for AggregateHandler {
+    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        let mut pending = Vec::with_capacity(batch.len());
+        for Delivery { message, ack } in batch {
+            let payload = message.payload().unwrap_or_default();
+            let event = match decode_retrying::<EmailEvent>(&self.codec, payload).await {
+                Ok(event) => event,
+                Err(detail) => {
+                    let origin = Origin {
+                        raw_request_id: None,
+                        provider: None,
+                        source: None,
+                    };
+                    let record =
+                        self.dead_letters
+                            .record(&message, "undecodable", detail, origin)?;
+                    forward(&self.producer, vec![record], ack);
+                    continue;
+                }
+            };
+            metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
+                .increment(1);
+            let row = EventRow::from_event(event);
+            if self
+                .watermarks
+                .observe(message.partition(), row.occurred_at)
+                == Timeliness::Late
+            {
+                metrics::counter!(names::AGGREGATE_LATE_EVENTS).increment(1);
+            }
+            pending.push(Pending { row, ack });
+        }
+        if let Some(newest) = self.watermarks.newest() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let lag = now.as_secs_f64() - f64::from(newest);
+            metrics::gauge!(names::AGGREGATE_WINDOW_LAG_SECONDS).set(lag);
+        }
+        if !pending.is_empty() {
+            let sender = self.to_loader.as_ref().ok_or("loader already closed")?;
+            sender.send(pending).map_err(|_| "the loader task ended")?;
+        }
+        Ok(())
+    }
+
+    /// Loads what is buffered (the consumer loop bounds how long this may take; what is
+    /// not loaded by then is not committed, and is redelivered after the restart).
+    async fn finish(&mut self) -> Result<(), HandlerError> {
+        drop(self.to_loader.take());
+        if let Some(loader) = self.loader.take() {
+            loader.await?;
+        }
+        Ok(())
+    }
+}
+
+/// Drops expired monthly partitions now and every `retention_interval_seconds`.
+async fn retention_task(settings: Settings, shutdown: CancellationToken) {
+    let months = settings.aggregate.retention_months;
+    if months == 0 {
+        return;
+    }
+    let interval = Duration::from_secs(settings.aggregate.retention_interval_seconds);
+    loop {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        match mailpipe_clickhouse::retention::drop_expired(&settings.clickhouse, months, now, false)
+            .await
+        {
+            Ok(dropped) => {
+                for p in dropped {
+                    metrics::counter!(names::AGGREGATE_PARTITIONS_DROPPED, "table" => p.table)
+                        .increment(1);
+                }
+            }
+            Err(error) => {
+                metrics::counter!(names::AGGREGATE_CLICKHOUSE_ERRORS, "step" => "retention")
+                    .increment(1);
+                tracing::warn!(%error, "retention: dropping expired partitions failed; next try in an hour or so");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

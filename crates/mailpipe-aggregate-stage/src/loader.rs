@@ -1,0 +1,212 @@
+//! Whole-batch loads into ClickHouse.
+//!
+//! A batch is sent when it reaches `max_rows` or `max_bytes`, or `max_wait` after its first
+//! row. Loading a batch is two steps, each retried with backoff until it succeeds: insert
+//! the rows into `email_events` (the same rows again after an ambiguous failure, so the
+//! retry writes the same bytes, and the table's engine collapses whatever the failed try
+//! may have stored), then recompute every window the batch touched into `email_stats_1m`.
+//! Only then are the batch's messages completed, so their offsets are committed after both
+//! tables acknowledged. While ClickHouse is down nothing completes, the consumer loop's
+//! in-flight limit pauses the partitions, and loading resumes by itself when it is back.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mailpipe_clickhouse::ClickHouseError;
+use mailpipe_kafka::Ack;
+use mailpipe_settings::{AggregateSettings, ClickHouseSettings};
+use mailpipe_telemetry::names;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::row::EventRow;
+use crate::windows::{recompute_statements, window_ranges, window_start};
+
+/// One event to load and the ack completed once it is in both tables.
+#[derive(Debug)]
+pub struct Pending {
+    pub row: EventRow,
+    pub ack: Ack,
+}
+
+/// When a batch is full or due.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_wait: Duration,
+}
+
+impl From<&AggregateSettings> for BatchLimits {
+    fn from(s: &AggregateSettings) -> BatchLimits {
+        BatchLimits {
+            max_rows: s.max_rows,
+            max_bytes: s.max_bytes,
+            max_wait: Duration::from_millis(s.max_wait_ms),
+        }
+    }
+}
+
+/// Rows waiting to be loaded together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    rows: Vec<EventRow>,
+    acks: Vec<Ack>,
+    bytes: usize,
+    windows: BTreeSet<u32>,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    pub fn push(&mut self, pending: Pending, now: Instant) {
+        self.bytes += pending.row.approximate_bytes();
+        self.windows.insert(window_start(pending.row.occurred_at));
+        self.rows.push(pending.row);
+        self.acks.push(pending.ack);
+        self.started.get_or_insert(now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.rows.len() >= limits.max_rows || self.bytes >= limits.max_bytes
+    }
+
+    /// When the batch must be sent even if not full; `None` while empty.
+    pub fn deadline(&self, limits: &BatchLimits) -> Option<Instant> {
+        self.started.map(|t| t + limits.max_wait)
+    }
+
+    /// The window starts the batch touched.
+    pub fn windows(&self) -> &BTreeSet<u32> {
+        &self.windows
+    }
+}
+
+/// Loads batches into the configured database.
+#[derive(Clone)]
+pub struct Loader {
+    client: clickhouse::Client,
+    settings: ClickHouseSettings,
+}
+
+impl Loader {
+    pub fn new(settings: &ClickHouseSettings) -> Loader {
+        Loader {
+            client: mailpipe_clickhouse::client(settings).with_database(&settings.database),
+            settings: settings.clone(),
+        }
+    }
+
+    /// Loads `batch` (retrying each step until it succeeds), then completes its acks.
+    pub async fn load(&self, batch: Batch) {
+        let started = Instant::now();
+        let Batch {
+            rows,
+            acks,
+            windows,
+            ..
+        } = batch;
+        self.until_ok("insert", || self.insert(&rows)).await;
+        metrics::counter!(names::AGGREGATE_ROWS_INSERTED, "table" => "email_events")
+            .increment(rows.len() as u64);
+        let statements = recompute_statements(&self.settings.database, &window_ranges(&windows));
+        for sql in &statements {
+            self.until_ok("recompute", || self.execute(sql)).await;
+        }
+        metrics::counter!(names::AGGREGATE_WINDOWS_RECOMPUTED).increment(windows.len() as u64);
+        metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(rows.len() as f64);
+        metrics::histogram!(names::AGGREGATE_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        tracing::debug!(rows = rows.len(), windows = windows.len(), "batch loaded");
+        for ack in acks {
+            ack.complete();
+        }
+    }
+
+    async fn insert(&self, rows: &[EventRow]) -> Result<(), ClickHouseError> {
+        let limit = Duration::from_millis(self.settings.timeout_ms);
+        let write = async {
+            let mut insert = self
+                .client
+                .insert::<EventRow>("email_events")
+                .await?
+                .with_timeouts(Some(limit), Some(limit));
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        };
+        mailpipe_clickhouse::with_timeout(&self.settings, write).await
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), ClickHouseError> {
+        mailpipe_clickhouse::with_timeout(&self.settings, self.client.query(sql).execute()).await
+    }
+
+    /// Runs `step` until it succeeds, backing off from 100 ms to 5 s between failures.
+    async fn until_ok<F, Fut>(&self, step: &'static str, mut attempt: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ClickHouseError>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            match attempt().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(step, failures, "clickhouse is answering again");
+                    }
+                    return;
+                }
+                Err(error) => {
+                    metrics::counter!(names::AGGREGATE_CLICKHOUSE_ERRORS, "step" => step)
+                        .increment(1);
+                    let wait = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+                    tracing::warn!(step, %error, retry_in = ?wait, "clickhouse call failed; retrying");
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// The loading task: collects pending rows into batches and loads each when full or due.
+/// Ends, after loading what it holds, when the sending side is closed.
+pub async fn run(
+    loader: Loader,
+    limits: BatchLimits,
+    mut rx: mpsc::UnboundedReceiver<Vec<Pending>>,
+) {
+    let mut batch = Batch::default();
+    loop {
+        let deadline = batch.deadline(&limits);
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(items) => {
+                    for pending in items {
+                        batch.push(pending, Instant::now());
+                        if batch.is_full(&limits) {
+                            loader.load(std::mem::take(&mut batch)).await;
+                        }
+                    }
+                }
+                None => {
+                    if !batch.is_empty() {
+                        loader.load(std::mem::take(&mut batch)).await;
+                    }
+                    return;
+                }
+            },
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                loader.load(std::mem::take(&mut batch)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The aggregate stage against the real broker, registry and ClickHouse: distinct events
+//! (with copies in the input, as dedupe writes after a crash) give exact `count() FINAL`
+//! and `sum(events) FINAL`, per event type too; a late event is counted in its own minute;
+//! the migrations apply on a fresh database and a second run is a no-op; and a ClickHouse
+//! outage of 15 s holds the stream and loses nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_clickhouse::{load_migrations, migrate};
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_settings::Settings;
+use mailpipe_stage::Stage;
+use mailpipe_test_support::{committed_total, create_topic, dev_settings, unique_name};
+use rdkafka::producer::FutureRecord;
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 3;
+/// 2026-11-26T10:00:00Z: event times of the stream start here, 100 ms apart.
+const BASE_MS: i64 = 1_795_687_200_000;
+const TYPES: [EventType; 5] = [
+    EventType::Delivered,
+    EventType::Opened,
+    EventType::Clicked,
+    EventType::Bounced,
+    EventType::Complained,
+];
+
+fn event(seq: usize, occurred_at: i64) -> EmailEvent {
+    let domain = ["example.com", "example.org", "example.net"][seq % 3];
+    EmailEvent {
+        event_id: format!("ev-{seq}"),
+        event_type: TYPES[seq % TYPES.len()],
+        provider_event: "x".into(),
+        provider: if seq.is_multiple_of(2) {
+            Provider::Sendgrid
+        } else {
+            Provider::Mailgun
+        },
+        source: if seq.is_multiple_of(2) {
+            "sendgrid".into()
+        } else {
+            "mailgun".into()
+        },
+        occurred_at,
+        received_at: occurred_at + 1_500,
+        recipient: Some(format!("user{}@{domain}", seq % 23)),
+        recipient_domain: Some(domain.into()),
+        message_id: Some(format!("msg-{seq}")),
+        campaign_id: seq.is_multiple_of(4).then(|| "spring".to_string()),
+        tags: vec!["t".into()],
+        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
+        reject_reason: None,
+        bounce_class: None,
+        url: None,
+        user_agent: None,
+        ip: None,
+        geo: None,
+        mta_response: None,
+        description: None,
+        raw_request_id: format!("req-{seq}"),
+        raw_event: format!("{{\"id\":{seq}}}"),
+    }
+}
+
+/// Events `first..first+n`, each 5th one written twice (a copy right behind or later).
+fn stream(first: usize, n: usize) -> Vec<EmailEvent> {
+    let mut out = Vec::new();
+    for seq in first..first + n {
+        let e = event(seq, BASE_MS + seq as i64 * 100);
+        if seq.is_multiple_of(5) {
+            out.push(e.clone());
+        }
+        out.push(e);
+    }
+    out
+}
+
+fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse")
+}
+
+struct Setup {
+    settings: Settings,
+    codec: AvroCodec,
+    input: String,
+}
+
+async fn setup(name: &str) -> Setup {
+    let mut settings = dev_settings();
+    settings.kafka.topic_prefix = format!("{}.", unique_name(name));
+    settings.clickhouse.database = unique_name(name);
+    settings.clickhouse.timeout_ms = 5_000;
+    settings.aggregate.max_rows = 700;
+    settings.aggregate.max_wait_ms = 300;
+    settings.aggregate.retention_months = 0;
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let input = names.name(Topic::EventsUnique);
+    create_topic(&input, PARTITIONS).await;
+    create_topic(&names.name(Topic::Dlq), 1).await;
+    let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
+    Setup {
+        settings,
+        codec,
+        input,
+    }
+}
+
+impl Setup {
+    async fn migrate(&self) {
+        let migrations = load_migrations(&migrations_dir()).unwrap();
+        migrate(&self.settings.clickhouse, &migrations)
+            .await
+            .unwrap();
+    }
+
+    async fn produce(&self, events: &[EmailEvent]) {
+        let schema = self
+            .codec
+            .register(&TopicSchema::new(&self.input, EMAIL_EVENT_SCHEMA).unwrap())
+            .await
+            .unwrap();
+        let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
+        let mut deliveries = Vec::new();
+        for e in events {
+            let payload = schema.encode(e, 512).unwrap();
+            let key = e.recipient.clone().unwrap();
+            let record = FutureRecord::to(&self.input)
+                .key(key.as_bytes())
+                .payload(payload.as_slice());
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap().unwrap();
+        }
+    }
+
+    fn start_stage(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let shutdown = CancellationToken::new();
+        let run = mailpipe_aggregate_stage::run(self.settings.clone(), shutdown.clone());
+        let stage = tokio::spawn(async move { run.await.expect("aggregate stage") });
+        (shutdown, stage)
+    }
+
+    fn committed(&self) -> i64 {
+        committed_total(
+            &Stage::Aggregate.group_id(&self.settings),
+            &self.input,
+            PARTITIONS,
+        )
+    }
+
+    async fn wait_committed(&self, expected: i64, limit: Duration) -> i64 {
+        let started = Instant::now();
+        loop {
+            let committed = self.committed();
+            if committed >= expected || started.elapsed() > limit {
+                return committed;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn count(&self, sql: &str) -> u64 {
+        let sql = sql.replace("{db}", &self.settings.clickhouse.database);
+        mailpipe_clickhouse::client(&self.settings.clickhouse)
+            .query(&sql)
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn per_type(&self, sql: &str) -> BTreeMap<String, u64> {
+        #[derive(serde::Deserialize, clickhouse::Row)]
+        struct TypeCount {
+            event_type: String,
+            n: u64,
+        }
+        let sql = sql.replace("{db}", &self.settings.clickhouse.database);
+        let rows: Vec<TypeCount> = mailpipe_clickhouse::client(&self.settings.clickhouse)
+            .query(&sql)
+            .fetch_all()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| (r.event_type, r.n)).collect()
+    }
+
+    /// Both exactness checks of the issue: overall and per event type.
+    async fn assert_exact(&self, distinct: &[EmailEvent]) {
+        let n = distinct.len() as u64;
+        assert_eq!(
+            self.count("SELECT count() FROM {db}.email_events FINAL")
+                .await,
+            n
+        );
+        assert_eq!(
+            self.count("SELECT toUInt64(sum(events)) FROM {db}.email_stats_1m FINAL")
+                .await,
+            n
+        );
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        for e in distinct {
+            *expected
+                .entry(e.event_type.as_str().to_string())
+                .or_default() += 1;
+        }
+        let events = self
+            .per_type(
+                "SELECT event_type, count() AS n FROM {db}.email_events FINAL GROUP BY event_type",
+            )
+            .await;
+        let stats = self
+            .per_type("SELECT event_type, toUInt64(sum(events)) AS n FROM {db}.email_stats_1m FINAL GROUP BY event_type")
+            .await;
+        assert_eq!(events, expected);
+        assert_eq!(stats, expected);
+    }
+
+    async fn drop_database(&self) {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {}",
+            self.settings.clickhouse.database
+        );
+        let _ = mailpipe_clickhouse::client(&self.settings.clickhouse)
+            .query(&sql)
+            .execute()
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn the_migrations_apply_on_a_fresh_database_and_again_are_a_no_op() {
+    let s = setup("agg_migrate").await;
+    let migrations = load_migrations(&migrations_dir()).unwrap();
+    assert!(migrations.len() >= 2);
+    let first = migrate(&s.settings.clickhouse, &migrations).await.unwrap();
+    let versions: Vec<String> = migrations.iter().map(|m| m.version.clone()).collect();
+    assert_eq!(first.applied, versions);
+    let second = migrate(&s.settings.clickhouse, &migrations).await.unwrap();
+    assert!(
+        second.applied.is_empty(),
+        "second run applied {:?}",
+        second.applied
+    );
+    assert_eq!(second.already_applied, versions);
+    s.drop_database().await;
+}
+
+#[tokio::test]
+async fn copies_and_a_late_event_give_exact_counts() {
+    let s = setup("agg_exact").await;
+    s.migrate().await;
+    let mut input = stream(0, 3_000);
+    let mut distinct: Vec<EmailEvent> = stream(0, 3_000);
+    distinct.dedup_by(|a, b| a.event_id == b.event_id);
+    // Ten minutes before the newest event time: late, in a minute nothing else is in.
+    let newest = BASE_MS + 2_999 * 100;
+    let late = event(900_000, newest - 10 * 60 * 1000 - 5 * 60 * 1000);
+    input.push(late.clone());
+    distinct.push(late.clone());
+    s.produce(&input).await;
+
+    let (shutdown, stage) = s.start_stage();
+    let committed = s
+        .wait_committed(input.len() as i64, Duration::from_secs(60))
+        .await;
+    assert_eq!(committed, input.len() as i64, "every input committed");
+    s.assert_exact(&distinct).await;
+
+    let late_minute = late.occurred_at / 60_000 * 60;
+    let in_its_minute = s
+        .count(&format!(
+            "SELECT toUInt64(sum(events)) FROM {{db}}.email_stats_1m FINAL \
+             WHERE window_start = toDateTime({late_minute})"
+        ))
+        .await;
+    assert_eq!(in_its_minute, 1, "the late event counts in its own minute");
+
+    // The whole input again (a replay of the topic, as after a reset of the group's
+    // offsets): nothing counts twice.
+    s.produce(&input).await;
+    let committed = s
+        .wait_committed(2 * input.len() as i64, Duration::from_secs(60))
+        .await;
+    assert_eq!(committed, 2 * input.len() as i64);
+    s.assert_exact(&distinct).await;
+    shutdown.cancel();
+    stage.await.unwrap();
+    s.drop_database().await;
+}
+
+/// A private ClickHouse (own ports and data directory) the test can stop and restart.
+struct PrivateClickHouse {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    http_port: u16,
+}
+
+impl PrivateClickHouse {
+    fn start(dir: tempfile::TempDir, http_port: u16, tcp_port: u16) -> PrivateClickHouse {
+        let template_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/clickhouse");
+        let data = dir.path().join("data");
+        let config = std::fs::read_to_string(template_dir.join("config.xml"))
+            .unwrap()
+            .replace("@CH_DATA_DIR@", data.to_str().unwrap())
+            .replace("@CH_LOG@", dir.path().join("ch.log").to_str().unwrap())
+            .replace(
+                "@CH_ERRLOG@",
+                dir.path().join("ch.err.log").to_str().unwrap(),
+            )
+            .replace("@CLICKHOUSE_HTTP_PORT@", &http_port.to_string())
+            .replace("@CLICKHOUSE_TCP_PORT@", &tcp_port.to_string());
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(dir.path().join("config.xml"), config).unwrap();
+        std::fs::copy(template_dir.join("users.xml"), dir.path().join("users.xml")).unwrap();
+        let binary = ["/usr/bin/clickhouse-server", "/usr/sbin/clickhouse-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("clickhouse-server");
+        let child = Command::new(binary)
+            .arg(format!(
+                "--config-file={}",
+                dir.path().join("config.xml").display()
+            ))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server (make install)");
+        let server = PrivateClickHouse {
+            dir,
+            child: Some(child),
+            http_port,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.http_port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "private clickhouse did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(mut self, tcp_port: u16) -> PrivateClickHouse {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        PrivateClickHouse::start(dir, self.http_port, tcp_port)
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_clickhouse_outage_holds_the_stream_and_loses_nothing() {
+    let mut s = setup("agg_outage").await;
+    let tcp_port = free_port();
+    let mut clickhouse =
+        PrivateClickHouse::start(tempfile::tempdir().unwrap(), free_port(), tcp_port);
+    s.settings.clickhouse.url = clickhouse.url();
+    s.settings.clickhouse.timeout_ms = 2_000;
+    s.migrate().await;
+    let first = stream(0, 1_000);
+    let second = stream(1_000, 1_000);
+    let mut distinct: Vec<EmailEvent> = first.iter().chain(&second).cloned().collect();
+    distinct.dedup_by(|a, b| a.event_id == b.event_id);
+
+    let (shutdown, stage) = s.start_stage();
+    s.produce(&first).await;
+    let committed = s
+        .wait_committed(first.len() as i64, Duration::from_secs(60))
+        .await;
+    assert_eq!(committed, first.len() as i64);
+
+    // ClickHouse goes away for 15 s while the second half arrives.
+    clickhouse.stop();
+    let down_at = Instant::now();
+    s.produce(&second).await;
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(down_at.elapsed())).await;
+    let while_down = s.committed();
+    assert_eq!(
+        while_down,
+        first.len() as i64,
+        "nothing is committed while ClickHouse is down"
+    );
+    clickhouse = clickhouse.restart(tcp_port);
+
+    let total = (first.len() + second.len()) as i64;
+    let committed = s.wait_committed(total, Duration::from_secs(60)).await;
+    assert_eq!(committed, total, "the stage resumed by itself");
+    s.assert_exact(&distinct).await;
+    shutdown.cancel();
+    stage.await.unwrap();
+    drop(clickhouse);
+}
