@@ -1,0 +1,305 @@
+//! Bench (ignored; run by scripts/bench-aggregate.sh):
+//! 1. rows/s into ClickHouse through the aggregate stage (consumer loop, Avro decode,
+//!    batched insert into `email_events`, window recomputation, commit) from a pre-filled
+//!    `mail.events.unique`, next to a plain bulk insert of the same rows with the
+//!    `clickhouse` crate (same batch size), and their ratio;
+//! 2. latency from producing to `mail.events.unique` to the row being queryable in
+//!    `email_events`, at a steady 5,000 events/s (AGG_BENCH_RATE), p50/p99/max.
+//!
+//! The input is produced with the broker client's normal batching and the stage's
+//! in-flight limit is set high enough that no partition pauses: Tansu 0.6 only loses
+//! records when a fetch starts inside a batch (after a pause or a restart), which this
+//! bench never does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailpipe_aggregate_stage::row::EventRow;
+use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_clickhouse::{load_migrations, migrate};
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_settings::Settings;
+use mailpipe_stage::Stage;
+use mailpipe_test_support::{committed_total, create_topic, dev_settings, unique_name};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 4;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn event(seq: usize, occurred_at: i64) -> EmailEvent {
+    let types = [EventType::Delivered, EventType::Opened, EventType::Clicked];
+    EmailEvent {
+        event_id: format!("bench-{seq}"),
+        event_type: types[seq % types.len()],
+        provider_event: "open".into(),
+        provider: Provider::Sendgrid,
+        source: "sendgrid".into(),
+        occurred_at,
+        received_at: occurred_at,
+        recipient: Some(format!("user{}@example.com", seq % 5_000)),
+        recipient_domain: Some("example.com".into()),
+        message_id: Some(format!("msg-{seq}")),
+        campaign_id: Some(format!("campaign-{}", seq % 10)),
+        tags: vec!["newsletter".into()],
+        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
+        reject_reason: None,
+        bounce_class: None,
+        url: Some("https://example.com/landing".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+        ip: Some("192.0.2.1".into()),
+        geo: None,
+        mta_response: None,
+        description: None,
+        raw_request_id: format!("req-{seq}"),
+        raw_event: format!("{{\"sg_event_id\":\"bench-{seq}\",\"event\":\"open\"}}"),
+    }
+}
+
+struct Bench {
+    settings: Settings,
+    input: String,
+    schema: RegisteredSchema,
+    producer: FutureProducer,
+}
+
+async fn bench(name: &str) -> Bench {
+    let mut settings = dev_settings();
+    settings.kafka.topic_prefix = format!("{}.", unique_name(name));
+    settings.clickhouse.database = unique_name(name);
+    settings.aggregate.retention_months = 0;
+    settings.kafka.consumer.max_in_flight_per_partition = 1_000_000;
+    settings.kafka.consumer.max_batch = 5_000;
+    // Normal client batching for the input (see the module comment).
+    settings.kafka.librdkafka.remove("batch.num.messages");
+    settings.kafka.message_timeout_ms = 600_000;
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let input = names.name(Topic::EventsUnique);
+    create_topic(&input, PARTITIONS).await;
+    create_topic(&names.name(Topic::Dlq), 1).await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse");
+    migrate(&settings.clickhouse, &load_migrations(&dir).unwrap())
+        .await
+        .unwrap();
+    let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
+    let schema = codec
+        .register(&TopicSchema::new(&input, EMAIL_EVENT_SCHEMA).unwrap())
+        .await
+        .unwrap();
+    let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
+    Bench {
+        settings,
+        input,
+        schema,
+        producer,
+    }
+}
+
+impl Bench {
+    /// Enqueues one event (waiting while the client's queue is full).
+    async fn send(&self, e: &EmailEvent) -> rdkafka::producer::DeliveryFuture {
+        let payload = self.schema.encode(e, 512).unwrap();
+        let key = e.recipient.clone().unwrap();
+        loop {
+            let r = FutureRecord::to(&self.input)
+                .key(key.as_bytes())
+                .payload(payload.as_slice());
+            match self.producer.send_result(r) {
+                Ok(d) => return d,
+                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    }
+
+    fn start_stage(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let shutdown = CancellationToken::new();
+        let run = mailpipe_aggregate_stage::run(self.settings.clone(), shutdown.clone());
+        (
+            shutdown,
+            tokio::spawn(async move { run.await.expect("aggregate stage") }),
+        )
+    }
+
+    fn client(&self) -> clickhouse::Client {
+        mailpipe_clickhouse::client(&self.settings.clickhouse)
+    }
+
+    async fn rows(&self) -> u64 {
+        let sql = format!(
+            "SELECT count() FROM {}.email_events",
+            self.settings.clickhouse.database
+        );
+        self.client()
+            .query(&sql)
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn drop_database(&self) {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {}",
+            self.settings.clickhouse.database
+        );
+        let _ = self.client().query(&sql).execute().await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::test]
+#[ignore = "bench: run by scripts/bench-aggregate.sh"]
+async fn bench_aggregate_throughput_and_latency() {
+    let n = env_number("AGG_BENCH_EVENTS", 50_000);
+    let rate = env_number("AGG_BENCH_RATE", 5_000);
+    let seconds = env_number("AGG_BENCH_SECONDS", 10);
+    let base_ms = 1_795_687_200_000i64;
+    let events: Vec<EmailEvent> = (0..n).map(|s| event(s, base_ms + s as i64 * 10)).collect();
+
+    // 1a. Through the stage, from a pre-filled topic.
+    let b = bench("aggbench").await;
+    let mut pending = Vec::new();
+    for e in &events {
+        pending.push(b.send(e).await);
+    }
+    for d in pending {
+        d.await.unwrap().unwrap();
+    }
+    let group = Stage::Aggregate.group_id(&b.settings);
+    let (shutdown, stage) = b.start_stage();
+    // The clock starts at the first row in ClickHouse (group join excluded).
+    while b.rows().await == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    while committed_total(&group, &b.input, PARTITIONS) < n as i64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "stage stalled"
+        );
+    }
+    let stage_secs = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    stage.await.unwrap();
+    b.drop_database().await;
+
+    // 1b. Plain bulk insert of the same rows, same batch size.
+    let plain = bench("aggplain").await;
+    let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::from_event).collect();
+    let client = plain
+        .client()
+        .with_database(&plain.settings.clickhouse.database);
+    let started = Instant::now();
+    for chunk in rows.chunks(plain.settings.aggregate.max_rows) {
+        let mut insert = client.insert::<EventRow>("email_events").await.unwrap();
+        for row in chunk {
+            insert.write(row).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    }
+    let plain_secs = started.elapsed().as_secs_f64();
+    assert_eq!(plain.rows().await, n as u64);
+    plain.drop_database().await;
+
+    // 2. Latency at a steady rate: produced → queryable in email_events.
+    let l = bench("agglat").await;
+    let group = Stage::Aggregate.group_id(&l.settings);
+    let (shutdown, stage) = l.start_stage();
+    // Let the stage join its group before the clock matters.
+    let warm = event(usize::MAX / 2, base_ms - 60_000);
+    l.send(&warm).await.await.unwrap().unwrap();
+    while committed_total(&group, &l.input, PARTITIONS) < 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = rate * seconds;
+    let sent_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
+    let done = CancellationToken::new();
+    let poller = {
+        let (client, db) = (l.client(), l.settings.clickhouse.database.clone());
+        let (sent_at, done) = (sent_at.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = vec![false; total];
+            let mut latencies = Vec::with_capacity(total);
+            let mut low = 0usize;
+            loop {
+                let sql = format!(
+                    "SELECT occurred_at_ms FROM {db}.email_events WHERE occurred_at_ms >= {}",
+                    base_ms + low as i64
+                );
+                let found: Vec<i64> = client.query(&sql).fetch_all().await.unwrap_or_default();
+                let now = Instant::now();
+                for ms in found {
+                    let seq = (ms - base_ms) as usize;
+                    if seq < total && !seen[seq] {
+                        seen[seq] = true;
+                        let at = sent_at.lock().unwrap()[seq].expect("sent before visible");
+                        latencies.push((now - at).as_secs_f64());
+                    }
+                }
+                while low < total && seen[low] {
+                    low += 1;
+                }
+                if low == total || done.is_cancelled() {
+                    return latencies;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(total);
+    for seq in 0..total {
+        if seq % per_tick == 0 {
+            tokio::time::sleep_until((started + tick * (seq / per_tick) as u32).into()).await;
+        }
+        let e = event(seq, base_ms + seq as i64);
+        sent_at.lock().unwrap()[seq] = Some(Instant::now());
+        deliveries.push(l.send(&e).await);
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    for d in deliveries {
+        d.await.unwrap().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !poller.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done.cancel();
+    let mut latencies = poller.await.unwrap();
+    shutdown.cancel();
+    stage.await.unwrap();
+    l.drop_database().await;
+    latencies.sort_by(f64::total_cmp);
+
+    let stage_rate = n as f64 / stage_secs;
+    let plain_rate = n as f64 / plain_secs;
+    println!("rows: {n} (max_rows {})", l.settings.aggregate.max_rows);
+    println!("aggregate stage (topic -> email_events + email_stats_1m, committed): {stage_rate:.0} rows/s");
+    println!(
+        "plain bulk insert (clickhouse crate, email_events only):           {plain_rate:.0} rows/s"
+    );
+    println!("ratio: {:.2}", stage_rate / plain_rate);
+    println!(
+        "latency produced -> queryable at {:.0} events/s for {send_secs:.1} s ({} of {total} seen): p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        total as f64 / send_secs,
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+    );
+}
