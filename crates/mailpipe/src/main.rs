@@ -5,8 +5,13 @@
 //! - `mailpipe check-config`: validates the configuration and prints it as loaded.
 //! - `mailpipe inspect <provider> <body-file> [-H 'Name: value']...`: prints the canonical
 //!   events a payload becomes, one JSON object per line, without Kafka.
+//! - `mailpipe summary`: records per topic and distinct events per provider and type in
+//!   ClickHouse.
+//! - `mailpipe retention [--dry-run]`: drops ClickHouse monthly partitions older than
+//!   `[aggregate] retention_months`.
 
 mod inspect;
+mod summary;
 
 use std::path::PathBuf;
 
@@ -39,6 +44,14 @@ enum Command {
     CheckConfig,
     /// Print the canonical events a webhook body becomes, one JSON object per line.
     Inspect(inspect::InspectArgs),
+    /// Records per topic, and distinct events per provider and type in ClickHouse.
+    Summary,
+    /// Drop ClickHouse monthly partitions older than [aggregate] retention_months.
+    Retention {
+        /// Only list what would be dropped.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,6 +103,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             print!("{}", toml::to_string_pretty(&settings)?);
+        }
+        Command::Summary => summary::run(&settings).await?,
+        Command::Retention { dry_run } => {
+            let months = settings.aggregate.retention_months;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("reading the clock")?;
+            let now = i64::try_from(now.as_secs()).context("reading the clock")?;
+            let dropped = mailpipe_clickhouse::retention::drop_expired(
+                &settings.clickhouse,
+                months,
+                now,
+                dry_run,
+            )
+            .await
+            .with_context(|| format!("retention on ClickHouse at {}", settings.clickhouse.url))?;
+            let verb = if dry_run { "would drop" } else { "dropped" };
+            if months == 0 {
+                println!("retention_months = 0: everything is kept");
+            }
+            for p in &dropped {
+                println!(
+                    "{verb} {}.{} partition {}",
+                    settings.clickhouse.database, p.table, p.partition
+                );
+            }
+            println!("{} partition(s) {verb}", dropped.len());
         }
         Command::Inspect(_) => unreachable!("handled before loading settings"),
     }

@@ -1,0 +1,160 @@
+//! `mailpipe summary`: what went through the pipeline, read back from Kafka (records per
+//! topic) and ClickHouse (distinct events per provider and type, with `FINAL`). `make run`
+//! prints it after the sample burst; it is also a quick health check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::Context;
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_settings::Settings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Deserialize;
+
+/// The topics of the flow, in pipeline order.
+const FLOW: [Topic; 6] = [
+    Topic::Raw,
+    Topic::Verified,
+    Topic::Rejected,
+    Topic::Events,
+    Topic::EventsUnique,
+    Topic::Dlq,
+];
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct TypeCount {
+    provider: String,
+    event_type: String,
+    n: u64,
+}
+
+/// Records currently held by each flow topic (sum over partitions of high - low watermark).
+pub fn topic_records(settings: &Settings) -> anyhow::Result<Vec<(String, i64)>> {
+    let consumer: BaseConsumer =
+        mailpipe_kafka::consumer_config(&settings.kafka, "mailpipe-summary")
+            .create()
+            .context("creating a Kafka client")?;
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let timeout = Duration::from_secs(10);
+    let mut out = Vec::new();
+    for topic in FLOW {
+        let name = names.name(topic);
+        let metadata = consumer
+            .fetch_metadata(Some(&name), timeout)
+            .with_context(|| {
+                format!("reading metadata of {name} from {}", settings.kafka.brokers)
+            })?;
+        let mut records = 0;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (low, high) = consumer
+                    .fetch_watermarks(&name, p.id(), timeout)
+                    .with_context(|| format!("reading offsets of {name}/{}", p.id()))?;
+                records += (high - low).max(0);
+            }
+        }
+        out.push((name, records));
+    }
+    Ok(out)
+}
+
+/// Distinct events per (provider, event type) in `email_events FINAL`, and the sum of
+/// `email_stats_1m FINAL` (equal when the roll-up is complete).
+pub async fn clickhouse_counts(
+    settings: &Settings,
+) -> anyhow::Result<(BTreeMap<(String, String), u64>, u64)> {
+    let ch = mailpipe_clickhouse::client(&settings.clickhouse);
+    let db = &settings.clickhouse.database;
+    let sql = format!(
+        "SELECT provider, event_type, count() AS n FROM {db}.email_events FINAL \
+         GROUP BY provider, event_type"
+    );
+    let rows: Vec<TypeCount> =
+        mailpipe_clickhouse::with_timeout(&settings.clickhouse, ch.query(&sql).fetch_all())
+            .await
+            .with_context(|| format!("querying ClickHouse at {}", settings.clickhouse.url))?;
+    let sql = format!("SELECT toUInt64(sum(events)) FROM {db}.email_stats_1m FINAL");
+    let stats: u64 =
+        mailpipe_clickhouse::with_timeout(&settings.clickhouse, ch.query(&sql).fetch_one())
+            .await
+            .with_context(|| format!("querying ClickHouse at {}", settings.clickhouse.url))?;
+    let counts = rows
+        .into_iter()
+        .map(|r| ((r.provider, r.event_type), r.n))
+        .collect();
+    Ok((counts, stats))
+}
+
+/// The events table as text: one line per provider, one column per event type seen.
+pub fn render_counts(counts: &BTreeMap<(String, String), u64>) -> String {
+    let types: BTreeSet<&str> = counts.keys().map(|(_, t)| t.as_str()).collect();
+    let providers: BTreeSet<&str> = counts.keys().map(|(p, _)| p.as_str()).collect();
+    let width = |t: &str| t.len().max(6);
+    let mut out = format!("{:<12}", "provider");
+    for t in &types {
+        out.push_str(&format!(" {:>w$}", t, w = width(t)));
+    }
+    out.push_str(&format!(" {:>8}\n", "total"));
+    let mut column_totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for p in &providers {
+        out.push_str(&format!("{p:<12}"));
+        let mut total = 0;
+        for t in &types {
+            let n = counts
+                .get(&(p.to_string(), t.to_string()))
+                .copied()
+                .unwrap_or(0);
+            total += n;
+            *column_totals.entry(t).or_default() += n;
+            out.push_str(&format!(" {:>w$}", n, w = width(t)));
+        }
+        out.push_str(&format!(" {total:>8}\n"));
+    }
+    out.push_str(&format!("{:<12}", "all"));
+    for t in &types {
+        out.push_str(&format!(" {:>w$}", column_totals[t], w = width(t)));
+    }
+    out.push_str(&format!(" {:>8}\n", column_totals.values().sum::<u64>()));
+    out
+}
+
+/// Prints the summary.
+pub async fn run(settings: &Settings) -> anyhow::Result<()> {
+    println!("Kafka records per topic ({}):", settings.kafka.brokers);
+    for (name, records) in topic_records(settings)? {
+        println!("  {name:<32} {records:>10}");
+    }
+    let (counts, stats) = clickhouse_counts(settings).await?;
+    let total: u64 = counts.values().sum();
+    println!();
+    println!(
+        "ClickHouse {}.email_events FINAL: {total} distinct events \
+         (email_stats_1m FINAL sum(events): {stats})",
+        settings.clickhouse.database
+    );
+    if !counts.is_empty() {
+        print!("{}", render_counts(&counts));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_render_as_a_provider_by_type_table_with_totals() {
+        let counts = BTreeMap::from([
+            (("mailgun".to_string(), "delivered".to_string()), 3),
+            (("sendgrid".to_string(), "delivered".to_string()), 2),
+            (("sendgrid".to_string(), "opened".to_string()), 5),
+        ]);
+        let text = render_counts(&counts);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("provider") && lines[0].contains("delivered"));
+        assert!(lines[1].starts_with("mailgun") && lines[1].ends_with(" 3"));
+        assert!(lines[2].starts_with("sendgrid") && lines[2].ends_with(" 7"));
+        assert!(lines[3].starts_with("all") && lines[3].ends_with(" 10"));
+    }
+}
