@@ -79,6 +79,7 @@ impl AggregateHandler {
 
 impl Handler for AggregateHandler {
     async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        let arrived = tokio::time::Instant::now();
         let mut pending = Vec::with_capacity(batch.len());
         for Delivery { message, ack } in batch {
             let payload = message.payload().unwrap_or_default();
@@ -107,7 +108,7 @@ impl Handler for AggregateHandler {
             {
                 metrics::counter!(names::AGGREGATE_LATE_EVENTS).increment(1);
             }
-            pending.push(Pending { row, ack });
+            pending.push(Pending { row, ack, arrived });
         }
         if let Some(newest) = self.watermarks.newest() {
             let now = SystemTime::now()

@@ -27,6 +27,9 @@ use crate::windows::{recompute_statements, window_ranges, window_start};
 pub struct Pending {
     pub row: EventRow,
     pub ack: Ack,
+    /// When the stage received it: a batch is due `max_wait` after its oldest row
+    /// arrived, including time spent queued behind the previous load.
+    pub arrived: Instant,
 }
 
 /// When a batch is full or due.
@@ -58,12 +61,13 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn push(&mut self, pending: Pending, now: Instant) {
+    pub fn push(&mut self, pending: Pending) {
         self.bytes += pending.row.approximate_bytes();
         self.windows.insert(window_start(pending.row.occurred_at));
         self.rows.push(pending.row);
         self.acks.push(pending.ack);
-        self.started.get_or_insert(now);
+        let started = self.started.get_or_insert(pending.arrived);
+        *started = (*started).min(pending.arrived);
     }
 
     pub fn len(&self) -> usize {
@@ -191,7 +195,7 @@ pub async fn run(
             received = rx.recv() => match received {
                 Some(items) => {
                     for pending in items {
-                        batch.push(pending, Instant::now());
+                        batch.push(pending);
                         if batch.is_full(&limits) {
                             loader.load(std::mem::take(&mut batch)).await;
                         }
