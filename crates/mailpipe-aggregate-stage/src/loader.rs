@@ -192,15 +192,9 @@ pub async fn run(
     loop {
         let deadline = batch.deadline(&limits);
         tokio::select! {
+            biased;
             received = rx.recv() => match received {
-                Some(items) => {
-                    for pending in items {
-                        batch.push(pending);
-                        if batch.is_full(&limits) {
-                            loader.load(std::mem::take(&mut batch)).await;
-                        }
-                    }
-                }
+                Some(items) => add(&loader, &limits, &mut batch, items).await,
                 None => {
                     if !batch.is_empty() {
                         loader.load(std::mem::take(&mut batch)).await;
@@ -208,9 +202,27 @@ pub async fn run(
                     return;
                 }
             },
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+        }
+        // Due: take along what is already queued (rows that waited behind the previous
+        // load), so a late batch is one full load rather than many small ones.
+        if batch.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+            while let Ok(items) = rx.try_recv() {
+                add(&loader, &limits, &mut batch, items).await;
+            }
+            if !batch.is_empty() {
                 loader.load(std::mem::take(&mut batch)).await;
             }
+        }
+    }
+}
+
+/// Adds rows to the batch, loading it each time it becomes full.
+async fn add(loader: &Loader, limits: &BatchLimits, batch: &mut Batch, items: Vec<Pending>) {
+    for pending in items {
+        batch.push(pending);
+        if batch.is_full(limits) {
+            loader.load(std::mem::take(batch)).await;
         }
     }
 }
