@@ -5,7 +5,10 @@
 //! the rows into `email_events` (the same rows again after an ambiguous failure, so the
 //! retry writes the same bytes, and the table's engine collapses whatever the failed try
 //! may have stored), then recompute every window the batch touched into `email_stats_1m`.
-//! Only then are the batch's messages completed, so their offsets are committed after both
+//! The two steps run in two tasks, so the next insert overlaps the previous
+//! recomputation, and batches inserted meanwhile are recomputed together (a window's
+//! recomputation costs about the same for one row or thousands). Only after its windows
+//! are recomputed are a batch's messages completed, so their offsets are committed after both
 //! tables acknowledged. While ClickHouse is down nothing completes, the consumer loop's
 //! in-flight limit pauses the partitions, and loading resumes by itself when it is back.
 
@@ -93,6 +96,15 @@ impl Batch {
     }
 }
 
+/// A batch inserted into `email_events` whose windows are still to be recomputed.
+#[derive(Debug)]
+pub struct Inserted {
+    windows: BTreeSet<u32>,
+    acks: Vec<Ack>,
+    /// When its oldest row arrived.
+    started: Instant,
+}
+
 /// Loads batches into the configured database.
 #[derive(Clone)]
 pub struct Loader {
@@ -108,28 +120,45 @@ impl Loader {
         }
     }
 
-    /// Loads `batch` (retrying each step until it succeeds), then completes its acks.
-    pub async fn load(&self, batch: Batch) {
-        let started = Instant::now();
+    /// Step 1: inserts the batch's rows into `email_events`, retrying with the same rows
+    /// until it succeeds. Its windows and acks go on to [`Loader::recompute`].
+    pub async fn insert_batch(&self, batch: Batch) -> Inserted {
         let Batch {
             rows,
             acks,
             windows,
+            started,
             ..
         } = batch;
         self.until_ok("insert", || self.insert(&rows)).await;
         metrics::counter!(names::AGGREGATE_ROWS_INSERTED, "table" => "email_events")
             .increment(rows.len() as u64);
+        metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(rows.len() as f64);
+        Inserted {
+            windows,
+            acks,
+            started: started.unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// Step 2: recomputes every window the inserted batches touched (once for all of
+    /// them), retrying until it succeeds, then completes their acks.
+    pub async fn recompute(&self, inserted: Vec<Inserted>) {
+        let windows: BTreeSet<u32> = inserted
+            .iter()
+            .flat_map(|i| i.windows.iter().copied())
+            .collect();
         let statements = recompute_statements(&self.settings.database, &window_ranges(&windows));
         for sql in &statements {
             self.until_ok("recompute", || self.execute(sql)).await;
         }
         metrics::counter!(names::AGGREGATE_WINDOWS_RECOMPUTED).increment(windows.len() as u64);
-        metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(rows.len() as f64);
-        metrics::histogram!(names::AGGREGATE_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
-        tracing::debug!(rows = rows.len(), windows = windows.len(), "batch loaded");
-        for ack in acks {
-            ack.complete();
+        for batch in inserted {
+            metrics::histogram!(names::AGGREGATE_BATCH_SECONDS)
+                .record(batch.started.elapsed().as_secs_f64());
+            for ack in batch.acks {
+                ack.complete();
+            }
         }
     }
 
@@ -181,48 +210,81 @@ impl Loader {
     }
 }
 
-/// The loading task: collects pending rows into batches and loads each when full or due.
-/// Ends, after loading what it holds, when the sending side is closed.
+/// The loading task: collects pending rows into batches and inserts each when full or
+/// due; a second task recomputes windows and completes acks, so the next insert does not
+/// wait for the previous recomputation, and the windows of batches inserted meanwhile are
+/// recomputed together. Ends, after loading what it holds, when the sending side is closed.
 pub async fn run(
     loader: Loader,
     limits: BatchLimits,
     mut rx: mpsc::UnboundedReceiver<Vec<Pending>>,
 ) {
+    let (inserted_tx, inserted_rx) = mpsc::unbounded_channel();
+    let recomputing = tokio::spawn(recompute_task(loader.clone(), inserted_rx));
+    let out = Out {
+        loader: &loader,
+        limits: &limits,
+        inserted: &inserted_tx,
+    };
     let mut batch = Batch::default();
     loop {
         let deadline = batch.deadline(&limits);
         tokio::select! {
             biased;
             received = rx.recv() => match received {
-                Some(items) => add(&loader, &limits, &mut batch, items).await,
-                None => {
-                    if !batch.is_empty() {
-                        loader.load(std::mem::take(&mut batch)).await;
-                    }
-                    return;
-                }
+                Some(items) => out.add(&mut batch, items).await,
+                None => break,
             },
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
         }
         // Due: take along what is already queued (rows that waited behind the previous
-        // load), so a late batch is one full load rather than many small ones.
+        // insert), so a late batch is one full insert rather than many small ones.
         if batch.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
             while let Ok(items) = rx.try_recv() {
-                add(&loader, &limits, &mut batch, items).await;
+                out.add(&mut batch, items).await;
             }
-            if !batch.is_empty() {
-                loader.load(std::mem::take(&mut batch)).await;
+            out.flush(&mut batch).await;
+        }
+    }
+    out.flush(&mut batch).await;
+    drop(inserted_tx);
+    let _ = recomputing.await;
+}
+
+struct Out<'a> {
+    loader: &'a Loader,
+    limits: &'a BatchLimits,
+    inserted: &'a mpsc::UnboundedSender<Inserted>,
+}
+
+impl Out<'_> {
+    /// Adds rows to the batch, inserting it each time it becomes full.
+    async fn add(&self, batch: &mut Batch, items: Vec<Pending>) {
+        for pending in items {
+            batch.push(pending);
+            if batch.is_full(self.limits) {
+                self.flush(batch).await;
             }
         }
     }
+
+    async fn flush(&self, batch: &mut Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let inserted = self.loader.insert_batch(std::mem::take(batch)).await;
+        // Fails only if the recompute task ended, which it does only after this side.
+        let _ = self.inserted.send(inserted);
+    }
 }
 
-/// Adds rows to the batch, loading it each time it becomes full.
-async fn add(loader: &Loader, limits: &BatchLimits, batch: &mut Batch, items: Vec<Pending>) {
-    for pending in items {
-        batch.push(pending);
-        if batch.is_full(limits) {
-            loader.load(std::mem::take(batch)).await;
+/// Recomputes the windows of inserted batches, all that are waiting at once.
+async fn recompute_task(loader: Loader, mut rx: mpsc::UnboundedReceiver<Inserted>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
         }
+        loader.recompute(group).await;
     }
 }
