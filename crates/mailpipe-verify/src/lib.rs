@@ -21,6 +21,8 @@ mod providers;
 mod replay;
 mod request;
 mod shared_secret;
+#[cfg(any(test, feature = "signing"))]
+pub mod sign;
 mod strip;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,23 +1,20 @@
-//! Signing exactly as each provider does, for tests: this crate's, the fuzz targets' (which
-//! sign fuzzed bodies so the paths after a valid signature are explored too), and the verify
-//! stage's. Built with `cfg(test)` or the `testing` feature; never in a production binary.
-//!
-//! These are independent re-implementations of the providers' documented algorithms, not
-//! calls into the verifier, so a test compares two implementations.
+//! Test helpers on top of [`crate::sign`] (re-exported here, so `testing::hmac_sha256` and
+//! friends keep working): generated keys and certificates, a signed example request of every
+//! provider, and request builders. For this crate's tests, the fuzz targets (which sign
+//! fuzzed bodies so the paths after a valid signature are explored too) and the verify
+//! stage's tests. Built with `cfg(test)` or the `testing` feature; never in a production
+//! binary.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use p256::ecdsa::signature::Signer as _;
 use rand_core::OsRng;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::EncodePublicKey as _;
 use rsa::RsaPrivateKey;
 use sha2::Sha256;
 
+pub use crate::sign::*;
 use crate::{CertificateCache, Context, Rejection, ReplayCache, Request, SourceConfig, Verified};
 
 /// A request with these headers and body, received at `received_at_secs`.
@@ -50,27 +47,6 @@ pub fn verify_with(source: &SourceConfig, request: &Request) -> Result<Verified,
     )
 }
 
-pub fn base64(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
-
-/// `Authorization` value for HTTP Basic credentials.
-pub fn basic_auth(user: &str, password: &str) -> String {
-    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
-}
-
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("any key length");
-    parts.iter().for_each(|p| mac.update(p));
-    mac.finalize().into_bytes().to_vec()
-}
-
-pub fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = <Hmac<sha1::Sha1>>::new_from_slice(key).expect("any key length");
-    parts.iter().for_each(|p| mac.update(p));
-    mac.finalize().into_bytes().to_vec()
-}
-
 /// A fresh P-256 key, as SendGrid holds one per account.
 pub fn sendgrid_key() -> p256::ecdsa::SigningKey {
     p256::ecdsa::SigningKey::random(&mut OsRng)
@@ -83,42 +59,6 @@ pub fn sendgrid_public_key(key: &p256::ecdsa::SigningKey) -> String {
         .to_public_key_der()
         .expect("P-256 keys encode");
     base64(der.as_bytes())
-}
-
-/// `X-Twilio-Email-Event-Webhook-Signature`: base64 DER ECDSA over timestamp ‖ body.
-pub fn sendgrid_signature(key: &p256::ecdsa::SigningKey, timestamp: &str, body: &[u8]) -> String {
-    let signed = [timestamp.as_bytes(), body].concat();
-    let signature: p256::ecdsa::Signature = key.sign(&signed);
-    base64(signature.to_der().as_bytes())
-}
-
-/// Mailgun's hex HMAC-SHA256 of timestamp ‖ token.
-pub fn mailgun_signature(key: &str, timestamp: &str, token: &str) -> String {
-    hex::encode(hmac_sha256(
-        key.as_bytes(),
-        &[timestamp.as_bytes(), token.as_bytes()],
-    ))
-}
-
-/// Mandrill's base64 HMAC-SHA1 of URL ‖ form fields sorted by key (key ‖ value each).
-pub fn mandrill_signature(key: &str, url: &str, fields: &[(&str, &str)]) -> String {
-    let mut fields = fields.to_vec();
-    fields.sort_by(|a, b| a.0.cmp(b.0));
-    let mut signed = url.to_string();
-    for (k, v) in fields {
-        signed.push_str(k);
-        signed.push_str(v);
-    }
-    base64(&hmac_sha1(key.as_bytes(), &[signed.as_bytes()]))
-}
-
-/// A Standard Webhooks `v1,<base64>` entry for the raw key bytes behind a `whsec_` secret.
-pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
-    let mac = hmac_sha256(
-        key,
-        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
-    );
-    format!("v1,{}", base64(&mac))
 }
 
 static RSA_KEYS: OnceLock<[RsaPrivateKey; 2]> = OnceLock::new();
@@ -144,26 +84,6 @@ pub fn rsa_public_key(key: &RsaPrivateKey) -> String {
             .to_public_key_der()
             .expect("RSA keys encode")
             .as_bytes(),
-    )
-}
-
-/// Base64 RSA PKCS#1 v1.5 / SHA-256 signature (Postal `X-Postal-Signature-256`, SNS v2).
-pub fn rsa_sha256_signature(key: &RsaPrivateKey, message: &[u8]) -> String {
-    use rsa::signature::{SignatureEncoding as _, Signer as _};
-    base64(
-        &SigningKey::<Sha256>::new(key.clone())
-            .sign(message)
-            .to_bytes(),
-    )
-}
-
-/// Base64 RSA PKCS#1 v1.5 / SHA-1 signature (Postal `X-Postal-Signature`, SNS v1).
-pub fn rsa_sha1_signature(key: &RsaPrivateKey, message: &[u8]) -> String {
-    use rsa::signature::{SignatureEncoding as _, Signer as _};
-    base64(
-        &SigningKey::<sha1::Sha1>::new(key.clone())
-            .sign(message)
-            .to_bytes(),
     )
 }
 
@@ -194,58 +114,6 @@ pub fn sns_certificate_pem(key: &RsaPrivateKey, not_before: u64, not_after: u64)
     certificate
         .to_pem(x509_cert::der::pem::LineEnding::LF)
         .expect("PEM")
-}
-
-/// An SNS message body: `fields` (name, value) plus `SignatureVersion`, `Signature` and
-/// `SigningCertURL`, signed with `key` over the canonical string of its type.
-pub fn sns_message(
-    key: &RsaPrivateKey,
-    version: u8,
-    certificate_url: &str,
-    fields: &[(&str, &str)],
-) -> Vec<u8> {
-    let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-    let order: &[&str] = if get("Type") == Some("Notification") {
-        &[
-            "Message",
-            "MessageId",
-            "Subject",
-            "Timestamp",
-            "TopicArn",
-            "Type",
-        ]
-    } else {
-        &[
-            "Message",
-            "MessageId",
-            "SubscribeURL",
-            "Timestamp",
-            "Token",
-            "TopicArn",
-            "Type",
-        ]
-    };
-    let mut canonical = String::new();
-    for name in order {
-        if let Some(value) = get(name) {
-            canonical.push_str(&format!("{name}\n{value}\n"));
-        }
-    }
-    let signature = match version {
-        1 => rsa_sha1_signature(key, canonical.as_bytes()),
-        _ => rsa_sha256_signature(key, canonical.as_bytes()),
-    };
-    let mut object = serde_json::Map::new();
-    for (name, value) in fields {
-        object.insert(
-            name.to_string(),
-            serde_json::Value::String(value.to_string()),
-        );
-    }
-    object.insert("SignatureVersion".into(), version.to_string().into());
-    object.insert("Signature".into(), signature.into());
-    object.insert("SigningCertURL".into(), certificate_url.into());
-    serde_json::to_vec(&object).expect("JSON")
 }
 
 /// A correctly signed request of `provider` received at `now`, with the source and the

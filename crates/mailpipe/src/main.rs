@@ -9,8 +9,13 @@
 //!   ClickHouse.
 //! - `mailpipe retention [--dry-run]`: drops ClickHouse monthly partitions older than
 //!   `[aggregate] retention_months`.
+//! - `mailpipe send-samples`: DEVELOPMENT ONLY; posts correctly signed sample webhooks of
+//!   every provider to the receiver, like an ESP (retries included), and sums up.
+//! - `mailpipe serve-dev-cert`: DEVELOPMENT ONLY; serves the development SNS certificate on
+//!   loopback for the SES samples.
 
 mod inspect;
+mod samples;
 mod summary;
 
 use std::path::PathBuf;
@@ -52,6 +57,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// DEVELOPMENT ONLY: post signed sample webhooks of every provider to the receiver.
+    SendSamples(samples::SendSamplesArgs),
+    /// DEVELOPMENT ONLY: serve the development SNS signing certificate on loopback.
+    ServeDevCert(samples::ServeDevCertArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // inspect is a pure transformation: it needs no configuration or services.
     if let Command::Inspect(args) = &cli.command {
         return inspect::run(args);
+    }
+    // Neither does serving a certificate file.
+    if let Command::ServeDevCert(args) = &cli.command {
+        return samples::serve_dev_cert(args).await;
     }
     let settings = Settings::load()?;
     mailpipe_telemetry::init_logging(&settings.telemetry)?;
@@ -131,7 +144,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{} partition(s) {verb}", dropped.len());
         }
-        Command::Inspect(_) => unreachable!("handled before loading settings"),
+        Command::SendSamples(args) => samples::send_samples(&settings, &args).await?,
+        Command::Inspect(_) | Command::ServeDevCert(_) => {
+            unreachable!("handled before loading settings")
+        }
     }
     Ok(())
 }
