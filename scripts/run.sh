@@ -45,9 +45,30 @@ trap 'exit 0' INT TERM # Ctrl-C is how `make run` is meant to end: a clean exit
 
 "$STACK" up
 
-# The burst of signed sample webhooks (mailpipe send-samples) is added with that command.
-
 running() { [[ -s $PID_DIR/$1.pid ]]; }
+
+# A burst of correctly signed sample webhooks from every provider (5 % re-posted, as ESPs
+# retry), a few forged/stale/malformed ones, then what reached Kafka and ClickHouse.
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mailpipe/target}
+MAILPIPE_BIN=${STACK_BIN_DIR:-$CARGO_TARGET_DIR/debug}/mailpipe
+RUN_SAMPLES=${RUN_SAMPLES:-1200}
+if ((RUN_SAMPLES > 0)) && [[ -x $MAILPIPE_BIN ]] && running receiver; then
+    # shellcheck disable=SC1091
+    source "$RUN_DIR/env.sh"
+    cd "$REPO_ROOT"
+    printf '\n==> mailpipe send-samples: %s signed events from every provider\n' "$RUN_SAMPLES"
+    env -u MAILPIPE_RUN_DIR "$MAILPIPE_BIN" send-samples --count "$RUN_SAMPLES" \
+        --duplicates 0.05 --summary-json "$RUN_DIR/samples.json" ||
+        printf 'warning: send-samples did not get everything accepted\n' >&2
+    printf '\n==> mailpipe send-samples --bad: forged, stale and malformed requests\n'
+    env -u MAILPIPE_RUN_DIR "$MAILPIPE_BIN" send-samples --bad --count 48 --seed 2 \
+        --summary-json "$RUN_DIR/samples-bad.json" ||
+        printf 'warning: send-samples --bad did not get everything accepted\n' >&2
+    printf '\n==> mailpipe summary (waiting for the samples to reach ClickHouse)\n'
+    env -u MAILPIPE_RUN_DIR "$MAILPIPE_BIN" summary --expect "$RUN_DIR/samples.json" --wait 180 ||
+        printf 'warning: ClickHouse does not (yet) hold exactly the accepted samples\n' >&2
+    printf '\n(mail.rejected holds the forged and stale requests, mail.dlq the malformed ones.)\n'
+fi
 
 printf '\n'
 printf 'mailpipe is running (run directory %s).\n\n' "$RUN_DIR"
@@ -62,6 +83,7 @@ printf '  %-16s http://127.0.0.1:%s/subjects\n' "schema registry" "$REGISTRY_POR
 printf '  %-16s curl -s http://127.0.0.1:%s/ --data-binary '\''SHOW TABLES FROM mailpipe'\''\n' "ClickHouse" "$CLICKHOUSE_HTTP_PORT"
 printf '  %-16s clickhouse-client --port %s\n' "" "$CLICKHOUSE_TCP_PORT"
 printf '  %-16s redis-cli -p %s\n' "Redis" "$REDIS_PORT"
+printf '  %-16s mailpipe summary   (Kafka records per topic, events per provider and type)\n' "summary"
 printf '  %-16s %s/<name>.log\n' "logs" "$LOG_DIR"
 printf '\nFollowing the logs; press Ctrl-C to stop everything.\n\n'
 

@@ -18,6 +18,7 @@
 #   CLICKHOUSE_TCP_PORT    ClickHouse native protocol           (default 9000)
 #   REDIS_PORT             Redis                                (default 6379)
 #   REGISTRY_PORT          development schema registry          (default 8081)
+#   SNS_CERT_PORT          dev SNS certificate for the SES samples (default 8099)
 #   TANSU_STORAGE          Tansu --storage-engine, relative to data/kafka
 #                          (default sqlite://tansu.db; memory://tansu/ is faster, not durable)
 #   TANSU_BIN              tansu binary                         (default ~/.cargo/bin/tansu)
@@ -51,6 +52,7 @@ CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
 CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
 REDIS_PORT=${REDIS_PORT:-6379}
 REGISTRY_PORT=${REGISTRY_PORT:-8081}
+SNS_CERT_PORT=${SNS_CERT_PORT:-8099}
 
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mailpipe/target}
@@ -68,8 +70,11 @@ STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-10}
 SERVICES="kafka clickhouse redis schema-registry"
 
 # Pipeline stages, in start order. Stage <name> is the binary mailpipe-<name> in BIN_DIR;
-# a stage that is not built (yet) is skipped silently.
-STAGES=${STACK_STAGES-receiver verify normalize dedupe aggregate rules console}
+# a stage that is not built (yet) is skipped silently. sns-cert is `mailpipe
+# serve-dev-cert`: DEVELOPMENT ONLY, it serves config/dev-keys/sns-signing-cert.pem on
+# loopback so SES samples verify locally (the verify stage started here accepts an http://
+# loopback certificate URL for that; see README "Sample traffic").
+STAGES=${STACK_STAGES-sns-cert receiver verify normalize dedupe aggregate rules console}
 
 # clickhouse-server lives in /usr/sbin, which is not on every user's PATH.
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
@@ -142,6 +147,7 @@ unit_binary() {
         clickhouse) command -v clickhouse-server || true ;;
         redis) command -v redis-server || true ;;
         schema-registry) [[ -x $BIN_DIR/mailpipe-schema-registry ]] && printf '%s' "$BIN_DIR/mailpipe-schema-registry" ;;
+        sns-cert) [[ -x $BIN_DIR/mailpipe ]] && printf '%s' "$BIN_DIR/mailpipe" ;;
         *) [[ -x $BIN_DIR/mailpipe-$1 ]] && printf '%s' "$BIN_DIR/mailpipe-$1" ;;
     esac
     return 0
@@ -176,6 +182,7 @@ pid_is_ours() {
             clickhouse) [[ ${exe##*/} == clickhouse-server ]] || return 1 ;;
             redis) [[ ${exe##*/} == redis-* ]] || return 1 ;;
             schema-registry) [[ ${exe##*/} == mailpipe-schema-registry ]] || return 1 ;;
+            sns-cert) [[ $exe == "$BIN_DIR/mailpipe" ]] || return 1 ;;
             *) [[ $exe == "$BIN_DIR/mailpipe-$unit" ]] || return 1 ;;
         esac
     fi
@@ -352,6 +359,7 @@ export MAILPIPE_CLICKHOUSE__URL=http://127.0.0.1:$CLICKHOUSE_HTTP_PORT
 export MAILPIPE_SCHEMA_REGISTRY__URL=http://127.0.0.1:$REGISTRY_PORT
 export MAILPIPE_REDIS__URL=redis://127.0.0.1:$REDIS_PORT
 export MAILPIPE_RECEIVER__LISTEN=127.0.0.1:${RECEIVER_PORT:-8080}
+export MAILPIPE_DEV_SNS_CERT_URL=http://127.0.0.1:$SNS_CERT_PORT/sns-signing-cert.pem
 EOF
 }
 
@@ -508,7 +516,20 @@ cmd_up() {
             fi
         fi
         info "==> starting $stage"
-        launch "$stage" env -u MAILPIPE_RUN_DIR "$bin"
+        case $stage in
+            sns-cert)
+                launch "$stage" env -u MAILPIPE_RUN_DIR "$bin" serve-dev-cert \
+                    --listen "127.0.0.1:$SNS_CERT_PORT" \
+                    --cert "$REPO_ROOT/config/dev-keys/sns-signing-cert.pem"
+                ;;
+            verify)
+                # Local stack only: accept the http:// loopback certificate URL of the SES
+                # samples (never set this against real SNS traffic).
+                launch "$stage" env -u MAILPIPE_RUN_DIR \
+                    MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true "$bin"
+                ;;
+            *) launch "$stage" env -u MAILPIPE_RUN_DIR "$bin" ;;
+        esac
         started_stages+=("$stage")
     done
     # Stages have no common readiness probe; at least catch one that exits right away

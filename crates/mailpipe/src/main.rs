@@ -5,8 +5,8 @@
 //! - `mailpipe check-config`: validates the configuration and prints it as loaded.
 //! - `mailpipe inspect <provider> <body-file> [-H 'Name: value']...`: prints the canonical
 //!   events a payload becomes, one JSON object per line, without Kafka.
-//! - `mailpipe summary`: records per topic and distinct events per provider and type in
-//!   ClickHouse.
+//! - `mailpipe summary [--expect samples.json]`: records per topic and distinct events per
+//!   provider and type in ClickHouse (compared with what send-samples got accepted).
 //! - `mailpipe retention [--dry-run]`: drops ClickHouse monthly partitions older than
 //!   `[aggregate] retention_months`.
 //! - `mailpipe send-samples`: DEVELOPMENT ONLY; posts correctly signed sample webhooks of
@@ -50,7 +50,7 @@ enum Command {
     /// Print the canonical events a webhook body becomes, one JSON object per line.
     Inspect(inspect::InspectArgs),
     /// Records per topic, and distinct events per provider and type in ClickHouse.
-    Summary,
+    Summary(summary::SummaryArgs),
     /// Drop ClickHouse monthly partitions older than [aggregate] retention_months.
     Retention {
         /// Only list what would be dropped.
@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             print!("{}", toml::to_string_pretty(&settings)?);
         }
-        Command::Summary => summary::run(&settings).await?,
+        Command::Summary(args) => summary::run(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
             let now = std::time::SystemTime::now()

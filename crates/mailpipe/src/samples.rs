@@ -43,7 +43,7 @@ pub struct SendSamplesArgs {
     bad: bool,
     /// SigningCertURL of the SES (SNS) samples: where `mailpipe serve-dev-cert` serves the
     /// development certificate.
-    #[arg(long, default_value = DEFAULT_SNS_CERT_URL)]
+    #[arg(long, env = "MAILPIPE_DEV_SNS_CERT_URL", default_value = DEFAULT_SNS_CERT_URL)]
     sns_cert_url: String,
     /// Folder of the development private keys [default: dev-keys next to the config file].
     #[arg(long)]

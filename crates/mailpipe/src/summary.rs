@@ -118,8 +118,109 @@ pub fn render_counts(counts: &BTreeMap<(String, String), u64>) -> String {
     out
 }
 
-/// Prints the summary.
-pub async fn run(settings: &Settings) -> anyhow::Result<()> {
+/// Options of `mailpipe summary`.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// A `send-samples --summary-json` file: wait until ClickHouse holds every event it
+    /// says was accepted, then compare per provider and type.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<std::path::PathBuf>,
+    /// How long to wait for the expected events, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub wait: u64,
+}
+
+/// Accepted events per (provider, event type) of a send-samples summary file.
+pub fn expected_counts(json: &str) -> anyhow::Result<BTreeMap<(String, String), u64>> {
+    let value: serde_json::Value = serde_json::from_str(json).context("not JSON")?;
+    let accepted = value
+        .get("accepted")
+        .and_then(|a| a.as_object())
+        .context("no \"accepted\" object (is this a send-samples --summary-json file?)")?;
+    let mut out = BTreeMap::new();
+    for (provider, types) in accepted {
+        let types = types
+            .as_object()
+            .with_context(|| format!("accepted.{provider} is not an object"))?;
+        for (event_type, n) in types {
+            let n = n
+                .as_u64()
+                .with_context(|| format!("accepted.{provider}.{event_type} is not a count"))?;
+            if n > 0 {
+                out.insert((provider.clone(), event_type.clone()), n);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The (provider, type) pairs whose counts differ: (key, expected, found).
+pub fn differences(
+    expected: &BTreeMap<(String, String), u64>,
+    found: &BTreeMap<(String, String), u64>,
+) -> Vec<((String, String), u64, u64)> {
+    let keys: BTreeSet<&(String, String)> = expected.keys().chain(found.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (e, f) = (
+                expected.get(k).copied().unwrap_or(0),
+                found.get(k).copied().unwrap_or(0),
+            );
+            (e != f).then(|| (k.clone(), e, f))
+        })
+        .collect()
+}
+
+/// Prints the summary, first waiting for the expected events when asked to.
+pub async fn run(settings: &Settings, args: &SummaryArgs) -> anyhow::Result<()> {
+    let Some(path) = &args.expect else {
+        return print(settings).await;
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let expected = expected_counts(&text).with_context(|| format!("reading {}", path.display()))?;
+    let total: u64 = expected.values().sum();
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait);
+    eprintln!(
+        "waiting up to {} s for {total} accepted events to reach ClickHouse…",
+        args.wait
+    );
+    let mut found;
+    loop {
+        found = clickhouse_counts(settings).await?.0;
+        let complete = expected
+            .iter()
+            .all(|(k, n)| found.get(k).copied().unwrap_or(0) >= *n);
+        if complete || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    print(settings).await?;
+    let diff = differences(&expected, &found);
+    println!();
+    if diff.is_empty() {
+        println!(
+            "All {total} events accepted by the receiver (per {}) are in ClickHouse, each once.",
+            path.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "Differences from {} (provider, type: expected -> found):",
+        path.display()
+    );
+    for ((provider, event_type), e, f) in &diff {
+        println!("  {provider}, {event_type}: {e} -> {f}");
+    }
+    anyhow::bail!(
+        "ClickHouse does not hold exactly the accepted events ({} differences)",
+        diff.len()
+    )
+}
+
+/// Prints records per topic and the ClickHouse table.
+async fn print(settings: &Settings) -> anyhow::Result<()> {
     println!("Kafka records per topic ({}):", settings.kafka.brokers);
     for (name, records) in topic_records(settings)? {
         println!("  {name:<32} {records:>10}");
@@ -141,6 +242,32 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_counts_come_from_the_accepted_map() {
+        let json =
+            r#"{"seed":1,"accepted":{"sendgrid":{"delivered":2,"opened":0},"ses":{"bounced":1}}}"#;
+        let expected = expected_counts(json).unwrap();
+        assert_eq!(expected.len(), 2, "zero counts are left out");
+        assert_eq!(
+            expected[&("sendgrid".to_string(), "delivered".to_string())],
+            2
+        );
+        assert!(expected_counts("{}").is_err());
+        let found = BTreeMap::from([
+            (("sendgrid".to_string(), "delivered".to_string()), 2),
+            (("ses".to_string(), "bounced".to_string()), 2),
+            (("ses".to_string(), "opened".to_string()), 1),
+        ]);
+        let diff = differences(&expected, &found);
+        assert_eq!(
+            diff,
+            vec![
+                (("ses".to_string(), "bounced".to_string()), 1, 2),
+                (("ses".to_string(), "opened".to_string()), 0, 1),
+            ]
+        );
+    }
 
     #[test]
     fn counts_render_as_a_provider_by_type_table_with_totals() {

@@ -1,0 +1,241 @@
+//! The whole pipeline as separate processes, for end-to-end, kill and chaos tests: the
+//! receiver and every consumer stage, built binaries started with their own topic prefix,
+//! ClickHouse database and Redis key prefix (so runs never share state), each logging to a
+//! file. Stages can be SIGKILLed and restarted one by one.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{dev_config_path, unique_name, workspace_binary};
+
+/// The processes of the pipeline, in flow order: (stage name, binary, crate that builds it).
+pub const PROCESSES: [(&str, &str, &str); 5] = [
+    ("receiver", "mailpipe-receiver", "mailpipe-receiver"),
+    ("verify", "mailpipe-verify", "mailpipe-verify-stage"),
+    (
+        "normalize",
+        "mailpipe-normalize",
+        "mailpipe-normalize-stage",
+    ),
+    ("dedupe", "mailpipe-dedupe", "mailpipe-dedupe-stage"),
+    (
+        "aggregate",
+        "mailpipe-aggregate",
+        "mailpipe-aggregate-stage",
+    ),
+];
+
+struct Process {
+    binary: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: usize,
+}
+
+/// A running pipeline. Dropping it kills every process.
+pub struct Pipeline {
+    /// `MAILPIPE_*` settings every process gets (on top of the inherited environment).
+    pub env: BTreeMap<String, String>,
+    /// The receiver's base URL, e.g. `http://127.0.0.1:40123`.
+    pub receiver_url: String,
+    pub topic_prefix: String,
+    pub database: String,
+    dir: tempfile::TempDir,
+    processes: BTreeMap<&'static str, Process>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Pipeline {
+    /// Prepares a pipeline named `name` (unique prefix, database, key prefix, receiver
+    /// port); `extra_env` adds or overrides `MAILPIPE_*` settings. Nothing is started.
+    pub fn new(name: &str, extra_env: &[(&str, &str)]) -> Pipeline {
+        let id = unique_name(name);
+        let topic_prefix = format!("{id}.");
+        let database = id.clone();
+        let receiver_port = free_port();
+        let mut env = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            env.insert(k.to_string(), v);
+        };
+        set("MAILPIPE_CONFIG", dev_config_path().display().to_string());
+        set("MAILPIPE_KAFKA__TOPIC_PREFIX", topic_prefix.clone());
+        set("MAILPIPE_CLICKHOUSE__DATABASE", database.clone());
+        set("MAILPIPE_REDIS__KEY_PREFIX", format!("{id}:"));
+        set(
+            "MAILPIPE_RECEIVER__LISTEN",
+            format!("127.0.0.1:{receiver_port}"),
+        );
+        for stage in ["verify", "normalize", "dedupe", "aggregate", "rules"] {
+            let key = format!(
+                "MAILPIPE_TELEMETRY__METRICS_LISTEN__{}",
+                stage.to_uppercase()
+            );
+            set(&key, format!("127.0.0.1:{}", free_port()));
+        }
+        for (k, v) in extra_env {
+            set(k, v.to_string());
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory for logs");
+        let processes = PROCESSES
+            .iter()
+            .map(|(stage, binary, krate)| {
+                let process = Process {
+                    binary: workspace_binary(binary, &format!("cargo build -p {krate}")),
+                    log: dir.path().join(format!("{stage}.log")),
+                    child: None,
+                    starts: 0,
+                };
+                (*stage, process)
+            })
+            .collect();
+        Pipeline {
+            env,
+            receiver_url: format!("http://127.0.0.1:{receiver_port}"),
+            topic_prefix,
+            database,
+            dir,
+            processes,
+        }
+    }
+
+    /// Starts every process that is not running, and waits for the receiver to listen.
+    pub fn start_all(&mut self) {
+        let stages: Vec<&'static str> = self.processes.keys().copied().collect();
+        for stage in stages {
+            if !self.is_running(stage) {
+                self.start(stage);
+            }
+        }
+        self.wait_for_receiver();
+    }
+
+    /// Starts one stage (appending to its log).
+    pub fn start(&mut self, stage: &str) {
+        let env = self.env.clone();
+        let process = self.process(stage);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&process.log)
+            .expect("stage log file");
+        let err = log.try_clone().expect("stage log file");
+        let child = Command::new(&process.binary)
+            .envs(&env)
+            .env("MAILPIPE_TELEMETRY__LOG_FORMAT", "text")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", process.binary.display()));
+        process.child = Some(child);
+        process.starts += 1;
+    }
+
+    /// SIGKILL: no shutdown, no final commit, in-flight work lost.
+    pub fn kill(&mut self, stage: &str) {
+        if let Some(mut child) = self.process(stage).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a graceful exit; SIGKILL after `limit`.
+    pub fn terminate(&mut self, stage: &str, limit: Duration) {
+        if let Some(mut child) = self.process(stage).child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < limit {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the stage's process is alive (a stage that exited by itself is not).
+    pub fn is_running(&mut self, stage: &str) -> bool {
+        let process = self.process(stage);
+        match process.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                process.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// How many times the stage was started.
+    pub fn starts(&self, stage: &str) -> usize {
+        self.processes.get(stage).map_or(0, |p| p.starts)
+    }
+
+    /// The last `lines` lines of the stage's log, for failure messages.
+    pub fn log_tail(&self, stage: &str, lines: usize) -> String {
+        let Some(process) = self.processes.get(stage) else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(&process.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The directory holding the logs (kept while the pipeline lives).
+    pub fn log_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// SIGTERM to every process, receiver first, waiting for each to exit.
+    pub fn stop_all(&mut self) {
+        for (stage, _, _) in PROCESSES {
+            self.terminate(stage, Duration::from_secs(20));
+        }
+    }
+
+    fn wait_for_receiver(&mut self) {
+        let addr = self.receiver_url.trim_start_matches("http://").to_string();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            if !self.is_running("receiver") {
+                panic!("the receiver exited:\n{}", self.log_tail("receiver", 30));
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the receiver did not listen on {addr}:\n{}",
+                self.log_tail("receiver", 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn process(&mut self, stage: &str) -> &mut Process {
+        self.processes
+            .get_mut(stage)
+            .unwrap_or_else(|| panic!("no stage {stage}"))
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for process in self.processes.values_mut() {
+            if let Some(mut child) = process.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

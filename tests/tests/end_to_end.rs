@@ -1,0 +1,308 @@
+//! End to end: the receiver and every stage as separate processes (the built binaries)
+//! against the real broker, registry, Redis and ClickHouse, fed by `mailpipe send-samples`
+//! like ESPs would: correctly signed requests from all twelve providers with re-posted
+//! copies, and forged, stale and malformed ones. Checks the invariants of design.md §2:
+//! - every accepted event is in `email_events` exactly once (per provider and type, FINAL)
+//!   and counted once in `email_stats_1m`;
+//! - forged and stale requests are on `mail.rejected` with their reason, malformed ones on
+//!   `mail.dlq`, and none of them reaches ClickHouse;
+//! - re-posted copies count once;
+//! - the receiver's 2xx answers equal the records on `mail.raw`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord};
+use mailpipe_avro::AvroCodec;
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_test_support::pipeline::Pipeline;
+use mailpipe_test_support::{consume_exactly, dev_settings, workspace_binary};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+fn mailpipe_binary() -> PathBuf {
+    workspace_binary("mailpipe", "cargo build -p mailpipe")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `mailpipe <args>` with the pipeline's settings; panics with its output on failure.
+fn mailpipe(pipeline: &Pipeline, args: &[&str]) -> String {
+    let out = Command::new(mailpipe_binary())
+        .args(args)
+        .envs(&pipeline.env)
+        .current_dir(repo())
+        .output()
+        .expect("running mailpipe");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "mailpipe {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `mailpipe serve-dev-cert` on a free loopback port, killed on drop.
+struct CertServer {
+    child: Child,
+    url: String,
+}
+
+impl CertServer {
+    fn start() -> CertServer {
+        let port = free_port();
+        let child = Command::new(mailpipe_binary())
+            .args(["serve-dev-cert", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mailpipe serve-dev-cert");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "serve-dev-cert did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        CertServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/sns-signing-cert.pem"),
+        }
+    }
+}
+
+impl Drop for CertServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Sum of the numbers in a JSON object (0 when absent).
+fn sum_object(value: &serde_json::Value) -> u64 {
+    value
+        .as_object()
+        .map(|o| o.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0)
+}
+
+/// Records on a topic (all partitions), from the broker's watermarks.
+fn topic_records(topic: &str) -> i64 {
+    let consumer: BaseConsumer =
+        mailpipe_kafka::consumer_config(&dev_settings().kafka, "e2e-watermarks")
+            .create()
+            .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut total = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            total += high - low;
+        }
+    }
+    total
+}
+
+/// The receiver's 2xx answers, summed over its `mailpipe_receiver_requests_total` series.
+async fn receiver_2xx(receiver_url: &str) -> u64 {
+    let text = reqwest::get(format!("{receiver_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("mailpipe_receiver_requests_total{") && l.contains("status=\"2"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+async fn clickhouse_u64(database: &str, sql: &str) -> u64 {
+    let sql = sql.replace("{db}", database);
+    mailpipe_clickhouse::client(&dev_settings().clickhouse)
+        .query(&sql)
+        .fetch_one::<u64>()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[tokio::test]
+async fn every_accepted_event_once_every_bad_request_accounted_for() {
+    let mut pipeline = Pipeline::new(
+        "e2e",
+        &[("MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK", "true")],
+    );
+    mailpipe(&pipeline, &["create-topics"]);
+    let migrations = repo().join("schemas/clickhouse");
+    mailpipe(
+        &pipeline,
+        &["migrate", "--dir", migrations.to_str().unwrap()],
+    );
+    let cert = CertServer::start();
+    pipeline.start_all();
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    let bad = dir.path().join("bad.json");
+    let sample_args = |extra: &[&str], summary: &Path| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "send-samples",
+            "--url",
+            &pipeline.receiver_url,
+            "--sns-cert-url",
+            &cert.url,
+            "--quiet",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let args = sample_args(
+        &["--count", "600", "--duplicates", "0.1", "--seed", "7"],
+        &good,
+    );
+    mailpipe(
+        &pipeline,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let args = sample_args(&["--bad", "--count", "60", "--seed", "8"], &bad);
+    mailpipe(
+        &pipeline,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+
+    // Every accepted event reaches ClickHouse exactly once, per provider and type.
+    let good_json = good.to_str().unwrap();
+    let summary = mailpipe(
+        &pipeline,
+        &["summary", "--expect", good_json, "--wait", "180"],
+    );
+    assert!(summary.contains("each once"), "{summary}");
+
+    let good_summary = read_json(&good);
+    let bad_summary = read_json(&bad);
+    let expected_events: u64 = good_summary["accepted"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(sum_object)
+        .sum();
+    assert_eq!(
+        expected_events, 600,
+        "send-samples got all 600 events accepted"
+    );
+    let db = pipeline.database.clone();
+    assert_eq!(
+        clickhouse_u64(&db, "SELECT count() FROM {db}.email_events FINAL").await,
+        expected_events
+    );
+    // The roll-up is written after the events: give it the last recompute.
+    let started = Instant::now();
+    let mut stats = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        stats = clickhouse_u64(
+            &db,
+            "SELECT toUInt64(sum(events)) FROM {db}.email_stats_1m FINAL",
+        )
+        .await;
+        if stats == expected_events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        stats, expected_events,
+        "email_stats_1m counts each event once"
+    );
+    let bad_ids = clickhouse_u64(
+        &db,
+        "SELECT count() FROM {db}.email_events WHERE raw_request_id = ''",
+    )
+    .await;
+    assert_eq!(bad_ids, 0);
+
+    // Forged and stale → mail.rejected with the reason; Mailgun re-posts reuse their
+    // one-time token → replayed; malformed → mail.dlq. Nothing else is rejected.
+    let names = TopicNames::new(&pipeline.topic_prefix);
+    let forged = sum_object(&bad_summary["bad_accepted"]["forged"]);
+    let stale = sum_object(&bad_summary["bad_accepted"]["stale"]);
+    let malformed = sum_object(&bad_summary["bad_accepted"]["malformed"]);
+    let mailgun = &good_summary["accepted_requests"]["mailgun"];
+    let replayed =
+        mailgun["posts"].as_u64().unwrap_or(0) - mailgun["distinct"].as_u64().unwrap_or(0);
+    assert!(forged > 0 && stale > 0 && malformed > 0, "{bad_summary}");
+    let codec = AvroCodec::new(&dev_settings().schema_registry.url).unwrap();
+    let rejected_topic = names.name(Topic::Rejected);
+    let expected_rejected = (forged + stale + replayed) as usize;
+    wait_for_records(&rejected_topic, expected_rejected as i64).await;
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, payload) in consume_exactly(&rejected_topic, expected_rejected).await {
+        let record: RejectedRecord = codec.decode(&payload).await.unwrap();
+        *reasons.entry(record.reason).or_default() += 1;
+    }
+    let mut expected_reasons = BTreeMap::from([
+        ("bad_signature".to_string(), forged),
+        ("stale_timestamp".to_string(), stale),
+    ]);
+    if replayed > 0 {
+        expected_reasons.insert("replayed".to_string(), replayed);
+    }
+    assert_eq!(reasons, expected_reasons);
+    let dlq_topic = names.name(Topic::Dlq);
+    wait_for_records(&dlq_topic, malformed as i64).await;
+    for (_, payload) in consume_exactly(&dlq_topic, malformed as usize).await {
+        let letter: DeadLetterRecord = codec.decode(&payload).await.unwrap();
+        assert_eq!(letter.stage, "normalize", "{letter:?}");
+        assert!(letter.raw_request_id.is_some(), "{letter:?}");
+    }
+
+    // The receiver's 2xx answers are exactly the raw records.
+    let answered = receiver_2xx(&pipeline.receiver_url).await;
+    let raw = topic_records(&names.name(Topic::Raw));
+    let posted = good_summary["requests"]["accepted"].as_u64().unwrap()
+        + bad_summary["requests"]["accepted"].as_u64().unwrap();
+    assert_eq!(
+        answered, posted,
+        "receiver 2xx vs what send-samples saw accepted"
+    );
+    assert_eq!(raw, answered as i64, "mail.raw records vs receiver 2xx");
+
+    pipeline.stop_all();
+    let _ = mailpipe_clickhouse::client(&dev_settings().clickhouse)
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await;
+}
+
+async fn wait_for_records(topic: &str, n: i64) {
+    let started = Instant::now();
+    while topic_records(topic) < n && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
