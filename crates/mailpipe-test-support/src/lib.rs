@@ -4,7 +4,9 @@
 //! Addresses come from the same `MAILPIPE_*` env vars the binaries read (set by
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
-use std::path::Path;
+pub mod pipeline;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mailpipe_settings::Settings;
@@ -16,8 +18,14 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The committed development config plus `MAILPIPE_*` env, as the binaries load it.
 pub fn dev_settings() -> Settings {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mailpipe.toml");
-    Settings::load_from(Some(&path)).expect("config/mailpipe.toml and MAILPIPE_* env are valid")
+    Settings::load_from(Some(&dev_config_path()))
+        .expect("config/mailpipe.toml and MAILPIPE_* env are valid")
+}
+
+/// The repository's committed development config, `config/mailpipe.toml` (for
+/// `MAILPIPE_CONFIG` of a stage binary a test runs as a child process).
+pub fn dev_config_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mailpipe.toml")
 }
 
 /// Creates a topic for one test; panics with the broker's answer if that fails.
@@ -113,6 +121,26 @@ pub async fn wait_for_committed_total(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     committed
+}
+
+/// A binary of the workspace built by `cargo build` (`make build`), looked up next to the
+/// running test executable: tests live in `<target>/<profile>/deps/`, binaries one level up.
+/// Cargo does not build other crates' binaries for an integration test, so a missing one
+/// panics with the command that builds it (`build_hint`, e.g.
+/// `cargo build -p mailpipe-dedupe-stage`).
+pub fn workspace_binary(name: &str, build_hint: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps");
+    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "{} not found: build it first with `{build_hint}` (or `make build`)",
+        binary.display()
+    );
+    binary
 }
 
 /// Kafka bootstrap servers.
