@@ -6,6 +6,21 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 
+# The benches that need the stack get one of their own (run directory .run/bench, memory
+# storage, no stages: each bench starts what it measures), stopped on exit. With a stack
+# already in the environment (MAILPIPE_KAFKA__BROKERS set, e.g. after `source
+# .run/env.sh`), that one is used instead.
+if [[ -z ${MAILPIPE_KAFKA__BROKERS:-} ]]; then
+    BENCH_RUN_DIR=$REPO_ROOT/.run/bench
+    bench_stack() { MAILPIPE_RUN_DIR=$BENCH_RUN_DIR STACK_STAGES= TANSU_STORAGE=${TANSU_STORAGE:-memory://tansu/} scripts/stack.sh "$@"; }
+    trap 'bench_stack down >/dev/null || true' EXIT
+    rm -rf "$BENCH_RUN_DIR/data"
+    bench_stack up
+    # shellcheck disable=SC1091
+    source "$BENCH_RUN_DIR/env.sh"
+fi
+unset MAILPIPE_RUN_DIR
+
 echo "==> normalize: parse + Avro encode per provider (one core)"
 cargo bench -q -p mailpipe-normalize-stage --bench parse_encode
 
@@ -23,4 +38,16 @@ if [[ -x scripts/bench-dedupe.sh ]]; then
     echo
     echo "==> dedupe: events/s through the stage vs a no-op forwarder, Redis round trips"
     scripts/bench-dedupe.sh
+fi
+
+if [[ -x scripts/bench-aggregate.sh ]]; then
+    echo
+    echo "==> aggregate: rows/s through the stage vs a plain bulk insert; latency to queryable"
+    PROFILE=release scripts/bench-aggregate.sh
+fi
+
+if [[ -x scripts/bench-pipeline.sh ]]; then
+    echo
+    echo "==> whole pipeline: events/s receiver -> ClickHouse, latency, peak RSS per process"
+    scripts/bench-pipeline.sh
 fi

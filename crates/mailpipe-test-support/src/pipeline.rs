@@ -179,6 +179,11 @@ impl Pipeline {
         }
     }
 
+    /// The process id of a running stage.
+    pub fn pid(&self, stage: &str) -> Option<u32> {
+        self.processes.get(stage)?.child.as_ref().map(Child::id)
+    }
+
     /// How many times the stage was started.
     pub fn starts(&self, stage: &str) -> usize {
         self.processes.get(stage).map_or(0, |p| p.starts)
