@@ -5,6 +5,7 @@
 //! - `mailpipe check-config`: validates the configuration and prints it as loaded.
 //! - `mailpipe inspect <provider> <body-file> [-H 'Name: value']...`: prints the canonical
 //!   events a payload becomes, one JSON object per line, without Kafka.
+//! - `mailpipe read rejected|dlq|events|events-unique`: records as JSON lines.
 //! - `mailpipe summary [--expect samples.json]`: records per topic and distinct events per
 //!   provider and type in ClickHouse (compared with what send-samples got accepted).
 //! - `mailpipe retention [--dry-run]`: drops ClickHouse monthly partitions older than
@@ -15,6 +16,7 @@
 //!   loopback for the SES samples.
 
 mod inspect;
+mod read;
 mod samples;
 mod summary;
 
@@ -49,6 +51,8 @@ enum Command {
     CheckConfig,
     /// Print the canonical events a webhook body becomes, one JSON object per line.
     Inspect(inspect::InspectArgs),
+    /// Print records of mail.rejected, mail.dlq or the event topics as JSON lines.
+    Read(read::ReadArgs),
     /// Records per topic, and distinct events per provider and type in ClickHouse.
     Summary(summary::SummaryArgs),
     /// Drop ClickHouse monthly partitions older than [aggregate] retention_months.
@@ -117,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             print!("{}", toml::to_string_pretty(&settings)?);
         }
+        Command::Read(args) => read::run(&settings, &args).await?,
         Command::Summary(args) => summary::run(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
