@@ -16,7 +16,7 @@ export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 
 CARGO ?= cargo
 
-.PHONY: help install build up down status run test bench fuzz fmt lint
+.PHONY: help install build up down status run test chaos bench fuzz fmt lint
 
 help: ## list the targets
 	@printf 'mailpipe — make targets:\n\n'
@@ -43,6 +43,9 @@ run: install build ## start everything, print where to look, follow the logs; Ct
 
 test: install build ## fmt check, clippy, then the whole test suite against its own stack
 	@scripts/test.sh
+
+chaos: install build ## kill tests: stages SIGKILLed mid-stream lose nothing (slow, own stack)
+	@scripts/chaos.sh
 
 bench: install build ## benchmarks (release builds); they print figures, they assert nothing
 	@scripts/bench.sh

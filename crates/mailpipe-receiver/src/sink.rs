@@ -68,8 +68,9 @@ impl SinkError {
 /// unable to deliver for ever — after a fatal error, or when a broker lost its producer
 /// state (a restarted broker answering `UNKNOWN_PRODUCER_ID` to every batch, seen with
 /// Tansu). So the producer is replaced when it is fatally failed, or when it has
-/// acknowledged nothing for `kafka.message_timeout_ms` although it failed records
-/// meanwhile and the broker answers metadata requests (it is the producer, not the broker).
+/// acknowledged nothing for twice `receiver.produce_timeout_ms` (at least 10 s) although
+/// it failed records meanwhile and the broker answers metadata requests (it is the
+/// producer, not the broker).
 pub struct KafkaSink {
     kafka: KafkaSettings,
     topic: String,
@@ -107,7 +108,8 @@ impl KafkaSink {
         tracing::info!(topic, schema_id = schema.id(), "raw schema registered");
         let now = Instant::now();
         Ok(KafkaSink {
-            stuck_after: Duration::from_millis(kafka.message_timeout_ms.into()),
+            stuck_after: Duration::from_millis(settings.receiver.produce_timeout_ms * 2)
+                .max(Duration::from_secs(10)),
             kafka,
             topic,
             schema,

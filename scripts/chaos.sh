@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# scripts/chaos.sh — `make chaos`: the kill tests, which SIGKILL stage processes mid-stream
+# and check that nothing is lost. They are #[ignore]d in `make test` because each loads the
+# local broker for minutes (the dedupe kill test: 50,000 events, ~3 min on 2 cores), enough
+# to make other tests' produce calls time out when run next to them.
+#
+# Needs the stage binaries (`make build`; `make chaos` builds them). Runs against a stack of
+# its own (run directory MAILPIPE_CHAOS_RUN_DIR, default <repo>/.run/chaos; Tansu in memory
+# unless TANSU_STORAGE says otherwise; ports as for scripts/stack.sh), always stopped at the
+# end — or, when MAILPIPE_KAFKA__BROKERS is already set (a stack's env.sh sourced), against
+# that stack. DEDUPE_KILL_SEED / DEDUPE_KILL_COUNT tune the dedupe kill test.
+set -euo pipefail
+
+START=$SECONDS
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+STACK=$REPO_ROOT/scripts/stack.sh
+CHAOS_RUN_DIR=${MAILPIPE_CHAOS_RUN_DIR:-$REPO_ROOT/.run/chaos}
+# The integration-test targets holding the kill tests.
+CHAOS_TESTS=(dedupe_kill)
+# mailpipe's settings read every MAILPIPE_* variable as a config key.
+unset MAILPIPE_RUN_DIR
+
+step() { printf '\n==> %s\n' "$*"; }
+stack() {
+    MAILPIPE_RUN_DIR=$CHAOS_RUN_DIR STACK_STAGES='' TANSU_STORAGE=${TANSU_STORAGE:-memory://tansu/} \
+        "$STACK" "$@"
+}
+
+STACK_TOUCHED=0
+finish() {
+    local rc=$?
+    trap - EXIT
+    trap '' INT TERM
+    if ((STACK_TOUCHED)); then
+        step "stopping the chaos stack"
+        stack down || true
+    fi
+    local elapsed=$((SECONDS - START))
+    if ((rc == 0)); then
+        printf '\nchaos: OK in %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
+    else
+        printf '\nchaos: FAILED (exit %d) after %dm%02ds\n' "$rc" $((elapsed / 60)) $((elapsed % 60)) >&2
+    fi
+    exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n ${MAILPIPE_KAFKA__BROKERS:-} ]]; then
+    step "using the running stack (broker $MAILPIPE_KAFKA__BROKERS)"
+else
+    step "starting the chaos stack (run directory $CHAOS_RUN_DIR)"
+    STACK_TOUCHED=1
+    stack down >/dev/null # leftovers of an interrupted run, if any
+    rm -rf "$CHAOS_RUN_DIR/data" "$CHAOS_RUN_DIR/env.sh"
+    stack up
+    # shellcheck source=/dev/null
+    source "$CHAOS_RUN_DIR/env.sh"
+fi
+
+for test in "${CHAOS_TESTS[@]}"; do
+    step "cargo test -p mailpipe-tests --test $test -- --ignored"
+    cargo test -p mailpipe-tests --test "$test" -- --ignored --nocapture --test-threads=1
+done
