@@ -1,15 +1,16 @@
 //! The dedupe stage against the real broker, registry and Redis: a stream with 30 %
 //! duplicates comes out with each event id exactly once, in each recipient's order, with the
-//! same bytes; an id already claimed by the same message (a redelivery) is emitted, one
-//! claimed by another message is not; and a Redis outage holds the stream — nothing passes
-//! unchecked, nothing is lost — until Redis is back.
+//! same bytes; an id already claimed by the same message (a redelivery) is emitted unless
+//! that claim was confirmed (its output known acknowledged), one claimed by another message
+//! is not; every emitted id ends up confirmed; and a Redis outage holds the stream — nothing
+//! passes unchecked, nothing is lost — until Redis is back.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
-use mailpipe_dedupe_stage::seen::{coordinates, dedupe_key};
+use mailpipe_dedupe_stage::seen::{confirmed, coordinates, dedupe_key};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
@@ -200,13 +201,16 @@ fn check_unique_in_order(input: &[EmailEvent], output: &[(Vec<u8>, EmailEvent)])
 async fn duplicates_are_dropped_and_order_is_kept() {
     let s = setup("dedupe").await;
     let mut input = stream_with_duplicates(0, 2000);
-    // Two ids claimed before the stage starts: one by the very message that carries it (a
-    // redelivery after a crash: emitted), one by another message (a duplicate: not).
+    // Three ids claimed before the stage starts: one by the very message that carries it (a
+    // redelivery after a crash, output not confirmed: emitted), one by the very message with
+    // its output confirmed (a redelivery after the confirmation: not emitted), one by another
+    // message (a duplicate: not emitted).
     input.push(event(90_001, 0));
+    input.push(event(90_003, 0));
     input.push(event(90_002, 0));
     let coords = s.produce(&input).await;
     let mut redis = s.redis().await;
-    let claim = |e: &EmailEvent| {
+    let key_of = |e: &EmailEvent| {
         dedupe_key(
             &s.settings.redis.key_prefix,
             "sendgrid",
@@ -214,20 +218,23 @@ async fn duplicates_are_dropped_and_order_is_kept() {
             &e.event_id,
         )
     };
-    let (p, o) = coords[coords.len() - 2];
-    let _: () = redis::cmd("SET")
-        .arg(claim(&input[input.len() - 2]))
-        .arg(coordinates(p, o))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(claim(&input[input.len() - 1]))
-        .arg(coordinates(p, o + 100_000))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let n = input.len();
+    let own = |i: usize| coordinates(coords[i].0, coords[i].1);
+    let (p, o) = coords[n - 1];
+    for (i, value) in [
+        (n - 3, own(n - 3)),
+        (n - 2, confirmed(&own(n - 2))),
+        (n - 1, coordinates(p, o + 100_000)),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(key_of(&input[i]))
+            .arg(value)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
     let taken = input.pop().unwrap();
+    let written = input.pop().unwrap();
 
     let shutdown = CancellationToken::new();
     let stage = tokio::spawn(mailpipe_dedupe_stage::run(
@@ -244,6 +251,7 @@ async fn duplicates_are_dropped_and_order_is_kept() {
     );
     check_unique_in_order(&input, &output);
     assert!(output.iter().all(|(_, e)| e.event_id != taken.event_id));
+    assert!(output.iter().all(|(_, e)| e.event_id != written.event_id));
     // Same bytes, not a re-encoding: the raw event of the first copy is there verbatim.
     let first = output.iter().find(|(_, e)| e.event_id == "ev-0").unwrap();
     assert_eq!(first.1, event(0, 0));
@@ -251,11 +259,42 @@ async fn duplicates_are_dropped_and_order_is_kept() {
     let group = format!("{}mailpipe-dedupe", s.settings.kafka.topic_prefix);
     let committed = wait_for_committed_total(&group, &s.events_topic, 2, coords.len() as i64).await;
     assert_eq!(committed, coords.len() as i64);
+    // Every emitted id ends up confirmed with the coordinates of the message that claimed it
+    // (its first copy); the confirmation follows the acks, so it may trail the commit.
+    let mut expected = BTreeMap::new();
+    for (e, &(p, o)) in input.iter().zip(&coords) {
+        expected
+            .entry(key_of(e))
+            .or_insert_with(|| confirmed(&coordinates(p, o)));
+    }
+    let keys: Vec<&Vec<u8>> = expected.keys().collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let unconfirmed = expected
+            .values()
+            .zip(&values)
+            .filter(|(want, got)| got.as_ref() != Some(*want))
+            .count();
+        if unconfirmed == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unconfirmed} of {} emitted ids not confirmed",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     shutdown.cancel();
     stage.await.unwrap().unwrap();
     println!(
-        "{} inputs ({} + 1 pre-claimed) -> {} unique on the output",
-        input.len() + 1,
+        "{} inputs ({} + 2 pre-claimed, not emitted) -> {} unique on the output, all confirmed",
+        input.len() + 2,
         input.len(),
         output.len()
     );

@@ -9,6 +9,11 @@
 //! waits for the acknowledgements and completes each input's ack. A record whose delivery
 //! failed after all (message timeout) is handed to `forward`, which retries it until it is
 //! acknowledged; only then may it land after later records.
+//!
+//! Once the batch's records are acknowledged (their inputs' acks completed first, so the
+//! commit never waits for Redis), the same task confirms their ids in one pipelined round
+//! trip ([`Confirmations`]). A record that went through `forward` is not confirmed: at
+//! worst it is emitted again on a redelivery.
 
 use std::time::Duration;
 
@@ -19,18 +24,35 @@ use rdkafka::message::Message;
 use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::seen::{Claim, Confirmations};
+
+/// One input of a batch.
+pub struct Item {
+    /// Its output; None when there is none (a duplicate): the ack is completed at once.
+    pub record: Option<OutRecord>,
+    pub ack: Ack,
+    /// The id claim to confirm once `record` is acknowledged.
+    pub claim: Option<Claim>,
+}
+
 /// Produces the records in order and completes each ack once its record is acknowledged;
-/// an input without a record (a duplicate) is completed at once. Returns once every record
-/// is enqueued; a full producer queue makes it wait, which is the backpressure.
-pub async fn emit_in_order(producer: &FutureProducer, items: Vec<(Option<OutRecord>, Ack)>) {
+/// an input without a record (a duplicate) is completed at once. Then, with
+/// `confirmations`, confirms the claims of the records acknowledged at the first attempt,
+/// in one round trip. Returns once every record is enqueued; a full producer queue makes it
+/// wait, which is the backpressure.
+pub async fn emit_in_order(
+    producer: &FutureProducer,
+    items: Vec<Item>,
+    confirmations: Option<&Confirmations>,
+) {
     let mut waiting = Vec::with_capacity(items.len());
-    for (record, ack) in items {
+    for Item { record, ack, claim } in items {
         let Some(record) = record else {
             ack.complete();
             continue;
         };
         match enqueue(producer, &record).await {
-            Some(delivery) => waiting.push((record, delivery, ack)),
+            Some(delivery) => waiting.push((record, delivery, ack, claim)),
             // Never producible: the ack is dropped, which stops the stage loudly (the
             // consumer loop reports it abandoned) instead of skipping the message.
             None => drop(ack),
@@ -40,14 +62,17 @@ pub async fn emit_in_order(producer: &FutureProducer, items: Vec<(Option<OutReco
         return;
     }
     let producer = producer.clone();
+    let mut confirmations = confirmations.cloned();
     tokio::spawn(async move {
-        for (record, delivery, ack) in waiting {
+        let mut acknowledged = Vec::with_capacity(waiting.len());
+        for (record, delivery, ack, claim) in waiting {
             match delivery.await {
                 Ok(Ok(_)) => {
                     metrics::counter!(mailpipe_telemetry::names::KAFKA_PRODUCED,
                         "topic" => record.topic.clone(), "outcome" => "ok")
                     .increment(1);
                     ack.complete();
+                    acknowledged.extend(claim);
                 }
                 Ok(Err((e, _))) => {
                     tracing::warn!(topic = %record.topic, error = %e, "delivery failed; retrying");
@@ -55,6 +80,9 @@ pub async fn emit_in_order(producer: &FutureProducer, items: Vec<(Option<OutReco
                 }
                 Err(_canceled) => forward(&producer, vec![record], ack),
             }
+        }
+        if let Some(confirmations) = &mut confirmations {
+            confirmations.confirm(&acknowledged).await;
         }
     });
 }
@@ -110,10 +138,14 @@ impl Handler for ForwardAll {
                     key: d.message.key().map(<[u8]>::to_vec),
                     payload: d.message.payload().unwrap_or_default().to_vec(),
                 };
-                (Some(record), d.ack)
+                Item {
+                    record: Some(record),
+                    ack: d.ack,
+                    claim: None,
+                }
             })
             .collect();
-        emit_in_order(&self.producer, items).await;
+        emit_in_order(&self.producer, items, None).await;
         Ok(())
     }
 }

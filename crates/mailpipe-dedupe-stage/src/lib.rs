@@ -8,11 +8,17 @@
 //! it is a duplicate. Redis being down holds the batch (retried with backoff) and, through
 //! the in-flight limit, pauses consumption; nothing passes unchecked and nothing is dropped.
 //!
-//! Guarantee: every distinct id reaches the output at least once. A second copy is written
-//! only when a message whose id it claimed is processed again — after a crash or a
-//! rebalance between its output's acknowledgement and its offset's commit — because the
-//! redelivery finds its own coordinates in Redis. ClickHouse's ReplacingMergeTree absorbs
-//! those copies.
+//! Once a batch's outputs are acknowledged, their ids are confirmed in one more pipelined
+//! round trip (the key's value becomes `partition:offset:c`), after their inputs' acks are
+//! completed; a failed confirmation is logged and counted, never retried or waited for.
+//!
+//! Guarantee: every distinct id reaches the output at least once. A message processed again
+//! (after a crash or a rebalance before its offset's commit) finds its own coordinates in
+//! Redis: unconfirmed, it is emitted again, since its output may never have been written;
+//! confirmed, its output is known acknowledged and it is completed without output. So a
+//! second copy is written only when the stage dies (or loses the partition) after Kafka
+//! acknowledged an output and before its batch's confirmation reached Redis, or when that
+//! confirmation failed. ClickHouse's ReplacingMergeTree absorbs those copies.
 
 pub mod emit;
 pub mod seen;
@@ -31,7 +37,8 @@ use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::seen::{SeenIds, Verdict};
+use crate::emit::Item;
+use crate::seen::{Confirmations, SeenIds, Verdict};
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -61,6 +68,7 @@ pub struct DedupeHandler {
     codec: Arc<AvroCodec>,
     producer: FutureProducer,
     seen: SeenIds,
+    confirmations: Confirmations,
     key_prefix: String,
     unique_topic: String,
     dead_letters: DeadLetters,
@@ -81,6 +89,7 @@ impl DedupeHandler {
         Ok(DedupeHandler {
             codec: Arc::new(codec),
             producer: mailpipe_kafka::create_producer(&settings.kafka)?,
+            confirmations: seen.confirmations(),
             seen,
             key_prefix: settings.redis.key_prefix.clone(),
             unique_topic: names.name(Topic::EventsUnique),
@@ -140,42 +149,57 @@ impl Handler for DedupeHandler {
         let mut plans = Vec::with_capacity(batch.len());
         let mut claims = Vec::with_capacity(batch.len());
         for delivery in &batch {
-            let plan = self.plan(&delivery.message).await?;
-            if let Plan::Claim { key, .. } = &plan {
+            let mut plan = self.plan(&delivery.message).await?;
+            if let Plan::Claim { key, .. } = &mut plan {
+                // The key moves to the claim; the plan keeps its place in the batch.
                 let m = &delivery.message;
-                claims.push((key.clone(), seen::coordinates(m.partition(), m.offset())));
+                claims.push((
+                    std::mem::take(key),
+                    seen::coordinates(m.partition(), m.offset()),
+                ));
             }
             plans.push(plan);
         }
-        let mut verdicts = self.seen.claim(&claims).await.into_iter();
+        let verdicts = self.seen.claim(&claims).await;
+        let mut claimed = claims.into_iter().zip(verdicts);
         let mut items = Vec::with_capacity(batch.len());
         for (delivery, plan) in batch.into_iter().zip(plans) {
-            let record = match plan {
-                Plan::DeadLetter(record) => Some(record),
+            let (record, claim) = match plan {
+                Plan::DeadLetter(record) => (Some(record), None),
                 Plan::Claim { provider, .. } => {
-                    match verdicts.next().ok_or("fewer verdicts than claims")? {
+                    let (claim, verdict) = claimed.next().ok_or("fewer verdicts than claims")?;
+                    match verdict {
                         Verdict::Duplicate => {
                             metrics::counter!(names::DEDUPE_DUPLICATES, "provider" => provider)
                                 .increment(1);
-                            None
+                            (None, None)
                         }
-                        verdict => {
+                        Verdict::Confirmed => {
+                            metrics::counter!(names::DEDUPE_REDELIVERED_CONFIRMED).increment(1);
+                            (None, None)
+                        }
+                        Verdict::New | Verdict::Redelivered => {
                             if verdict == Verdict::Redelivered {
                                 metrics::counter!(names::DEDUPE_REDELIVERED).increment(1);
                             }
                             let m = &delivery.message;
-                            Some(OutRecord {
+                            let record = OutRecord {
                                 topic: self.unique_topic.clone(),
                                 key: m.key().map(<[u8]>::to_vec),
                                 payload: m.payload().unwrap_or_default().to_vec(),
-                            })
+                            };
+                            (Some(record), Some(claim))
                         }
                     }
                 }
             };
-            items.push((record, delivery.ack));
+            items.push(Item {
+                record,
+                ack: delivery.ack,
+                claim,
+            });
         }
-        emit::emit_in_order(&self.producer, items).await;
+        emit::emit_in_order(&self.producer, items, Some(&self.confirmations)).await;
         Ok(())
     }
 }

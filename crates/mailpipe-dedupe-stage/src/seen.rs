@@ -1,12 +1,25 @@
-//! Seen event ids in Redis: one pipelined `SET key coordinates NX EX ttl GET` per batch.
+//! Seen event ids in Redis: one pipelined `SET key coordinates NX EX ttl GET` per batch to
+//! claim, one pipelined `SET key coordinates:c XX KEEPTTL` per batch of acknowledged
+//! outputs to confirm.
 //!
 //! The value of an id's key is the input coordinates (`partition:offset`) of the message
-//! that first claimed it. `SET … NX GET` (Redis ≥ 7.0) answers, atomically per key, either
-//! nil (this call claimed the id: new) or the value already there. A value equal to this
-//! message's own coordinates means the id was claimed by this very message before a crash
-//! or a failed round trip, and its output may never have been acknowledged: it is emitted
-//! again. Any other value is a duplicate. That also makes a retried pipeline idempotent:
-//! the keys a half-executed attempt set answer with their own coordinates.
+//! that first claimed it, suffixed with `:c` once that message's output was acknowledged by
+//! Kafka ([`confirmed`]). `SET … NX GET` (Redis ≥ 7.0) answers, atomically per key, either
+//! nil (this call claimed the id: new) or the value already there ([`verdict`]):
+//!
+//! - this message's own coordinates, unconfirmed: the id was claimed by this very message
+//!   before a crash or a failed round trip, and its output may never have been acknowledged:
+//!   it is emitted again (never lost). That also makes a retried pipeline idempotent: the
+//!   keys a half-executed attempt set answer with their own coordinates;
+//! - this message's own coordinates, confirmed: its output is known written; the
+//!   redelivery is completed without output;
+//! - anything else: a duplicate.
+//!
+//! The confirmation is an optimization. It is written after the outputs' acks, and a failed
+//! one (Redis down) is only logged and counted: the unconfirmed value then costs at most an
+//! extra copy on a redelivery, as without it. Overwriting with `XX` cannot hide an id: the
+//! write happens only after this id's output was acknowledged, whatever value it replaces;
+//! `XX` never recreates an expired key and `KEEPTTL` keeps the claim's expiry.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,8 +43,12 @@ pub fn round_trips() -> u64 {
 pub enum Verdict {
     /// First sighting: forward.
     New,
-    /// Claimed earlier by this same message (redelivered after a crash): forward again.
+    /// Claimed earlier by this same message, output not confirmed (redelivered after a
+    /// crash before the confirmation): forward again.
     Redelivered,
+    /// Claimed earlier by this same message whose output was acknowledged (redelivered after
+    /// a crash between the confirmation and the commit): complete without output.
+    Confirmed,
     /// Claimed by another message: complete without output.
     Duplicate,
 }
@@ -41,8 +58,20 @@ pub fn verdict(previous: Option<&[u8]>, own: &[u8]) -> Verdict {
     match previous {
         None => Verdict::New,
         Some(value) if value == own => Verdict::Redelivered,
+        Some(value) if value.strip_suffix(CONFIRMED_SUFFIX.as_bytes()) == Some(own) => {
+            Verdict::Confirmed
+        }
         Some(_) => Verdict::Duplicate,
     }
+}
+
+/// Appended to the coordinates once the claiming message's output is acknowledged. No
+/// coordinates end with it (they end with a digit), so the two states cannot be confused.
+const CONFIRMED_SUFFIX: &str = ":c";
+
+/// The value marking `coordinates`' output as acknowledged by Kafka.
+pub fn confirmed(coordinates: &str) -> String {
+    format!("{coordinates}{CONFIRMED_SUFFIX}")
 }
 
 /// The value stored under an id's key: where the claiming message sits in the input.
@@ -67,10 +96,58 @@ pub fn dedupe_key(prefix: &str, provider: &str, source: &str, event_id: &str) ->
     key
 }
 
+/// An id claimed by a message: its key and the message's coordinates.
+pub type Claim = (Vec<u8>, String);
+
 /// The seen-id store of one stage process.
 pub struct SeenIds {
     connection: ConnectionManager,
     ttl_seconds: u64,
+}
+
+/// Writes confirmations; a cheap clone of the store's connection, for the tasks that wait
+/// for the outputs' acknowledgements.
+#[derive(Clone)]
+pub struct Confirmations {
+    connection: ConnectionManager,
+}
+
+impl Confirmations {
+    /// Marks every claim's output as acknowledged, in one pipelined round trip, once. Never
+    /// retried and never blocking anything: on failure (Redis down or slow, bounded by
+    /// `redis_timeout_ms`) the ids stay unconfirmed, which costs at most an extra copy on a
+    /// redelivery.
+    pub async fn confirm(&mut self, claims: &[Claim]) {
+        if claims.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (key, coords) in claims {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(confirmed(coords))
+                .arg("XX")
+                .arg("KEEPTTL")
+                .ignore();
+        }
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let reply: redis::RedisResult<()> = pipe.query_async(&mut self.connection).await;
+        let outcome = if reply.is_ok() { "ok" } else { "error" };
+        metrics::histogram!(names::DEDUPE_REDIS_SECONDS, "step" => "confirm", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match reply {
+            Ok(()) => {
+                metrics::counter!(names::DEDUPE_CONFIRMED).increment(claims.len() as u64);
+            }
+            Err(e) => {
+                metrics::counter!(names::DEDUPE_CONFIRM_ERRORS).increment(1);
+                tracing::warn!(error = %e, events = claims.len(),
+                    "redis unavailable; outputs acknowledged but not confirmed (a redelivery \
+                     would emit them again)");
+            }
+        }
+    }
 }
 
 impl SeenIds {
@@ -89,12 +166,19 @@ impl SeenIds {
         })
     }
 
+    /// A handle writing confirmations over the same connection.
+    pub fn confirmations(&self) -> Confirmations {
+        Confirmations {
+            connection: self.connection.clone(),
+        }
+    }
+
     /// Claims every `(key, coordinates)` in one pipelined round trip and returns their
     /// verdicts in order (a key repeated within the batch is a duplicate after its first
     /// occurrence, since Redis runs the pipeline in order). Retries with backoff until Redis
     /// answers: meanwhile the batch's acks stay open, so the consumer loop pauses the
     /// partitions once their in-flight limit is reached. Nothing is let through unchecked.
-    pub async fn claim(&mut self, claims: &[(Vec<u8>, String)]) -> Vec<Verdict> {
+    pub async fn claim(&mut self, claims: &[Claim]) -> Vec<Verdict> {
         if claims.is_empty() {
             return Vec::new();
         }
@@ -115,7 +199,7 @@ impl SeenIds {
             let reply: redis::RedisResult<Vec<Option<Vec<u8>>>> =
                 pipe.query_async(&mut self.connection).await;
             let outcome = if reply.is_ok() { "ok" } else { "error" };
-            metrics::histogram!(names::DEDUPE_REDIS_SECONDS, "outcome" => outcome)
+            metrics::histogram!(names::DEDUPE_REDIS_SECONDS, "step" => "claim", "outcome" => outcome)
                 .record(started.elapsed().as_secs_f64());
             match reply {
                 Ok(previous) if previous.len() == claims.len() => {
@@ -158,6 +242,33 @@ mod tests {
         assert_eq!(verdict(Some(b"3:17"), b"3:17"), Verdict::Redelivered);
         assert_eq!(verdict(Some(b"3:16"), b"3:17"), Verdict::Duplicate);
         assert_eq!(verdict(Some(b"13:7"), b"3:17"), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn confirmed_coordinates_are_recognised_only_as_ours() {
+        assert_eq!(confirmed("3:17"), "3:17:c");
+        let own = coordinates(3, 17);
+        let mine = confirmed(&own);
+        assert_eq!(
+            verdict(Some(mine.as_bytes()), own.as_bytes()),
+            Verdict::Confirmed
+        );
+        // Another message's confirmed claim is a duplicate, whatever the overlap.
+        for other in [
+            "3:16:c", "13:17:c", "3:171:c", "3:1:c", ":c", "c", "3:17:c:c", "3:17c",
+        ] {
+            assert_eq!(
+                verdict(Some(other.as_bytes()), own.as_bytes()),
+                Verdict::Duplicate,
+                "{other}"
+            );
+        }
+        // The unconfirmed and confirmed forms of one message never equal each other.
+        assert_ne!(mine, own);
+        assert_eq!(
+            verdict(Some(own.as_bytes()), own.as_bytes()),
+            Verdict::Redelivered
+        );
     }
 
     #[test]

@@ -46,11 +46,14 @@ pub const VERIFY_REJECTED: &str = "mailpipe_verify_rejected_total";
 pub const VERIFY_CONTROL: &str = "mailpipe_verify_control_total";
 pub const VERIFY_FETCHES: &str = "mailpipe_verify_fetches_total";
 
-// Dedupe stage. Labels: provider is the closed provider set ("unknown" otherwise), outcome
-// ok or error.
+// Dedupe stage. Labels: provider is the closed provider set ("unknown" otherwise), step
+// claim or confirm, outcome ok or error.
 pub const DEDUPE_EVENTS: &str = "mailpipe_dedupe_events_total";
 pub const DEDUPE_DUPLICATES: &str = "mailpipe_dedupe_duplicates_total";
 pub const DEDUPE_REDELIVERED: &str = "mailpipe_dedupe_redelivered_total";
+pub const DEDUPE_REDELIVERED_CONFIRMED: &str = "mailpipe_dedupe_redelivered_confirmed_total";
+pub const DEDUPE_CONFIRMED: &str = "mailpipe_dedupe_confirmed_total";
+pub const DEDUPE_CONFIRM_ERRORS: &str = "mailpipe_dedupe_confirm_errors_total";
 pub const DEDUPE_BATCHES: &str = "mailpipe_dedupe_batches_total";
 pub const DEDUPE_BATCH_SIZE: &str = "mailpipe_dedupe_last_batch_size";
 pub const DEDUPE_REDIS_SECONDS: &str = "mailpipe_dedupe_redis_seconds";
@@ -146,7 +149,19 @@ fn describe_dedupe() {
     );
     describe_counter!(
         DEDUPE_REDELIVERED,
-        "Events forwarded again because their id was marked by this same message (a redelivery after a crash)"
+        "Events forwarded again because their id was claimed, unconfirmed, by this same message (a redelivery after a crash)"
+    );
+    describe_counter!(
+        DEDUPE_REDELIVERED_CONFIRMED,
+        "Redelivered events completed without output because their id's output was confirmed acknowledged (a redelivery after a crash)"
+    );
+    describe_counter!(
+        DEDUPE_CONFIRMED,
+        "Event ids marked in Redis as having their output acknowledged by Kafka"
+    );
+    describe_counter!(
+        DEDUPE_CONFIRM_ERRORS,
+        "Failed confirmation round trips (not retried: those ids stay unconfirmed, at most an extra copy on a redelivery)"
     );
     describe_counter!(
         DEDUPE_BATCHES,
@@ -159,11 +174,11 @@ fn describe_dedupe() {
     describe_histogram!(
         DEDUPE_REDIS_SECONDS,
         Unit::Seconds,
-        "Time of one pipelined SET NX GET round trip for a batch, by outcome"
+        "Time of one pipelined Redis round trip for a batch, by step (claim: SET NX GET; confirm: SET XX KEEPTTL) and outcome"
     );
     describe_counter!(
         DEDUPE_REDIS_ERRORS,
-        "Failed Redis round trips (the batch is retried with backoff)"
+        "Failed claim round trips (the batch is retried with backoff)"
     );
 }
 
