@@ -212,6 +212,19 @@ async fn bench_aggregate_throughput_and_latency() {
     stage.await.unwrap();
     b.drop_database().await;
 
+    // 1c. For the diagnosis: decoding the same Avro payloads into rows, alone (one core).
+    let codec = AvroCodec::new(&b.settings.schema_registry.url).unwrap();
+    let payloads: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| b.schema.encode(e, 512).unwrap())
+        .collect();
+    let started = Instant::now();
+    for payload in &payloads {
+        let event: EmailEvent = codec.decode(payload).await.unwrap();
+        std::hint::black_box(EventRow::from_event(event));
+    }
+    let decode_rate = n as f64 / started.elapsed().as_secs_f64();
+
     // 1b. Plain bulk insert of the same rows, same batch size.
     let plain = bench("aggplain").await;
     let rows: Vec<EventRow> = events.iter().cloned().map(EventRow::from_event).collect();
@@ -310,6 +323,7 @@ async fn bench_aggregate_throughput_and_latency() {
         "plain bulk insert (clickhouse crate, email_events only):           {plain_rate:.0} rows/s"
     );
     println!("ratio: {:.2}", stage_rate / plain_rate);
+    println!("(Avro decode + row conversion alone, one core: {decode_rate:.0} rows/s)");
     println!(
         "latency produced -> queryable at {:.0} events/s for {send_secs:.1} s ({} of {total} seen): p50 {:.3} s, p99 {:.3} s, max {:.3} s",
         total as f64 / send_secs,
