@@ -5,8 +5,10 @@
 //! `<topic>-value`) and caches its id, so steady-state encoding makes no registry call;
 //! the decoder fetches each writer schema id once and caches it. Hot paths (the receiver)
 //! register at start-up with [`AvroCodec::register`] and encode locally with
-//! [`RegisteredSchema`], so a request never waits on the registry.
+//! [`RegisteredSchema`], so a request never waits on the registry; the hottest (the
+//! normalize stage's events) write their datum field by field with [`datum`].
 
+pub mod datum;
 pub mod records;
 
 use std::sync::Arc;
@@ -107,6 +109,7 @@ impl TopicSchema {
 #[derive(Clone)]
 pub struct RegisteredSchema {
     id: u32,
+    schema: &'static Schema,
     /// Built once: resolving a schema's names costs more than encoding a small record.
     writer: Arc<GenericDatumWriter<'static>>,
 }
@@ -129,6 +132,7 @@ impl RegisteredSchema {
             .map_err(|e| AvroError::Schema(e.to_string()))?;
         Ok(RegisteredSchema {
             id,
+            schema,
             writer: Arc::new(writer),
         })
     }
@@ -136,6 +140,11 @@ impl RegisteredSchema {
     /// The registry's id of this schema (the 4 bytes after the magic byte).
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The schema, for writers that encode its datums themselves ([`Self::encode_with`]).
+    pub fn schema(&self) -> &'static Schema {
+        self.schema
     }
 
     /// Magic byte 0 and the big-endian schema id; `size_hint` pre-sizes the buffer so a
@@ -155,6 +164,15 @@ impl RegisteredSchema {
             .write_ser(&mut out, value)
             .map_err(|e| AvroError::Mismatch(e.to_string()))?;
         Ok(out)
+    }
+
+    /// Confluent-frames a datum that `write_datum` appends in Avro binary (with
+    /// [`datum`]'s functions). Nothing checks it against the schema: the writer must follow
+    /// the schema field by field, which its own tests prove against [`Self::encode`].
+    pub fn encode_with(&self, size_hint: usize, write_datum: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut out = self.framed_buffer(size_hint);
+        write_datum(&mut out);
+        out
     }
 
     /// Encodes an Avro `Value` (validated against the schema), Confluent-framed.
@@ -283,6 +301,9 @@ mod tests {
             .unwrap();
         let decoded = reader.read_value(&mut &bytes[5..]).unwrap();
         assert_eq!(decoded, value);
+        // A datum written by hand gets the same framing (what it holds is the writer's business).
+        let by_hand = registered.encode_with(3, |out| datum::write_long(out, 3));
+        assert_eq!(by_hand, [0, 0, 0, 1, 2, 6]);
         let wrong = Value::Record(vec![("body".into(), Value::String("x".into()))]);
         assert!(matches!(
             registered.encode_value(&wrong, 0),

@@ -7,11 +7,13 @@
 //! except a control record, which carries no events), and is completed only after those
 //! records are acknowledged.
 
+mod event_datum;
+
 use std::sync::Arc;
 
 use anyhow::Context;
 use mailpipe_avro::records::{VerifiedKind, VerifiedRecord};
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
+use mailpipe_avro::{AvroCodec, TopicSchema};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_normalize::{parse, ParseInput};
@@ -21,6 +23,8 @@ use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
+
+pub use event_datum::EventEncoder;
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -33,7 +37,7 @@ pub struct NormalizeHandler {
     codec: Arc<AvroCodec>,
     producer: FutureProducer,
     events_topic: String,
-    events_schema: RegisteredSchema,
+    events_encoder: EventEncoder,
     dead_letters: DeadLetters,
 }
 
@@ -50,12 +54,13 @@ impl NormalizeHandler {
             )?)
             .await
             .context("registering the email event schema")?;
+        let events_encoder = EventEncoder::new(events_schema)?;
         let dead_letters = DeadLetters::new(Stage::Normalize, settings, &codec).await?;
         Ok(NormalizeHandler {
             codec: Arc::new(codec),
             producer: mailpipe_kafka::create_producer(&settings.kafka)?,
             events_topic,
-            events_schema,
+            events_encoder,
             dead_letters,
         })
     }
@@ -96,10 +101,7 @@ impl NormalizeHandler {
         };
         let mut out = Vec::with_capacity(events.len());
         for event in &events {
-            let payload = self
-                .events_schema
-                .encode(event, event.raw_event.len() + 256)
-                .map_err(|e| format!("encoding an event of {provider}: {e}"))?;
+            let payload = self.events_encoder.encode(event);
             metrics::counter!(names::NORMALIZE_EVENTS, "provider" => provider.as_str(),
                 "event_type" => event.event_type.as_str())
             .increment(1);

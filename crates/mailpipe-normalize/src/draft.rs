@@ -51,7 +51,11 @@ pub(crate) fn address(text: &str) -> Option<String> {
         (Some(open), Some(close)) if open < close => &text[open + 1..close],
         _ => text,
     };
-    let bare = bare.trim().trim_start_matches("mailto:");
+    let mut bare = bare.trim();
+    // As `trim_start_matches("mailto:")`, without building a substring searcher per call.
+    while let Some(rest) = bare.strip_prefix("mailto:") {
+        bare = rest;
+    }
     (!bare.is_empty()).then(|| bare.to_lowercase())
 }
 
@@ -92,6 +96,10 @@ mod tests {
         assert_eq!(address("BOB@x.example").as_deref(), Some("bob@x.example"));
         assert_eq!(address("  "), None);
         assert_eq!(address("<>"), None);
+        assert_eq!(
+            address("<mailto:mailto:A@b.example>").as_deref(),
+            Some("a@b.example")
+        );
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! JSON helpers shared by the providers: splitting a body into event objects while keeping
-//! each event's original text, and lenient field access.
+//! each event's original text, and lenient field access. Events are read into [`Object`]s
+//! (`json/value.rs`), which borrow their text from the body instead of copying it.
 //!
 //! Leniency rule: a field the provider always sends (the event name, the timestamp) is
 //! checked strictly by the caller; an optional field of an unexpected JSON type is treated
 //! as absent, because providers add and reshape optional fields without notice.
 
+mod value;
+
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::error::{ParseError, ParseFailure};
 use crate::MAX_EVENTS_PER_REQUEST;
 
-pub(crate) type Object = Map<String, Value>;
+pub(crate) use value::{Json, Object};
 
 /// What a provider's body may be at the top level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub(crate) enum Shape {
 #[derive(Debug)]
 pub(crate) struct RawEvent<'a> {
     pub raw: &'a str,
-    pub object: Object,
+    pub object: Object<'a>,
 }
 
 /// The body as UTF-8 text; JSON must be UTF-8 (RFC 8259).
@@ -68,7 +70,15 @@ pub(crate) fn events<'a>(
             elements
                 .into_iter()
                 .enumerate()
-                .map(|(i, raw)| object(raw.get(), &format!("{what} element {i}")))
+                .map(|(i, raw)| {
+                    // The element's name is formatted only for an error.
+                    let object = serde_json::from_str(raw.get())
+                        .map_err(|e| classify(&format!("{what} element {i}"), &e))?;
+                    Ok(RawEvent {
+                        raw: raw.get(),
+                        object,
+                    })
+                })
                 .collect()
         }
         (Some(b'{'), Shape::Object | Shape::ObjectOrArray) => Ok(vec![object(text.trim(), what)?]),
@@ -78,7 +88,7 @@ pub(crate) fn events<'a>(
         )),
         (Some(_), _) => {
             // Tell a syntax error from valid JSON of the wrong type.
-            let value: Value = serde_json::from_str(text).map_err(|e| classify(what, &e))?;
+            let value: Json = serde_json::from_str(text).map_err(|e| classify(what, &e))?;
             let expected = match shape {
                 Shape::Array => "an array of events",
                 Shape::Object => "an event object",
@@ -109,7 +119,7 @@ pub(crate) fn envelope<'a, T: serde::Deserialize<'a>>(
 
 /// Parses one event object from its raw text.
 pub(crate) fn object<'a>(raw: &'a str, what: &str) -> Result<RawEvent<'a>, ParseError> {
-    let object: Object = serde_json::from_str(raw).map_err(|e| classify(what, &e))?;
+    let object: Object<'a> = serde_json::from_str(raw).map_err(|e| classify(what, &e))?;
     Ok(RawEvent { raw, object })
 }
 
@@ -123,70 +133,61 @@ fn classify(what: &str, error: &serde_json::Error) -> ParseError {
 }
 
 /// The JSON type of `value`, for messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Json<'_>) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 
 /// A string or number as text (ids are sent as either); `None` for empty strings and
 /// other types.
-pub(crate) fn text(value: &Value) -> Option<String> {
+pub(crate) fn text(value: &Json<'_>) -> Option<String> {
     match value {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Json::String(s) if !s.trim().is_empty() => Some(s.to_string()),
+        Json::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 /// Lenient accessors of an event object's fields.
-pub(crate) trait Fields {
+impl<'a> Object<'a> {
     /// A non-empty string field.
-    fn str_of(&self, key: &str) -> Option<&str>;
-    /// A non-empty string or a number, as text.
-    fn text_of(&self, key: &str) -> Option<String>;
-    fn object_of(&self, key: &str) -> Option<&Object>;
-    fn array_of(&self, key: &str) -> Option<&Vec<Value>>;
-    fn bool_of(&self, key: &str) -> Option<bool>;
-    /// The discriminating string field the provider always sends (the event name).
-    fn required_str(&self, key: &str) -> Result<&str, ParseError>;
-}
-
-impl Fields for Object {
-    fn str_of(&self, key: &str) -> Option<&str> {
+    pub(crate) fn str_of(&self, key: &str) -> Option<&str> {
         self.get(key)?.as_str().filter(|s| !s.trim().is_empty())
     }
 
-    fn text_of(&self, key: &str) -> Option<String> {
+    /// A non-empty string or a number, as text.
+    pub(crate) fn text_of(&self, key: &str) -> Option<String> {
         text(self.get(key)?)
     }
 
-    fn object_of(&self, key: &str) -> Option<&Object> {
+    pub(crate) fn object_of(&self, key: &str) -> Option<&Object<'a>> {
         self.get(key)?.as_object()
     }
 
-    fn array_of(&self, key: &str) -> Option<&Vec<Value>> {
+    pub(crate) fn array_of(&self, key: &str) -> Option<&[Json<'a>]> {
         self.get(key)?.as_array()
     }
 
-    fn bool_of(&self, key: &str) -> Option<bool> {
+    pub(crate) fn bool_of(&self, key: &str) -> Option<bool> {
         match self.get(key)? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => s.parse().ok(),
-            Value::Number(n) => n.as_i64().map(|n| n != 0),
+            Json::Bool(b) => Some(*b),
+            Json::String(s) => s.parse().ok(),
+            Json::Number(n) => n.as_i64().map(|n| n != 0),
             _ => None,
         }
     }
 
-    fn required_str(&self, key: &str) -> Result<&str, ParseError> {
+    /// The discriminating string field the provider always sends (the event name).
+    pub(crate) fn required_str(&self, key: &str) -> Result<&str, ParseError> {
         match self.get(key) {
-            None | Some(Value::Null) => Err(ParseError::missing(&format!("`{key}` field"))),
-            Some(Value::String(s)) => Ok(s),
+            None | Some(Json::Null) => Err(ParseError::missing(&format!("`{key}` field"))),
+            Some(Json::String(s)) => Ok(s),
             Some(other) => Err(ParseError::invalid(
                 key,
                 format!("is {}, not a string", kind(other)),
@@ -196,27 +197,30 @@ impl Fields for Object {
 }
 
 /// Custom data as a string map: strings as they are, other values as compact JSON,
-/// nulls dropped (they carry nothing and would read as the text "null").
-pub(crate) fn metadata<'a>(
-    entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
+/// nulls dropped (they carry nothing and would read as the text "null"). A key sent twice
+/// counts with its last value, so a later null removes an earlier value.
+pub(crate) fn metadata<'j>(
+    members: impl IntoIterator<Item = (&'j str, &'j Json<'j>)>,
 ) -> BTreeMap<String, String> {
-    entries
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let text = match value {
-                Value::Null => return None,
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            Some((key.clone(), text))
-        })
-        .collect()
+    let mut metadata = BTreeMap::new();
+    for (key, value) in members {
+        let text = match value {
+            Json::Null => {
+                metadata.remove(key);
+                continue;
+            }
+            Json::String(s) => s.to_string(),
+            other => other.to_string(),
+        };
+        metadata.insert(key.to_string(), text);
+    }
+    metadata
 }
 
 /// Tags given as one string or an array of strings (numbers accepted as text).
-pub(crate) fn string_list(value: Option<&Value>) -> Vec<String> {
+pub(crate) fn string_list(value: Option<&Json<'_>>) -> Vec<String> {
     match value {
-        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+        Some(Json::Array(items)) => items.iter().filter_map(text).collect(),
         Some(other) => text(other).into_iter().collect(),
         None => Vec::new(),
     }
@@ -274,10 +278,22 @@ mod tests {
             o.required_str("absent").unwrap_err().failure,
             ParseFailure::MissingField
         );
-        let m = metadata(o.object_of("m").unwrap());
+        let m = metadata(o.object_of("m").unwrap().members());
         assert_eq!(m.get("k").map(String::as_str), Some("1"));
         assert!(!m.contains_key("z"));
         assert_eq!(string_list(o.get("t")), vec!["a", "2"]);
         assert_eq!(string_list(o.get("s")), vec!["x"]);
+    }
+
+    #[test]
+    fn metadata_of_repeated_keys_is_that_of_the_last_value() {
+        let text = r#"{"a":"x","a":null,"b":null,"b":{"y":[1,"2"],"x":true},"c":1,"c":"one"}"#;
+        let o: Object = serde_json::from_str(text).unwrap();
+        let expected: BTreeMap<String, String> = [
+            ("b".to_string(), r#"{"x":true,"y":[1,"2"]}"#.to_string()),
+            ("c".to_string(), "one".to_string()),
+        ]
+        .into();
+        assert_eq!(metadata(o.members()), expected);
     }
 }

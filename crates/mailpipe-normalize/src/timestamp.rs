@@ -7,19 +7,19 @@
 //! becomes exactly `1534108637153`.
 
 use chrono::DateTime;
-use serde_json::Value;
 
 use crate::error::ParseError;
+use crate::json::Json;
 
 /// The latest accepted instant, 9999-12-31T23:59:59.999Z: beyond it a "timestamp" is a
 /// unit mix-up or garbage, and downstream date types (ClickHouse DateTime) cannot hold it.
 const MAX_MS: i64 = 253_402_300_799_999;
 
 /// Milliseconds from Unix seconds given as a JSON number or a numeric string.
-pub(crate) fn seconds(value: &Value, field: &str) -> Result<i64, ParseError> {
+pub(crate) fn seconds(value: &Json<'_>, field: &str) -> Result<i64, ParseError> {
     match value {
-        Value::Number(n) => decimal_seconds(&n.to_string(), field),
-        Value::String(s) => decimal_seconds(s.trim(), field),
+        Json::Number(n) => decimal_seconds(&n.to_string(), field),
+        Json::String(s) => decimal_seconds(s.trim(), field),
         other => Err(ParseError::invalid(
             field,
             format!("is {}, not Unix seconds", crate::json::kind(other)),
@@ -28,10 +28,10 @@ pub(crate) fn seconds(value: &Value, field: &str) -> Result<i64, ParseError> {
 }
 
 /// Milliseconds from Unix milliseconds given as a JSON integer or a numeric string.
-pub(crate) fn millis(value: &Value, field: &str) -> Result<i64, ParseError> {
+pub(crate) fn millis(value: &Json<'_>, field: &str) -> Result<i64, ParseError> {
     let ms = match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
+        Json::Number(n) => n.as_i64(),
+        Json::String(s) => s.trim().parse().ok(),
         _ => None,
     };
     let ms = ms.ok_or_else(|| {
@@ -57,9 +57,9 @@ pub(crate) fn text(value: &str, field: &str) -> Result<i64, ParseError> {
 
 /// Milliseconds from either Unix seconds (number or numeric string) or date-time text:
 /// for fields whose format differs between a provider's webhooks and its APIs.
-pub(crate) fn seconds_or_text(value: &Value, field: &str) -> Result<i64, ParseError> {
+pub(crate) fn seconds_or_text(value: &Json<'_>, field: &str) -> Result<i64, ParseError> {
     match value {
-        Value::String(s) if !looks_numeric(s.trim()) => text(s, field),
+        Json::String(s) if !looks_numeric(s.trim()) => text(s, field),
         other => seconds(other, field),
     }
 }
@@ -120,18 +120,30 @@ fn in_range(ms: i64, field: &str) -> Result<i64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// A JSON value from its text.
+    fn json(text: &str) -> Json<'_> {
+        serde_json::from_str(text).unwrap()
+    }
 
     #[test]
     fn every_unit_and_format_to_the_same_milliseconds() {
-        assert_eq!(seconds(&json!(1600112492), "t"), Ok(1_600_112_492_000));
-        assert_eq!(seconds(&json!("1464824548"), "t"), Ok(1_464_824_548_000));
+        assert_eq!(seconds(&json("1600112492"), "t"), Ok(1_600_112_492_000));
+        assert_eq!(
+            seconds(&json(r#""1464824548""#), "t"),
+            Ok(1_464_824_548_000)
+        );
         // Mailgun float seconds: exact, cut to the millisecond.
-        let v: Value = serde_json::from_str("1534108637.153125").unwrap();
-        assert_eq!(seconds(&v, "t"), Ok(1_534_108_637_153));
-        assert_eq!(seconds(&json!("1606753101.9"), "t"), Ok(1_606_753_101_900));
-        assert_eq!(seconds(&json!(1.6e9), "t"), Ok(1_600_000_000_000));
-        assert_eq!(millis(&json!(1520363423000u64), "t"), Ok(1_520_363_423_000));
+        assert_eq!(
+            seconds(&json("1534108637.153125"), "t"),
+            Ok(1_534_108_637_153)
+        );
+        assert_eq!(
+            seconds(&json(r#""1606753101.9""#), "t"),
+            Ok(1_606_753_101_900)
+        );
+        assert_eq!(seconds(&json("1.6e9"), "t"), Ok(1_600_000_000_000));
+        assert_eq!(millis(&json("1520363423000"), "t"), Ok(1_520_363_423_000));
         assert_eq!(
             text("2016-04-27T16:28:50.3963933-04:00", "t"),
             Ok(1_461_788_930_396)
@@ -146,11 +158,11 @@ mod tests {
             Ok(1_057_049_557_000)
         );
         assert_eq!(
-            seconds_or_text(&json!("2016-04-18T14:25:07.000+00:00"), "t"),
+            seconds_or_text(&json(r#""2016-04-18T14:25:07.000+00:00""#), "t"),
             Ok(1_460_989_507_000)
         );
         assert_eq!(
-            seconds_or_text(&json!("1460989507"), "t"),
+            seconds_or_text(&json(r#""1460989507""#), "t"),
             Ok(1_460_989_507_000)
         );
     }
@@ -158,23 +170,23 @@ mod tests {
     #[test]
     fn garbage_and_out_of_range_are_errors_not_panics() {
         for bad in [
-            json!("abc"),
-            json!(""),
-            json!(true),
-            json!(null),
-            json!(-5),
-            json!("-0.5"),
-            json!(1e300),
-            json!(u64::MAX),
-            json!("99999999999999999999"),
-            json!("1.2.3"),
-            json!("12.x"),
-            json!(253_402_300_800u64),
+            r#""abc""#,
+            r#""""#,
+            "true",
+            "null",
+            "-5",
+            r#""-0.5""#,
+            "1e300",
+            "18446744073709551615",
+            r#""99999999999999999999""#,
+            r#""1.2.3""#,
+            r#""12.x""#,
+            "253402300800",
         ] {
-            assert!(seconds(&bad, "t").is_err(), "{bad}");
+            assert!(seconds(&json(bad), "t").is_err(), "{bad}");
         }
-        assert!(millis(&json!(1.5), "t").is_err());
-        assert!(millis(&json!(-1), "t").is_err());
+        assert!(millis(&json("1.5"), "t").is_err());
+        assert!(millis(&json("-1"), "t").is_err());
         assert!(text("2016-13-45T00:00:00Z", "t").is_err());
         assert!(
             text("2018-03-06 11:10:23", "t").is_err(),

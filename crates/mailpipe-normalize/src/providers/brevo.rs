@@ -29,13 +29,12 @@
 //! - url: `link`; mta_response: `reason`.
 
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Provider, RejectReason};
-use serde_json::Value;
 
 use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -63,15 +62,15 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
     e.message_id = o.str_of("message-id").map(str::to_string);
     e.tags = match (o.get("tags"), o.str_of("tag")) {
         (Some(tags), _) => json::string_list(Some(tags)),
-        (None, Some(tag)) => match serde_json::from_str::<Value>(tag) {
-            Ok(list @ Value::Array(_)) => json::string_list(Some(&list)),
+        (None, Some(tag)) => match serde_json::from_str::<Json>(tag) {
+            Ok(list @ Json::Array(_)) => json::string_list(Some(&list)),
             _ => vec![tag.to_string()],
         },
         (None, None) => Vec::new(),
     };
     if let Some(custom) = o.str_of("X-Mailin-custom") {
         e.metadata = match serde_json::from_str::<Object>(custom) {
-            Ok(fields) => json::metadata(&fields),
+            Ok(fields) => json::metadata(fields.members()),
             Err(_) => [("X-Mailin-custom".to_string(), custom.to_string())].into(),
         };
     }

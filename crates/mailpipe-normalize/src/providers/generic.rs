@@ -25,15 +25,13 @@
 //!   `occurred_at` as sent, `message_id`, `url`).
 //! - campaign: `campaign_id`, else the metadata `campaign_id` convention.
 
-use serde_json::Value;
-
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};
 
 use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -49,8 +47,8 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
     let mut e = new_event(input, Provider::Generic, name, raw);
     e.event_type = EventType::from_symbol(name).unwrap_or(EventType::Unknown);
     match o.get("occurred_at") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(at)) => e.occurred_at = timestamp::text(at, "occurred_at")?,
+        None | Some(Json::Null) => {}
+        Some(Json::String(at)) => e.occurred_at = timestamp::text(at, "occurred_at")?,
         Some(at) => e.occurred_at = timestamp::millis(at, "occurred_at")?,
     }
     let text = |key: &str| o.text_of(key);
@@ -60,7 +58,7 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
     e.tags = json::string_list(o.get("tags"));
     e.metadata = o
         .object_of("metadata")
-        .map(json::metadata)
+        .map(|m| json::metadata(m.members()))
         .unwrap_or_default();
     e.reject_reason = o
         .str_of("reject_reason")
@@ -86,7 +84,7 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
             &[
                 Some(name),
                 crate::draft::address(e.recipient.as_deref().unwrap_or("")).as_deref(),
-                o.get("occurred_at").map(Value::to_string).as_deref(),
+                o.get("occurred_at").map(Json::to_string).as_deref(),
                 e.message_id.as_deref(),
                 e.url.as_deref(),
             ],

@@ -23,15 +23,13 @@
 //! - ip, url, user_agent: `data.morph.ip`, `.url`, `.user_agent`; description:
 //!   `data.morph.readable_reason`, else `.reason`.
 
-use serde_json::Value;
-
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Provider, RejectReason};
 
 use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -39,10 +37,10 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
     let event = json::events(text, Shape::Object, "body")?.remove(0);
     let o = &event.object;
     let name = o.required_str("type")?;
-    let empty = Object::new();
+    let empty = Object::default();
     let data = match o.get("data") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(data)) => data,
+        None | Some(Json::Null) => &empty,
+        Some(Json::Object(data)) => data,
         Some(other) => return Err(ParseError::shape(format!("data is {}", json::kind(other)))),
     };
     let email = data.object_of("email").unwrap_or(&empty);

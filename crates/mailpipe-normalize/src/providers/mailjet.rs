@@ -32,7 +32,7 @@ use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -61,7 +61,7 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
         .or_else(|| o.text_of("mj_campaign_id").filter(|id| id != "0"));
     if let Some(payload) = o.str_of("Payload") {
         e.metadata = match serde_json::from_str::<Object>(payload) {
-            Ok(fields) => json::metadata(&fields),
+            Ok(fields) => json::metadata(fields.members()),
             Err(_) => [("Payload".to_string(), payload.to_string())].into(),
         };
     }

@@ -33,7 +33,7 @@ use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -55,7 +55,7 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
         (None, Some(_)) => o.required_str("type")?,
         (None, None) => return Err(ParseError::missing("`event` or `type` field")),
     };
-    let empty = Object::new();
+    let empty = Object::default();
     let msg = o.object_of("msg").unwrap_or(&empty);
     let sync = o
         .object_of("reject")
@@ -73,7 +73,7 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
     e.tags = json::string_list(msg.get("tags"));
     e.metadata = msg
         .object_of("metadata")
-        .map(json::metadata)
+        .map(|m| json::metadata(m.members()))
         .unwrap_or_default();
     e.url = o.str_of("url").map(str::to_string);
     e.user_agent = o.str_of("user_agent").map(str::to_string);

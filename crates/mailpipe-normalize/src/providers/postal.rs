@@ -21,15 +21,13 @@
 //! - url, ip, user_agent: `payload.url`, `.ip_address`, `.user_agent`; mta_response:
 //!   `payload.output`; description: `payload.details`.
 
-use serde_json::Value;
-
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Provider, RejectReason};
 
 use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -37,10 +35,10 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
     let event = json::events(text, Shape::Object, "body")?.remove(0);
     let o = &event.object;
     let name = o.required_str("event")?;
-    let empty = Object::new();
+    let empty = Object::default();
     let payload = match o.get("payload") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(payload)) => payload,
+        None | Some(Json::Null) => &empty,
+        Some(Json::Object(payload)) => payload,
         Some(other) => {
             return Err(ParseError::shape(format!(
                 "payload is {}",
@@ -96,7 +94,7 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
             &[
                 Some(name),
                 e.message_id.as_deref(),
-                o.get("timestamp").map(Value::to_string).as_deref(),
+                o.get("timestamp").map(Json::to_string).as_deref(),
                 e.url.as_deref(),
             ],
         ),

@@ -26,7 +26,7 @@ use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Shape};
+use crate::json::{self, Shape};
 use crate::timestamp;
 
 type Mapping = (EventType, Option<RejectReason>, Option<BounceClass>);
@@ -94,7 +94,7 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
         .unwrap_or_default();
     e.metadata = o
         .object_of("Metadata")
-        .map(json::metadata)
+        .map(|m| json::metadata(m.members()))
         .unwrap_or_default();
     e.user_agent = o.str_of("UserAgent").map(str::to_string);
     e.url = o.str_of("OriginalLink").map(str::to_string);

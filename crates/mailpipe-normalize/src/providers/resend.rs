@@ -26,15 +26,13 @@
 //! - url, ip, user_agent: `data.click.link`, `.ipAddress`, `.userAgent`; description:
 //!   `bounce.message`, `failed.reason` or `suppressed.message`.
 
-use serde_json::Value;
-
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Provider, RejectReason};
 
 use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
@@ -42,10 +40,10 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
     let event = json::events(text, Shape::Object, "body")?.remove(0);
     let o = &event.object;
     let name = o.required_str("type")?;
-    let empty = Object::new();
+    let empty = Object::default();
     let data = match o.get("data") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(data)) => data,
+        None | Some(Json::Null) => &empty,
+        Some(Json::Object(data)) => data,
         Some(other) => return Err(ParseError::shape(format!("data is {}", json::kind(other)))),
     };
     let mut e = new_event(input, Provider::Resend, name, event.raw);
@@ -60,9 +58,9 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
     e.message_id = data.str_of("email_id").map(str::to_string);
     e.campaign_id = data.str_of("broadcast_id").map(str::to_string);
     e.metadata = match data.get("tags") {
-        Some(Value::Object(tags)) => json::metadata(tags),
+        Some(Json::Object(tags)) => json::metadata(tags.members()),
         // The send API's form: [{"name": …, "value": …}].
-        Some(Value::Array(tags)) => tags
+        Some(Json::Array(tags)) => tags
             .iter()
             .filter_map(|t| {
                 Some((

@@ -32,15 +32,13 @@
 //! - mta_response: `diagnosticCode` / `smtpResponse`; description: bounce type and
 //!   subtype, complaint feedback type, delay type, reject reason or rendering error.
 
-use serde_json::Value;
-
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Provider, RejectReason};
 
 use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 /// What SES publishes once when an SNS topic is attached as an event destination.
@@ -91,7 +89,7 @@ fn ses_event(
         Some(_) => o.required_str("eventType")?,
         None => o.required_str("notificationType")?,
     };
-    let empty = Object::new();
+    let empty = Object::default();
     let mail = o.object_of("mail").unwrap_or(&empty);
     // The event object is named after the type in lowerCamelCase; Rendering Failure's is `failure`.
     let detail_key = match name {
@@ -126,9 +124,9 @@ fn ses_event(
     let metadata: std::collections::BTreeMap<String, String> = mail
         .object_of("tags")
         .into_iter()
-        .flatten()
+        .flat_map(Object::members)
         .filter(|(name, _)| !name.starts_with("ses:"))
-        .map(|(name, values)| (name.clone(), json::string_list(Some(values)).join(",")))
+        .map(|(name, values)| (name.to_string(), json::string_list(Some(values)).join(",")))
         .collect();
 
     let mut events = Vec::new();
@@ -208,7 +206,7 @@ fn classify(name: &str, detail: &Object) -> (EventType, Option<RejectReason>, Op
                 .and_then(|p| p.array_of("topicSubscriptionStatus"))
                 .is_some_and(|topics| {
                     topics.iter().any(|t| {
-                        t.get("subscriptionStatus").and_then(Value::as_str) == Some("OptOut")
+                        t.get("subscriptionStatus").and_then(Json::as_str) == Some("OptOut")
                     })
                 });
             if all || any_topic {
@@ -236,8 +234,8 @@ fn recipients(name: &str, detail: &Object, mail: &Object) -> Vec<(Option<String>
         .into_iter()
         .flatten()
         .filter_map(|r| match r {
-            Value::String(address) => Some((Some(address.clone()), None)),
-            Value::Object(r) => Some((
+            Json::String(address) => Some((Some(address.to_string()), None)),
+            Json::Object(r) => Some((
                 r.str_of("emailAddress").map(str::to_string),
                 r.str_of("diagnosticCode").map(str::to_string),
             )),
@@ -260,6 +258,8 @@ fn recipients(name: &str, detail: &Object, mail: &Object) -> Vec<(Option<String>
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::test_support::{events, failure};
     use crate::ParseFailure;

@@ -32,7 +32,7 @@ use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields, Object, Shape};
+use crate::json::{self, Object, Shape};
 use crate::timestamp;
 
 /// SparkPost's bounce classification codes: name, reject reason, permanence.
@@ -77,7 +77,7 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
             })?,
         };
         // One class per wrapper; an empty wrapper is a ping.
-        if let Some((class, event)) = msys.iter().next() {
+        if let Some((class, event)) = msys.first_by_key() {
             let event = event.as_object().ok_or_else(|| {
                 ParseError::shape(format!("msys.{class} is {}", json::kind(event)))
             })?;
@@ -111,7 +111,7 @@ fn event(
     e.tags = json::string_list(o.get("rcpt_tags"));
     e.metadata = o
         .object_of("rcpt_meta")
-        .map(json::metadata)
+        .map(|m| json::metadata(m.members()))
         .unwrap_or_default();
     e.campaign_id = o.str_of("campaign_id").map(str::to_string);
     e.url = o.str_of("target_link_url").map(str::to_string);

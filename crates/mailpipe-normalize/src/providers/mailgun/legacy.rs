@@ -12,7 +12,9 @@
 //! - tags: repeated `tag` / `X-Mailgun-Tag`; metadata: every form field Mailgun does not
 //!   define, plus the `X-Mailgun-Variables` JSON; campaign: `campaign-id`.
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};
 
@@ -21,7 +23,7 @@ use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::Object;
+use crate::json::{Json, Object};
 use crate::timestamp;
 
 /// Legacy form fields Mailgun defines; every other field is a custom variable.
@@ -45,7 +47,7 @@ pub(super) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
             .map(|(_, v)| v.as_str())
     };
     let name = first("event").ok_or_else(|| ParseError::missing("`event` form field"))?;
-    let mut raw = Object::new();
+    let mut raw = Map::new();
     for (key, value) in &fields {
         match raw.get_mut(key) {
             Some(Value::Array(values)) => values.push(value.clone().into()),
@@ -65,7 +67,7 @@ pub(super) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
         .find(|(k, _)| k == "timestamp")
         .map(|(_, v)| v.as_str());
     if let Some(at) = at {
-        e.occurred_at = timestamp::seconds(&Value::from(at), "timestamp")?;
+        e.occurred_at = timestamp::seconds(&Json::String(Cow::Borrowed(at)), "timestamp")?;
     }
     e.recipient = first("recipient").map(str::to_string);
     e.message_id = first("Message-Id").or(first("message-id")).map(bracketed);
@@ -84,7 +86,7 @@ pub(super) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
     }
     // Some legacy events carry the variables only as the `X-Mailgun-Variables` JSON header.
     if let Some(Ok(variables)) = first("X-Mailgun-Variables").map(serde_json::from_str::<Object>) {
-        for (key, value) in crate::json::metadata(&variables) {
+        for (key, value) in crate::json::metadata(variables.members()) {
             e.metadata.entry(key).or_insert(value);
         }
     }

@@ -26,7 +26,6 @@
 //!   (legacy: `campaign-id`).
 
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};
 
@@ -34,7 +33,7 @@ use crate::draft::new_event;
 use crate::error::ParseError;
 use crate::event_id::hashed;
 use crate::input::ParseInput;
-use crate::json::{self, Fields};
+use crate::json::{self, Json};
 use crate::timestamp;
 
 mod legacy;
@@ -77,7 +76,7 @@ fn current(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
     e.tags = json::string_list(d.get("tags"));
     e.metadata = d
         .object_of("user-variables")
-        .map(json::metadata)
+        .map(|m| json::metadata(m.members()))
         .unwrap_or_default();
     e.campaign_id = d
         .array_of("campaigns")
@@ -128,7 +127,7 @@ fn current(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
         }
         (other, _) => e.event_type = engagement(other),
     }
-    let at = d.get("timestamp").map(Value::to_string);
+    let at = d.get("timestamp").map(Json::to_string);
     e.event_id = hashed(
         Provider::Mailgun,
         input.source,
