@@ -44,7 +44,7 @@ run: install build ## start everything, print where to look, follow the logs; Ct
 test: install build ## fmt check, clippy, then the whole test suite against its own stack
 	@scripts/test.sh
 
-chaos: install build ## kill tests: stages SIGKILLed mid-stream lose nothing (slow, own stack)
+chaos: install build ## kill tests and the whole-pipeline chaos run: SIGKILLed processes lose nothing (slow, own stack)
 	@scripts/chaos.sh
 
 bench: install build ## benchmarks (release builds); they print figures, they assert nothing
