@@ -15,10 +15,8 @@
 //! `AGG_KILL_COUNT` sets the number of kills (default 6, at least 5).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
@@ -26,8 +24,7 @@ use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_telemetry::names;
 use mailpipe_test_support::pipeline::Pipeline;
-use mailpipe_test_support::{committed_total, create_topic, dev_settings};
-use rdkafka::producer::FutureRecord;
+use mailpipe_test_support::{committed_total, create_topic, dev_settings, produce_events, Rng};
 
 const DISTINCT: usize = 90_000;
 /// Every ninth distinct event is written twice: 10,000 copies, 100,000 inputs.
@@ -67,27 +64,6 @@ const KILL_DELAY_MS: std::ops::Range<u64> = 0..2_500;
 /// Bound, far above what is needed, on a time without any input committed (a restart
 /// rejoins the group in a few seconds), so a stuck stage fails with its log.
 const STALL_LIMIT: Duration = Duration::from_secs(90);
-
-/// SplitMix64: a small seeded generator, so a failing schedule can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn in_range(&mut self, range: std::ops::Range<u64>) -> u64 {
-        range.start + self.next() % (range.end - range.start)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.in_range(0..items.len() as u64) as usize]
-    }
-}
 
 /// Distinct event `seq`, its type and provider drawn from `rng`.
 fn event(seq: usize, rng: &mut Rng) -> EmailEvent {
@@ -142,43 +118,6 @@ fn input_stream(rng: &mut Rng) -> (Vec<EmailEvent>, Vec<EmailEvent>) {
     slots.sort_by_key(|(at, _)| *at);
     let input = slots.into_iter().map(|(_, e)| e.clone()).collect();
     (distinct, input)
-}
-
-/// Produces in order (key = recipient) with one producer of the dev settings: one record
-/// per batch on the local broker (Tansu 0.6 skips the rest of a batch when a fetch starts
-/// inside it, as a restart from a committed offset does). One producer only: Tansu 0.6's
-/// memory storage raises a partition's high watermark before it stores the batch
-/// (`produce` in tansu-storage/src/dynostore.rs), so with two producers writing one
-/// partition a fetch can find the later batch stored and the earlier one not yet, and
-/// return the later one: the consumer never sees the earlier record (seen here: one event
-/// missing out of 90,000 with four producers, ~1,000 records/s, no faster than one).
-async fn produce(settings: Settings, codec: Arc<AvroCodec>, topic: String, input: Vec<EmailEvent>) {
-    let schema = codec
-        .register(&TopicSchema::new(&topic, EMAIL_EVENT_SCHEMA).unwrap())
-        .await
-        .unwrap();
-    let mut kafka = settings.kafka.clone();
-    // Filling is not what is tested: wait for acknowledgements as long as it takes.
-    kafka.message_timeout_ms = 600_000;
-    let producer = mailpipe_kafka::create_producer(&kafka).unwrap();
-    let mut pending = Vec::with_capacity(input.len());
-    for e in &input {
-        let payload = schema.encode(e, 512).unwrap();
-        let key = e.recipient.clone().unwrap();
-        loop {
-            let record = FutureRecord::to(&topic)
-                .key(key.as_bytes())
-                .payload(payload.as_slice());
-            match producer.send_result(record) {
-                Ok(delivery) => break pending.push(delivery),
-                // Queue full: wait for acknowledgements; the order is kept.
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    }
-    for delivery in pending {
-        delivery.await.unwrap().unwrap();
-    }
 }
 
 /// The sum of a Prometheus metric's samples over its label sets.
@@ -241,7 +180,7 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x6167_676b_696c_6c00);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let max_kills = std::env::var("AGG_KILL_COUNT")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -275,9 +214,8 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
 
     let (distinct, input) = input_stream(&mut rng);
     let total = input.len();
-    let codec = Arc::new(AvroCodec::new(&settings.schema_registry.url).unwrap());
     let producing = {
-        let produced = produce(settings.clone(), codec, input_topic.clone(), input);
+        let produced = produce_events(settings.clone(), input_topic.clone(), input);
         tokio::spawn(async move {
             let t = Instant::now();
             produced.await;

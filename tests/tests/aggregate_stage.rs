@@ -15,7 +15,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
-use mailpipe_test_support::{committed_total, create_topic, dev_settings, unique_name};
+use mailpipe_test_support::{committed_total, create_topic, dev_settings, free_port, unique_name};
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -373,14 +373,6 @@ impl Drop for PrivateClickHouse {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -25,7 +25,6 @@
 //! which is in no group, is restarted at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,8 +32,8 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_telemetry::names;
-use mailpipe_test_support::pipeline::{Pipeline, PROCESSES};
-use mailpipe_test_support::{committed_total, dev_settings, workspace_binary};
+use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
+use mailpipe_test_support::{committed_total, dev_settings, Rng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Seconds between kills: uniformly in this range.
@@ -51,54 +50,6 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// SplitMix64: a small seeded generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn in_range(&mut self, range: std::ops::Range<u64>) -> u64 {
-        range.start + self.next() % (range.end - range.start)
-    }
-}
-
-fn mailpipe_binary() -> PathBuf {
-    workspace_binary("mailpipe", "cargo build -p mailpipe")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs `mailpipe <args>` with the pipeline's settings; panics with its output on failure.
-fn mailpipe(pipeline: &Pipeline, args: &[&str]) {
-    let out = Command::new(mailpipe_binary())
-        .args(args)
-        .envs(&pipeline.env)
-        .current_dir(repo())
-        .output()
-        .expect("running mailpipe");
-    assert!(
-        out.status.success(),
-        "mailpipe {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// A child process killed (SIGKILL) and reaped on drop.
 struct Guard(Child);
 
@@ -107,31 +58,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `mailpipe serve-dev-cert` on a free loopback port; returns it and the certificate URL.
-fn serve_dev_cert() -> (Guard, String) {
-    let port = free_port();
-    let child = Command::new(mailpipe_binary())
-        .args(["serve-dev-cert", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mailpipe serve-dev-cert");
-    let guard = Guard(child);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "serve-dev-cert did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (
-        guard,
-        format!("http://127.0.0.1:{port}/sns-signing-cert.pem"),
-    )
 }
 
 /// The sum of a Prometheus metric's samples over its label sets.
@@ -276,7 +202,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
     let seed: u64 = env_or("CHAOS_SEED", 0x6368_616f_7321);
     let duplicates: f64 = env_or("CHAOS_DUPLICATES", 0.1);
     let drain_limit = Duration::from_secs(env_or("CHAOS_DRAIN_SECONDS", 3_600));
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     eprintln!(
         "chaos: {events} events, {:.0} % of requests posted twice, a random process killed every \
          {}-{} s, seed {seed}",
@@ -289,12 +215,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         "chaos",
         &[("MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK", "true")],
     );
-    mailpipe(&pipeline, &["create-topics"]);
-    let migrations = repo().join("schemas/clickhouse");
-    mailpipe(
-        &pipeline,
-        &["migrate", "--dir", migrations.to_str().unwrap()],
-    );
+    pipeline.prepare();
     let mut settings = dev_settings();
     settings.kafka.topic_prefix = pipeline.topic_prefix.clone();
     settings.clickhouse.database = pipeline.database.clone();
@@ -315,7 +236,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
             (*stage, url)
         })
         .collect();
-    let (_cert, cert_url) = serve_dev_cert();
+    let cert_url = pipeline.serve_dev_cert();
     pipeline.start_all();
     // Let every consumer join its group before traffic starts.
     tokio::time::sleep(restart_delay).await;
@@ -336,7 +257,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
             .args(["--max-attempts", "40", "--retry-for", "240"])
             .args(["--summary-json", summary_path.to_str().unwrap()])
             .envs(&pipeline.env)
-            .current_dir(repo())
+            .current_dir(repo_root())
             .stdout(std::fs::File::create(&sender_out).unwrap())
             .stderr(Stdio::inherit())
             .spawn()

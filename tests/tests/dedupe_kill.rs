@@ -24,17 +24,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
 use mailpipe_test_support::{
-    committed_total, create_topic, dev_config_path, dev_settings, unique_name, workspace_binary,
+    committed_total, create_topic, dev_config_path, dev_settings, free_port, produce_events,
+    unique_name, workspace_binary, Rng,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 const DISTINCT: usize = 40_000;
@@ -86,23 +86,6 @@ fn event(seq: usize, copy: usize) -> EmailEvent {
     }
 }
 
-/// SplitMix64: a small seeded generator, so a failing schedule can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn in_range(&mut self, range: std::ops::Range<u64>) -> u64 {
-        range.start + self.next() % (range.end - range.start)
-    }
-}
-
 /// The input: originals in id order, each retry somewhere up to RETRY_SPREAD places after
 /// its original.
 fn input_stream(rng: &mut Rng) -> Vec<EmailEvent> {
@@ -116,37 +99,6 @@ fn input_stream(rng: &mut Rng) -> Vec<EmailEvent> {
     }
     slots.sort_by_key(|(at, _)| *at);
     slots.into_iter().map(|(_, e)| e).collect()
-}
-
-/// Produces in order (key = recipient) with the settings' producer — one record per batch
-/// on the local broker, so the stage can restart from any committed offset.
-async fn produce(settings: Settings, codec: Arc<AvroCodec>, topic: String, input: Vec<EmailEvent>) {
-    let schema = codec
-        .register(&TopicSchema::new(&topic, EMAIL_EVENT_SCHEMA).unwrap())
-        .await
-        .unwrap();
-    let mut kafka = settings.kafka.clone();
-    // Filling is not what is tested: wait for acknowledgements as long as it takes.
-    kafka.message_timeout_ms = 600_000;
-    let producer = mailpipe_kafka::create_producer(&kafka).unwrap();
-    let mut pending = Vec::with_capacity(input.len());
-    for e in &input {
-        let payload = schema.encode(e, 512).unwrap();
-        let key = e.recipient.clone().unwrap();
-        loop {
-            let record = FutureRecord::to(&topic)
-                .key(key.as_bytes())
-                .payload(payload.as_slice());
-            match producer.send_result(record) {
-                Ok(delivery) => break pending.push(delivery),
-                // Queue full: wait for acknowledgements; the order is kept.
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    }
-    for delivery in pending {
-        delivery.await.unwrap().unwrap();
-    }
 }
 
 /// Reads the output topic from the start (a group of its own) while the stage runs; once
@@ -262,13 +214,6 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// The last `bytes` of the stage's log, for failure messages.
 fn log_tail(path: &Path, bytes: u64) -> String {
     let mut file = File::open(path).unwrap();
@@ -307,7 +252,7 @@ async fn sigkilled_stage_loses_no_event() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x6d61_696c_7069_7065);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let max_kills = std::env::var("DEDUPE_KILL_COUNT")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -329,12 +274,7 @@ async fn sigkilled_stage_loses_no_event() {
     let total = input.len();
     let codec = Arc::new(AvroCodec::new(&settings.schema_registry.url).unwrap());
     let producing = {
-        let produced = produce(
-            settings.clone(),
-            codec.clone(),
-            events_topic.clone(),
-            input.clone(),
-        );
+        let produced = produce_events(settings.clone(), events_topic.clone(), input.clone());
         tokio::spawn(async move {
             produced.await;
             eprintln!(

@@ -14,7 +14,9 @@ use mailpipe_dedupe_stage::seen::{confirmed, coordinates, dedupe_key};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
-use mailpipe_test_support::{create_topic, dev_settings, unique_name, wait_for_committed_total};
+use mailpipe_test_support::{
+    create_topic, dev_settings, free_port, unique_name, wait_for_committed_total,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -349,14 +351,6 @@ impl Drop for PrivateRedis {
             let _ = child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -10,87 +10,15 @@
 //! - the receiver's 2xx answers equal the records on `mail.raw`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord};
 use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_test_support::pipeline::Pipeline;
-use mailpipe_test_support::{consume_exactly, dev_settings, workspace_binary};
+use mailpipe_test_support::{consume_exactly, dev_settings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-
-fn mailpipe_binary() -> PathBuf {
-    workspace_binary("mailpipe", "cargo build -p mailpipe")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs `mailpipe <args>` with the pipeline's settings; panics with its output on failure.
-fn mailpipe(pipeline: &Pipeline, args: &[&str]) -> String {
-    let out = Command::new(mailpipe_binary())
-        .args(args)
-        .envs(&pipeline.env)
-        .current_dir(repo())
-        .output()
-        .expect("running mailpipe");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "mailpipe {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `mailpipe serve-dev-cert` on a free loopback port, killed on drop.
-struct CertServer {
-    child: Child,
-    url: String,
-}
-
-impl CertServer {
-    fn start() -> CertServer {
-        let port = free_port();
-        let child = Command::new(mailpipe_binary())
-            .args(["serve-dev-cert", "--listen", &format!("127.0.0.1:{port}")])
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mailpipe serve-dev-cert");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "serve-dev-cert did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        CertServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/sns-signing-cert.pem"),
-        }
-    }
-}
-
-impl Drop for CertServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -154,13 +82,8 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
         "e2e",
         &[("MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK", "true")],
     );
-    mailpipe(&pipeline, &["create-topics"]);
-    let migrations = repo().join("schemas/clickhouse");
-    mailpipe(
-        &pipeline,
-        &["migrate", "--dir", migrations.to_str().unwrap()],
-    );
-    let cert = CertServer::start();
+    pipeline.prepare();
+    let cert_url = pipeline.serve_dev_cert();
     pipeline.start_all();
 
     let dir = tempfile::tempdir().unwrap();
@@ -172,7 +95,7 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
             "--url",
             &pipeline.receiver_url,
             "--sns-cert-url",
-            &cert.url,
+            &cert_url,
             "--quiet",
             "--summary-json",
             summary.to_str().unwrap(),
@@ -187,22 +110,13 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
         &["--count", "600", "--duplicates", "0.1", "--seed", "7"],
         &good,
     );
-    mailpipe(
-        &pipeline,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    pipeline.mailpipe(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let args = sample_args(&["--bad", "--count", "60", "--seed", "8"], &bad);
-    mailpipe(
-        &pipeline,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    pipeline.mailpipe(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // Every accepted event reaches ClickHouse exactly once, per provider and type.
     let good_json = good.to_str().unwrap();
-    let summary = mailpipe(
-        &pipeline,
-        &["summary", "--expect", good_json, "--wait", "180"],
-    );
+    let summary = pipeline.mailpipe(&["summary", "--expect", good_json, "--wait", "180"]);
     assert!(summary.contains("each once"), "{summary}");
 
     let good_summary = read_json(&good);

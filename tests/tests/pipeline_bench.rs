@@ -7,42 +7,15 @@
 //!   the row being queryable, p50/p99/max;
 //! - each process's peak RSS (VmHWM) and its largest RSS sampled during the run.
 //!
-//! Run with release binaries (`cargo build --release --workspace`, done by the script).
+//! Run with release binaries (`cargo build --release --workspace`, done by the script);
+//! `mailpipe_binary` finds them next to the release test executable.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mailpipe_test_support::pipeline::{Pipeline, PROCESSES};
-use mailpipe_test_support::{dev_settings, workspace_binary};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn mailpipe() -> PathBuf {
-    workspace_binary("mailpipe", "cargo build --release -p mailpipe")
-}
-
-fn run(pipeline: &Pipeline, args: &[&str]) {
-    let status = Command::new(mailpipe())
-        .args(args)
-        .envs(&pipeline.env)
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "mailpipe {args:?}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use mailpipe_test_support::dev_settings;
+use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
 
 /// (VmRSS, VmHWM) of a process in MiB.
 fn rss_mib(pid: u32) -> Option<(f64, f64)> {
@@ -80,29 +53,15 @@ async fn bench_whole_pipeline() {
         "pipebench",
         &[("MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK", "true")],
     );
-    run(&pipeline, &["create-topics"]);
-    let dir = repo().join("schemas/clickhouse");
-    run(&pipeline, &["migrate", "--dir", dir.to_str().unwrap()]);
-    let cert_port = free_port();
-    let mut cert: Child = Command::new(mailpipe())
-        .args([
-            "serve-dev-cert",
-            "--listen",
-            &format!("127.0.0.1:{cert_port}"),
-        ])
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    pipeline.prepare();
+    let cert_url = pipeline.serve_dev_cert();
     pipeline.start_all();
     // Let every consumer join its group before traffic starts.
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let summary = tempfile::NamedTempFile::new().unwrap();
-    let cert_url = format!("http://127.0.0.1:{cert_port}/sns-signing-cert.pem");
     let count_arg = count.to_string();
-    let mut sender = Command::new(mailpipe())
+    let mut sender = Command::new(mailpipe_binary())
         .args(["send-samples", "--quiet", "--url", &pipeline.receiver_url])
         .args([
             "--count",
@@ -114,7 +73,7 @@ async fn bench_whole_pipeline() {
         ])
         .args(["--summary-json", summary.path().to_str().unwrap()])
         .envs(&pipeline.env)
-        .current_dir(repo())
+        .current_dir(repo_root())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -181,8 +140,6 @@ async fn bench_whole_pipeline() {
         .filter_map(|(stage, _, _)| Some((*stage, pipeline.pid(stage).and_then(rss_mib)?.1)))
         .collect();
     pipeline.stop_all();
-    let _ = cert.kill();
-    let _ = cert.wait();
     let _ = client
         .query(&format!("DROP DATABASE IF EXISTS {db}"))
         .execute()

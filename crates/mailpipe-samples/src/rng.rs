@@ -36,6 +36,11 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 
+    /// Uniform in `range` (not empty).
+    pub fn in_range(&mut self, range: std::ops::Range<u64>) -> u64 {
+        range.start + self.below(range.end - range.start)
+    }
+
     /// Uniform in `low..=high`.
     pub fn between(&mut self, low: u64, high: u64) -> u64 {
         low + self.below(high.saturating_sub(low) + 1)

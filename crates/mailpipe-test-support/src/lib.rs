@@ -6,14 +6,21 @@
 
 pub mod pipeline;
 
+/// The seeded generator of the sample traffic (SplitMix64), so a failing kill schedule can
+/// be replayed from its printed seed.
+pub use mailpipe_samples::rng::Rng;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The committed development config plus `MAILPIPE_*` env, as the binaries load it.
@@ -141,6 +148,46 @@ pub fn workspace_binary(name: &str, build_hint: &str) -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Produces `input` as Avro `EmailEvent`s to `topic` in order (key = recipient) with the
+/// settings' producer — one record per batch on the local broker, so a stage can restart
+/// from any committed offset. Waits for every acknowledgement, as long as it takes.
+pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailEvent>) {
+    let codec = AvroCodec::new(&settings.schema_registry.url).expect("registry client");
+    let schema = codec
+        .register(&TopicSchema::new(&topic, EMAIL_EVENT_SCHEMA).expect("schema"))
+        .await
+        .expect("registering the event schema");
+    let mut kafka = settings.kafka.clone();
+    kafka.message_timeout_ms = 600_000;
+    let producer = mailpipe_kafka::create_producer(&kafka).expect("producer");
+    let mut pending = Vec::with_capacity(input.len());
+    for e in &input {
+        let payload = schema.encode(e, 512).expect("encoding an event");
+        let key = e.recipient.clone().unwrap_or_default();
+        loop {
+            let record = FutureRecord::to(&topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice());
+            match producer.send_result(record) {
+                Ok(delivery) => break pending.push(delivery),
+                // Queue full: wait for acknowledgements; the order is kept.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    for delivery in pending {
+        delivery.await.expect("delivery").expect("acknowledged");
+    }
 }
 
 /// Kafka bootstrap servers.

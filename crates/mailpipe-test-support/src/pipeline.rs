@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{dev_config_path, unique_name, workspace_binary};
+use crate::{dev_config_path, free_port, unique_name, workspace_binary};
 
 /// The processes of the pipeline, in flow order: (stage name, binary, crate that builds it).
 pub const PROCESSES: [(&str, &str, &str); 5] = [
@@ -45,13 +45,18 @@ pub struct Pipeline {
     pub database: String,
     dir: tempfile::TempDir,
     processes: BTreeMap<&'static str, Process>,
+    /// `mailpipe serve-dev-cert`, when started.
+    cert_server: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The repository root (the tests crate's parent).
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The built `mailpipe` command.
+pub fn mailpipe_binary() -> PathBuf {
+    workspace_binary("mailpipe", "cargo build -p mailpipe")
 }
 
 impl Pipeline {
@@ -104,7 +109,57 @@ impl Pipeline {
             database,
             dir,
             processes,
+            cert_server: None,
         }
+    }
+
+    /// Runs `mailpipe <args>` with the pipeline's settings from the repository root and
+    /// returns its standard output; panics with its output when it fails.
+    pub fn mailpipe(&self, args: &[&str]) -> String {
+        let out = Command::new(mailpipe_binary())
+            .args(args)
+            .envs(&self.env)
+            .current_dir(repo_root())
+            .output()
+            .expect("running mailpipe");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "mailpipe {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Creates the pipeline's topics and applies the ClickHouse migrations to its database.
+    pub fn prepare(&self) {
+        self.mailpipe(&["create-topics"]);
+        let migrations = repo_root().join("schemas/clickhouse");
+        self.mailpipe(&["migrate", "--dir", migrations.to_str().expect("UTF-8 path")]);
+    }
+
+    /// Starts `mailpipe serve-dev-cert` on a free loopback port (stopped with the
+    /// pipeline) and returns the certificate URL for `send-samples --sns-cert-url`; the
+    /// verify stage accepts it with `MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true`.
+    pub fn serve_dev_cert(&mut self) -> String {
+        let port = free_port();
+        let child = Command::new(mailpipe_binary())
+            .args(["serve-dev-cert", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(repo_root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mailpipe serve-dev-cert");
+        self.cert_server = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "serve-dev-cert did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        format!("http://127.0.0.1:{port}/sns-signing-cert.pem")
     }
 
     /// Starts every process that is not running, and waits for the receiver to listen.
@@ -236,11 +291,11 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        for process in self.processes.values_mut() {
-            if let Some(mut child) = process.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        let cert_server = self.cert_server.take();
+        let children = self.processes.values_mut().filter_map(|p| p.child.take());
+        for mut child in children.chain(cert_server) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
