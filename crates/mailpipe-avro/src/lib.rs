@@ -9,6 +9,7 @@
 //! normalize stage's events) write their datum field by field with [`datum`].
 
 pub mod datum;
+pub mod event_datum;
 pub mod records;
 
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
+use schema_registry_converter::async_impl::schema_registry::{
+    get_schema_by_id, post_schema, SrSettings,
+};
 use schema_registry_converter::avro_common::get_supplied_schema;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
@@ -238,6 +241,12 @@ impl AvroCodec {
         value: &T,
     ) -> Result<Vec<u8>, AvroError> {
         Ok(self.encoder.encode_struct(value, &target.strategy).await?)
+    }
+
+    /// The schema the registry has under `id` (a record's writer schema), parsed.
+    pub async fn writer_schema(&self, id: u32) -> Result<Schema, AvroError> {
+        let registered = get_schema_by_id(id, &self.registry).await?;
+        parse_schema(&registered.schema)
     }
 
     /// Decodes a Confluent-framed record with its writer schema, into `T`.
