@@ -2,20 +2,24 @@
 //! (with copies in the input, as dedupe writes after a crash) give exact `count() FINAL`
 //! and `sum(events) FINAL`, per event type too; a late event is counted in its own minute;
 //! the migrations apply on a fresh database and a second run is a no-op; and a ClickHouse
-//! outage of 15 s holds the stream and loses nothing.
+//! outage of 15 s holds the stream and loses nothing. Records of another (compatible) writer
+//! schema are read the generic way; undecodable ones become dead letters.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_avro::records::DeadLetterRecord;
+use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
-use mailpipe_test_support::{committed_total, create_topic, dev_settings, free_port, unique_name};
+use mailpipe_test_support::{
+    committed_total, consume_exactly, create_topic, dev_settings, free_port, unique_name,
+};
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -118,17 +122,26 @@ impl Setup {
             .unwrap();
     }
 
-    async fn produce(&self, events: &[EmailEvent]) {
-        let schema = self
-            .codec
+    async fn schema(&self) -> RegisteredSchema {
+        self.codec
             .register(&TopicSchema::new(&self.input, EMAIL_EVENT_SCHEMA).unwrap())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn produce(&self, events: &[EmailEvent]) {
+        let schema = self.schema().await;
+        let records: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .map(|e| (e.recipient.clone().unwrap(), schema.encode(e, 512).unwrap()))
+            .collect();
+        self.produce_payloads(&records).await;
+    }
+
+    async fn produce_payloads(&self, records: &[(String, Vec<u8>)]) {
         let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
         let mut deliveries = Vec::new();
-        for e in events {
-            let payload = schema.encode(e, 512).unwrap();
-            let key = e.recipient.clone().unwrap();
+        for (key, payload) in records {
             let record = FutureRecord::to(&self.input)
                 .key(key.as_bytes())
                 .payload(payload.as_slice());
@@ -288,6 +301,71 @@ async fn copies_and_a_late_event_give_exact_counts() {
         .await;
     assert_eq!(committed, 2 * input.len() as i64);
     s.assert_exact(&distinct).await;
+    shutdown.cancel();
+    stage.await.unwrap();
+    s.drop_database().await;
+}
+
+#[tokio::test]
+async fn another_writer_schema_is_read_and_undecodable_records_are_dead_letters() {
+    let s = setup("agg_schemas").await;
+    s.migrate().await;
+    let ours = s.schema().await;
+    // A newer writer schema: ours plus an optional field at the end. Avro writes a record's
+    // fields one after the other, so its datum is ours followed by the new field.
+    let mut evolved: serde_json::Value = serde_json::from_str(EMAIL_EVENT_SCHEMA).unwrap();
+    evolved["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"name": "extra", "type": ["null", "string"], "default": null}
+        ));
+    let evolved = s
+        .codec
+        .register(&TopicSchema::new(&format!("{}-evolved", s.input), &evolved.to_string()).unwrap())
+        .await
+        .unwrap();
+    assert_ne!(evolved.id(), ours.id());
+    let events = stream(0, 200);
+    let mut records = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let key = e.recipient.clone().unwrap();
+        let payload = ours.encode(e, 512).unwrap();
+        if i % 2 == 0 {
+            records.push((key, payload));
+        } else {
+            let mut payload = evolved.encode_with(512, |out| out.extend_from_slice(&payload[5..]));
+            payload.extend_from_slice(&[2, 2, b'x']);
+            records.push((key, payload));
+        }
+    }
+    // Undecodable: garbage under our schema id, a valid datum with a byte too many, and an
+    // id the registry does not know.
+    let mut garbage = ours.encode_with(8, |out| out.extend_from_slice(&[0x7f; 8]));
+    let mut trailing = ours.encode(&events[0], 512).unwrap();
+    trailing.push(0);
+    let unknown_id = [0, 0x7f, 0xff, 0xff, 0xf0, 2, b'a'].to_vec();
+    for payload in [&mut garbage, &mut trailing] {
+        records.push(("bad".into(), std::mem::take(payload)));
+    }
+    records.push(("bad".into(), unknown_id));
+    s.produce_payloads(&records).await;
+
+    let (shutdown, stage) = s.start_stage();
+    let committed = s
+        .wait_committed(records.len() as i64, Duration::from_secs(60))
+        .await;
+    assert_eq!(committed, records.len() as i64, "every input committed");
+    let mut distinct = events.clone();
+    distinct.dedup_by(|a, b| a.event_id == b.event_id);
+    s.assert_exact(&distinct).await;
+    let dlq = TopicNames::new(&s.settings.kafka.topic_prefix).name(Topic::Dlq);
+    let dead = consume_exactly(&dlq, 3).await;
+    for (_, payload) in &dead {
+        let letter: DeadLetterRecord = s.codec.decode(payload).await.unwrap();
+        assert_eq!(letter.reason, "undecodable");
+        assert_eq!(letter.stage, "aggregate");
+    }
     shutdown.cancel();
     stage.await.unwrap();
     s.drop_database().await;

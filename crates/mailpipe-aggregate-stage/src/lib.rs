@@ -16,6 +16,7 @@
 //!   between replays the batch, which re-inserts identical rows and recomputes the same
 //!   windows.
 
+pub mod decode;
 pub mod loader;
 pub mod row;
 pub mod windows;
@@ -24,9 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Delivery, Handler, HandlerError};
-use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
-use mailpipe_stage::{decode_retrying, forward, DeadLetters, Origin, Stage};
+use mailpipe_stage::{forward, DeadLetters, Origin, Stage};
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::EventReader;
 use crate::loader::{BatchLimits, Loader, Pending};
 use crate::row::EventRow;
 use crate::windows::{Timeliness, Watermarks};
@@ -50,6 +51,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// Decodes events, tracks watermarks, and hands rows to the loader task.
 pub struct AggregateHandler {
     codec: AvroCodec,
+    reader: EventReader,
     producer: FutureProducer,
     dead_letters: DeadLetters,
     watermarks: Watermarks,
@@ -68,6 +70,7 @@ impl AggregateHandler {
         let limits = BatchLimits::from(&settings.aggregate);
         Ok(AggregateHandler {
             codec,
+            reader: EventReader::new()?,
             producer: mailpipe_kafka::create_producer(&settings.kafka)?,
             dead_letters,
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
@@ -83,7 +86,7 @@ impl Handler for AggregateHandler {
         let mut pending = Vec::with_capacity(batch.len());
         for Delivery { message, ack } in batch {
             let payload = message.payload().unwrap_or_default();
-            let event = match decode_retrying::<EmailEvent>(&self.codec, payload).await {
+            let event = match self.reader.read(&self.codec, payload).await {
                 Ok(event) => event,
                 Err(detail) => {
                     let origin = Origin {

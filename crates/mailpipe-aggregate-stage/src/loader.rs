@@ -130,7 +130,9 @@ impl Loader {
             started,
             ..
         } = batch;
+        let took = Instant::now();
         self.until_ok("insert", || self.insert(&rows)).await;
+        tracing::debug!(rows = rows.len(), took = ?took.elapsed(), "batch inserted");
         metrics::counter!(names::AGGREGATE_ROWS_INSERTED, "table" => "email_events")
             .increment(rows.len() as u64);
         metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(rows.len() as f64);
@@ -149,9 +151,11 @@ impl Loader {
             .flat_map(|i| i.windows.iter().copied())
             .collect();
         let statements = recompute_statements(&self.settings.database, &window_ranges(&windows));
+        let took = Instant::now();
         for sql in &statements {
             self.until_ok("recompute", || self.execute(sql)).await;
         }
+        tracing::debug!(batches = inserted.len(), windows = windows.len(), took = ?took.elapsed(), "windows recomputed");
         metrics::counter!(names::AGGREGATE_WINDOWS_RECOMPUTED).increment(windows.len() as u64);
         for batch in inserted {
             metrics::histogram!(names::AGGREGATE_BATCH_SECONDS)
