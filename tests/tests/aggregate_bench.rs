@@ -88,7 +88,10 @@ async fn bench(name: &str) -> Bench {
     settings.kafka.consumer.max_in_flight_per_partition = 1_000_000;
     settings.kafka.consumer.max_batch = 5_000;
     // Normal client batching for the input (see the module comment).
-    settings.kafka.librdkafka.remove("batch.num.messages");
+    settings
+        .kafka
+        .producer_librdkafka
+        .remove("batch.num.messages");
     settings.kafka.message_timeout_ms = 600_000;
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let input = names.name(Topic::EventsUnique);

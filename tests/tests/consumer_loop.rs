@@ -378,7 +378,10 @@ async fn fetch_from_mid_batch_offset() {
     let topic = unique_name("midbatch");
     create_topic(&topic, 1).await;
     let mut settings = dev_settings();
-    settings.kafka.librdkafka.remove("batch.num.messages");
+    settings
+        .kafka
+        .producer_librdkafka
+        .remove("batch.num.messages");
     let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
     let pending: Vec<_> = (0..2000)
         .map(|i: i64| {

@@ -1,6 +1,8 @@
 //! librdkafka client settings: our producer defaults (durable, ordered, Java-compatible
 //! partitioning) and the consumer settings the loop relies on (no auto commit).
 
+use std::collections::BTreeMap;
+
 use mailpipe_settings::KafkaSettings;
 use rdkafka::ClientConfig;
 
@@ -19,7 +21,8 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
             "message.timeout.ms",
             settings.message_timeout_ms.to_string(),
         );
-    apply_overrides(&mut config, settings);
+    apply_overrides(&mut config, &settings.librdkafka);
+    apply_overrides(&mut config, &settings.producer_librdkafka);
     config
 }
 
@@ -42,14 +45,15 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
             "heartbeat.interval.ms",
             (settings.session_timeout_ms / 4).max(500).to_string(),
         );
-    apply_overrides(&mut config, settings);
+    apply_overrides(&mut config, &settings.librdkafka);
+    apply_overrides(&mut config, &settings.consumer_librdkafka);
     config
 }
 
 /// Settings for admin clients (topic creation).
 pub fn admin_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = base_config(settings);
-    apply_overrides(&mut config, settings);
+    apply_overrides(&mut config, &settings.librdkafka);
     config
 }
 
@@ -61,9 +65,10 @@ fn base_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
-/// `[kafka.librdkafka]` entries win over everything above (SASL, TLS, tuning).
-fn apply_overrides(config: &mut ClientConfig, settings: &KafkaSettings) {
-    for (key, value) in &settings.librdkafka {
+/// `[kafka.librdkafka]` entries, then the role's own (`[kafka.producer_librdkafka]` or
+/// `[kafka.consumer_librdkafka]`), win over everything above (SASL, TLS, tuning).
+fn apply_overrides(config: &mut ClientConfig, properties: &BTreeMap<String, String>) {
+    for (key, value) in properties {
         config.set(key, value);
     }
 }
@@ -99,5 +104,27 @@ mod tests {
         let mut k = kafka();
         k.librdkafka.insert("linger.ms".into(), "50".into());
         assert_eq!(producer_config(&k).get("linger.ms"), Some("50"));
+    }
+
+    #[test]
+    fn role_properties_reach_only_their_role_and_win_over_shared_ones() {
+        let mut k = kafka();
+        k.librdkafka.insert("client.rack".into(), "shared".into());
+        k.producer_librdkafka
+            .insert("batch.num.messages".into(), "1".into());
+        k.consumer_librdkafka
+            .insert("fetch.wait.max.ms".into(), "100".into());
+        k.consumer_librdkafka
+            .insert("client.rack".into(), "consumers".into());
+        let (producer, consumer) = (producer_config(&k), consumer_config(&k, "g"));
+        assert_eq!(producer.get("batch.num.messages"), Some("1"));
+        assert_eq!(producer.get("fetch.wait.max.ms"), None);
+        assert_eq!(producer.get("client.rack"), Some("shared"));
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(consumer.get("batch.num.messages"), None);
+        assert_eq!(consumer.get("client.rack"), Some("consumers"));
+        let admin = admin_config(&k);
+        assert_eq!(admin.get("client.rack"), Some("shared"));
+        assert_eq!(admin.get("batch.num.messages"), None);
     }
 }

@@ -261,10 +261,13 @@ fn producer_settings(settings: &Settings) -> KafkaSettings {
     let needed =
         settings.receiver.max_body_bytes + settings.receiver.max_header_bytes as u64 + 64 * 1024;
     let value = needed.clamp(1_000_000, 1_000_000_000);
-    kafka
-        .librdkafka
-        .entry("message.max.bytes".into())
-        .or_insert_with(|| value.to_string());
+    let key = "message.max.bytes";
+    if !kafka.librdkafka.contains_key(key) {
+        kafka
+            .producer_librdkafka
+            .entry(key.into())
+            .or_insert_with(|| value.to_string());
+    }
     kafka
 }
 
@@ -275,18 +278,24 @@ mod tests {
     #[test]
     fn producer_fits_the_largest_allowed_body_unless_overridden() {
         let mut settings = Settings::load_from(None).unwrap();
-        let kafka = producer_settings(&settings);
-        let max: u64 = kafka.librdkafka["message.max.bytes"].parse().unwrap();
+        let max_bytes = |settings: &Settings| -> u64 {
+            let config = mailpipe_kafka::producer_config(&producer_settings(settings));
+            assert_eq!(config.get("acks"), Some("all"));
+            config.get("message.max.bytes").unwrap().parse().unwrap()
+        };
+        let max = max_bytes(&settings);
         assert!(max > settings.receiver.max_body_bytes + 65536, "{max}");
-        let config = mailpipe_kafka::producer_config(&kafka);
-        assert_eq!(config.get("acks"), Some("all"));
+        // The operator's value wins, in either section.
         settings
             .kafka
             .librdkafka
             .insert("message.max.bytes".into(), "2000000".into());
-        assert_eq!(
-            producer_settings(&settings).librdkafka["message.max.bytes"],
-            "2000000"
-        );
+        assert_eq!(max_bytes(&settings), 2_000_000);
+        settings.kafka.librdkafka.clear();
+        settings
+            .kafka
+            .producer_librdkafka
+            .insert("message.max.bytes".into(), "3000000".into());
+        assert_eq!(max_bytes(&settings), 3_000_000);
     }
 }

@@ -144,7 +144,12 @@ pub struct KafkaSettings {
     pub linger_ms: u32,
     pub compression: String,
     pub replication_factor: i32,
+    /// librdkafka properties for every client (producers, consumers, admin).
     pub librdkafka: BTreeMap<String, String>,
+    /// librdkafka properties for producers only, applied after `librdkafka`.
+    pub producer_librdkafka: BTreeMap<String, String>,
+    /// librdkafka properties for consumers only, applied after `librdkafka`.
+    pub consumer_librdkafka: BTreeMap<String, String>,
     pub partitions: TopicPartitions,
     pub consumer: ConsumerSettings,
 }
