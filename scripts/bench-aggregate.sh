@@ -5,7 +5,8 @@
 #
 # Needs a running stack (scripts/stack.sh up) and its env, e.g.
 #   source "${MAILPIPE_RUN_DIR:-.run}/env.sh"; scripts/bench-aggregate.sh
-# AGG_BENCH_EVENTS (default 200000), AGG_BENCH_RATE (5000/s), AGG_BENCH_SECONDS (10).
+# AGG_BENCH_EVENTS (default 200000 per round), AGG_BENCH_ROUNDS (3), AGG_BENCH_RATE
+# (5000/s), AGG_BENCH_SECONDS (10).
 # PROFILE=release measures an optimized build (the first such build takes several minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
