@@ -22,7 +22,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
-use mailpipe_telemetry::names;
+use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::Pipeline;
 use mailpipe_test_support::{committed_total, create_topic, dev_settings, produce_events, Rng};
 
@@ -118,24 +118,6 @@ fn input_stream(rng: &mut Rng) -> (Vec<EmailEvent>, Vec<EmailEvent>) {
     slots.sort_by_key(|(at, _)| *at);
     let input = slots.into_iter().map(|(_, e)| e.clone()).collect();
     (distinct, input)
-}
-
-/// The sum of a Prometheus metric's samples over its label sets.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Messages the running stage process has consumed (None while its endpoint is not up).
-async fn consumed(http: &reqwest::Client, url: &str) -> Option<f64> {
-    let response = http.get(url).send().await.ok()?;
-    let text = response.text().await.ok()?;
-    Some(metric_sum(&text, names::KAFKA_MESSAGES_CONSUMED))
 }
 
 /// The sum of the stage group's committed offsets over the input's partitions.
@@ -273,7 +255,7 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
         if kills == max_kills || now < kill_points[kills] {
             continue;
         }
-        if consumed(&http, &metrics_url).await.unwrap_or(0.0) == 0.0 {
+        if messages_consumed(&http, &metrics_url).await.unwrap_or(0.0) == 0.0 {
             continue;
         }
         let at = *kill_at.get_or_insert_with(|| {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
-use mailpipe_telemetry::names;
+use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
 use mailpipe_test_support::{committed_total, dev_settings, Rng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -58,26 +58,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The sum of a Prometheus metric's samples over its label sets.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Messages the stage's current process has consumed (0 while its endpoint is not up).
-async fn consumed(http: &reqwest::Client, metrics_url: &str) -> f64 {
-    let Ok(response) = http.get(metrics_url).send().await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    metric_sum(&text, names::KAFKA_MESSAGES_CONSUMED)
 }
 
 /// Per consumer stage: (stage process name, its group, the topic it reads).
@@ -302,7 +282,12 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
             if down.contains_key(stage) || !pipeline.is_running(stage) {
                 continue;
             }
-            if stage == "receiver" || consumed(&http, &metrics_urls[stage]).await > 0.0 {
+            if stage == "receiver"
+                || messages_consumed(&http, &metrics_urls[stage])
+                    .await
+                    .unwrap_or(0.0)
+                    > 0.0
+            {
                 candidates.push(stage);
             }
         }

@@ -29,6 +29,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
+use mailpipe_test_support::metrics::{metric_sum, scrape};
 use mailpipe_test_support::{
     committed_total, create_topic, dev_config_path, dev_settings, free_port, produce_events,
     unique_name, workspace_binary, Rng,
@@ -181,8 +182,7 @@ impl StageProcess {
 
     /// Its counters, or None while its metrics endpoint is not up yet.
     async fn metrics(&self, http: &reqwest::Client) -> Option<RunMetrics> {
-        let response = http.get(&self.metrics_url).send().await.ok()?;
-        let text = response.text().await.ok()?;
+        let text = scrape(http, &self.metrics_url).await?;
         Some(RunMetrics {
             consumed: metric_sum(&text, names::KAFKA_MESSAGES_CONSUMED),
             redelivered: metric_sum(&text, names::DEDUPE_REDELIVERED),
@@ -201,17 +201,6 @@ impl Drop for StageProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The sum of a Prometheus metric's samples over its label sets.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// The last `bytes` of the stage's log, for failure messages.

@@ -124,8 +124,9 @@ fn owned(text: Option<&str>) -> Option<String> {
     text.map(str::to_owned)
 }
 
-/// The symbols of an enum, or of the enum branch of a `["null", enum]` union.
-fn enum_symbols(schema: &Schema) -> Option<&[String]> {
+/// The symbols of an enum, or of the enum branch of a `["null", enum]` union (also used by
+/// the normalize stage's field-by-field encoder).
+pub fn enum_symbols(schema: &Schema) -> Option<&[String]> {
     match schema {
         Schema::Enum(e) => Some(&e.symbols),
         Schema::Union(union) => union.variants().iter().find_map(enum_symbols),

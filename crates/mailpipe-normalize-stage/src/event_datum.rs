@@ -10,6 +10,7 @@ use apache_avro::Schema;
 use mailpipe_avro::datum::{
     write_long, write_optional_string, write_string, write_string_array, write_string_map,
 };
+use mailpipe_avro::event_datum::enum_symbols;
 use mailpipe_avro::{AvroError, RegisteredSchema};
 use mailpipe_model::{BounceClass, EmailEvent, EventType, RejectReason};
 
@@ -147,15 +148,6 @@ impl EventEncoder {
         write_optional_string(out, e.description.as_deref());
         write_string(out, &e.raw_request_id);
         write_string(out, &e.raw_event);
-    }
-}
-
-/// The symbols of an enum, or of the enum branch of a `["null", enum]` union.
-fn enum_symbols(schema: &Schema) -> Option<&[String]> {
-    match schema {
-        Schema::Enum(e) => Some(&e.symbols),
-        Schema::Union(union) => union.variants().iter().find_map(enum_symbols),
-        _ => None,
     }
 }
 

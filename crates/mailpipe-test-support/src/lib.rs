@@ -4,6 +4,7 @@
 //! Addresses come from the same `MAILPIPE_*` env vars the binaries read (set by
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
+pub mod metrics;
 pub mod pipeline;
 
 /// The seeded generator of the sample traffic (SplitMix64), so a failing kill schedule can
