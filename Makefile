@@ -1,6 +1,6 @@
 # mailpipe — developer commands. `make` (or `make help`) lists them.
 #
-# The local stack (Tansu, ClickHouse, Redis, schema registry) is managed by scripts/stack.sh;
+# The local stack (Apache Kafka, ClickHouse, Redis, schema registry) is managed by scripts/stack.sh;
 # its run directory (data, logs, pids) is .run/ (MAILPIPE_RUN_DIR). Ports and other knobs:
 # see the header of scripts/stack.sh.
 
@@ -11,7 +11,7 @@ SHELL := /bin/bash
 
 # Build outputs outside the clone, shared by every checkout (and by fresh CI clones).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/mailpipe/target
-# cargo and tansu live in ~/.cargo/bin, which a fresh shell may not have on PATH yet.
+# cargo lives in ~/.cargo/bin, which a fresh shell may not have on PATH yet.
 export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 
 CARGO ?= cargo
@@ -23,7 +23,7 @@ help: ## list the targets
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@printf '\nBuild outputs: %s\n' "$(CARGO_TARGET_DIR)"
 
-install: ## install what is missing: Debian packages (ClickHouse, Redis, ...), Tansu 0.6.0
+install: ## install what is missing: Debian packages (ClickHouse, Redis, Java, Maven), Apache Kafka
 	@scripts/stack.sh install
 
 build: ## build every binary of the workspace (debug)

@@ -6,13 +6,13 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 
-# The benches that need the stack get one of their own (run directory .run/bench, memory
-# storage, no stages: each bench starts what it measures), stopped on exit. With a stack
+# The benches that need the stack get one of their own (run directory .run/bench, fresh
+# data, no stages: each bench starts what it measures), stopped on exit. With a stack
 # already in the environment (MAILPIPE_KAFKA__BROKERS set, e.g. after `source
 # .run/env.sh`), that one is used instead.
 if [[ -z ${MAILPIPE_KAFKA__BROKERS:-} ]]; then
     BENCH_RUN_DIR=$REPO_ROOT/.run/bench
-    bench_stack() { MAILPIPE_RUN_DIR=$BENCH_RUN_DIR STACK_STAGES= TANSU_STORAGE=${TANSU_STORAGE:-memory://tansu/} scripts/stack.sh "$@"; }
+    bench_stack() { MAILPIPE_RUN_DIR=$BENCH_RUN_DIR STACK_STAGES= scripts/stack.sh "$@"; }
     trap 'bench_stack down >/dev/null || true' EXIT
     rm -rf "$BENCH_RUN_DIR/data"
     bench_stack up

@@ -9,8 +9,8 @@
 # restarted; it prints sent / unique / in ClickHouse / lost / duplicated.
 #
 # Needs the stage binaries (`make build`; `make chaos` builds them). Runs against a stack of
-# its own (run directory MAILPIPE_CHAOS_RUN_DIR, default <repo>/.run/chaos; Tansu in memory
-# unless TANSU_STORAGE says otherwise; ports as for scripts/stack.sh), always stopped at the
+# its own (run directory MAILPIPE_CHAOS_RUN_DIR, default <repo>/.run/chaos, fresh data;
+# ports as for scripts/stack.sh), always stopped at the
 # end — or, when MAILPIPE_KAFKA__BROKERS is already set (a stack's env.sh sourced), against
 # that stack. CHAOS_TESTS="chaos" runs only the named test targets. DEDUPE_KILL_SEED /
 # DEDUPE_KILL_COUNT, AGG_KILL_SEED / AGG_KILL_COUNT and CHAOS_EVENTS / CHAOS_SEED /
@@ -29,8 +29,7 @@ unset MAILPIPE_RUN_DIR
 
 step() { printf '\n==> %s\n' "$*"; }
 stack() {
-    MAILPIPE_RUN_DIR=$CHAOS_RUN_DIR STACK_STAGES='' TANSU_STORAGE=${TANSU_STORAGE:-memory://tansu/} \
-        "$STACK" "$@"
+    MAILPIPE_RUN_DIR=$CHAOS_RUN_DIR STACK_STAGES='' "$STACK" "$@"
 }
 
 STACK_TOUCHED=0

@@ -78,7 +78,7 @@ fi
 if running console; then
     printf '  %-16s http://127.0.0.1:%s\n' "console" "$CONSOLE_PORT"
 fi
-printf '  %-16s 127.0.0.1:%s   (tansu topic list --broker tcp://127.0.0.1:%s)\n' "Kafka broker" "$KAFKA_PORT" "$KAFKA_PORT"
+printf '  %-16s 127.0.0.1:%s   (Apache Kafka; mailpipe summary lists the topics)\n' "Kafka broker" "$KAFKA_PORT"
 printf '  %-16s http://127.0.0.1:%s/subjects\n' "schema registry" "$REGISTRY_PORT"
 printf '  %-16s curl -s http://127.0.0.1:%s/ --data-binary '\''SHOW TABLES FROM mailpipe'\''\n' "ClickHouse" "$CLICKHOUSE_HTTP_PORT"
 printf '  %-16s clickhouse-client --port %s\n' "" "$CLICKHOUSE_TCP_PORT"

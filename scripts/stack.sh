@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # scripts/stack.sh — the local development stack of mailpipe.
 #
-#   scripts/stack.sh install   install what is missing (Debian packages, Tansu)
-#   scripts/stack.sh up        start Kafka API (Tansu), ClickHouse, Redis and the schema
-#                              registry, create topics, apply migrations, start the stages
+#   scripts/stack.sh install   install what is missing (Debian packages, Java and Maven,
+#                              Apache Kafka from Maven Central)
+#   scripts/stack.sh up        start Apache Kafka (one KRaft node), ClickHouse, Redis and the
+#                              schema registry, create topics, apply migrations, start the stages
 #   scripts/stack.sh down      stop exactly what `up` started
 #   scripts/stack.sh status    show each service and stage, its pid, port and health
+#   scripts/stack.sh kafka-exec
+#                              format the Kafka data directory if needed and exec the broker
+#                              in the foreground (tests that stop and restart a broker of their
+#                              own run this with their own MAILPIPE_RUN_DIR and ports)
 #
 # Everything this script starts lives in one run directory (MAILPIPE_RUN_DIR, default
 # <repo>/.run): data under data/<service>, logs in logs/<service>.log, pid files in
@@ -13,15 +18,18 @@
 #
 # Environment (all optional):
 #   MAILPIPE_RUN_DIR       run directory                        (default <repo>/.run)
-#   KAFKA_PORT             Tansu broker                         (default 9092)
+#   KAFKA_PORT             Kafka broker (PLAINTEXT listener)    (default 9092)
+#   KAFKA_CONTROLLER_PORT  Kafka KRaft controller listener      (default KAFKA_PORT + 1)
 #   CLICKHOUSE_HTTP_PORT   ClickHouse HTTP interface            (default 8123)
 #   CLICKHOUSE_TCP_PORT    ClickHouse native protocol           (default 9000)
 #   REDIS_PORT             Redis                                (default 6379)
 #   REGISTRY_PORT          development schema registry          (default 8081)
 #   SNS_CERT_PORT          dev SNS certificate for the SES samples (default 8099)
-#   TANSU_STORAGE          Tansu --storage-engine, relative to data/kafka
-#                          (default sqlite://tansu.db; memory://tansu/ is faster, not durable)
-#   TANSU_BIN              tansu binary                         (default ~/.cargo/bin/tansu)
+#   KAFKA_DIST_DIR         the broker's jars (`install` fills it)
+#                          (default ~/.cache/mailpipe/kafka-<version>, version from
+#                          deploy/local/kafka/pom.xml)
+#   KAFKA_JAVA             java (>= 17) that runs the broker    (default: java on PATH)
+#   KAFKA_HEAP             broker heap, -Xms and -Xmx           (default 512m)
 #   CARGO_TARGET_DIR       where `make build` put our binaries  (default ~/.cache/mailpipe/target)
 #   STACK_BIN_DIR          our binaries                         (default $CARGO_TARGET_DIR/debug)
 #   STACK_STAGES           stages to start if built (default: all; "" starts none)
@@ -58,10 +66,13 @@ CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mailpipe/target}
 BIN_DIR=${STACK_BIN_DIR:-$CARGO_TARGET_DIR/debug}
 
-TANSU_VERSION=0.6.0
-TANSU_FEATURES=dynostore,libsql
-TANSU_BIN=${TANSU_BIN:-$CARGO_HOME/bin/tansu}
-TANSU_STORAGE=${TANSU_STORAGE:-sqlite://tansu.db}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+KAFKA_POM=$REPO_ROOT/deploy/local/kafka/pom.xml
+# The pinned version is the one in the POM (<kafka.version>), so there is a single pin.
+KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$KAFKA_POM")
+KAFKA_DIST_DIR=${KAFKA_DIST_DIR:-$HOME/.cache/mailpipe/kafka-$KAFKA_VERSION}
+KAFKA_JAVA=${KAFKA_JAVA:-java}
+KAFKA_HEAP=${KAFKA_HEAP:-512m}
 
 READY_TIMEOUT=${STACK_READY_TIMEOUT:-60}
 STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-10}
@@ -143,7 +154,7 @@ pid_alive() {
 # The binary a unit runs (absolute path; empty when it is not installed or not built).
 unit_binary() {
     case $1 in
-        kafka) [[ -x $TANSU_BIN ]] && printf '%s' "$TANSU_BIN" ;;
+        kafka) [[ -f $KAFKA_DIST_DIR/libs/.complete ]] && command -v "$KAFKA_JAVA" ;;
         clickhouse) command -v clickhouse-server || true ;;
         redis) command -v redis-server || true ;;
         schema-registry) [[ -x $BIN_DIR/mailpipe-schema-registry ]] && printf '%s' "$BIN_DIR/mailpipe-schema-registry" ;;
@@ -154,7 +165,7 @@ unit_binary() {
 }
 
 # The working directory a unit is started in. Services get their own data directory
-# (Tansu's SQLite path is relative to it); stages run in the repository root, where
+# (the broker's logs and heap dumps land there); stages run in the repository root, where
 # config/mailpipe.toml is found.
 unit_workdir() {
     case " $SERVICES " in
@@ -178,7 +189,7 @@ pid_is_ours() {
     else
         # Binary gone since (e.g. `cargo clean`): fall back to the expected file name.
         case $unit in
-            kafka) [[ ${exe##*/} == tansu ]] || return 1 ;;
+            kafka) [[ ${exe##*/} == java ]] || return 1 ;;
             clickhouse) [[ ${exe##*/} == clickhouse-server ]] || return 1 ;;
             redis) [[ ${exe##*/} == redis-* ]] || return 1 ;;
             schema-registry) [[ ${exe##*/} == mailpipe-schema-registry ]] || return 1 ;;
@@ -273,18 +284,170 @@ write_clickhouse_config() {
     cp "$src/users.xml" "$dst/users.xml"
 }
 
+# --------------------------------------------------------------------------------------
+# Apache Kafka: one combined broker+controller (KRaft) on loopback
+# --------------------------------------------------------------------------------------
+
+# The major version of a java binary (17 for "17.0.15", 8 for "1.8.0_392"); empty if none.
+java_major() {
+    local v
+    v=$("$1" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1)
+    [[ $v == 1.* ]] && v=${v#1.}
+    printf '%s' "${v%%[.+-]*}"
+}
+
+# Does the broker on 127.0.0.1:<port> answer a Metadata request (v4, all topics) with at
+# least one broker in it? Plain bash: no client tool needed. The request is
+# size | api_key 3 | version 4 | correlation id 1 | client id "probe" | topics null | no
+# auto-creation; the answer starts size | correlation id | throttle ms | broker count.
+kafka_metadata_answers() {
+    local reply
+    reply=$(timeout 3 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "\x00\x00\x00\x14\x00\x03\x00\x04\x00\x00\x00\x01\x00\x05probe\xff\xff\xff\xff\x00" >&3
+        head -c 16 <&3 | od -An -v -tu1' _ "$1" 2>/dev/null) || return 1
+    read -r -a bytes <<<"$reply"
+    ((${#bytes[@]} == 16)) || return 1
+    # Correlation id 1, and a broker count (bytes 12..15) above zero.
+    ((bytes[7] == 1 && (bytes[12] | bytes[13] | bytes[14] | bytes[15]) > 0))
+}
+
+# Write the broker's configuration for this run directory and format its storage on first
+# start. Sets KAFKA_COMMAND, the command line that runs the broker.
+prepare_kafka() {
+    local conf=$CONF_DIR/kafka data=$DATA_DIR/kafka/log-dirs cluster_id
+    mkdir -p "$conf" "$data" "$LOG_DIR"
+    cat >"$conf/server.properties" <<EOF
+# Written by scripts/stack.sh for this run directory; edits are overwritten.
+# One combined broker and KRaft controller on loopback.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$data
+# Internal topics on one node: replication 1 (more never becomes available here), and few
+# partitions so the first group join and the first transaction are quick.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+# A consumer group's first rebalance starts at once instead of after 3 s.
+group.initial.rebalance.delay.ms=0
+# Records up to 16 MiB by default: a raw record is a body (receiver.max_body_bytes, 5 MiB
+# by default) plus its headers. mailpipe create-topics also sets max.message.bytes on the
+# topics that carry bodies, derived from max_body_bytes.
+message.max.bytes=16777216
+replica.fetch.max.bytes=16777216
+# Two cores: few threads.
+num.network.threads=2
+num.io.threads=4
+background.threads=4
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+EOF
+    cat >"$conf/log4j2.yaml" <<'EOF'
+# Written by scripts/stack.sh. The broker logs to stdout, which the stack sends to
+# logs/kafka.log. Per-partition and metadata-image chatter is kept at WARN.
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.log
+        level: WARN
+      - name: org.apache.kafka.storage
+        level: WARN
+      - name: state.change.logger
+        level: WARN
+      - name: org.apache.kafka.image
+        level: WARN
+      - name: org.apache.kafka.metadata
+        level: WARN
+      - name: kafka.cluster.Partition
+        level: WARN
+      # Every client and server component prints its whole configuration at INFO.
+      - name: org.apache.kafka.common.config.AbstractConfig
+        level: WARN
+EOF
+    KAFKA_COMMAND=("$(command -v "$KAFKA_JAVA")" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP"
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$conf/log4j2.yaml" "-Dkafka.logs.dir=$LOG_DIR"
+        -cp "$KAFKA_DIST_DIR/libs/*")
+    if [[ ! -f $data/meta.properties ]]; then
+        # A cluster id is 16 random bytes, base64url without padding.
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+        if ! "${KAFKA_COMMAND[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
+            -c "$conf/server.properties" >>"$(log_file kafka)" 2>&1; then
+            err "formatting the Kafka storage in $(rel "$data") failed"
+            show_log_tail kafka
+            return 1
+        fi
+    fi
+    KAFKA_COMMAND+=(kafka.Kafka "$conf/server.properties")
+}
+
+# `stack.sh kafka-exec`: the broker in the foreground, as this process (a SIGKILL of it is a
+# broker crash). Used by tests that stop and restart a broker of their own.
+cmd_kafka_exec() {
+    [[ -n $(unit_binary kafka) ]] || { err "Apache Kafka not found in $KAFKA_DIST_DIR (or no java); run 'make install'"; return 1; }
+    prepare_kafka
+    mkdir -p "$DATA_DIR/kafka"
+    cd "$DATA_DIR/kafka"
+    exec "${KAFKA_COMMAND[@]}"
+}
+
+# Fetch the pinned broker from Maven Central into KAFKA_DIST_DIR (quiet when present).
+install_kafka() {
+    local libs=$KAFKA_DIST_DIR/libs tmp started=$SECONDS major
+    major=$(java_major "$KAFKA_JAVA")
+    if [[ -z $major ]] || ((major < 17)); then
+        err "the Kafka broker needs Java >= 17; '$KAFKA_JAVA' is ${major:-missing} (set KAFKA_JAVA)"
+        return 1
+    fi
+    [[ -f $libs/.complete ]] && return 0
+    info "==> fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_DIST_DIR"
+    tmp=$KAFKA_DIST_DIR/libs.partial
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    if ! mvn -B -q -Dstyle.color=never -f "$KAFKA_POM" \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_DIST_DIR/mvn.log" 2>&1; then
+        cat "$KAFKA_DIST_DIR/mvn.log" >&2
+        err "could not fetch Apache Kafka $KAFKA_VERSION with Maven (output above)"
+        return 1
+    fi
+    ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null || { err "kafka_2.13-$KAFKA_VERSION.jar missing after the copy"; return 1; }
+    rm -rf "$libs"
+    mv "$tmp" "$libs"
+    touch "$libs/.complete"
+    info "    $(find "$libs" -name '*.jar' | wc -l) jars, $(du -sh "$libs" | cut -f1), in $((SECONDS - started)) s"
+}
+
 start_service() {
     local bin
     bin=$(unit_binary "$1")
     case $1 in
         kafka)
-            [[ -n $bin ]] || { err "tansu not found at $TANSU_BIN; run 'make install' (or scripts/stack.sh install)"; return 1; }
-            # Tansu resolves sqlite:// paths against its working directory (data/kafka).
-            # It would also validate records against a SCHEMA_REGISTRY from the environment.
-            launch kafka env -u SCHEMA_REGISTRY "$bin" broker \
-                --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-                --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-                --storage-engine "$TANSU_STORAGE"
+            [[ -n $bin ]] || { err "Apache Kafka not found in $KAFKA_DIST_DIR (or no java); run 'make install' (or scripts/stack.sh install)"; return 1; }
+            prepare_kafka
+            launch kafka "${KAFKA_COMMAND[@]}"
             ;;
         clickhouse)
             [[ -n $bin ]] || { err "clickhouse-server not found; run 'make install' (or scripts/stack.sh install)"; return 1; }
@@ -311,8 +474,7 @@ start_service() {
 service_ready() {
     case $1 in
         kafka)
-            port_open "$KAFKA_PORT" &&
-                timeout 10 "$TANSU_BIN" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
+            port_open "$KAFKA_PORT" && kafka_metadata_answers "$KAFKA_PORT"
             ;;
         clickhouse)
             [[ $(curl -s --max-time 2 "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/ping" 2>/dev/null) == "Ok." ]]
@@ -391,6 +553,8 @@ APT_NEEDS=(
     "clickhouse-client:clickhouse-client"
     "redis-server:redis-server"
     "redis-cli:redis-tools"
+    "java:openjdk-17-jre-headless"
+    "mvn:maven"
 )
 
 cmd_install() {
@@ -434,20 +598,8 @@ cmd_install() {
         fi
     fi
 
-    # 2. Tansu, the Kafka API broker: `cargo install` when missing or another version.
-    local tansu=$CARGO_HOME/bin/tansu have="" force=()
-    if [[ -x $tansu ]]; then
-        have=$("$tansu" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true)
-        [[ $have == "$TANSU_VERSION" ]] && return 0
-        force=(--force)
-        info "==> $tansu is version ${have:-unknown}; installing tansu $TANSU_VERSION"
-    else
-        info "==> installing tansu $TANSU_VERSION (cargo install; 25-40 min on 2 cores, once)"
-    fi
-    command -v cargo >/dev/null || { err "cargo not found; install Rust (https://rustup.rs) and retry"; return 1; }
-    # Not into our CARGO_TARGET_DIR: cargo install builds in a temporary directory.
-    env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --locked \
-        --features "$TANSU_FEATURES" "${force[@]}"
+    # 2. Apache Kafka, from Maven Central (Java and Maven came from Debian above if missing).
+    install_kafka
 }
 
 # Units this invocation of `up` started; stopped again if `up` fails.
@@ -609,6 +761,7 @@ usage() {
 main() {
     case ${1:-} in
         install) cmd_install ;;
+        kafka-exec) cmd_kafka_exec ;;
         up) cmd_up ;;
         down) cmd_down ;;
         status) cmd_status ;;
