@@ -66,6 +66,27 @@ impl Topic {
     fn is_compacted(self) -> bool {
         matches!(self, Topic::Suppressions)
     }
+
+    /// Topics whose records hold a whole request body (raw, verified, and the rejected
+    /// and dead-lettered copies of it): they must take the largest record a body makes.
+    fn carries_bodies(self) -> bool {
+        matches!(
+            self,
+            Topic::Raw | Topic::Verified | Topic::Rejected | Topic::Dlq
+        )
+    }
+
+    /// The topic-level configuration `create_topics` sets.
+    fn configs(self, max_record_bytes: u64) -> Vec<(&'static str, String)> {
+        let mut configs = Vec::new();
+        if self.is_compacted() {
+            configs.push(("cleanup.policy", "compact".to_string()));
+        }
+        if self.carries_bodies() {
+            configs.push(("max.message.bytes", max_record_bytes.to_string()));
+        }
+        configs
+    }
 }
 
 /// Resolves topic names with the configured prefix.
@@ -86,26 +107,35 @@ impl TopicNames {
     }
 }
 
-/// Creates every topic with its configured partition count; topics that already exist are
-/// left as they are. Returns `(name, created)` per topic.
-pub async fn create_topics(settings: &KafkaSettings) -> Result<Vec<(String, bool)>, KafkaError> {
+/// Creates every topic with its configured partition count and configuration
+/// (`cleanup.policy=compact` where design.md says so; `max.message.bytes` =
+/// `max_record_bytes` on the topics that carry request bodies). Topics that already exist
+/// are left as they are. Returns `(name, created)` per topic.
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    max_record_bytes: u64,
+) -> Result<Vec<(String, bool)>, KafkaError> {
     let names = TopicNames::new(&settings.topic_prefix);
     let admin: AdminClient<DefaultClientContext> =
         crate::client::admin_config(settings).create()?;
-    let wanted: Vec<(Topic, String)> = Topic::ALL.iter().map(|t| (*t, names.name(*t))).collect();
-    let new_topics: Vec<NewTopic> = wanted
+    let names: Vec<String> = Topic::ALL.iter().map(|t| names.name(*t)).collect();
+    let configs: Vec<Vec<(&str, String)>> = Topic::ALL
         .iter()
-        .map(|(topic, name)| {
-            let new = NewTopic::new(
-                name,
-                topic.partitions(settings),
-                TopicReplication::Fixed(settings.replication_factor),
-            );
-            if topic.is_compacted() {
-                new.set("cleanup.policy", "compact")
-            } else {
-                new
-            }
+        .map(|t| t.configs(max_record_bytes))
+        .collect();
+    let new_topics: Vec<NewTopic> = Topic::ALL
+        .iter()
+        .zip(&names)
+        .zip(&configs)
+        .map(|((topic, name), configs)| {
+            configs.iter().fold(
+                NewTopic::new(
+                    name,
+                    topic.partitions(settings),
+                    TopicReplication::Fixed(settings.replication_factor),
+                ),
+                |new, (key, value)| new.set(key, value),
+            )
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -137,6 +167,22 @@ mod tests {
             TopicNames::new("prod.").name(Topic::EventsUnique),
             "prod.mail.events.unique"
         );
+    }
+
+    #[test]
+    fn body_topics_take_the_largest_record_and_suppressions_are_compacted() {
+        let bodies = [Topic::Raw, Topic::Verified, Topic::Rejected, Topic::Dlq];
+        for topic in Topic::ALL {
+            let configs = topic.configs(5_500_000);
+            let max = configs.iter().find(|(k, _)| *k == "max.message.bytes");
+            assert_eq!(
+                max.map(|(_, v)| v.as_str()),
+                bodies.contains(&topic).then_some("5500000"),
+                "{topic:?}"
+            );
+            let compact = configs.contains(&("cleanup.policy", "compact".to_string()));
+            assert_eq!(compact, topic == Topic::Suppressions, "{topic:?}");
+        }
     }
 
     #[test]

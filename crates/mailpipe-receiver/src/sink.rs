@@ -66,8 +66,8 @@ impl SinkError {
 ///
 /// Self-healing: librdkafka reconnects by itself, but an idempotent producer can be left
 /// unable to deliver for ever — after a fatal error, or when a broker lost its producer
-/// state (a restarted broker answering `UNKNOWN_PRODUCER_ID` to every batch, seen with
-/// Tansu). So the producer is replaced when it is fatally failed, or when it has
+/// state (a broker restarted on wiped storage answering `UNKNOWN_PRODUCER_ID` to every
+/// batch). So the producer is replaced when it is fatally failed, or when it has
 /// acknowledged nothing for twice `receiver.produce_timeout_ms` (at least 10 s) although
 /// it failed records meanwhile and the broker answers metadata requests (it is the
 /// producer, not the broker).
@@ -258,9 +258,7 @@ impl RawSink for KafkaSink {
 /// set it. (The broker's and topic's own limits must allow it too; see the README.)
 fn producer_settings(settings: &Settings) -> KafkaSettings {
     let mut kafka = settings.kafka.clone();
-    let needed =
-        settings.receiver.max_body_bytes + settings.receiver.max_header_bytes as u64 + 64 * 1024;
-    let value = needed.clamp(1_000_000, 1_000_000_000);
+    let value = settings.receiver.max_record_bytes();
     let key = "message.max.bytes";
     if !kafka.librdkafka.contains_key(key) {
         kafka

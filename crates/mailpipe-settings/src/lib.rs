@@ -290,6 +290,17 @@ pub struct ReceiverSettings {
     pub rate_limit: RateLimitSettings,
 }
 
+impl ReceiverSettings {
+    /// The largest Kafka record a raw request can make: the largest body allowed, its
+    /// headers, and 64 KiB for the Avro framing and record headers; within 1 MB..1 GB.
+    /// Producers that write bodies and the topics that carry them (`mailpipe
+    /// create-topics`: `max.message.bytes`) must allow this much.
+    pub fn max_record_bytes(&self) -> u64 {
+        let needed = self.max_body_bytes + self.max_header_bytes as u64 + 64 * 1024;
+        needed.clamp(1_000_000, 1_000_000_000)
+    }
+}
+
 /// Token buckets per source and per client IP.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -99,9 +99,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     mailpipe_telemetry::init_logging(&settings.telemetry)?;
     match cli.command {
         Command::CreateTopics => {
-            let created = mailpipe_kafka::create_topics(&settings.kafka)
-                .await
-                .with_context(|| format!("creating topics on {}", settings.kafka.brokers))?;
+            let created = mailpipe_kafka::create_topics(
+                &settings.kafka,
+                settings.receiver.max_record_bytes(),
+            )
+            .await
+            .with_context(|| format!("creating topics on {}", settings.kafka.brokers))?;
             for (name, new) in created {
                 println!("{name}: {}", if new { "created" } else { "exists" });
             }
