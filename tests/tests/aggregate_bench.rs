@@ -9,14 +9,6 @@
 //!
 //! and, to tell where the stage's time goes, the consumer loop alone over the same topic
 //! and the Avro decoding alone (field by field, and the generic way).
-//!
-//! Run it on a broker with memory storage (`make bench` starts one): with SQLite storage
-//! Tansu serves fetches at ~30k records/s here, which is then all the stage can get.
-//!
-//! The input is produced with the broker client's normal batching and the stage's
-//! in-flight limit is set high enough that no partition pauses: Tansu 0.6 only loses
-//! records when a fetch starts inside a batch (after a pause or a restart), which this
-//! bench never does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -86,13 +78,7 @@ async fn bench(name: &str) -> Bench {
     settings.kafka.topic_prefix = format!("{}.", unique_name(name));
     settings.clickhouse.database = unique_name(name);
     settings.aggregate.retention_months = 0;
-    settings.kafka.consumer.max_in_flight_per_partition = 1_000_000;
     settings.kafka.consumer.max_batch = 5_000;
-    // Normal client batching for the input (see the module comment).
-    settings
-        .kafka
-        .producer_librdkafka
-        .remove("batch.num.messages");
     settings.kafka.message_timeout_ms = 600_000;
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let input = names.name(Topic::EventsUnique);

@@ -12,17 +12,11 @@
 //! 3600; draining also ends when no stage commits anything for 3 minutes). The binaries
 //! must be built (`make build`).
 //!
-//! Measured here (debug builds, local Tansu in memory, 2 cores shared with other work):
-//! 100,000 events take about 45 minutes — about 20 to send (86 events/s while processes are
-//! being killed), about 25 to drain the backlog (30-45 events/s, slowing as the topics grow:
-//! Tansu's memory storage lists every stored batch of a partition on each fetch, and with
-//! one record per batch that is every record). `CHAOS_EVENTS=5000` takes about a minute.
-//!
-//! Two defects of the local broker (Tansu 0.6) shape the kills: a consumer stage is killed
-//! only after its current process has consumed something (never while it joins its
-//! group), and restarted only once the killed member's session has expired (otherwise the
-//! new member can be left with no partition and no rebalance for good). The receiver,
-//! which is in no group, is restarted at once.
+//! A consumer stage is killed only after its current process has consumed something, so
+//! each kill lands while the stage processes (not while it is still waiting for its
+//! partitions). Every killed process is restarted at once; for a consumer stage, the new
+//! member's join starts a rebalance, which hands it the dead member's partitions once that
+//! member's session has expired (session_timeout_ms, 6 s in config/mailpipe.toml).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -199,7 +193,6 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
     let mut settings = dev_settings();
     settings.kafka.topic_prefix = pipeline.topic_prefix.clone();
     settings.clickhouse.database = pipeline.database.clone();
-    let restart_delay = Duration::from_millis(u64::from(settings.kafka.session_timeout_ms) + 1_000);
     let metrics_urls: BTreeMap<&str, String> = PROCESSES
         .iter()
         .map(|(stage, _, _)| {
@@ -218,8 +211,6 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         .collect();
     let cert_url = pipeline.serve_dev_cert();
     pipeline.start_all();
-    // Let every consumer join its group before traffic starts.
-    tokio::time::sleep(restart_delay).await;
 
     let dir = tempfile::tempdir().unwrap();
     let summary_path = dir.path().join("summary.json");
@@ -244,11 +235,10 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
             .expect("mailpipe send-samples"),
     );
 
-    // Kill a random running process every 2-6 s while the sender runs; restart it (a
-    // consumer stage once its dead member's session has expired).
+    // Kill a random running process every 2-6 s while the sender runs, and restart it at
+    // once.
     let http = reqwest::Client::new();
     let mut kills: BTreeMap<&str, usize> = PROCESSES.iter().map(|(s, _, _)| (*s, 0)).collect();
-    let mut down: BTreeMap<&'static str, Instant> = BTreeMap::new();
     let mut next_kill = Instant::now() + Duration::from_millis(rng.in_range(KILL_EVERY_MS));
     let mut last_report = Instant::now();
     let sender_status = loop {
@@ -260,8 +250,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
             sending_started.elapsed() < SENDER_LIMIT,
             "send-samples still running after {SENDER_LIMIT:?}"
         );
-        restart_due(&mut pipeline, &mut down);
-        check_alive(&mut pipeline, &down);
+        check_alive(&mut pipeline);
         if last_report.elapsed() > Duration::from_secs(30) {
             last_report = Instant::now();
             let in_clickhouse =
@@ -279,7 +268,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         // Candidates: running, and for a consumer stage, having consumed since its start.
         let mut candidates = Vec::new();
         for (stage, _, _) in PROCESSES {
-            if down.contains_key(stage) || !pipeline.is_running(stage) {
+            if !pipeline.is_running(stage) {
                 continue;
             }
             if stage == "receiver"
@@ -297,13 +286,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         let victim = candidates[rng.in_range(0..candidates.len() as u64) as usize];
         pipeline.kill(victim);
         *kills.get_mut(victim).unwrap() += 1;
-        let delay = if victim == "receiver" {
-            Duration::ZERO
-        } else {
-            restart_delay
-        };
-        down.insert(victim, Instant::now() + delay);
-        restart_due(&mut pipeline, &mut down);
+        pipeline.start(victim);
         next_kill = Instant::now() + Duration::from_millis(rng.in_range(KILL_EVERY_MS));
     };
     let sending = sending_started.elapsed();
@@ -320,17 +303,13 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
 
     // Drain: every process up, until each stage's group has committed its whole input.
     let draining_started = Instant::now();
-    while !down.is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        restart_due(&mut pipeline, &mut down);
-    }
     // Ends early when no group commits anything for DRAIN_STALL (a stuck stage).
     let mut settled = 0;
     let mut lag = BTreeMap::new();
     let (mut committed_before, mut progress_at) = (0, Instant::now());
     while draining_started.elapsed() < drain_limit && progress_at.elapsed() < DRAIN_STALL {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        check_alive(&mut pipeline, &down);
+        check_alive(&mut pipeline);
         let now = progress_now(&settings).await;
         let committed: i64 = now.values().map(|(_, c)| c).sum();
         if committed != committed_before {
@@ -470,24 +449,11 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         .await;
 }
 
-/// Restarts the killed processes whose restart time has come.
-fn restart_due(pipeline: &mut Pipeline, down: &mut BTreeMap<&'static str, Instant>) {
-    let now = Instant::now();
-    let due: Vec<&'static str> = down
-        .iter()
-        .filter(|(_, at)| **at <= now)
-        .map(|(s, _)| *s)
-        .collect();
-    for stage in due {
-        down.remove(stage);
-        pipeline.start(stage);
-    }
-}
-
-/// Fails, with its log, when a process that was not killed has exited.
-fn check_alive(pipeline: &mut Pipeline, down: &BTreeMap<&'static str, Instant>) {
+/// Fails, with its log, when a process has exited on its own (a killed one is restarted at
+/// once, so every process should be running).
+fn check_alive(pipeline: &mut Pipeline) {
     for (stage, _, _) in PROCESSES {
-        if !down.contains_key(stage) && !pipeline.is_running(stage) {
+        if !pipeline.is_running(stage) {
             panic!(
                 "{stage} exited on its own; its log ({}):\n{}",
                 pipeline.log_dir().display(),

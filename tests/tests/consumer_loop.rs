@@ -308,9 +308,9 @@ impl Handler for CompletesLater {
     }
 }
 
-/// Dozens of pause/resume cycles: every offset is delivered and committed. (On Tansu this
-/// needs one record per producer batch, see config/mailpipe.toml: a resume fetches from the
-/// middle of a batch, and Tansu skips the rest of that batch.)
+/// Dozens of pause/resume cycles: every offset is delivered and committed. The input is
+/// produced with the client's normal batching (many records per batch), so a resume often
+/// starts in the middle of a record batch.
 #[tokio::test]
 async fn many_pause_resume_cycles_deliver_every_offset() {
     const N: i64 = 5_000;
@@ -367,51 +367,4 @@ async fn many_pause_resume_cycles_deliver_every_offset() {
     let missing: Vec<i64> = (0..N).filter(|o| !delivered.contains(o)).take(10).collect();
     assert!(missing.is_empty(), "offsets never delivered: {missing:?}");
     println!("{} deliveries for {N} offsets", seen.lock().unwrap().len());
-}
-
-/// Shows the broker defect the dev config works around: with multi-record batches, a fetch
-/// from offset 300 of a 2,000-record batch returns nothing on Tansu 0.6 (Kafka returns the
-/// batch and the client skips to 300).
-#[tokio::test]
-#[ignore = "diagnostic of the local broker, not of our code"]
-async fn fetch_from_mid_batch_offset() {
-    let topic = unique_name("midbatch");
-    create_topic(&topic, 1).await;
-    let mut settings = dev_settings();
-    settings
-        .kafka
-        .producer_librdkafka
-        .remove("batch.num.messages");
-    let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
-    let pending: Vec<_> = (0..2000)
-        .map(|i: i64| {
-            let payload = i.to_string();
-            producer
-                .send_result(
-                    FutureRecord::to(&topic)
-                        .payload(payload.as_bytes())
-                        .key(b"k".as_slice()),
-                )
-                .unwrap()
-        })
-        .collect();
-    for d in pending {
-        d.await.unwrap().unwrap();
-    }
-    let consumer: rdkafka::consumer::StreamConsumer =
-        mailpipe_kafka::consumer_config(&settings.kafka, &unique_name("g"))
-            .create()
-            .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Offset(300))
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    println!(
-        "asked for offset 300, first message at offset {}",
-        m.offset()
-    );
 }

@@ -62,14 +62,9 @@ async fn filled(distinct: usize) -> (Settings, usize) {
         .register(&TopicSchema::new(&events_topic, EMAIL_EVENT_SCHEMA).unwrap())
         .await
         .unwrap();
-    // Filling is not what is measured: wait as long as it takes. Input stays one record per
-    // batch (the dev setting), because the stage pauses and resumes partitions and Tansu
-    // cannot serve a resume from inside a batch (see config/mailpipe.toml).
+    // Filling is not what is measured: wait as long as it takes.
     let mut fill = settings.kafka.clone();
     fill.message_timeout_ms = 600_000;
-    // Bound what the stage has outstanding so its own produces (one record per batch on
-    // Tansu) are acknowledged within the delivery timeout.
-    settings.kafka.consumer.max_in_flight_per_partition = 2_000;
     let producer = mailpipe_kafka::create_producer(&fill).unwrap();
     let mut pending = Vec::new();
     let mut n = 0;

@@ -1,82 +1,16 @@
 //! The broker goes away mid-test and comes back: requests get 503 within the produce bound
-//! and never 200 while it is down, `/readyz` says not ready, and once it is back (a fresh
-//! broker process, topic recreated) requests succeed again without restarting the receiver.
-//! The broker is a Tansu process of this test's own, on a free port.
+//! and never 200 while it is down, `/readyz` says not ready, and once it is back (the same
+//! broker restarted on its own data) requests succeed again without restarting the receiver.
+//! The broker is an Apache Kafka process of this test's own (the local stack's jars and
+//! configuration, `scripts/stack.sh kafka-exec`), on free ports.
 
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{get_status, raw_topic, read_raw_until, start, test_settings};
-use tokio::process::{Child, Command};
-
-fn tansu_bin() -> PathBuf {
-    std::env::var_os("TANSU_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cargo/bin/tansu")
-        })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts a memory-storage broker on `port`, waits until it answers, creates `topic`.
-async fn start_broker(port: u16, topic: &str, log: &std::path::Path) -> Child {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(tansu_bin())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        // Tansu would validate records against a registry named in its environment.
-        .env_remove("SCHEMA_REGISTRY")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tansu starts (cargo install tansu, see stack-notes)");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let created = Command::new(tansu_bin())
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--partitions",
-                "1",
-                "--broker",
-                &url,
-            ])
-            .output()
-            .await
-            .unwrap();
-        if created.status.success() {
-            return child;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker on {port} not up: {created:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use mailpipe_test_support::broker::KafkaBroker;
 
 async fn post(client: &reqwest::Client, url: &str) -> (u16, Duration, Option<String>) {
     let started = Instant::now();
@@ -99,23 +33,33 @@ async fn post(client: &reqwest::Client, url: &str) -> (u16, Duration, Option<Str
 
 #[tokio::test]
 async fn broker_down_gives_503_within_the_bound_and_recovery_needs_no_restart() {
-    let port = free_port();
     let dir = tempfile_dir();
-    let log = dir.join("tansu.log");
+    let mut broker = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || KafkaBroker::start_new(&dir)
+    })
+    .await
+    .unwrap();
+    let log = broker.log_path();
     let mut settings = test_settings("rcv-outage");
-    settings.kafka.brokers = format!("127.0.0.1:{port}");
+    settings.kafka.brokers = broker.bootstrap();
     settings.receiver.produce_timeout_ms = 2000;
     let bound =
         Duration::from_millis(settings.receiver.produce_timeout_ms) + Duration::from_millis(1500);
     let brokers = settings.kafka.brokers.clone();
     let topic = raw_topic(&settings);
-    let mut broker = start_broker(port, &topic, &log).await;
+    create_topic(&brokers, &topic).await;
     let receiver = start(settings, true).await;
     let client = reqwest::Client::new();
     let url = receiver.url("/webhooks/sendgrid");
     assert_eq!(post(&client, &url).await.0, 200, "before the outage");
 
-    broker.kill().await.unwrap();
+    let mut broker = tokio::task::spawn_blocking(move || {
+        broker.kill();
+        broker
+    })
+    .await
+    .unwrap();
     // Concurrent and then sequential requests while the broker is gone.
     let burst: Vec<_> = (0..8)
         .map(|_| {
@@ -144,8 +88,13 @@ async fn broker_down_gives_503_within_the_bound_and_recovery_needs_no_restart() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A new broker process on the same port (memory storage: the topic must be recreated).
-    let _broker = start_broker(port, &topic, &log).await;
+    // The same broker restarted on its data (the topic is still there), as after a crash.
+    let _broker = tokio::task::spawn_blocking(move || {
+        broker.start();
+        broker
+    })
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut acknowledged = Vec::new();
     loop {
@@ -167,7 +116,7 @@ async fn broker_down_gives_503_within_the_bound_and_recovery_needs_no_restart() 
         assert_eq!(status, 200, "after recovery");
         acknowledged.push(id.unwrap());
     }
-    // Everything answered 200 after the restart is on the new broker's topic.
+    // Everything answered 200 after the restart is on the topic.
     let wanted = acknowledged.clone();
     let records = read_raw_until(&brokers, &topic, move |records| {
         wanted.iter().all(|id| records.iter().any(|r| &r.key == id))
@@ -187,4 +136,25 @@ fn tempfile_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(mailpipe_test_support::unique_name("rcv-outage"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Creates `topic` (one partition) on the test's own broker.
+async fn create_topic(brokers: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .unwrap();
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code}"));
+    }
 }

@@ -223,10 +223,9 @@ async fn a_body_near_the_limit_fits_in_one_record() {
     let topic = raw_topic(&settings);
     let limit = settings.receiver.max_body_bytes as usize;
     let receiver = start_with_topic(settings).await;
-    // 256 KiB under the limit: Tansu 0.6 with SQLite storage (the local stack's default)
-    // accepts but never serves back a record over 5 MiB, and a record is the body plus
-    // headers. Memory storage and Kafka serve it (with max.message.bytes raised).
-    let body: Vec<u8> = (0..limit - 256 * 1024).map(|i| (i % 251) as u8).collect();
+    // Exactly the limit: the record is the body plus its headers, which the receiver's
+    // producer and the local broker (message.max.bytes 16 MiB) both allow.
+    let body: Vec<u8> = (0..limit).map(|i| (i % 251) as u8).collect();
     let response = reqwest::Client::new()
         .post(receiver.url("/webhooks/generic"))
         .body(body.clone())

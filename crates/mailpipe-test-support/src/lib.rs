@@ -4,6 +4,7 @@
 //! Addresses come from the same `MAILPIPE_*` env vars the binaries read (set by
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
+pub mod broker;
 pub mod metrics;
 pub mod pipeline;
 
@@ -160,8 +161,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Produces `input` as Avro `EmailEvent`s to `topic` in order (key = recipient) with the
-/// settings' producer — one record per batch on the local broker, so a stage can restart
-/// from any committed offset. Waits for every acknowledgement, as long as it takes.
+/// settings' producer (batched as configured). Waits for every acknowledgement, as long as
+/// it takes.
 pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailEvent>) {
     let codec = AvroCodec::new(&settings.schema_registry.url).expect("registry client");
     let schema = codec

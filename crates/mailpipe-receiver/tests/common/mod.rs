@@ -153,8 +153,7 @@ pub async fn read_raw_until(
             .set("bootstrap.servers", &brokers)
             .set("group.id", unique_name("raw-reader"))
             .set("enable.auto.commit", "false")
-            // A raw record can be as large as a body (5 MiB); Tansu's SQLite storage does
-            // not hand out a batch larger than the fetch limit, so raise it.
+            // A raw record can be as large as a body (5 MiB) plus headers.
             .set("max.partition.fetch.bytes", "16777216")
             .set("fetch.max.bytes", "67108864")
             .create()
