@@ -23,7 +23,9 @@ use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::Pipeline;
-use mailpipe_test_support::{committed_total, create_topic, dev_settings, produce_events, Rng};
+use mailpipe_test_support::{
+    committed_total, create_topic, dev_settings, produce_events, HeldTail, Rng,
+};
 
 const DISTINCT: usize = 90_000;
 /// Every ninth distinct event is written twice: 10,000 copies, 100,000 inputs.
@@ -57,6 +59,10 @@ const PROVIDERS: [Provider; 4] = [
 /// Kills per run: at least MIN_KILLS, AGG_KILL_COUNT (default DEFAULT_KILLS).
 const MIN_KILLS: usize = 5;
 const DEFAULT_KILLS: usize = 6;
+/// Inputs held back (HeldTail) and released in pieces of TAIL_PIECE, one whenever the stage
+/// has committed all it was given while kills remain, the rest after the last kill.
+const TAIL: usize = 5_000;
+const TAIL_PIECE: usize = 500;
 /// A kill comes this long after its kill point was passed: before, during or after the
 /// next insert or window recomputation (a batch is due 1 s after its first row).
 const KILL_DELAY_MS: std::ops::Range<u64> = 0..2_500;
@@ -194,27 +200,33 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
         pipeline.env["MAILPIPE_TELEMETRY__METRICS_LISTEN__AGGREGATE"]
     );
 
-    let (distinct, input) = input_stream(&mut rng);
+    let (distinct, mut input) = input_stream(&mut rng);
     let total = input.len();
-    let producing = {
-        let produced = produce_events(settings.clone(), input_topic.clone(), input);
+    // The last TAIL inputs are held back (HeldTail): on Kafka the stage gets through the
+    // whole input in seconds, and a run that finished before its kills would test nothing.
+    // The kill points all fall in the head.
+    let tail = input.split_off(total - TAIL);
+    let head_len = input.len();
+    let produce = |batch: Vec<EmailEvent>, what: &'static str| {
+        let produced = produce_events(settings.clone(), input_topic.clone(), batch);
         tokio::spawn(async move {
             let t = Instant::now();
             produced.await;
-            let secs = t.elapsed().as_secs_f64();
             eprintln!(
-                "aggregate kill test: {total} inputs produced in {secs:.1} s, {:.0}/s",
-                total as f64 / secs
+                "aggregate kill test: {what} produced in {:.1} s",
+                t.elapsed().as_secs_f64()
             );
         })
     };
+    let mut producing = vec![produce(input, "head of the input")];
+    let mut tail = HeldTail::new(tail, head_len, TAIL_PIECE);
 
-    // Kill points spread over the whole input: the i-th kill comes 0-2.5 s after the
-    // committed input passed a random point of the i-th of `max_kills + 1` equal slices of
-    // it, and never before the running process consumed a message, so each kill lands while
-    // the stage processes (not while it is still waiting for its partitions). The last run
-    // completes the input.
-    let slice = total as u64 / (max_kills as u64 + 1);
+    // Kill points spread over the head: the i-th kill comes 0-2.5 s after the committed
+    // input passed a random point of the i-th of `max_kills + 1` equal slices of it, and
+    // never before the running process consumed a message, so each kill lands while the
+    // stage processes (not while it is still waiting for its partitions). After the last
+    // kill the rest of the tail is produced, and the last run completes the input.
+    let slice = head_len as u64 / (max_kills as u64 + 1);
     let kill_points: Vec<i64> = (1..=max_kills as u64)
         .map(|i| (slice * i - slice / 2 + rng.in_range(0..slice)) as i64)
         .collect();
@@ -252,6 +264,9 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
                 ),
             );
         }
+        if let Some(piece) = tail.next(now, kills == max_kills) {
+            producing.push(produce(piece, "a piece of the held-back tail"));
+        }
         if kills == max_kills || now < kill_points[kills] {
             continue;
         }
@@ -276,7 +291,10 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
         pipeline.start("aggregate");
         (kill_at, progress_at) = (None, Instant::now());
     }
-    producing.await.unwrap();
+    assert_eq!(tail.remaining(), 0, "all input released");
+    for handle in producing {
+        handle.await.unwrap();
+    }
 
     // Everything committed means both tables acknowledged everything: no waiting needed.
     let n = distinct.len() as u64;

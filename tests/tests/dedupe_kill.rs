@@ -31,7 +31,7 @@ use mailpipe_telemetry::names;
 use mailpipe_test_support::metrics::{metric_sum, scrape};
 use mailpipe_test_support::{
     committed_total, create_topic, dev_config_path, dev_settings, free_port, produce_events,
-    unique_name, workspace_binary, Rng,
+    unique_name, workspace_binary, HeldTail, Rng,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -48,6 +48,11 @@ const RETRY_SPREAD: u64 = 5_000;
 /// Kills per run of the test: at least MIN_KILLS, DEDUPE_KILL_COUNT (default 6) at most.
 const MIN_KILLS: usize = 5;
 const DEFAULT_KILLS: usize = 6;
+/// Inputs held back (HeldTail) and released in pieces of TAIL_PIECE, one whenever the stage
+/// has committed all it was given while kills remain, the rest after the last kill: on
+/// Kafka the stage gets through the input in seconds.
+const TAIL: usize = 2_500;
+const TAIL_PIECE: usize = 250;
 /// A kill comes this long after its kill point was passed.
 const KILL_DELAY_MS: std::ops::Range<u64> = 0..2_000;
 /// Bound, far above what is needed, on a time without any input committed, so a stuck
@@ -260,16 +265,19 @@ async fn sigkilled_stage_loses_no_event() {
     let input = input_stream(&mut rng);
     let total = input.len();
     let codec = Arc::new(AvroCodec::new(&settings.schema_registry.url).unwrap());
-    let producing = {
-        let produced = produce_events(settings.clone(), events_topic.clone(), input.clone());
+    let head_len = total - TAIL;
+    let produce = |batch: Vec<EmailEvent>, what: &'static str| {
+        let produced = produce_events(settings.clone(), events_topic.clone(), batch);
         tokio::spawn(async move {
             produced.await;
             eprintln!(
-                "dedupe kill test: input produced after {:.1} s",
+                "dedupe kill test: {what} produced after {:.1} s",
                 started.elapsed().as_secs_f64()
             );
         })
     };
+    let mut producing = vec![produce(input[..head_len].to_vec(), "head of the input")];
+    let mut tail = HeldTail::new(input[head_len..].to_vec(), head_len, TAIL_PIECE);
     let stop_reading = CancellationToken::new();
     let reader = read_output(
         &settings,
@@ -302,13 +310,14 @@ async fn sigkilled_stage_loses_no_event() {
     let log = File::create(&log_path).unwrap();
     let fail = |what: String| fail_with_log(&log_path, what);
 
-    // Kill points spread over the whole input: the i-th kill comes 0-2 s after the committed
+    // Kill points spread over the head of the input (the tail is held back, see HeldTail,
+    // so the input cannot be done before every kill happened): the i-th kill comes 0-2 s after the committed
     // input passed a random point of the i-th of `max_kills + 1` equal slices of it, and
     // never before the running process consumed a message, so each kill lands while the
     // stage processes (not while it is still waiting for its partitions). It is restarted at
     // once: the new member's join starts a rebalance, which hands it the dead member's
     // partitions once that member's session has expired. The last run completes the input.
-    let slice = total as u64 / (max_kills as u64 + 1);
+    let slice = head_len as u64 / (max_kills as u64 + 1);
     let kill_points: Vec<i64> = (1..=max_kills as u64)
         .map(|i| (slice * i - slice / 2 + rng.in_range(0..slice)) as i64)
         .collect();
@@ -336,6 +345,9 @@ async fn sigkilled_stage_loses_no_event() {
                 "no input committed for {STALL_LIMIT:?} ({now} of {total}, {kills} kills so far)"
             ));
         }
+        if let Some(piece) = tail.next(now, kills == max_kills) {
+            producing.push(produce(piece, "a piece of the held-back tail"));
+        }
         if kills == max_kills || run.consumed == 0.0 || now < kill_points[kills] {
             continue;
         }
@@ -358,7 +370,10 @@ async fn sigkilled_stage_loses_no_event() {
     }
     // Every offset committed means every output acknowledged (the stage commits only after).
     redelivered += stage.metrics(&http).await.unwrap_or(run).redelivered;
-    producing.await.unwrap();
+    assert_eq!(tail.remaining(), 0, "all input released");
+    for handle in producing {
+        handle.await.unwrap();
+    }
     stop_reading.cancel();
     let output = reader.await.unwrap();
     stage.kill();

@@ -5,6 +5,7 @@
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
 pub mod broker;
+pub mod lag;
 pub mod metrics;
 pub mod pipeline;
 
@@ -225,6 +226,51 @@ fn env_or(key: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// The end of a kill test's input, held back and released piece by piece, so that a stage
+/// which gets through its input in seconds still has work in hand at every planned kill
+/// (a restarted process with nothing to consume cannot be killed "while processing", and a
+/// run that finishes before its kills tests nothing).
+///
+/// A piece is released only once everything released before is committed, so pieces are
+/// produced one after the other and each key's order holds across them.
+pub struct HeldTail<T> {
+    pending: std::collections::VecDeque<T>,
+    piece: usize,
+    released: i64,
+}
+
+impl<T> HeldTail<T> {
+    /// `tail` is held back; `already_released` inputs were produced before it; it is
+    /// released in pieces of `piece` inputs.
+    pub fn new(tail: Vec<T>, already_released: usize, piece: usize) -> HeldTail<T> {
+        HeldTail {
+            pending: tail.into(),
+            piece: piece.max(1),
+            released: already_released as i64,
+        }
+    }
+
+    /// The next inputs to produce, if the stage has committed all released so far: one
+    /// piece while kills remain (`all = false`), everything left once they are done.
+    pub fn next(&mut self, committed: i64, all: bool) -> Option<Vec<T>> {
+        if self.pending.is_empty() || committed < self.released {
+            return None;
+        }
+        let n = if all {
+            self.pending.len()
+        } else {
+            self.piece.min(self.pending.len())
+        };
+        self.released += n as i64;
+        Some(self.pending.drain(..n).collect())
+    }
+
+    /// Inputs not released yet.
+    pub fn remaining(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +281,24 @@ mod tests {
         let b = unique_name("t");
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    }
+
+    #[test]
+    fn the_held_tail_comes_a_piece_at_a_time_once_all_before_is_committed() {
+        // 10 produced before, 25 held back in pieces of 10.
+        let mut tail = HeldTail::new((0..25).collect::<Vec<u32>>(), 10, 10);
+        assert_eq!(tail.next(9, false), None, "the head is not committed yet");
+        assert_eq!(tail.next(10, false), Some((0..10).collect()));
+        assert_eq!(
+            tail.next(15, false),
+            None,
+            "the first piece is not committed"
+        );
+        assert_eq!(tail.next(20, false), Some((10..20).collect()));
+        // Kills done: everything left, once the second piece is committed.
+        assert_eq!(tail.next(25, true), None);
+        assert_eq!(tail.next(30, true), Some((20..25).collect()));
+        assert_eq!(tail.remaining(), 0);
+        assert_eq!(tail.next(35, true), None);
     }
 }
