@@ -6,7 +6,8 @@
 # wiped before each run) and the default ports, so a stack from `make up` must be stopped
 # first, or the tests pointed at other ports (KAFKA_PORT=... CLICKHOUSE_HTTP_PORT=... etc.).
 # It starts the backing services only, no stages (TEST_STACK_STAGES="receiver ..." to add
-# some): tests run the stages they need themselves.
+# some): tests run the stages they need themselves. Last comes a short crash test
+# (TEST_CHAOS_EVENTS events, default 10000; 0 skips it).
 set -euo pipefail
 
 START=$SECONDS
@@ -67,4 +68,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     step "cargo test --workspace"
     cargo test --workspace
+fi
+
+# A short crash test on every run: the whole pipeline (receiver and every stage as its
+# own process) takes sample traffic while a random process is SIGKILLed every 2-6 s and
+# restarted; every event must reach ClickHouse exactly once. `make chaos` runs the same
+# test with 100,000 events, plus the per-stage kill tests.
+TEST_CHAOS_EVENTS=${TEST_CHAOS_EVENTS:-10000}
+if ((TEST_CHAOS_EVENTS > 0)); then
+    step "short crash test: tests/tests/chaos.rs with CHAOS_EVENTS=$TEST_CHAOS_EVENTS"
+    CHAOS_EVENTS=$TEST_CHAOS_EVENTS cargo test -p mailpipe-tests --test chaos -- \
+        --ignored --nocapture --test-threads=1
 fi

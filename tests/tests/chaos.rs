@@ -290,6 +290,11 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         next_kill = Instant::now() + Duration::from_millis(rng.in_range(KILL_EVERY_MS));
     };
     let sending = sending_started.elapsed();
+    let total_kills: usize = kills.values().sum();
+    assert!(
+        total_kills >= 1,
+        "the sender finished after {sending:?}, before the first kill: raise CHAOS_EVENTS"
+    );
     let sender_text = std::fs::read_to_string(&sender_out).unwrap_or_default();
     eprintln!(
         "chaos: send-samples finished ({sender_status}) after {:.1} s:\n{sender_text}",
