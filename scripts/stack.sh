@@ -350,7 +350,7 @@ replica.fetch.max.bytes=16777216
 num.network.threads=2
 num.io.threads=4
 background.threads=4
-# Topics come from `mailpipe create-topics` (or a test's own set-up), as on a managed
+# Topics come from mailpipe create-topics (or a test's own set-up), as on a managed
 # cluster: a client naming a missing topic gets an error instead of a 1-partition topic.
 auto.create.topics.enable=false
 num.partitions=1
