@@ -100,6 +100,10 @@ pub struct SendSamples {
     /// Requests per second, at most; 0 for as fast as `concurrency` allows.
     pub rate: f64,
     pub concurrency: usize,
+    /// Sign every request before the first post (on every core), so posting costs only
+    /// HTTP: for load tests, where signing (RSA above all) would otherwise make the sender
+    /// the bottleneck. Timestamps are then as old as the rendering took.
+    pub prerender: bool,
     pub providers: Vec<Provider>,
     pub duplicates: f64,
     pub seed: u64,
@@ -182,7 +186,8 @@ fn now_secs() -> i64 {
 }
 
 /// Posts `plan` in schedule order. Each original is signed when it is dispatched (so a slow
-/// `--rate` never sends stale timestamps); its duplicate reuses the same bytes.
+/// `--rate` never sends stale timestamps), or all of them up front with `prerender`; its
+/// duplicate reuses the same bytes.
 pub async fn send(
     plan: &Plan,
     keys: &DevKeys,
@@ -221,6 +226,11 @@ pub async fn send(
     // Rendering (RSA and ECDSA signing) runs on the blocking pool, in parallel; a duplicate
     // shares its original's rendering, so both posts carry the same bytes.
     let keys = Arc::new(keys.clone());
+    let prerendered = if options.prerender {
+        Some(prerender(plan, &keys).await?)
+    } else {
+        None
+    };
     let mut shared: HashMap<usize, Rendering> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut failure = None;
@@ -238,6 +248,9 @@ pub async fn send(
         };
         let batch = &plan.batches[slot.batch];
         let rendering = match (batch.duplicate, slot.duplicate) {
+            _ if prerendered.is_some() => {
+                prerendered.as_ref().expect("checked")[slot.batch].clone()
+            }
             (true, true) => match shared.remove(&slot.batch) {
                 Some(rendering) => rendering,
                 None => continue,
@@ -293,6 +306,36 @@ pub async fn send(
 
 /// A request rendered once, by whichever of its posts gets there first.
 type Rendering = Arc<tokio::sync::OnceCell<Arc<WebhookRequest>>>;
+
+/// Renders (signs) every batch of `plan`, in order, on as many blocking threads as there
+/// are cores.
+async fn prerender(plan: &Plan, keys: &Arc<DevKeys>) -> Result<Vec<Rendering>, SampleError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = plan.batches.len().div_ceil(threads).max(1);
+    let now = now_secs();
+    let mut parts = Vec::new();
+    for chunk in plan.batches.chunks(per_thread) {
+        let (chunk, keys) = (chunk.to_vec(), keys.clone());
+        parts.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .iter()
+                .map(|batch| render(batch, &keys, now))
+                .collect::<Result<Vec<_>, _>>()
+        }));
+    }
+    let mut out = Vec::with_capacity(plan.batches.len());
+    for part in parts {
+        let rendered = part
+            .await
+            .map_err(|e| SampleError::Render(e.to_string()))??;
+        out.extend(
+            rendered
+                .into_iter()
+                .map(|request| Arc::new(tokio::sync::OnceCell::new_with(Some(Arc::new(request))))),
+        );
+    }
+    Ok(out)
+}
 
 fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
     // A panic while recording leaves counts that are still the best we have.

@@ -29,6 +29,7 @@ fn options(url: String, count: usize) -> SendSamples {
         count,
         rate: 0.0,
         concurrency: 4,
+        prerender: false,
         providers: Provider::ALL.to_vec(),
         duplicates: 0.0,
         seed: 9,
@@ -132,6 +133,32 @@ async fn retries_until_accepted_and_posts_duplicates_unchanged() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(ses, 10);
+}
+
+#[tokio::test]
+async fn prerendered_requests_are_all_accepted_and_duplicates_stay_identical() {
+    let (url, seen) = flaky_receiver().await;
+    let options = SendSamples {
+        duplicates: 0.5,
+        prerender: true,
+        ..options(url.clone(), 120)
+    };
+    let summary = run(&settings(), &options, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(summary.complete(), "{summary}");
+    assert_eq!(summary.events.accepted, 120);
+    assert!(summary.requests.duplicates > 0);
+    assert_eq!(summary.accepted.len(), 12, "every provider");
+    let seen = seen.lock().unwrap();
+    let mut distinct: HashMap<&[u8], usize> = HashMap::new();
+    for (_, body) in seen.iter() {
+        *distinct.entry(body.as_slice()).or_default() += 1;
+    }
+    assert_eq!(
+        distinct.len(),
+        summary.requests.sent - summary.requests.duplicates
+    );
 }
 
 #[tokio::test]

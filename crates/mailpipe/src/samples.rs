@@ -29,6 +29,10 @@ pub struct SendSamplesArgs {
     /// Requests in flight at most.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Sign every request before the first post (load tests: posting then costs only
+    /// HTTP; timestamps are as old as the signing took).
+    #[arg(long)]
+    prerender: bool,
     /// Comma-separated provider ids [default: all twelve].
     #[arg(long, value_delimiter = ',', value_parser = parse_provider)]
     providers: Vec<Provider>,
@@ -90,6 +94,7 @@ pub async fn send_samples(settings: &Settings, args: &SendSamplesArgs) -> anyhow
         count: args.count,
         rate: args.rate,
         concurrency: args.concurrency,
+        prerender: args.prerender,
         providers: if args.providers.is_empty() {
             Provider::ALL.to_vec()
         } else {
