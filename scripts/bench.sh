@@ -11,7 +11,7 @@ cd "$REPO_ROOT"
 # already in the environment (MAILPIPE_KAFKA__BROKERS set, e.g. after `source
 # .run/env.sh`), that one is used instead.
 if [[ -z ${MAILPIPE_KAFKA__BROKERS:-} ]]; then
-    BENCH_RUN_DIR=$REPO_ROOT/.run/bench
+    export BENCH_RUN_DIR=$REPO_ROOT/.run/bench
     bench_stack() { MAILPIPE_RUN_DIR=$BENCH_RUN_DIR STACK_STAGES= scripts/stack.sh "$@"; }
     trap 'bench_stack down >/dev/null || true' EXIT
     rm -rf "$BENCH_RUN_DIR/data"
@@ -37,7 +37,7 @@ fi
 if [[ -x scripts/bench-dedupe.sh ]]; then
     echo
     echo "==> dedupe: events/s through the stage vs a no-op forwarder, Redis round trips"
-    scripts/bench-dedupe.sh
+    PROFILE=release scripts/bench-dedupe.sh
 fi
 
 if [[ -x scripts/bench-aggregate.sh ]]; then

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
+use mailpipe_test_support::lag::{self, lags};
 use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
-use mailpipe_test_support::{committed_total, dev_settings, Rng};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use mailpipe_test_support::{dev_settings, Rng};
 
 /// Seconds between kills: uniformly in this range.
 const KILL_EVERY_MS: std::ops::Range<u64> = 2_000..6_000;
@@ -69,44 +69,8 @@ fn consumer_groups(settings: &Settings) -> Vec<(&'static str, String, String)> {
 }
 
 /// Per consumer stage: (messages on its input topic, of which committed by its group).
-fn progress(settings: &Settings) -> BTreeMap<&'static str, (i64, i64)> {
-    let consumer: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, "chaos-lag")
-        .create()
-        .expect("consumer");
-    let mut out = BTreeMap::new();
-    for (process, group, topic) in consumer_groups(settings) {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut end = 0;
-        let mut partitions = 0;
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))
-                    .expect("watermarks");
-                end += high;
-                partitions += 1;
-            }
-        }
-        out.insert(process, (end, committed_total(&group, &topic, partitions)));
-    }
-    out
-}
-
 async fn progress_now(settings: &Settings) -> BTreeMap<&'static str, (i64, i64)> {
-    let settings = settings.clone();
-    tokio::task::spawn_blocking(move || progress(&settings))
-        .await
-        .unwrap()
-}
-
-/// Per consumer stage: messages on its input topic not yet committed by its group.
-fn lags(progress: &BTreeMap<&'static str, (i64, i64)>) -> BTreeMap<&'static str, i64> {
-    progress
-        .iter()
-        .map(|(stage, (end, committed))| (*stage, end - committed))
-        .collect()
+    lag::progress_now(&settings.kafka, &consumer_groups(settings)).await
 }
 
 async fn clickhouse_u64(settings: &Settings, sql: &str) -> u64 {
