@@ -236,11 +236,21 @@ pub async fn send(
     let mut failure = None;
     for slot in &plan.schedule {
         if let Some(interval) = interval {
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_at) => {}
-                _ = shutdown.cancelled() => break,
+            // On schedule, not on the timer's resolution: a sleep ends on the next
+            // millisecond tick at the earliest, so sleeping before every request would cap
+            // the rate near 1,000 requests/s. Requests that are due go out at once; the
+            // schedule only restarts from now when it is a second behind (a slow
+            // receiver), so a stall is not followed by a burst.
+            let now = tokio::time::Instant::now();
+            if next_at > now {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_at) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            } else if now - next_at > Duration::from_secs(1) {
+                next_at = now;
             }
-            next_at = next_at.max(tokio::time::Instant::now()) + interval;
+            next_at += interval;
         }
         let permit = tokio::select! {
             permit = semaphore.clone().acquire_owned() => permit.expect("never closed"),
