@@ -4,7 +4,7 @@
 #
 # Needs a running stack (scripts/stack.sh up) and its env, e.g.
 #   source "${MAILPIPE_RUN_DIR:-.run}/env.sh"; scripts/bench-dedupe.sh
-# DEDUPE_BENCH_EVENTS sets the number of distinct ids (default 20000; 30 % are sent twice).
+# DEDUPE_BENCH_EVENTS sets the number of distinct ids (default 100000; 30 % are sent twice).
 # PROFILE=release measures an optimized build (the first such build takes several minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
