@@ -387,6 +387,11 @@ Configuration:
       # Every client and server component prints its whole configuration at INFO.
       - name: org.apache.kafka.common.config.AbstractConfig
         level: WARN
+      # Controller statistics every minute, which `make run` would follow for ever.
+      - name: org.apache.kafka.controller.EventPerformanceMonitor
+        level: WARN
+      - name: org.apache.kafka.controller.PeriodicTaskControlManager
+        level: WARN
 EOF
     KAFKA_COMMAND=("$(command -v "$KAFKA_JAVA")" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP"
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
