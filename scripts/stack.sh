@@ -264,7 +264,7 @@ stop_unit() {
 
 service_ports() {
     case $1 in
-        kafka) echo "$KAFKA_PORT" ;;
+        kafka) echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" ;;
         clickhouse) echo "$CLICKHOUSE_HTTP_PORT $CLICKHOUSE_TCP_PORT" ;;
         redis) echo "$REDIS_PORT" ;;
         schema-registry) echo "$REGISTRY_PORT" ;;
