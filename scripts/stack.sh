@@ -312,91 +312,19 @@ kafka_metadata_answers() {
     ((bytes[7] == 1 && (bytes[12] | bytes[13] | bytes[14] | bytes[15]) > 0))
 }
 
-# Write the broker's configuration for this run directory and format its storage on first
-# start. Sets KAFKA_COMMAND, the command line that runs the broker.
+# Write the broker's configuration for this run directory from deploy/local/kafka/ and
+# format its storage on first start. Sets KAFKA_COMMAND, the command line that runs it.
 prepare_kafka() {
     local conf=$CONF_DIR/kafka data=$DATA_DIR/kafka/log-dirs cluster_id
     mkdir -p "$conf" "$data" "$LOG_DIR"
-    cat >"$conf/server.properties" <<EOF
-# Written by scripts/stack.sh for this run directory; edits are overwritten.
-# One combined broker and KRaft controller on loopback.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$data
-# Internal topics on one node: replication 1 (more never becomes available here), and few
-# partitions so the first group join and the first transaction are quick.
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-share.coordinator.state.topic.num.partitions=1
-# A consumer group's first rebalance starts at once instead of after 3 s.
-group.initial.rebalance.delay.ms=0
-# Records up to 16 MiB by default: a raw record is a body (receiver.max_body_bytes, 5 MiB
-# by default) plus its headers. mailpipe create-topics also sets max.message.bytes on the
-# topics that carry bodies, derived from max_body_bytes.
-message.max.bytes=16777216
-replica.fetch.max.bytes=16777216
-# Two cores: few threads.
-num.network.threads=2
-num.io.threads=4
-background.threads=4
-# Topics come from mailpipe create-topics (or a test's own set-up), as on a managed
-# cluster: a client naming a missing topic gets an error instead of a 1-partition topic.
-auto.create.topics.enable=false
-num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-EOF
-    cat >"$conf/log4j2.yaml" <<'EOF'
-# Written by scripts/stack.sh. The broker logs to stdout, which the stack sends to
-# logs/kafka.log. Per-partition and metadata-image chatter is kept at WARN.
-Configuration:
-  Appenders:
-    Console:
-      name: STDOUT
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: INFO
-      AppenderRef:
-        - ref: STDOUT
-    Logger:
-      - name: kafka.log
-        level: WARN
-      - name: org.apache.kafka.storage
-        level: WARN
-      - name: state.change.logger
-        level: WARN
-      - name: org.apache.kafka.image
-        level: WARN
-      - name: org.apache.kafka.metadata
-        level: WARN
-      - name: kafka.cluster.Partition
-        level: WARN
-      # Every client and server component prints its whole configuration at INFO.
-      - name: org.apache.kafka.common.config.AbstractConfig
-        level: WARN
-      # Controller statistics every minute, which `make run` would follow for ever.
-      - name: org.apache.kafka.controller.EventPerformanceMonitor
-        level: WARN
-      - name: org.apache.kafka.controller.PeriodicTaskControlManager
-        level: WARN
-EOF
+    sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+        -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+        -e "s|@KAFKA_LOG_DIRS@|$data|g" \
+        "$REPO_ROOT/deploy/local/kafka/server.properties" >"$conf/server.properties"
     KAFKA_COMMAND=("$(command -v "$KAFKA_JAVA")" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP"
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
         -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
-        "-Dlog4j2.configurationFile=$conf/log4j2.yaml" "-Dkafka.logs.dir=$LOG_DIR"
+        "-Dlog4j2.configurationFile=$REPO_ROOT/deploy/local/kafka/log4j2.yaml" "-Dkafka.logs.dir=$LOG_DIR"
         -cp "$KAFKA_DIST_DIR/libs/*")
     if [[ ! -f $data/meta.properties ]]; then
         # A cluster id is 16 random bytes, base64url without padding.
@@ -416,8 +344,7 @@ EOF
 cmd_kafka_exec() {
     [[ -n $(unit_binary kafka) ]] || { err "Apache Kafka not found in $KAFKA_DIST_DIR (or no java); run 'make install'"; return 1; }
     prepare_kafka
-    mkdir -p "$DATA_DIR/kafka"
-    cd "$DATA_DIR/kafka"
+    cd "$(unit_workdir kafka)"
     exec "${KAFKA_COMMAND[@]}"
 }
 

@@ -24,18 +24,11 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
-use mailpipe_test_support::{committed_total, create_topic, dev_settings, unique_name};
+use mailpipe_test_support::{committed_total, create_topic, dev_settings, env_or, unique_name};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn event(seq: usize, occurred_at: i64) -> EmailEvent {
     let types = [EventType::Delivered, EventType::Opened, EventType::Clicked];
@@ -310,16 +303,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "bench: run by scripts/bench-aggregate.sh"]
 async fn bench_aggregate_throughput_and_latency() {
-    let n = env_number("AGG_BENCH_EVENTS", 200_000);
-    let rate = env_number("AGG_BENCH_RATE", 5_000);
-    let seconds = env_number("AGG_BENCH_SECONDS", 10);
+    let n = env_or("AGG_BENCH_EVENTS", 200_000);
+    let rate = env_or("AGG_BENCH_RATE", 5_000);
+    let seconds = env_or("AGG_BENCH_SECONDS", 10);
     let base_ms = 1_795_687_200_000i64;
     let events: Vec<EmailEvent> = (0..n).map(|s| event(s, base_ms + s as i64 * 10)).collect();
 
     // 1. Stage and plain insert, alternated for AGG_BENCH_ROUNDS rounds (fresh topic and
     // databases each time); the ratio is of the medians, so a background merge or a busy
     // moment in one round does not decide it.
-    let rounds = env_number("AGG_BENCH_ROUNDS", 3).max(1);
+    let rounds = env_or("AGG_BENCH_ROUNDS", 3).max(1);
     let mut stage_rates = Vec::new();
     let mut plain_rates = Vec::new();
     let mut diagnosis = None;

@@ -22,13 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
-use mailpipe_stage::Stage;
 use mailpipe_test_support::lag::{self, lags};
 use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
-use mailpipe_test_support::{dev_settings, Rng};
+use mailpipe_test_support::{dev_settings, env_or, Rng};
 
 /// Seconds between kills: uniformly in this range.
 const KILL_EVERY_MS: std::ops::Range<u64> = 2_000..6_000;
@@ -36,13 +34,6 @@ const KILL_EVERY_MS: std::ops::Range<u64> = 2_000..6_000;
 const SENDER_LIMIT: Duration = Duration::from_secs(3 * 3600);
 /// Draining gives up when no stage's group committed anything for this long.
 const DRAIN_STALL: Duration = Duration::from_secs(180);
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A child process killed (SIGKILL) and reaped on drop.
 struct Guard(Child);
@@ -54,23 +45,9 @@ impl Drop for Guard {
     }
 }
 
-/// Per consumer stage: (stage process name, its group, the topic it reads).
-fn consumer_groups(settings: &Settings) -> Vec<(&'static str, String, String)> {
-    let names = TopicNames::new(&settings.kafka.topic_prefix);
-    [
-        ("verify", Stage::Verify, Topic::Raw),
-        ("normalize", Stage::Normalize, Topic::Verified),
-        ("dedupe", Stage::Dedupe, Topic::Events),
-        ("aggregate", Stage::Aggregate, Topic::EventsUnique),
-    ]
-    .into_iter()
-    .map(|(process, stage, topic)| (process, stage.group_id(settings), names.name(topic)))
-    .collect()
-}
-
 /// Per consumer stage: (messages on its input topic, of which committed by its group).
 async fn progress_now(settings: &Settings) -> BTreeMap<&'static str, (i64, i64)> {
-    lag::progress_now(&settings.kafka, &consumer_groups(settings)).await
+    lag::progress_now(&settings.kafka, &lag::stage_inputs(settings)).await
 }
 
 async fn clickhouse_u64(settings: &Settings, sql: &str) -> u64 {

@@ -30,24 +30,18 @@
 //! `mailpipe_binary` finds them next to the release test executable.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mailpipe_kafka::TopicNames;
+use mailpipe_model::Provider;
+use mailpipe_samples::PlanOptions;
 use mailpipe_settings::Settings;
-use mailpipe_stage::Stage;
-use mailpipe_test_support::dev_settings;
-use mailpipe_test_support::lag::{lags, progress_now, wait_for_stable_groups, StageInput};
+use mailpipe_test_support::lag::{
+    lags, progress_now, stage_inputs, wait_for_stable_groups, StageInput,
+};
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
+use mailpipe_test_support::{dev_settings, env_or};
 
-/// The consumer stages whose lag is sampled, in flow order.
-const CONSUMER_STAGES: [Stage; 4] = [
-    Stage::Verify,
-    Stage::Normalize,
-    Stage::Dedupe,
-    Stage::Aggregate,
-];
 /// How often the lag is sampled.
 const LAG_EVERY: Duration = Duration::from_secs(2);
 /// How often ClickHouse is polled for new rows: the resolution of "queryable at".
@@ -57,13 +51,6 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 const BUCKET_MS: i64 = 10;
 /// A phase ends when the sender is done and no new row appeared for this long.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// (VmRSS, VmHWM) of a process in MiB.
 fn rss_mib(pid: u32) -> Option<(f64, f64)> {
@@ -258,42 +245,23 @@ struct Totals {
     last_received_ms: i64,
 }
 
-/// Per consumer stage of the pipeline `settings` point at: (stage, its group, its input
-/// topic).
-fn stage_inputs(settings: &Settings) -> Vec<StageInput> {
-    let names = TopicNames::new(&settings.kafka.topic_prefix);
-    CONSUMER_STAGES
-        .into_iter()
-        .map(|s| (s.name(), s.group_id(settings), names.name(s.input())))
-        .collect()
-}
-
 /// The number of requests send-samples posts for `count` events with `seed` (all
-/// providers, no duplicates), from a dry run with the same arguments. The plan — how the
-/// events are batched into requests — depends only on the seed, the count and the
-/// providers, never on the clock, so the dry run posts nothing and gives exactly the
-/// requests of the real run; dividing by the wanted duration gives the `--rate` (requests/s)
-/// that offers the wanted events/s. (Batch sizes vary by provider, from 1 to 12 events.)
-fn planned_requests(pipeline: &Pipeline, cert_url: &str, count: usize, seed: u64) -> usize {
-    let mut dry_run = Command::new(mailpipe_binary())
-        .args(["send-samples", "--dry-run", "--sns-cert-url", cert_url])
-        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
-        .envs(&pipeline.env)
-        .current_dir(repo_root())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("mailpipe send-samples --dry-run");
-    // One JSON line per request; counted as they stream (the bodies are not kept).
-    let lines = BufReader::new(dry_run.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| !l.is_empty())
-        .count();
-    assert!(
-        dry_run.wait().unwrap().success(),
-        "send-samples --dry-run failed"
-    );
-    lines
+/// providers, no duplicates): the length of the plan it follows. How events are batched
+/// into requests depends only on the seed, the count and the providers, never on the clock
+/// or the keys, so nothing needs rendering; dividing by the wanted duration gives the
+/// `--rate` (requests/s) that offers the wanted events/s. (Batch sizes vary by provider,
+/// from 1 to 12 events.)
+fn planned_requests(count: usize, seed: u64) -> usize {
+    mailpipe_samples::plan(&PlanOptions {
+        seed,
+        count,
+        providers: Provider::ALL.to_vec(),
+        duplicates: 0.0,
+        bad: false,
+        now_ms: now_ms(),
+    })
+    .schedule
+    .len()
 }
 
 /// Samples every consumer stage's lag every [`LAG_EVERY`] until `stop` fires; returns the
@@ -337,9 +305,8 @@ async fn run_phase(load: Load, service_pids: &BTreeMap<&'static str, u32>) -> Ph
     settings.clickhouse.database = pipeline.database.clone();
     let inputs = stage_inputs(&settings);
     let cert_url = pipeline.serve_dev_cert();
-    // Before the processes start, so the dry run does not compete with them.
     let paced = load.over_secs.map(|secs| {
-        let requests = planned_requests(&pipeline, &cert_url, load.count, load.seed);
+        let requests = planned_requests(load.count, load.seed);
         (requests, requests as f64 / secs)
     });
     pipeline.start_all();
@@ -591,7 +558,11 @@ fn print_figures(phase: &Phase, goal: &str) {
 /// The lag time series: one row per window of `step` s (5, or wider to keep at most 24
 /// rows), each cell the largest lag sampled in that window; then the maximum.
 fn print_lag(phase: &Phase) {
-    let stages: Vec<&str> = CONSUMER_STAGES.iter().map(|s| s.name()).collect();
+    // The consumer stages in flow order (whatever the prefix).
+    let stages: Vec<&str> = stage_inputs(&dev_settings())
+        .into_iter()
+        .map(|(stage, _, _)| stage)
+        .collect();
     println!(
         "Consumer lag, {} phase: records on each stage's input topic not yet committed by its \
          group (mail.raw and mail.verified hold requests, mail.events and mail.events.unique \
@@ -719,9 +690,9 @@ fn print_cpu(phases: &[&Phase]) {
 #[tokio::test]
 #[ignore = "bench: run by scripts/bench-pipeline.sh"]
 async fn bench_whole_pipeline() {
-    let count: usize = env_number("PIPELINE_BENCH_EVENTS", 60_000);
-    let rate: f64 = env_number("PIPELINE_BENCH_RATE", 5_000.0);
-    let seconds: f64 = env_number("PIPELINE_BENCH_SECONDS", 30.0);
+    let count: usize = env_or("PIPELINE_BENCH_EVENTS", 60_000);
+    let rate: f64 = env_or("PIPELINE_BENCH_RATE", 5_000.0);
+    let seconds: f64 = env_or("PIPELINE_BENCH_SECONDS", 30.0);
     let services = service_pids();
 
     // Phase 1: capacity, as fast as send-samples posts with 64 requests in flight (the

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{get_status, raw_topic, read_raw_until, start, test_settings};
 use mailpipe_test_support::broker::KafkaBroker;
+use mailpipe_test_support::create_topic_on;
 
 async fn post(client: &reqwest::Client, url: &str) -> (u16, Duration, Option<String>) {
     let started = Instant::now();
@@ -48,7 +49,7 @@ async fn broker_down_gives_503_within_the_bound_and_recovery_needs_no_restart() 
         Duration::from_millis(settings.receiver.produce_timeout_ms) + Duration::from_millis(1500);
     let brokers = settings.kafka.brokers.clone();
     let topic = raw_topic(&settings);
-    create_topic(&brokers, &topic).await;
+    create_topic_on(&brokers, &topic, 1).await;
     let receiver = start(settings, true).await;
     let client = reqwest::Client::new();
     let url = receiver.url("/webhooks/sendgrid");
@@ -136,25 +137,4 @@ fn tempfile_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(mailpipe_test_support::unique_name("rcv-outage"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Creates `topic` (one partition) on the test's own broker.
-async fn create_topic(brokers: &str, topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &options,
-        )
-        .await
-        .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code}"));
-    }
 }

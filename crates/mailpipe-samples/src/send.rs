@@ -257,16 +257,14 @@ pub async fn send(
             _ = shutdown.cancelled() => break,
         };
         let batch = &plan.batches[slot.batch];
-        let rendering = match (batch.duplicate, slot.duplicate) {
-            _ if prerendered.is_some() => {
-                prerendered.as_ref().expect("checked")[slot.batch].clone()
-            }
-            (true, true) => match shared.remove(&slot.batch) {
+        let rendering = match (&prerendered, batch.duplicate, slot.duplicate) {
+            (Some(prerendered), _, _) => prerendered[slot.batch].clone(),
+            (None, true, true) => match shared.remove(&slot.batch) {
                 Some(rendering) => rendering,
                 None => continue,
             },
-            (true, false) => shared.entry(slot.batch).or_default().clone(),
-            _ => Rendering::default(),
+            (None, true, false) => shared.entry(slot.batch).or_default().clone(),
+            (None, false, _) => Rendering::default(),
         };
         let (batch, keys) = (batch.clone(), keys.clone());
         let (client, base) = (client.clone(), base.clone());

@@ -3,27 +3,35 @@
 //! watermarks) and how many of them its group has committed. The difference is the stage's
 //! lag: work that reached its input but that it has not finished yet.
 //!
-//! The stages are given by the caller as `(stage, group, input topic)` — the group id comes
-//! from `mailpipe_stage::Stage::group_id`, which this crate does not depend on — e.g.
-//!
-//! ```ignore
-//! let names = TopicNames::new(&settings.kafka.topic_prefix);
-//! let inputs: Vec<StageInput> = [Stage::Verify, Stage::Normalize, Stage::Dedupe, Stage::Aggregate]
-//!     .into_iter()
-//!     .map(|s| (s.name(), s.group_id(&settings), names.name(s.input())))
-//!     .collect();
-//! ```
+//! The stages are given as `(stage, group, input topic)`; [`stage_inputs`] lists the
+//! pipeline's consumer stages that way.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mailpipe_settings::KafkaSettings;
+use mailpipe_kafka::TopicNames;
+use mailpipe_settings::{KafkaSettings, Settings};
+use mailpipe_stage::Stage;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::committed_total;
 
 /// One consumer stage: (its process name, its consumer group, the topic it reads).
 pub type StageInput = (&'static str, String, String);
+
+/// The pipeline's consumer stages, in flow order, for the settings' topic prefix.
+pub fn stage_inputs(settings: &Settings) -> Vec<StageInput> {
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    [
+        Stage::Verify,
+        Stage::Normalize,
+        Stage::Dedupe,
+        Stage::Aggregate,
+    ]
+    .into_iter()
+    .map(|s| (s.name(), s.group_id(settings), names.name(s.input())))
+    .collect()
+}
 
 /// Per consumer stage: (records on its input topic, of which committed by its group).
 /// Blocking (a few broker round trips per stage); see [`progress_now`] in async code.

@@ -38,10 +38,16 @@ pub fn dev_config_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mailpipe.toml")
 }
 
-/// Creates a topic for one test; panics with the broker's answer if that fails.
+/// Creates a topic for one test on the test stack's broker; panics with the broker's
+/// answer if that fails.
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&kafka_brokers(), name, partitions).await
+}
+
+/// [`create_topic`] on the broker at `brokers` (a test's own, see [`broker`]).
+pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -161,6 +167,16 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The environment variable `key` parsed as a `T` (the stack's address, a bench's or kill
+/// test's knob), or `default` when it is unset, empty or does not parse.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Produces `input` as Avro `EmailEvent`s to `topic` in order (key = recipient) with the
 /// settings' producer (batched as configured). Waits for every acknowledgement, as long as
 /// it takes.
@@ -195,35 +211,37 @@ pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailE
 
 /// Kafka bootstrap servers.
 pub fn kafka_brokers() -> String {
-    env_or("MAILPIPE_KAFKA__BROKERS", "127.0.0.1:9092")
+    env_or("MAILPIPE_KAFKA__BROKERS", String::from("127.0.0.1:9092"))
 }
 
 /// Schema registry base URL.
 pub fn schema_registry_url() -> String {
-    env_or("MAILPIPE_SCHEMA_REGISTRY__URL", "http://127.0.0.1:8081")
+    env_or(
+        "MAILPIPE_SCHEMA_REGISTRY__URL",
+        String::from("http://127.0.0.1:8081"),
+    )
 }
 
 /// ClickHouse HTTP URL.
 pub fn clickhouse_url() -> String {
-    env_or("MAILPIPE_CLICKHOUSE__URL", "http://127.0.0.1:8123")
+    env_or(
+        "MAILPIPE_CLICKHOUSE__URL",
+        String::from("http://127.0.0.1:8123"),
+    )
 }
 
 /// Redis URL.
 pub fn redis_url() -> String {
-    env_or("MAILPIPE_REDIS__URL", "redis://127.0.0.1:6379")
+    env_or(
+        "MAILPIPE_REDIS__URL",
+        String::from("redis://127.0.0.1:6379"),
+    )
 }
 
 /// A name no other test (or earlier run) uses: `<prefix>-<uuid v7 simple>`. Only letters,
 /// digits, '-' and '_', so it is valid as a topic, group, subject or (with `_`) database.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
-
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
 }
 
 /// The end of a kill test's input, held back and released piece by piece, so that a stage
