@@ -51,7 +51,7 @@ if [[ -z ${MAILPIPE_KAFKA__BROKERS:-} && -f .run/env.sh ]]; then
     source .run/env.sh
 fi
 BROKERS=${MAILPIPE_KAFKA__BROKERS:-127.0.0.1:9092}
-REGISTRY=${MAILPIPE_SCHEMA_REGISTRY__URL:-http://127.0.0.1:8081}
+REGISTRY=${MAILPIPE_SCHEMA_REGISTRY__URL:-http://127.0.0.1:8081/apis/ccompat/v7}
 if ! curl -sf -o /dev/null --max-time 2 "$REGISTRY/subjects"; then
     echo "error: no schema registry at $REGISTRY; start the stack first (make up)" >&2
     exit 1

@@ -79,7 +79,7 @@ if running console; then
     printf '  %-16s http://127.0.0.1:%s\n' "console" "$CONSOLE_PORT"
 fi
 printf '  %-16s 127.0.0.1:%s   (Apache Kafka; mailpipe summary lists the topics)\n' "Kafka broker" "$KAFKA_PORT"
-printf '  %-16s http://127.0.0.1:%s/subjects\n' "schema registry" "$REGISTRY_PORT"
+printf '  %-16s http://127.0.0.1:%s/apis/ccompat/v7/subjects   (Apicurio Registry, Confluent-compatible API)\n' "schema registry" "$REGISTRY_PORT"
 printf '  %-16s curl -s http://127.0.0.1:%s/ --data-binary '\''SHOW TABLES FROM mailpipe'\''\n' "ClickHouse" "$CLICKHOUSE_HTTP_PORT"
 printf '  %-16s clickhouse-client --port %s\n' "" "$CLICKHOUSE_TCP_PORT"
 printf '  %-16s redis-cli -p %s\n' "Redis" "$REDIS_PORT"

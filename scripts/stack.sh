@@ -2,9 +2,9 @@
 # scripts/stack.sh — the local development stack of mailpipe.
 #
 #   scripts/stack.sh install   install what is missing (Debian packages, Java and Maven,
-#                              Apache Kafka from Maven Central)
-#   scripts/stack.sh up        start Apache Kafka (one KRaft node), ClickHouse, Redis and the
-#                              schema registry, create topics, apply migrations, start the stages
+#                              Apache Kafka and Apicurio Registry from Maven Central)
+#   scripts/stack.sh up        start Apache Kafka (one KRaft node), ClickHouse, Redis and
+#                              Apicurio Registry, create topics, apply migrations, start the stages
 #   scripts/stack.sh down      stop exactly what `up` started
 #   scripts/stack.sh status    show each service and stage, its pid, port and health
 #   scripts/stack.sh kafka-exec
@@ -23,13 +23,20 @@
 #   CLICKHOUSE_HTTP_PORT   ClickHouse HTTP interface            (default 8123)
 #   CLICKHOUSE_TCP_PORT    ClickHouse native protocol           (default 9000)
 #   REDIS_PORT             Redis                                (default 6379)
-#   REGISTRY_PORT          development schema registry          (default 8081)
+#   REGISTRY_PORT          Apicurio Registry (HTTP)             (default 8081; the
+#                          Confluent-compatible API is at /apis/ccompat/v7)
 #   SNS_CERT_PORT          dev SNS certificate for the SES samples (default 8099)
 #   KAFKA_DIST_DIR         the broker's jars (`install` fills it)
 #                          (default ~/.cache/mailpipe/kafka-<version>, version from
 #                          deploy/local/kafka/pom.xml)
 #   KAFKA_JAVA             java (>= 17) that runs the broker    (default: java on PATH)
 #   KAFKA_HEAP             broker heap, -Xms and -Xmx           (default 512m)
+#   REGISTRY_MANAGEMENT_PORT  the registry's health and metrics (default REGISTRY_PORT + 1)
+#   REGISTRY_DIST_DIR      Apicurio Registry (`install` fills it)
+#                          (default ~/.cache/mailpipe/apicurio-registry-<REGISTRY_VERSION>)
+#   REGISTRY_JAVA          java (>= 21) that runs the registry  (default: the newest
+#                          java >= 21 of PATH and /usr/lib/jvm/*)
+#   REGISTRY_HEAP          registry heap, -Xmx                  (default 192m)
 #   CARGO_TARGET_DIR       where `make build` put our binaries  (default ~/.cache/mailpipe/target)
 #   STACK_BIN_DIR          our binaries                         (default $CARGO_TARGET_DIR/debug)
 #   STACK_STAGES           stages to start if built (default: all; "" starts none)
@@ -73,6 +80,15 @@ KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$KAFK
 KAFKA_DIST_DIR=${KAFKA_DIST_DIR:-$HOME/.cache/mailpipe/kafka-$KAFKA_VERSION}
 KAFKA_JAVA=${KAFKA_JAVA:-java}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
+
+# Apicurio Registry, the Confluent-compatible schema registry (Quarkus fast-jar from Maven
+# Central: io.apicurio:apicurio-registry-app:<version>:tar.gz:all). 3.3.x needs Java 21+.
+REGISTRY_VERSION=3.3.3
+REGISTRY_DIST_DIR=${REGISTRY_DIST_DIR:-$HOME/.cache/mailpipe/apicurio-registry-$REGISTRY_VERSION}
+REGISTRY_HEAP=${REGISTRY_HEAP:-192m}
+REGISTRY_MANAGEMENT_PORT=${REGISTRY_MANAGEMENT_PORT:-$((REGISTRY_PORT + 1))}
+# The base URL every mailpipe binary's [schema_registry] url points at.
+REGISTRY_API_PATH=/apis/ccompat/v7
 
 READY_TIMEOUT=${STACK_READY_TIMEOUT:-60}
 STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-10}
@@ -157,7 +173,7 @@ unit_binary() {
         kafka) [[ -f $KAFKA_DIST_DIR/libs/.complete ]] && command -v "$KAFKA_JAVA" ;;
         clickhouse) command -v clickhouse-server || true ;;
         redis) command -v redis-server || true ;;
-        schema-registry) [[ -x $BIN_DIR/mailpipe-schema-registry ]] && printf '%s' "$BIN_DIR/mailpipe-schema-registry" ;;
+        schema-registry) [[ -f $REGISTRY_DIST_DIR/.complete ]] && registry_java ;;
         sns-cert) [[ -x $BIN_DIR/mailpipe ]] && printf '%s' "$BIN_DIR/mailpipe" ;;
         *) [[ -x $BIN_DIR/mailpipe-$1 ]] && printf '%s' "$BIN_DIR/mailpipe-$1" ;;
     esac
@@ -192,7 +208,7 @@ pid_is_ours() {
             kafka) [[ ${exe##*/} == java ]] || return 1 ;;
             clickhouse) [[ ${exe##*/} == clickhouse-server ]] || return 1 ;;
             redis) [[ ${exe##*/} == redis-* ]] || return 1 ;;
-            schema-registry) [[ ${exe##*/} == mailpipe-schema-registry ]] || return 1 ;;
+            schema-registry) [[ ${exe##*/} == java ]] || return 1 ;;
             sns-cert) [[ $exe == "$BIN_DIR/mailpipe" ]] || return 1 ;;
             *) [[ $exe == "$BIN_DIR/mailpipe-$unit" ]] || return 1 ;;
         esac
@@ -267,7 +283,7 @@ service_ports() {
         kafka) echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" ;;
         clickhouse) echo "$CLICKHOUSE_HTTP_PORT $CLICKHOUSE_TCP_PORT" ;;
         redis) echo "$REDIS_PORT" ;;
-        schema-registry) echo "$REGISTRY_PORT" ;;
+        schema-registry) echo "$REGISTRY_PORT $REGISTRY_MANAGEMENT_PORT" ;;
     esac
 }
 
@@ -375,6 +391,83 @@ install_kafka() {
     info "    $(find "$libs" -name '*.jar' | wc -l) jars, $(du -sh "$libs" | cut -f1), in $((SECONDS - started)) s"
 }
 
+# --------------------------------------------------------------------------------------
+# Apicurio Registry: the Confluent-compatible schema registry, on loopback
+# --------------------------------------------------------------------------------------
+
+# The java that runs the registry: REGISTRY_JAVA if set, else the newest java >= 21 among
+# `java` on PATH and /usr/lib/jvm/*/bin/java. Prints nothing when there is none.
+registry_java() {
+    local candidate major best= best_major=0
+    if [[ -n ${REGISTRY_JAVA:-} ]]; then
+        command -v "$REGISTRY_JAVA" || true
+        return 0
+    fi
+    for candidate in "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
+        [[ -n $candidate && -x $candidate ]] || continue
+        major=$(java_major "$candidate")
+        if [[ -n $major ]] && ((major >= 21 && major > best_major)); then
+            best=$candidate
+            best_major=$major
+        fi
+    done
+    [[ -n $best ]] && readlink -f "$best"
+    return 0
+}
+
+# Fetch the pinned registry from Maven Central and unpack it into REGISTRY_DIST_DIR (quiet
+# when present).
+install_registry() {
+    local java major tmp started=$SECONDS artifact=io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all
+    java=$(registry_java)
+    major=
+    [[ -z $java ]] || major=$(java_major "$java")
+    if [[ -z $major ]] || ((major < 21)); then
+        err "Apicurio Registry $REGISTRY_VERSION needs Java >= 21; found ${java:-none} ${major:+(Java $major)} (set REGISTRY_JAVA, e.g. /usr/lib/jvm/temurin-25-jdk-amd64/bin/java)"
+        return 1
+    fi
+    [[ -f $REGISTRY_DIST_DIR/.complete ]] && return 0
+    info "==> fetching Apicurio Registry $REGISTRY_VERSION from Maven Central into $REGISTRY_DIST_DIR"
+    tmp=$REGISTRY_DIST_DIR.partial
+    rm -rf "$tmp"
+    mkdir -p "$tmp/download"
+    if ! mvn -B -q -Dstyle.color=never \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+        -Dartifact="$artifact" -DoutputDirectory="$tmp/download" >"$tmp/mvn.log" 2>&1; then
+        cat "$tmp/mvn.log" >&2
+        err "could not fetch $artifact with Maven (output above)"
+        return 1
+    fi
+    tar -xzf "$tmp/download"/apicurio-registry-app-*.tar.gz -C "$tmp" || { err "could not unpack $artifact"; return 1; }
+    [[ -f $tmp/quarkus-run.jar ]] || { err "quarkus-run.jar missing from $artifact"; return 1; }
+    rm -rf "$tmp/download" "$REGISTRY_DIST_DIR"
+    mv "$tmp" "$REGISTRY_DIST_DIR"
+    touch "$REGISTRY_DIST_DIR/.complete"
+    info "    $(du -sh "$REGISTRY_DIST_DIR" | cut -f1) in $((SECONDS - started)) s (runs on $java, Java $major)"
+}
+
+# Sets REGISTRY_COMMAND, the command line that runs the registry for this run directory:
+#   - HTTP on 127.0.0.1:REGISTRY_PORT; Quarkus' management interface (health, metrics;
+#     by default on 0.0.0.0:9000, ClickHouse's native port) on 127.0.0.1:REGISTRY_MANAGEMENT_PORT;
+#   - BACKWARD compatibility enforced on every registration (Apicurio checks none by
+#     default, unlike Confluent): a schema that cannot read the subject's latest is refused;
+#   - storage: the embedded H2 database, kept in data/schema-registry. Not H2's default
+#     in-memory mode: the broker's data outlives a restart, so the schema ids its records
+#     carry must too (in memory, ids would be handed out anew, to other schemas).
+prepare_registry() {
+    local data=$DATA_DIR/schema-registry
+    mkdir -p "$data"
+    REGISTRY_COMMAND=("$(registry_java)" "-Xmx$REGISTRY_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+        -Djava.awt.headless=true
+        -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$REGISTRY_PORT"
+        -Dquarkus.management.host=127.0.0.1 "-Dquarkus.management.port=$REGISTRY_MANAGEMENT_PORT"
+        -Dapicurio.rules.global.compatibility=BACKWARD
+        "-Dapicurio.datasource.url=jdbc:h2:file:$data/registry"
+        -Dapicurio.datasource.jdbc.initial-size=2 -Dapicurio.datasource.jdbc.min-size=2
+        -Dapicurio.datasource.jdbc.max-size=10
+        -jar "$REGISTRY_DIST_DIR/quarkus-run.jar")
+}
+
 start_service() {
     local bin
     bin=$(unit_binary "$1")
@@ -397,10 +490,9 @@ start_service() {
                 --dir "$DATA_DIR/redis"
             ;;
         schema-registry)
-            [[ -n $bin ]] || { err "$BIN_DIR/mailpipe-schema-registry not found; build it first ('make build', or 'make up' which builds)"; return 1; }
-            launch schema-registry env -u MAILPIPE_RUN_DIR "$bin" \
-                --listen "127.0.0.1:$REGISTRY_PORT" \
-                --data-file "$DATA_DIR/schema-registry/registry.json"
+            [[ -n $bin ]] || { err "Apicurio Registry not found in $REGISTRY_DIST_DIR (or no java >= 21); run 'make install' (or scripts/stack.sh install)"; return 1; }
+            prepare_registry
+            launch schema-registry "${REGISTRY_COMMAND[@]}"
             ;;
     esac
 }
@@ -418,7 +510,7 @@ service_ready() {
             [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
             ;;
         schema-registry)
-            [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/subjects" 2>/dev/null) == 200 ]]
+            [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$REGISTRY_PORT$REGISTRY_API_PATH/subjects" 2>/dev/null) == 200 ]]
             ;;
     esac
 }
@@ -453,7 +545,7 @@ stack_env() {
     cat <<EOF
 export MAILPIPE_KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT
 export MAILPIPE_CLICKHOUSE__URL=http://127.0.0.1:$CLICKHOUSE_HTTP_PORT
-export MAILPIPE_SCHEMA_REGISTRY__URL=http://127.0.0.1:$REGISTRY_PORT
+export MAILPIPE_SCHEMA_REGISTRY__URL=http://127.0.0.1:$REGISTRY_PORT$REGISTRY_API_PATH
 export MAILPIPE_REDIS__URL=redis://127.0.0.1:$REDIS_PORT
 export MAILPIPE_RECEIVER__LISTEN=127.0.0.1:${RECEIVER_PORT:-8080}
 export MAILPIPE_DEV_SNS_CERT_URL=http://127.0.0.1:$SNS_CERT_PORT/sns-signing-cert.pem
@@ -533,8 +625,10 @@ cmd_install() {
         fi
     fi
 
-    # 2. Apache Kafka, from Maven Central (Java and Maven came from Debian above if missing).
+    # 2. Apache Kafka and Apicurio Registry, from Maven Central (Java 17 and Maven came
+    # from Debian above if missing; the registry needs a Java 21+ already on the machine).
     install_kafka
+    install_registry
 }
 
 # Units this invocation of `up` started; stopped again if `up` fails.

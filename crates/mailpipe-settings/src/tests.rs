@@ -166,7 +166,7 @@ fn bad_sources_name_the_key() {
 fn env_vars_without_a_section_are_not_config_keys() {
     Jail::expect_with(|jail| {
         jail.clear_env();
-        // The scripts' run directory and the dev registry's own flags share the prefix.
+        // The scripts' run directory and other tools' variables share the prefix.
         jail.set_env("MAILPIPE_RUN_DIR", "/tmp/x");
         jail.set_env("MAILPIPE_REGISTRY_LISTEN", "127.0.0.1:1");
         load_in_jail(jail, None).unwrap();

@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod lag;
 pub mod metrics;
+pub mod other_client;
 pub mod pipeline;
 
 /// The seeded generator of the sample traffic (SplitMix64), so a failing kill schedule can
@@ -218,7 +219,7 @@ pub fn kafka_brokers() -> String {
 pub fn schema_registry_url() -> String {
     env_or(
         "MAILPIPE_SCHEMA_REGISTRY__URL",
-        String::from("http://127.0.0.1:8081"),
+        String::from("http://127.0.0.1:8081/apis/ccompat/v7"),
     )
 }
 
