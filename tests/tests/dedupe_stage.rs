@@ -3,19 +3,25 @@
 //! same bytes; an id already claimed by the same message (a redelivery) is emitted unless
 //! that claim was confirmed (its output known acknowledged), one claimed by another message
 //! is not; every emitted id ends up confirmed; and a Redis outage holds the stream — nothing
-//! passes unchecked, nothing is lost — until Redis is back.
+//! passes unchecked, nothing is lost — until Redis is back. Records come out under schema
+//! ids registered under the output topic's own subject.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_avro::{
+    parse_schema, schema_id, value_subject, AvroCodec, RegisteredSchema, TopicSchema,
+    EMAIL_EVENT_SCHEMA,
+};
 use mailpipe_dedupe_stage::seen::{confirmed, coordinates, dedupe_key};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
+use mailpipe_test_support::other_client::subject_schema_ids;
 use mailpipe_test_support::{
-    create_topic, dev_settings, free_port, unique_name, wait_for_committed_total,
+    consume_exactly, create_topic, dev_settings, free_port, schema_registry_url, unique_name,
+    wait_for_committed_total,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -397,4 +403,69 @@ async fn a_redis_outage_holds_the_stream_and_loses_nothing() {
     stage.await.unwrap().unwrap();
     drop(redis);
     println!("outage 10 s: 0 records during; all 500 new ids within {resumed_after:?} after Redis came back");
+}
+
+/// Input records whose writer schema was registered by another client, in a layout of its
+/// own: the dedupe stage registers that schema under the output topic's subject too, and
+/// its records come out under an id of that subject, with the same Avro datum.
+#[tokio::test]
+async fn output_records_carry_schema_ids_of_the_output_subject() {
+    let s = setup("dedupe-ids").await;
+    // Another client registers the schema text as written, whitespace and all.
+    let registry = schema_registry_url();
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{registry}/subjects/{}/versions",
+            value_subject(&s.events_topic)
+        ))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": EMAIL_EVENT_SCHEMA }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let input_id = u32::try_from(response["id"].as_u64().unwrap()).unwrap();
+    let writer =
+        RegisteredSchema::new(input_id, parse_schema(EMAIL_EVENT_SCHEMA).unwrap()).unwrap();
+    let input: Vec<EmailEvent> = (0..20).map(|seq| event(seq, 0)).collect();
+    let producer = mailpipe_kafka::create_producer(&s.settings.kafka).unwrap();
+    let mut datums = HashSet::new();
+    for e in &input {
+        let payload = writer.encode(e, 512).unwrap();
+        datums.insert(payload[5..].to_vec());
+        let key = e.recipient.clone().unwrap();
+        let record = FutureRecord::to(&s.events_topic)
+            .key(key.as_bytes())
+            .payload(payload.as_slice());
+        mailpipe_kafka::send_and_wait(&producer, record, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+
+    let shutdown = CancellationToken::new();
+    let stage = tokio::spawn(mailpipe_dedupe_stage::run(
+        s.settings.clone(),
+        shutdown.clone(),
+    ));
+    let output = consume_exactly(&s.unique_topic, input.len()).await;
+    let subject_ids = subject_schema_ids(&value_subject(&s.unique_topic)).await;
+    assert_eq!(subject_ids.len(), 1, "one writer schema, one version");
+    for (_, payload) in &output {
+        assert_eq!(schema_id(payload), Some(subject_ids[0]));
+        assert!(
+            datums.contains(&payload[5..]),
+            "the datum is forwarded as it is"
+        );
+        let event: EmailEvent = s.codec.decode(payload).await.unwrap();
+        assert!(input.contains(&event), "{event:?}");
+    }
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+    println!(
+        "input schema id {input_id}, output schema id {} under {}",
+        subject_ids[0],
+        value_subject(&s.unique_topic)
+    );
 }

@@ -61,6 +61,11 @@ pub enum AvroError {
     Mismatch(String),
     #[error("schema registry unavailable (retry later): {0}")]
     RegistryUnavailable(String),
+    /// The registry would not take a schema under a subject: most often a change its
+    /// compatibility rule forbids. `detail` is the registry's own answer, which names what
+    /// broke (e.g. Apicurio's "list of diff types: [campaign at /fields/3]").
+    #[error("schema registry refused the schema of subject {subject}: {detail}")]
+    Refused { subject: String, detail: String },
 }
 
 impl AvroError {
@@ -79,6 +84,29 @@ impl From<SRCError> for AvroError {
             AvroError::Registry(e.to_string())
         }
     }
+}
+
+impl AvroError {
+    /// A failed registration under `subject`: the registry's refusal in its own words, or
+    /// its being unreachable.
+    fn registering(subject: &str, e: SRCError) -> AvroError {
+        if e.retriable {
+            return AvroError::RegistryUnavailable(e.to_string());
+        }
+        let detail = match &e.cause {
+            Some(cause) => format!("{} ({cause})", e.error),
+            None => e.error.clone(),
+        };
+        AvroError::Refused {
+            subject: subject.to_string(),
+            detail,
+        }
+    }
+}
+
+/// The subject of a topic's record values under the topic name strategy.
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
 }
 
 /// Parses a schema text, with a readable error.
@@ -202,7 +230,8 @@ impl std::fmt::Debug for AvroCodec {
 }
 
 impl AvroCodec {
-    /// `registry_url` is the registry's base URL, e.g. `http://127.0.0.1:8081`.
+    /// `registry_url` is the registry's Confluent-compatible base URL, e.g.
+    /// `http://127.0.0.1:8081/apis/ccompat/v7` (Apicurio) or `http://127.0.0.1:8081`.
     pub fn new(registry_url: &str) -> Result<AvroCodec, AvroError> {
         let settings = || {
             SrSettings::new_builder(registry_url.to_string())
@@ -228,8 +257,36 @@ impl AvroCodec {
             ));
         };
         let subject = target.strategy.get_subject()?;
-        let registered = post_schema(&self.registry, subject, supplied.clone()).await?;
+        let registered = post_schema(&self.registry, subject.clone(), supplied.clone())
+            .await
+            .map_err(|e| AvroError::registering(&subject, e))?;
         RegisteredSchema::new(registered.id, target.schema.clone())
+    }
+
+    /// Registers the writer schema with id `id` (that of records read elsewhere) under
+    /// `<topic>-value` as well, and returns the id it has there: the same one on registries
+    /// whose ids name a schema's content (Confluent, Apicurio's ccompat API, Karapace), or
+    /// another to put in the records' header. For stages that forward records unchanged
+    /// to another topic, so every topic's subject holds the schemas of its records.
+    pub async fn register_under_topic(&self, topic: &str, id: u32) -> Result<u32, AvroError> {
+        let registered = get_schema_by_id(id, &self.registry).await?;
+        let subject = value_subject(topic);
+        if !registered.references.is_empty() {
+            // Our schemas are self-contained; one that refers to others was not written by us.
+            return Err(AvroError::Refused {
+                subject,
+                detail: format!("schema {id} refers to other schemas, which is not supported"),
+            });
+        }
+        // Posted in the form `register` posts (the parsed schema, serialized again): the
+        // registry's answer to a lookup by id may be laid out differently from what was
+        // registered, and a registry that keys ids on the exact text (Apicurio) would give
+        // the same schema a new id.
+        let supplied = get_supplied_schema(&parse_schema(&registered.schema)?);
+        let posted = post_schema(&self.registry, subject.clone(), supplied)
+            .await
+            .map_err(|e| AvroError::registering(&subject, e))?;
+        Ok(posted.id)
     }
 
     /// Encodes `value` as the value of a record on the target's topic, registering the

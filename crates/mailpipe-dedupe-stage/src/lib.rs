@@ -19,14 +19,22 @@
 //! second copy is written only when the stage dies (or loses the partition) after Kafka
 //! acknowledged an output and before its batch's confirmation reached Redis, or when that
 //! confirmation failed. ClickHouse's ReplacingMergeTree absorbs those copies.
+//!
+//! Schemas: each writer schema id met in the input is registered once under
+//! `mail.events.unique-value` too (topic name strategy: a consumer that looks a topic's
+//! schema up by subject finds it), and the records are forwarded under the id the registry
+//! gives it there; on Confluent-compatible registries that is the same id, so the bytes
+//! are forwarded as they are. A registry that refuses the schema there stops the stage
+//! with the registry's reason, before anything of the batch is written or completed.
 
 pub mod emit;
 pub mod seen;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailpipe_avro::AvroCodec;
+use mailpipe_avro::{AvroCodec, AvroError};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
@@ -71,6 +79,8 @@ pub struct DedupeHandler {
     confirmations: Confirmations,
     key_prefix: String,
     unique_topic: String,
+    /// Input writer schema id -> its id under the output topic's subject.
+    unique_schema_ids: HashMap<u32, u32>,
     dead_letters: DeadLetters,
 }
 
@@ -93,6 +103,7 @@ impl DedupeHandler {
             seen,
             key_prefix: settings.redis.key_prefix.clone(),
             unique_topic: names.name(Topic::EventsUnique),
+            unique_schema_ids: HashMap::new(),
             dead_letters,
         })
     }
@@ -122,6 +133,50 @@ impl DedupeHandler {
             &identity.event_id,
         );
         Ok(Plan::Claim { key, provider })
+    }
+
+    /// The output value of a forwarded input: its bytes, under the schema id its writer
+    /// schema has in the output topic's subject (registered there on first sight, retried
+    /// while the registry is unreachable).
+    async fn unique_payload(&mut self, payload: &[u8]) -> Result<Vec<u8>, HandlerError> {
+        // The input decoded, so it is Confluent-framed.
+        let id = mailpipe_avro::schema_id(payload).ok_or("a decoded record without schema id")?;
+        let unique_id = match self.unique_schema_ids.get(&id) {
+            Some(unique_id) => *unique_id,
+            None => {
+                let unique_id = self.register_under_unique(id).await?;
+                self.unique_schema_ids.insert(id, unique_id);
+                unique_id
+            }
+        };
+        let mut out = payload.to_vec();
+        if unique_id != id {
+            out[1..5].copy_from_slice(&unique_id.to_be_bytes());
+        }
+        Ok(out)
+    }
+
+    async fn register_under_unique(&self, id: u32) -> Result<u32, HandlerError> {
+        let mut attempt = 0u32;
+        loop {
+            match self
+                .codec
+                .register_under_topic(&self.unique_topic, id)
+                .await
+            {
+                Ok(unique_id) => {
+                    tracing::info!(schema_id = id, unique_id, topic = %self.unique_topic,
+                        "writer schema registered under the output topic's subject");
+                    return Ok(unique_id);
+                }
+                Err(e @ AvroError::RegistryUnavailable(_)) => {
+                    tracing::warn!(error = %e, attempt, "schema registry unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn dead_letter(
@@ -183,10 +238,12 @@ impl Handler for DedupeHandler {
                                 metrics::counter!(names::DEDUPE_REDELIVERED).increment(1);
                             }
                             let m = &delivery.message;
+                            let payload =
+                                self.unique_payload(m.payload().unwrap_or_default()).await?;
                             let record = OutRecord {
                                 topic: self.unique_topic.clone(),
                                 key: m.key().map(<[u8]>::to_vec),
-                                payload: m.payload().unwrap_or_default().to_vec(),
+                                payload,
                             };
                             (Some(record), Some(claim))
                         }
