@@ -58,6 +58,9 @@ if ! stack up; then
     printf '      KAFKA_PORT=19092 CLICKHOUSE_HTTP_PORT=18123 CLICKHOUSE_TCP_PORT=19000 REDIS_PORT=16379 REGISTRY_PORT=18081 make test\n' >&2
     exit 1
 fi
+# The other teams' client of the cross-client test (Confluent's Python client), in a
+# virtualenv outside the clone; quiet when already there.
+tests/python/install.sh
 # MAILPIPE_KAFKA__BROKERS, MAILPIPE_CLICKHOUSE__URL, ... pointing at the test stack.
 # shellcheck source=/dev/null
 source "$TEST_RUN_DIR/env.sh"

@@ -7,15 +7,20 @@
 //! - forged and stale requests are on `mail.rejected` with their reason, malformed ones on
 //!   `mail.dlq`, and none of them reaches ClickHouse;
 //! - re-posted copies count once;
-//! - the receiver's 2xx answers equal the records on `mail.raw`.
+//! - the receiver's 2xx answers equal the records on `mail.raw`;
+//! - every record's schema id is registered under its own topic's subject (topic name
+//!   strategy), and Confluent's Python client, with its registry-backed Avro deserializer,
+//!   decodes `mail.events.unique` to exactly what we decode (the other teams' check).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord};
-use mailpipe_avro::AvroCodec;
+use mailpipe_avro::{schema_id, value_subject, AvroCodec};
 use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::EmailEvent;
+use mailpipe_test_support::other_client::{python_decode_topic, subject_schema_ids};
 use mailpipe_test_support::pipeline::Pipeline;
 use mailpipe_test_support::{consume_exactly, dev_settings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -206,6 +211,72 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
         "receiver 2xx vs what send-samples saw accepted"
     );
     assert_eq!(raw, answered as i64, "mail.raw records vs receiver 2xx");
+
+    // Topic name strategy: each topic's records carry schema ids registered under the
+    // topic's own subject, so a consumer that looks `<topic>-value` up finds them.
+    for topic in [
+        Topic::Raw,
+        Topic::Verified,
+        Topic::Rejected,
+        Topic::Dlq,
+        Topic::Events,
+        Topic::EventsUnique,
+    ] {
+        let name = names.name(topic);
+        let records = consume_exactly(&name, topic_records(&name) as usize).await;
+        assert!(!records.is_empty(), "{name} has records");
+        let ids: BTreeSet<u32> = records
+            .iter()
+            .map(|(_, payload)| schema_id(payload).expect("Confluent-framed"))
+            .collect();
+        let subject = value_subject(&name);
+        let registered = subject_schema_ids(&subject).await;
+        for id in ids {
+            assert!(
+                registered.contains(&id),
+                "{name}: schema id {id} is not under subject {subject} ({registered:?})"
+            );
+        }
+    }
+
+    // The other teams' check: Confluent's Python client decodes every unique event, by the
+    // schema id in each record, to exactly what our own decoder reads.
+    let unique_topic = names.name(Topic::EventsUnique);
+    let unique = topic_records(&unique_topic) as usize;
+    let mut ours = BTreeMap::new();
+    for (_, payload) in consume_exactly(&unique_topic, unique).await {
+        let event: EmailEvent = codec.decode(&payload).await.unwrap();
+        ours.insert(
+            event.event_id.clone(),
+            serde_json::to_value(&event).unwrap(),
+        );
+    }
+    assert_eq!(ours.len() as u64, expected_events, "one record per event");
+    let topic = unique_topic.clone();
+    let read = tokio::task::spawn_blocking(move || python_decode_topic(&topic, unique))
+        .await
+        .unwrap();
+    assert_eq!(read.records.len(), unique);
+    assert!(
+        !read.subject_schema_ids.is_empty(),
+        "{unique_topic}-value exists"
+    );
+    let mut theirs = BTreeMap::new();
+    for record in read.records {
+        assert!(
+            read.subject_schema_ids.contains(&record.schema_id),
+            "record {}:{} has schema id {}, not under its subject",
+            record.partition,
+            record.offset,
+            record.schema_id
+        );
+        let event_id = record.value["event_id"].as_str().unwrap().to_string();
+        theirs.insert(event_id, record.value);
+    }
+    assert_eq!(theirs.len(), ours.len());
+    for (event_id, value) in &ours {
+        assert_eq!(theirs.get(event_id), Some(value), "event {event_id}");
+    }
 
     pipeline.stop_all();
     let _ = mailpipe_clickhouse::client(&dev_settings().clickhouse)
