@@ -49,8 +49,12 @@ def main():
     brokers, registry_url, topic, count = sys.argv[1:5]
     count = int(count)
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
-    registry = SchemaRegistryClient({"url": registry_url})
-    deserialize = AvroDeserializer(registry)
+    # A request timeout: the client's default is none, and a registry that never answers
+    # would hang the test (the client retries a timed-out request). The topic name strategy
+    # is what we register under; the client's default, ASSOCIATED, first asks the
+    # registry's /associations API, which Apicurio 3.3 answers 404 (then it falls back).
+    registry = SchemaRegistryClient({"url": registry_url, "timeout": 10})
+    deserialize = AvroDeserializer(registry, conf={"subject.name.strategy.type": "TOPIC"})
     consumer = Consumer(
         {
             "bootstrap.servers": brokers,

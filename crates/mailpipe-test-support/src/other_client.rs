@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -46,10 +47,13 @@ pub fn python() -> PathBuf {
 }
 
 /// Reads `count` records of `topic` from its start with the Python client. Panics with the
-/// script's stderr when it fails (a record that does not decode, or too few records).
+/// script's stderr when it fails (a record that does not decode, too few records, or no
+/// end within 4 minutes).
 pub fn python_decode_topic(topic: &str, count: usize) -> PythonRead {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/decode_topic.py");
-    let output = Command::new(python())
+    let stdout = tempfile::NamedTempFile::new().expect("a temporary file");
+    let stderr = tempfile::NamedTempFile::new().expect("a temporary file");
+    let mut child = Command::new(python())
         .arg(&script)
         .args([
             &kafka_brokers(),
@@ -58,14 +62,31 @@ pub fn python_decode_topic(topic: &str, count: usize) -> PythonRead {
             &count.to_string(),
             "120",
         ])
-        .output()
+        // Files, not pipes: a full pipe nobody reads would block the script.
+        .stdout(stdout.reopen().expect("stdout file"))
+        .stderr(stderr.reopen().expect("stderr file"))
+        .spawn()
         .expect("running the Python client");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The script gives up after 120 s of waiting for records; this bounds everything else
+    // (a registry or broker that never answers).
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the Python client") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(stdout.path()).expect("the Python client's output");
+    let errors = std::fs::read_to_string(stderr.path()).unwrap_or_default();
     assert!(
-        output.status.success(),
-        "the Python client failed on {topic}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        status.is_some_and(|s| s.success()),
+        "the Python client failed on {topic} ({}):\n{errors}",
+        status.map_or("killed after 240 s".to_string(), |s| s.to_string())
     );
     let mut lines: Vec<&str> = stdout.lines().collect();
     let last = lines.pop().expect("the Python client's subject line");
