@@ -4,7 +4,9 @@
 //! of its processes is SIGKILLed every 2–6 s (seeded) and restarted. When the sender is
 //! done, the pipeline is left to drain (every stage's group committed its whole input),
 //! then ClickHouse is compared with what the sender got accepted: printed as sent / unique
-//! / in ClickHouse / lost / duplicated, and lost = duplicated = 0 asserted (`FINAL`).
+//! / in ClickHouse / lost / duplicated, and lost = duplicated = 0 asserted (`FINAL`), per
+//! (provider, type) and as sets of event ids; `mail.events.unique` must hold every event
+//! and nothing else (extra copies from a dedupe kill are reported, ClickHouse absorbs them).
 //!
 //! Environment (all optional): `CHAOS_EVENTS` (100000), `CHAOS_SEED` (printed; the same
 //! seed gives the same samples and kill intervals, the victims depend on timing),
@@ -26,7 +28,7 @@ use mailpipe_settings::Settings;
 use mailpipe_test_support::lag::{self, lags};
 use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
-use mailpipe_test_support::{dev_settings, env_or, Rng};
+use mailpipe_test_support::{dev_settings, env_or, event_id_counts, Rng};
 
 /// Seconds between kills: uniformly in this range.
 const KILL_EVERY_MS: std::ops::Range<u64> = 2_000..6_000;
@@ -48,6 +50,15 @@ impl Drop for Guard {
 /// Per consumer stage: (messages on its input topic, of which committed by its group).
 async fn progress_now(settings: &Settings) -> BTreeMap<&'static str, (i64, i64)> {
     lag::progress_now(&settings.kafka, &lag::stage_inputs(settings)).await
+}
+
+async fn clickhouse_strings(settings: &Settings, sql: &str) -> Vec<String> {
+    let sql = sql.replace("{db}", &settings.clickhouse.database);
+    mailpipe_clickhouse::client(&settings.clickhouse)
+        .query(&sql)
+        .fetch_all::<String>()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn clickhouse_u64(settings: &Settings, sql: &str) -> u64 {
@@ -307,6 +318,34 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
     let sum_final: u64 = stats.values().sum();
     let count_raw = clickhouse_u64(&settings, "SELECT count() FROM {db}.email_events").await;
     let (lost, duplicated) = compare(&expected, &found);
+    // By event id, not only by count per cell (a lost and a spurious event in one cell
+    // cancel out there).
+    let expected_ids: BTreeSet<String> = summary["accepted_event_ids"]
+        .as_array()
+        .expect("send-samples lists the accepted event ids")
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    let stored_ids: BTreeSet<String> =
+        clickhouse_strings(&settings, "SELECT event_id FROM {db}.email_events FINAL")
+            .await
+            .into_iter()
+            .collect();
+    let lost_ids: Vec<&String> = expected_ids.difference(&stored_ids).collect();
+    let spurious_ids: Vec<&String> = stored_ids.difference(&expected_ids).collect();
+    // The dedupe stage's own output: every event at least once; a copy is possible only
+    // where dedupe was killed between an output's ack and its confirmation.
+    let unique_topic = format!("{}mail.events.unique", pipeline.topic_prefix);
+    let on_unique = event_id_counts(&unique_topic).await;
+    let unique_missing = expected_ids
+        .iter()
+        .filter(|id| !on_unique.contains_key(*id))
+        .count();
+    let unique_spurious = on_unique
+        .keys()
+        .filter(|id| !expected_ids.contains(*id))
+        .count();
+    let unique_copies: usize = on_unique.values().map(|n| n - 1).sum();
     let (stats_lost, stats_duplicated) = compare(&expected, &stats);
     let requests = &summary["requests"];
     let kills_total: usize = kills.values().sum();
@@ -335,6 +374,16 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         render(&duplicated),
         render(&stats_lost),
         render(&stats_duplicated)
+    );
+    println!(
+        "chaos: by event id: {} expected, {} in email_events FINAL, lost {}, spurious {}; \
+         {unique_topic}: {} ids, missing {unique_missing}, spurious {unique_spurious}, \
+         {unique_copies} extra copies",
+        expected_ids.len(),
+        stored_ids.len(),
+        lost_ids.len(),
+        spurious_ids.len(),
+        on_unique.len()
     );
     println!(
         "chaos: kills {kills_total} ({}), every {}-{} s, seed {seed}",
@@ -382,6 +431,22 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
         "email_events FINAL differs from what was accepted: lost {}, duplicated {}",
         render(&lost),
         render(&duplicated)
+    );
+    assert_eq!(
+        expected_ids.len() as u64,
+        unique,
+        "one id per accepted event"
+    );
+    assert!(
+        lost_ids.is_empty() && spurious_ids.is_empty(),
+        "email_events FINAL by event id: lost {:?}, spurious {:?}",
+        &lost_ids[..lost_ids.len().min(5)],
+        &spurious_ids[..spurious_ids.len().min(5)]
+    );
+    assert_eq!(
+        (unique_missing, unique_spurious),
+        (0, 0),
+        "{unique_topic}: events missing, events that were never sent"
     );
     assert_eq!(sum_final, unique, "sum(events) FROM email_stats_1m FINAL");
     assert!(stats_lost.is_empty() && stats_duplicated.is_empty());

@@ -2,8 +2,9 @@
 //! against the real broker, registry, Redis and ClickHouse, fed by `mailpipe send-samples`
 //! like ESPs would: correctly signed requests from all twelve providers with re-posted
 //! copies, and forged, stale and malformed ones. Checks the invariants of design.md §2:
-//! - every accepted event is in `email_events` exactly once (per provider and type, FINAL)
-//!   and counted once in `email_stats_1m`;
+//! - every accepted event is in `email_events` exactly once (per provider and type, FINAL,
+//!   and as a set of event ids) and counted once in `email_stats_1m`; `mail.events.unique`
+//!   holds each of them exactly once; every row's `raw_request_id` is on `mail.raw`;
 //! - forged and stale requests are on `mail.rejected` with their reason, malformed ones on
 //!   `mail.dlq`, and none of them reaches ClickHouse;
 //! - re-posted copies count once;
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord};
+use mailpipe_avro::records::{DeadLetterRecord, RawRecord, RejectedRecord};
 use mailpipe_avro::{schema_id, value_subject, AvroCodec};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::EmailEvent;
@@ -70,6 +71,15 @@ async fn receiver_2xx(receiver_url: &str) -> u64 {
         .filter(|l| l.starts_with("mailpipe_receiver_requests_total{") && l.contains("status=\"2"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+async fn clickhouse_strings(database: &str, sql: &str) -> Vec<String> {
+    let sql = sql.replace("{db}", database);
+    mailpipe_clickhouse::client(&dev_settings().clickhouse)
+        .query(&sql)
+        .fetch_all::<String>()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn clickhouse_u64(database: &str, sql: &str) -> u64 {
@@ -159,12 +169,34 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
         stats, expected_events,
         "email_stats_1m counts each event once"
     );
-    let bad_ids = clickhouse_u64(
-        &db,
-        "SELECT count() FROM {db}.email_events WHERE raw_request_id = ''",
-    )
-    .await;
-    assert_eq!(bad_ids, 0);
+    // Not just as many: exactly the events sent (a lost and a spurious one in the same
+    // provider and type would cancel out in the counts above).
+    let expected_ids: BTreeSet<String> = good_summary["accepted_event_ids"]
+        .as_array()
+        .expect("send-samples lists the accepted event ids")
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(expected_ids.len() as u64, expected_events);
+    let stored_ids: BTreeSet<String> =
+        clickhouse_strings(&db, "SELECT event_id FROM {db}.email_events FINAL")
+            .await
+            .into_iter()
+            .collect();
+    assert_eq!(
+        stored_ids.len(),
+        expected_ids.len(),
+        "missing: {:?}; spurious: {:?}",
+        expected_ids
+            .difference(&stored_ids)
+            .take(5)
+            .collect::<Vec<_>>(),
+        stored_ids
+            .difference(&expected_ids)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(stored_ids, expected_ids);
 
     // Forged and stale → mail.rejected with the reason; Mailgun re-posts reuse their
     // one-time token → replayed; malformed → mail.dlq. Nothing else is rejected.
@@ -212,6 +244,27 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
     );
     assert_eq!(raw, answered as i64, "mail.raw records vs receiver 2xx");
 
+    // Every stored event points at a raw request the receiver actually wrote.
+    let raw_topic = names.name(Topic::Raw);
+    let mut raw_ids = BTreeSet::new();
+    for (_, payload) in consume_exactly(&raw_topic, raw as usize).await {
+        let record: RawRecord = codec.decode(&payload).await.unwrap();
+        raw_ids.insert(record.request_id);
+    }
+    let pointed: BTreeSet<String> = clickhouse_strings(
+        &db,
+        "SELECT DISTINCT raw_request_id FROM {db}.email_events FINAL",
+    )
+    .await
+    .into_iter()
+    .collect();
+    assert!(!pointed.is_empty());
+    let unknown: Vec<&String> = pointed.difference(&raw_ids).take(5).collect();
+    assert!(
+        unknown.is_empty(),
+        "raw_request_id not on {raw_topic}: {unknown:?}"
+    );
+
     // Topic name strategy: each topic's records carry schema ids registered under the
     // topic's own subject, so a consumer that looks `<topic>-value` up finds them.
     for topic in [
@@ -251,7 +304,15 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
             serde_json::to_value(&event).unwrap(),
         );
     }
-    assert_eq!(ours.len() as u64, expected_events, "one record per event");
+    assert_eq!(
+        unique,
+        ours.len(),
+        "each event once on {unique_topic}: dedupe drops the re-posted copies"
+    );
+    assert!(
+        ours.keys().eq(expected_ids.iter()),
+        "{unique_topic} holds exactly the events sent"
+    );
     let topic = unique_topic.clone();
     let read = tokio::task::spawn_blocking(move || python_decode_topic(&topic, unique))
         .await

@@ -35,6 +35,30 @@ pub struct WebhookRequest {
     pub batch: usize,
 }
 
+impl WebhookRequest {
+    /// The canonical `event_id`s the pipeline derives from this request, in body order, as
+    /// the normalize stage computes them (empty for a request that does not parse). They
+    /// are a function of the events themselves, never of when the request was received.
+    pub fn canonical_event_ids(&self) -> Vec<String> {
+        let headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect();
+        let input = mailpipe_normalize::ParseInput {
+            source: &self.source,
+            raw_request_id: "",
+            received_at_ms: 0,
+            headers: &headers,
+            query: "",
+            body: &self.body,
+        };
+        mailpipe_normalize::parse(self.provider, &input)
+            .map(|events| events.into_iter().map(|e| e.event_id).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// What a provider module produces for a batch.
 pub(crate) struct Rendered {
     pub headers: Vec<(String, String)>,

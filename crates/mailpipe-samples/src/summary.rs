@@ -78,6 +78,9 @@ pub struct Summary {
     /// Forged → `mail.rejected` (`bad_signature`), stale → `mail.rejected`
     /// (`stale_timestamp`), malformed → `mail.dlq`; none reaches ClickHouse.
     pub bad_accepted: BTreeMap<Bad, BTreeMap<Provider, usize>>,
+    /// The canonical `event_id` of every distinct event accepted (good requests only):
+    /// the exact set `email_events` and `mail.events.unique` must hold.
+    pub accepted_event_ids: BTreeSet<String>,
 }
 
 /// Accumulates outcomes into a [`Summary`].
@@ -140,6 +143,9 @@ impl Tally {
                     let types = s.accepted.entry(request.provider).or_default();
                     for event in &request.events {
                         *types.entry(event.event_type).or_default() += 1;
+                    }
+                    if request.bad.is_none() {
+                        s.accepted_event_ids.extend(request.canonical_event_ids());
                     }
                     if let Some(bad) = request.bad {
                         *s.bad_accepted

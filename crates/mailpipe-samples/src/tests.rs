@@ -359,3 +359,24 @@ fn a_source_not_named_like_its_provider_gets_its_path() {
         "{err}"
     );
 }
+
+#[test]
+fn canonical_event_ids_are_one_per_declared_event_and_do_not_depend_on_receipt_time() {
+    let settings = settings();
+    let keys = dev_keys(&settings);
+    let requests = generate(&options(11, 600, FIXED_NOW), &keys, FIXED_NOW).unwrap();
+    let mut all = BTreeSet::new();
+    for request in &requests {
+        let ids = request.canonical_event_ids();
+        assert_eq!(ids.len(), request.events.len(), "{:?}", request.provider);
+        // Parsed again as if received a day later: the same ids.
+        let later: Vec<String> = parse(request, FIXED_NOW + 86_400)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(ids, later, "{:?}", request.provider);
+        all.extend(ids);
+    }
+    assert_eq!(all.len(), 600, "distinct events, distinct ids");
+}

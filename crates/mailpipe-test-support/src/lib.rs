@@ -95,6 +95,43 @@ pub async fn consume_exactly(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec
     out
 }
 
+/// Records on `topic` now (all partitions), from the broker's watermarks.
+pub fn topic_record_count(topic: &str) -> i64 {
+    let consumer: BaseConsumer =
+        mailpipe_kafka::consumer_config(&dev_settings().kafka, "watermarks")
+            .create()
+            .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut total = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            total += high - low;
+        }
+    }
+    total
+}
+
+/// Every `EmailEvent` record on `topic`, by `event_id`, with how many records carry it.
+pub async fn event_id_counts(topic: &str) -> std::collections::BTreeMap<String, usize> {
+    #[derive(serde::Deserialize)]
+    struct Identity {
+        event_id: String,
+    }
+    let codec = AvroCodec::new(&schema_registry_url()).expect("registry client");
+    let n = usize::try_from(topic_record_count(topic)).expect("a count");
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, payload) in consume_exactly(topic, n).await {
+        let identity: Identity = codec.decode(&payload).await.expect("an EmailEvent record");
+        *counts.entry(identity.event_id).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// The sum of `group`'s committed offsets over partitions `0..partitions` of `topic`
 /// (partitions without a commit count 0): equals the number of messages on the topic
 /// once the group has completed and committed them all.
@@ -157,7 +194,52 @@ pub fn workspace_binary(name: &str, build_hint: &str) -> PathBuf {
         "{} not found: build it first with `{build_hint}` (or `make build`)",
         binary.display()
     );
+    if let Some(newer) = source_newer_than(&binary) {
+        panic!(
+            "{} is stale: {} changed after it was built; rebuild with `{build_hint}` \
+             (or `make build`), so the test runs the code it is meant to test",
+            binary.display(),
+            newer.display()
+        );
+    }
     binary
+}
+
+/// A source file `binary` was built from that changed after it was built, if any. The
+/// files come from cargo's dep-info next to the binary (`<name>.d`), each taken in THIS
+/// checkout (a shared target directory may hold a binary built from another clone).
+fn source_newer_than(binary: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let dep_info = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .ok()?;
+    let (_, deps) = dep_info.split_once(": ")?;
+    deps.split_whitespace()
+        .filter_map(|dep| {
+            // Lexically resolved, then rebased on this checkout from `crates/` or
+            // `schemas/` on; files of other crates (the registry's) are left out.
+            let mut resolved = PathBuf::new();
+            for part in Path::new(dep).components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    other => resolved.push(other),
+                }
+            }
+            let text = resolved.to_string_lossy().into_owned();
+            let at = text
+                .rfind("/crates/mailpipe")
+                .or_else(|| text.rfind("/schemas/"))?;
+            Some(root.join(&text[at + 1..]))
+        })
+        .find(|file| {
+            std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })
 }
 
 /// A loopback port nothing listens on right now.
@@ -179,8 +261,9 @@ pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
 }
 
 /// Produces `input` as Avro `EmailEvent`s to `topic` in order (key = recipient) with the
-/// settings' producer (batched as configured). Waits for every acknowledgement, as long as
-/// it takes.
+/// settings' producer (batched as configured). Waits for every acknowledgement (each
+/// within the producer's 10-minute message timeout); panics when the queue stays full
+/// for 10 minutes.
 pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailEvent>) {
     let codec = AvroCodec::new(&settings.schema_registry.url).expect("registry client");
     let schema = codec
@@ -191,6 +274,7 @@ pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailE
     kafka.message_timeout_ms = 600_000;
     let producer = mailpipe_kafka::create_producer(&kafka).expect("producer");
     let mut pending = Vec::with_capacity(input.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
     for e in &input {
         let payload = schema.encode(e, 512).expect("encoding an event");
         let key = e.recipient.clone().unwrap_or_default();
@@ -201,7 +285,13 @@ pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailE
             match producer.send_result(record) {
                 Ok(delivery) => break pending.push(delivery),
                 // Queue full: wait for acknowledgements; the order is kept.
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err((e, _)) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the producer queue stayed full for 10 minutes: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
             }
         }
     }
