@@ -5,7 +5,8 @@
 //!
 //! Invariant: every input message yields its events or a dead letter (never nothing,
 //! except a control record, which carries no events), and is completed only after those
-//! records are acknowledged.
+//! records are acknowledged. An event that can never be produced (too large) adds an
+//! `unproducible` dead letter of its input instead (`mailpipe_stage::emit`).
 
 mod event_datum;
 
