@@ -14,7 +14,7 @@ use mailpipe_dedupe_stage::{seen, DedupeHandler};
 use mailpipe_kafka::{Handler, Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
-use mailpipe_stage::Stage;
+use mailpipe_stage::{DeadLetters, Emitter, Stage};
 use mailpipe_test_support::{create_topic, dev_settings, unique_name};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -140,8 +140,13 @@ async fn bench_dedupe_against_a_forwarder() {
         .unwrap_or(100_000);
     let (fwd_settings, inputs) = filled(distinct).await;
     let producer = mailpipe_kafka::create_producer(&fwd_settings.kafka).unwrap();
+    let codec = AvroCodec::new(&fwd_settings.schema_registry.url).unwrap();
+    let dead_letters = DeadLetters::new(Stage::Dedupe, &fwd_settings, &codec)
+        .await
+        .unwrap();
+    let emitter = Emitter::new(producer, dead_letters);
     let topic = TopicNames::new(&fwd_settings.kafka.topic_prefix).name(Topic::EventsUnique);
-    let forwarder = ForwardAll { producer, topic };
+    let forwarder = ForwardAll { emitter, topic };
     let fwd_secs = time_run(&fwd_settings, forwarder, inputs).await;
 
     let (dd_settings, _) = filled(distinct).await;

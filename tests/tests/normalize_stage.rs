@@ -130,8 +130,12 @@ async fn verified_requests_become_events_or_dead_letters() {
         .await
         .unwrap();
     let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
+    let mut garbage_payload = Vec::new();
     for record in &inputs {
         let payload = schema.encode(record, record.body.len()).unwrap();
+        if record.request_id == garbage.request_id {
+            garbage_payload = payload.clone();
+        }
         let r = FutureRecord::to(&verified_topic)
             .key(record.request_id.as_bytes())
             .payload(payload.as_slice());
@@ -182,7 +186,10 @@ async fn verified_requests_become_events_or_dead_letters() {
         Some(garbage.request_id.as_str())
     );
     assert_eq!(letter.topic, verified_topic);
-    assert!(!letter.payload.is_empty());
+    assert_eq!(
+        letter.payload, garbage_payload,
+        "the input's value, byte for byte"
+    );
 
     // Every input completed (outputs acknowledged) → the whole topic is committed.
     let group = format!("{}mailpipe-normalize", settings.kafka.topic_prefix);

@@ -26,10 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Delivery, Handler, HandlerError};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{forward, DeadLetters, Origin, Stage};
+use mailpipe_stage::{DeadLetters, Emission, Emitter, InputRef, Origin, Stage};
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +51,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 pub struct AggregateHandler {
     codec: AvroCodec,
     reader: EventReader,
-    producer: FutureProducer,
+    emitter: Emitter,
     dead_letters: DeadLetters,
     watermarks: Watermarks,
     to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
@@ -71,7 +70,10 @@ impl AggregateHandler {
         Ok(AggregateHandler {
             codec,
             reader: EventReader::new()?,
-            producer: mailpipe_kafka::create_producer(&settings.kafka)?,
+            emitter: Emitter::new(
+                mailpipe_stage::create_producer(settings)?,
+                dead_letters.clone(),
+            ),
             dead_letters,
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
             to_loader: Some(tx),
@@ -97,7 +99,13 @@ impl Handler for AggregateHandler {
                     let record =
                         self.dead_letters
                             .record(&message, "undecodable", detail, origin)?;
-                    forward(&self.producer, vec![record], ack);
+                    let emission: Emission = Emission {
+                        input: InputRef::new(&message, origin),
+                        records: vec![record],
+                        ack,
+                        tag: None,
+                    };
+                    self.emitter.emit(vec![emission]).await;
                     continue;
                 }
             };

@@ -1,28 +1,22 @@
 //! Forwarding a batch's outputs in input order, and the no-op forwarder the bench compares
 //! the stage with.
 //!
-//! `mailpipe_stage::forward` spawns one task per input; tasks spawned together do not
-//! start in spawn order (tokio runs the most recently spawned first), so two events of one
-//! recipient in one batch could reach the producer swapped. Here every record of a batch is
-//! handed to the producer synchronously, in input order (librdkafka keeps that order per
-//! partition, and the idempotent producer keeps it across its own retries); one task then
-//! waits for the acknowledgements and completes each input's ack. A record whose delivery
-//! failed after all (message timeout) is handed to `forward`, which retries it until it is
-//! acknowledged; only then may it land after later records.
+//! The producing is the stages' shared [`Emitter`] (`mailpipe_stage::emit`): every record
+//! of a batch is handed to the producer in input order, waiting while its queue is full
+//! (librdkafka keeps that order per partition, and the idempotent producer keeps it across
+//! its own retries); one task then waits for the acknowledgements and completes each
+//! input's ack. A record whose delivery failed after all (message timeout) is retried by a
+//! task of its own until it is acknowledged; only then may it land after later records. A
+//! record that can never be produced dead-letters its input (`unproducible`).
 //!
 //! Once the batch's records are acknowledged (their inputs' acks completed first, so the
-//! commit never waits for Redis), the same task confirms their ids in one pipelined round
-//! trip ([`Confirmations`]). A record that went through `forward` is not confirmed: at
-//! worst it is emitted again on a redelivery.
-
-use std::time::Duration;
+//! commit never waits for Redis), their ids are confirmed in one pipelined round trip
+//! ([`Confirmations`]). A record that needed a retry is not confirmed: at worst it is
+//! emitted again on a redelivery.
 
 use mailpipe_kafka::{Ack, Delivery, Handler, HandlerError};
-use mailpipe_stage::{forward, OutRecord};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use mailpipe_stage::{Emission, Emitter, InputRef, Origin, OutRecord};
 use rdkafka::message::Message;
-use rdkafka::producer::future_producer::DeliveryFuture;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::seen::{Claim, Confirmations};
 
@@ -33,6 +27,8 @@ pub struct Item {
     pub ack: Ack,
     /// The id claim to confirm once `record` is acknowledged.
     pub claim: Option<Claim>,
+    /// What is kept of the input, to dead-letter it should `record` never be producible.
+    pub input: InputRef,
 }
 
 /// Produces the records in order and completes each ack once its record is acknowledged;
@@ -41,90 +37,33 @@ pub struct Item {
 /// in one round trip. Returns once every record is enqueued; a full producer queue makes it
 /// wait, which is the backpressure.
 pub async fn emit_in_order(
-    producer: &FutureProducer,
+    emitter: &Emitter,
     items: Vec<Item>,
     confirmations: Option<&Confirmations>,
 ) {
-    let mut waiting = Vec::with_capacity(items.len());
-    for Item { record, ack, claim } in items {
-        let Some(record) = record else {
-            ack.complete();
-            continue;
-        };
-        match enqueue(producer, &record).await {
-            Some(delivery) => waiting.push((record, delivery, ack, claim)),
-            // Never producible: the ack is dropped, which stops the stage loudly (the
-            // consumer loop reports it abandoned) instead of skipping the message.
-            None => drop(ack),
-        }
-    }
-    if waiting.is_empty() {
-        return;
-    }
-    let producer = producer.clone();
-    let mut confirmations = confirmations.cloned();
-    tokio::spawn(async move {
-        let mut acknowledged = Vec::with_capacity(waiting.len());
-        for (record, delivery, ack, claim) in waiting {
-            match delivery.await {
-                Ok(Ok(_)) => {
-                    metrics::counter!(mailpipe_telemetry::names::KAFKA_PRODUCED,
-                        "topic" => record.topic.clone(), "outcome" => "ok")
-                    .increment(1);
-                    ack.complete();
-                    acknowledged.extend(claim);
-                }
-                Ok(Err((e, _))) => {
-                    tracing::warn!(topic = %record.topic, error = %e, "delivery failed; retrying");
-                    forward(&producer, vec![record], ack);
-                }
-                Err(_canceled) => forward(&producer, vec![record], ack),
+    let emissions = items
+        .into_iter()
+        .map(|item| Emission {
+            input: item.input,
+            records: item.record.into_iter().collect(),
+            ack: item.ack,
+            tag: item.claim,
+        })
+        .collect();
+    let acknowledged = emitter.emit(emissions).await;
+    if let Some(mut confirmations) = confirmations.cloned() {
+        tokio::spawn(async move {
+            if let Ok(claims) = acknowledged.await {
+                confirmations.confirm(&claims).await;
             }
-        }
-        if let Some(confirmations) = &mut confirmations {
-            confirmations.confirm(&acknowledged).await;
-        }
-    });
-}
-
-/// Hands one record to the producer, waiting while its queue is full.
-async fn enqueue(producer: &FutureProducer, record: &OutRecord) -> Option<DeliveryFuture> {
-    loop {
-        let mut future_record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&record.topic).payload(record.payload.as_slice());
-        if let Some(key) = &record.key {
-            future_record = future_record.key(key.as_slice());
-        }
-        match producer.send_result(future_record) {
-            Ok(delivery) => return Some(delivery),
-            Err((e, _)) if is_permanent(&e) => {
-                tracing::error!(topic = %record.topic, error = %e,
-                    "record can never be produced; stopping the stage");
-                return None;
-            }
-            Err((e, _)) => {
-                if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                    tracing::warn!(topic = %record.topic, error = %e, "enqueue failed; retrying");
-                }
-                // The queue drains as the broker acknowledges; librdkafka polls on its own
-                // thread, so waiting here is enough.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+        });
     }
-}
-
-fn is_permanent(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
-    )
 }
 
 /// The bench's baseline: forwards every input unchanged to `topic` through the same
 /// consumer loop and the same in-order producing, with no decoding and no Redis.
 pub struct ForwardAll {
-    pub producer: FutureProducer,
+    pub emitter: Emitter,
     pub topic: String,
 }
 
@@ -142,10 +81,11 @@ impl Handler for ForwardAll {
                     record: Some(record),
                     ack: d.ack,
                     claim: None,
+                    input: InputRef::new(&d.message, Origin::default()),
                 }
             })
             .collect();
-        emit_in_order(&self.producer, items, None).await;
+        emit_in_order(&self.emitter, items, None).await;
         Ok(())
     }
 }

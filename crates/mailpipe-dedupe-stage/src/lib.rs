@@ -38,10 +38,9 @@ use mailpipe_avro::{AvroCodec, AvroError};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
-use mailpipe_stage::{decode_retrying, DeadLetters, Origin, OutRecord, Stage};
+use mailpipe_stage::{decode_retrying, DeadLetters, Emitter, InputRef, Origin, OutRecord, Stage};
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +73,7 @@ enum Plan {
 /// Forwards each event id once.
 pub struct DedupeHandler {
     codec: Arc<AvroCodec>,
-    producer: FutureProducer,
+    emitter: Emitter,
     seen: SeenIds,
     confirmations: Confirmations,
     key_prefix: String,
@@ -98,7 +97,10 @@ impl DedupeHandler {
         )?;
         Ok(DedupeHandler {
             codec: Arc::new(codec),
-            producer: mailpipe_kafka::create_producer(&settings.kafka)?,
+            emitter: Emitter::new(
+                mailpipe_stage::create_producer(settings)?,
+                dead_letters.clone(),
+            ),
             confirmations: seen.confirmations(),
             seen,
             key_prefix: settings.redis.key_prefix.clone(),
@@ -252,11 +254,12 @@ impl Handler for DedupeHandler {
             };
             items.push(Item {
                 record,
+                input: InputRef::new(&delivery.message, Origin::default()),
                 ack: delivery.ack,
                 claim,
             });
         }
-        emit::emit_in_order(&self.producer, items, Some(&self.confirmations)).await;
+        emit::emit_in_order(&self.emitter, items, Some(&self.confirmations)).await;
         Ok(())
     }
 }

@@ -50,6 +50,66 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
     config
 }
 
+/// [`producer_config`] able to produce records of up to `max_record_bytes`
+/// (`message.max.bytes`, librdkafka's default being 1 MB), unless the operator set that
+/// property. The stages pass `ReceiverSettings::max_derived_record_bytes`, so a copy of
+/// any request the receiver accepted can be forwarded.
+pub fn producer_config_for_records_up_to(
+    settings: &KafkaSettings,
+    max_record_bytes: u64,
+) -> ClientConfig {
+    let mut config = producer_config(settings);
+    if !operator_set(settings, &settings.producer_librdkafka, "message.max.bytes") {
+        config.set("message.max.bytes", max_record_bytes.to_string());
+    }
+    config
+}
+
+/// librdkafka's consumer defaults: `max.partition.fetch.bytes`, `fetch.max.bytes`,
+/// `receive.message.max.bytes`.
+const DEFAULT_PARTITION_FETCH_BYTES: u64 = 1_048_576;
+const DEFAULT_FETCH_BYTES: u64 = 52_428_800;
+const DEFAULT_RECEIVE_BYTES: u64 = 100_000_000;
+/// Room for the protocol's framing of a fetch response above `fetch.max.bytes`
+/// (librdkafka requires at least 512 bytes).
+const FETCH_RESPONSE_OVERHEAD_BYTES: u64 = 64 * 1024;
+
+/// [`consumer_config`] whose fetch sizes hold a record of `max_record_bytes` whole:
+/// `max.partition.fetch.bytes` and `fetch.max.bytes` at least that (never below
+/// librdkafka's defaults), and `receive.message.max.bytes` above `fetch.max.bytes` plus
+/// the response framing. A property the operator set is kept; `receive.message.max.bytes`
+/// then follows the operator's `fetch.max.bytes`.
+pub fn consumer_config_for_records_up_to(
+    settings: &KafkaSettings,
+    group_id: &str,
+    max_record_bytes: u64,
+) -> ClientConfig {
+    let mut config = consumer_config(settings, group_id);
+    let by_operator = |key: &str| operator_set(settings, &settings.consumer_librdkafka, key);
+    if !by_operator("max.partition.fetch.bytes") {
+        let bytes = max_record_bytes.max(DEFAULT_PARTITION_FETCH_BYTES);
+        config.set("max.partition.fetch.bytes", bytes.to_string());
+    }
+    if !by_operator("fetch.max.bytes") {
+        let bytes = max_record_bytes.max(DEFAULT_FETCH_BYTES);
+        config.set("fetch.max.bytes", bytes.to_string());
+    }
+    if !by_operator("receive.message.max.bytes") {
+        let fetch = config
+            .get("fetch.max.bytes")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(DEFAULT_FETCH_BYTES);
+        let bytes = (fetch + FETCH_RESPONSE_OVERHEAD_BYTES).max(DEFAULT_RECEIVE_BYTES);
+        config.set("receive.message.max.bytes", bytes.to_string());
+    }
+    config
+}
+
+/// Whether the operator gave `key` in `[kafka.librdkafka]` or the role's own section.
+fn operator_set(settings: &KafkaSettings, role: &BTreeMap<String, String>, key: &str) -> bool {
+    settings.librdkafka.contains_key(key) || role.contains_key(key)
+}
+
 /// Settings for admin clients (topic creation).
 pub fn admin_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = base_config(settings);
@@ -97,6 +157,45 @@ mod tests {
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("group.id"), Some("g"));
+    }
+
+    #[test]
+    fn sized_producers_take_the_largest_record_unless_the_operator_set_a_limit() {
+        let mut k = kafka();
+        let c = producer_config_for_records_up_to(&k, 5_500_000);
+        assert_eq!(c.get("message.max.bytes"), Some("5500000"));
+        assert_eq!(c.get("acks"), Some("all"));
+        k.producer_librdkafka
+            .insert("message.max.bytes".into(), "2000000".into());
+        let c = producer_config_for_records_up_to(&k, 5_500_000);
+        assert_eq!(c.get("message.max.bytes"), Some("2000000"));
+    }
+
+    #[test]
+    fn sized_consumers_fetch_the_largest_record_whole() {
+        let mut k = kafka();
+        let get = |c: &ClientConfig, key: &str| -> u64 { c.get(key).unwrap().parse().unwrap() };
+        let c = consumer_config_for_records_up_to(&k, "g", 5_500_000);
+        assert_eq!(get(&c, "max.partition.fetch.bytes"), 5_500_000);
+        assert_eq!(get(&c, "fetch.max.bytes"), DEFAULT_FETCH_BYTES);
+        assert!(get(&c, "receive.message.max.bytes") > get(&c, "fetch.max.bytes") + 512);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        // Above librdkafka's defaults every size grows with the record.
+        let c = consumer_config_for_records_up_to(&k, "g", 200_000_000);
+        assert_eq!(get(&c, "max.partition.fetch.bytes"), 200_000_000);
+        assert_eq!(get(&c, "fetch.max.bytes"), 200_000_000);
+        assert!(get(&c, "receive.message.max.bytes") > 200_000_512);
+        // The operator's fetch size is kept, and the receive size follows it.
+        k.consumer_librdkafka
+            .insert("fetch.max.bytes".into(), "300000000".into());
+        let c = consumer_config_for_records_up_to(&k, "g", 5_500_000);
+        assert_eq!(get(&c, "fetch.max.bytes"), 300_000_000);
+        assert!(get(&c, "receive.message.max.bytes") > 300_000_512);
+        // A configuration librdkafka accepts (it checks the sizes against each other when
+        // the client is created; no broker is contacted on port 1).
+        k.brokers = "127.0.0.1:1".into();
+        let c = consumer_config_for_records_up_to(&k, "g", 5_500_000);
+        let _: rdkafka::consumer::BaseConsumer = c.create().unwrap();
     }
 
     #[test]

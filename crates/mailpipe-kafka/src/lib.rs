@@ -11,7 +11,10 @@ pub mod offsets;
 pub mod producer;
 pub mod topics;
 
-pub use client::{consumer_config, producer_config};
+pub use client::{
+    consumer_config, consumer_config_for_records_up_to, producer_config,
+    producer_config_for_records_up_to,
+};
 pub use consumer::{Ack, Delivery, Handler, HandlerError, LoopConfig};
 pub use producer::{create_producer, send_and_wait};
 pub use topics::{create_topics, Topic, TopicNames};

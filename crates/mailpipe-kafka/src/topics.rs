@@ -76,14 +76,19 @@ impl Topic {
         )
     }
 
-    /// The topic-level configuration `create_topics` sets.
+    /// The topic-level configuration `create_topics` sets: `mail.raw` takes the largest raw
+    /// record, the topics of records derived from it (verified, rejected, dead letters) that
+    /// plus the stages' margin (`mailpipe_settings::DERIVED_RECORD_MARGIN_BYTES`).
     fn configs(self, max_record_bytes: u64) -> Vec<(&'static str, String)> {
         let mut configs = Vec::new();
         if self.is_compacted() {
             configs.push(("cleanup.policy", "compact".to_string()));
         }
-        if self.carries_bodies() {
+        if self == Topic::Raw {
             configs.push(("max.message.bytes", max_record_bytes.to_string()));
+        } else if self.carries_bodies() {
+            let derived = mailpipe_settings::with_derived_record_margin(max_record_bytes);
+            configs.push(("max.message.bytes", derived.to_string()));
         }
         configs
     }
@@ -109,7 +114,8 @@ impl TopicNames {
 
 /// Creates every topic with its configured partition count and configuration
 /// (`cleanup.policy=compact` where design.md says so; `max.message.bytes` =
-/// `max_record_bytes` on the topics that carry request bodies). Topics that already exist
+/// `max_record_bytes` on `mail.raw`, plus the stages' margin on the other topics that carry
+/// request bodies). Topics that already exist
 /// are left as they are. Returns `(name, created)` per topic.
 pub async fn create_topics(
     settings: &KafkaSettings,
@@ -171,15 +177,18 @@ mod tests {
 
     #[test]
     fn body_topics_take_the_largest_record_and_suppressions_are_compacted() {
-        let bodies = [Topic::Raw, Topic::Verified, Topic::Rejected, Topic::Dlq];
+        let derived = [Topic::Verified, Topic::Rejected, Topic::Dlq];
         for topic in Topic::ALL {
             let configs = topic.configs(5_500_000);
             let max = configs.iter().find(|(k, _)| *k == "max.message.bytes");
-            assert_eq!(
-                max.map(|(_, v)| v.as_str()),
-                bodies.contains(&topic).then_some("5500000"),
-                "{topic:?}"
-            );
+            let want = if topic == Topic::Raw {
+                Some("5500000")
+            } else if derived.contains(&topic) {
+                Some("5565536")
+            } else {
+                None
+            };
+            assert_eq!(max.map(|(_, v)| v.as_str()), want, "{topic:?}");
             let compact = configs.contains(&("cleanup.policy", "compact".to_string()));
             assert_eq!(compact, topic == Topic::Suppressions, "{topic:?}");
         }

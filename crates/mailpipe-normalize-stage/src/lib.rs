@@ -5,7 +5,8 @@
 //!
 //! Invariant: every input message yields its events or a dead letter (never nothing,
 //! except a control record, which carries no events), and is completed only after those
-//! records are acknowledged.
+//! records are acknowledged. An event that can never be produced (too large) adds an
+//! `unproducible` dead letter of its input instead (`mailpipe_stage::emit`).
 
 mod event_datum;
 
@@ -18,10 +19,11 @@ use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_normalize::{parse, ParseInput};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{decode_retrying, forward, DeadLetters, Origin, OutRecord, Stage};
+use mailpipe_stage::{
+    decode_retrying, DeadLetters, Emission, Emitter, InputRef, Origin, OutRecord, Stage,
+};
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 pub use event_datum::EventEncoder;
@@ -35,7 +37,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// Turns verified requests into canonical events.
 pub struct NormalizeHandler {
     codec: Arc<AvroCodec>,
-    producer: FutureProducer,
+    emitter: Emitter,
     events_topic: String,
     events_encoder: EventEncoder,
     dead_letters: DeadLetters,
@@ -58,26 +60,49 @@ impl NormalizeHandler {
         let dead_letters = DeadLetters::new(Stage::Normalize, settings, &codec).await?;
         Ok(NormalizeHandler {
             codec: Arc::new(codec),
-            producer: mailpipe_kafka::create_producer(&settings.kafka)?,
+            emitter: Emitter::new(
+                mailpipe_stage::create_producer(settings)?,
+                dead_letters.clone(),
+            ),
             events_topic,
             events_encoder,
             dead_letters,
         })
     }
 
-    /// The records one input message becomes.
-    async fn outputs(&self, message: &OwnedMessage) -> Result<Vec<OutRecord>, HandlerError> {
+    /// The records one input message becomes, and what is kept of the input should one of
+    /// them never be producible.
+    async fn outputs(
+        &self,
+        message: &OwnedMessage,
+    ) -> Result<(Vec<OutRecord>, InputRef), HandlerError> {
         let payload = message.payload().unwrap_or_default();
         let record: VerifiedRecord = match decode_retrying(&self.codec, payload).await {
             Ok(record) => record,
-            Err(detail) => return self.dead_letter(message, None, "undecodable", detail),
+            Err(detail) => {
+                let input = InputRef::new(message, Origin::default());
+                return Ok((
+                    self.dead_letter(message, None, "undecodable", detail)?,
+                    input,
+                ));
+            }
         };
+        let input = InputRef::new(message, origin(Some(&record)));
+        Ok((self.outputs_of(message, &record).await?, input))
+    }
+
+    /// The events of a decoded verified request, or its dead letter.
+    async fn outputs_of(
+        &self,
+        message: &OwnedMessage,
+        record: &VerifiedRecord,
+    ) -> Result<Vec<OutRecord>, HandlerError> {
         if record.kind == VerifiedKind::Control {
             return Ok(Vec::new());
         }
         let Ok(provider) = record.provider.parse::<Provider>() else {
             let detail = format!("unknown provider {:?}", record.provider);
-            return self.dead_letter(message, Some(&record), "unknown_provider", detail);
+            return self.dead_letter(message, Some(record), "unknown_provider", detail);
         };
         let headers: Vec<(String, Vec<u8>)> = record
             .headers
@@ -96,7 +121,7 @@ impl NormalizeHandler {
             Ok(events) => events,
             Err(e) => {
                 let reason = e.failure.as_str();
-                return self.dead_letter(message, Some(&record), reason, e.to_string());
+                return self.dead_letter(message, Some(record), reason, e.to_string());
             }
         };
         let mut out = Vec::with_capacity(events.len());
@@ -121,23 +146,38 @@ impl NormalizeHandler {
         reason: &str,
         detail: String,
     ) -> Result<Vec<OutRecord>, HandlerError> {
-        let origin = Origin {
-            raw_request_id: record.map(|r| r.request_id.as_str()),
-            provider: record.map(|r| r.provider.as_str()),
-            source: record.map(|r| r.source.as_str()),
-        };
-        Ok(vec![self
-            .dead_letters
-            .record(message, reason, detail, origin)?])
+        Ok(vec![self.dead_letters.record(
+            message,
+            reason,
+            detail,
+            origin(record),
+        )?])
+    }
+}
+
+/// What a verified record tells of the request it came from.
+fn origin(record: Option<&VerifiedRecord>) -> Origin<'_> {
+    Origin {
+        raw_request_id: record.map(|r| r.request_id.as_str()),
+        provider: record.map(|r| r.provider.as_str()),
+        source: record.map(|r| r.source.as_str()),
     }
 }
 
 impl Handler for NormalizeHandler {
     async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        let mut emissions: Vec<Emission> = Vec::with_capacity(batch.len());
         for delivery in batch {
-            let outputs = self.outputs(&delivery.message).await?;
-            forward(&self.producer, outputs, delivery.ack);
+            let (records, input) = self.outputs(&delivery.message).await?;
+            emissions.push(Emission {
+                input,
+                records,
+                ack: delivery.ack,
+                tag: None,
+            });
         }
+        // The whole batch in input order: one recipient's events keep their order.
+        self.emitter.emit(emissions).await;
         Ok(())
     }
 }

@@ -299,6 +299,26 @@ impl ReceiverSettings {
         let needed = self.max_body_bytes + self.max_header_bytes as u64 + 64 * 1024;
         needed.clamp(1_000_000, 1_000_000_000)
     }
+
+    /// The largest record a stage writes from a raw request: [`Self::max_record_bytes`]
+    /// plus [`DERIVED_RECORD_MARGIN_BYTES`]. The stages' producers and the topics of verified,
+    /// rejected and dead-lettered requests must allow this much, so whatever the receiver
+    /// accepted can be forwarded.
+    pub fn max_derived_record_bytes(&self) -> u64 {
+        with_derived_record_margin(self.max_record_bytes())
+    }
+}
+
+/// Room a stage's record may take beyond the raw record it copies: verify adds a reason
+/// and a detail to the request's fields, a dead letter adds the stage, reason, detail,
+/// the input's coordinates and ids around a copy of the input. Those are short texts (a
+/// few hundred bytes); 64 KiB leaves ample room.
+pub const DERIVED_RECORD_MARGIN_BYTES: u64 = 64 * 1024;
+
+/// `max_record_bytes` plus [`DERIVED_RECORD_MARGIN_BYTES`], at most 1 GB (librdkafka's
+/// largest `message.max.bytes`).
+pub fn with_derived_record_margin(max_record_bytes: u64) -> u64 {
+    (max_record_bytes + DERIVED_RECORD_MARGIN_BYTES).min(1_000_000_000)
 }
 
 /// Token buckets per source and per client IP.

@@ -344,3 +344,19 @@ fn debug_output_never_shows_secrets() {
         Ok(())
     });
 }
+
+#[test]
+fn derived_records_get_a_margin_over_the_raw_record_within_librdkafkas_range() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let mut r = load_in_jail(jail, None).unwrap().receiver;
+        assert_eq!(
+            r.max_derived_record_bytes(),
+            r.max_record_bytes() + DERIVED_RECORD_MARGIN_BYTES
+        );
+        r.max_body_bytes = 512 * 1024 * 1024;
+        assert!(r.max_derived_record_bytes() > r.max_record_bytes());
+        assert_eq!(with_derived_record_margin(999_990_000), 1_000_000_000);
+        Ok(())
+    });
+}

@@ -1,5 +1,6 @@
 //! What every stage does with input it cannot read: decode with retries while the
-//! registry is away, and write what can never be processed to `mail.dlq` with a reason.
+//! registry is away, and write what can never be processed to `mail.dlq` with a reason —
+//! also an input whose output can never be produced (`unproducible`, see [`crate::emit`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -78,19 +79,75 @@ impl DeadLetters {
         detail: String,
         origin: Origin<'_>,
     ) -> Result<OutRecord, HandlerError> {
+        let input = Input {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            origin,
+        };
+        Ok(self.letter(
+            &input,
+            reason,
+            detail,
+            message.payload().unwrap_or_default(),
+        )?)
+    }
+
+    /// The dead letter of an input one of whose output records can never be produced (over
+    /// a size limit, or refused by the broker for good): reason `unproducible`, the
+    /// produce error as detail, and the input's value cut to [`UNPRODUCIBLE_PAYLOAD_BYTES`]
+    /// (the detail says how much of it is kept), so the dead letter itself surely fits. The
+    /// input stays readable at its coordinates for the topic's retention.
+    pub fn unproducible(
+        &self,
+        input: &InputRef,
+        record: &OutRecord,
+        error: &rdkafka::error::KafkaError,
+    ) -> Result<OutRecord, String> {
+        let detail = format!(
+            "a record of {} bytes for {} cannot be produced: {error}; payload: the first {} of \
+             the input's {} bytes",
+            record.payload.len(),
+            record.topic,
+            input.payload_head.len(),
+            input.payload_len
+        );
+        let origin = Origin {
+            raw_request_id: input.raw_request_id.as_deref(),
+            provider: input.provider.as_deref(),
+            source: input.source.as_deref(),
+        };
+        let coordinates = Input {
+            topic: &input.topic,
+            partition: input.partition,
+            offset: input.offset,
+            key: input.key.as_deref(),
+            origin,
+        };
+        self.letter(&coordinates, UNPRODUCIBLE, detail, &input.payload_head)
+    }
+
+    fn letter(
+        &self,
+        input: &Input<'_>,
+        reason: &str,
+        detail: String,
+        payload: &[u8],
+    ) -> Result<OutRecord, String> {
         metrics::counter!(names::DEAD_LETTERS, "stage" => self.stage.name(), "reason" => reason.to_string())
             .increment(1);
-        tracing::warn!(stage = self.stage.name(), reason, detail = %detail, topic = message.topic(),
-            partition = message.partition(), offset = message.offset(), "dead-lettering a message");
-        let payload = message.payload().unwrap_or_default();
+        tracing::warn!(stage = self.stage.name(), reason, detail = %detail, topic = input.topic,
+            partition = input.partition, offset = input.offset, "dead-lettering a message");
+        let origin = input.origin;
         let dead = DeadLetterRecord {
             stage: self.stage.name().into(),
             reason: reason.into(),
             detail,
             failed_at: now_ms(),
-            topic: message.topic().into(),
-            partition: message.partition(),
-            offset: message.offset(),
+            topic: input.topic.into(),
+            partition: input.partition,
+            offset: input.offset,
             raw_request_id: origin.raw_request_id.map(str::to_string),
             provider: origin.provider.map(str::to_string),
             source: origin.source.map(str::to_string),
@@ -102,13 +159,62 @@ impl DeadLetters {
             .map_err(|e| format!("encoding a dead letter: {e}"))?;
         let key = match origin.raw_request_id {
             Some(id) => Some(id.as_bytes().to_vec()),
-            None => message.key().map(<[u8]>::to_vec),
+            None => input.key.map(<[u8]>::to_vec),
         };
         Ok(OutRecord {
             topic: self.topic.clone(),
             key,
             payload: bytes,
         })
+    }
+}
+
+/// The reason of a dead letter written because an output could never be produced.
+pub const UNPRODUCIBLE: &str = "unproducible";
+
+/// How much of the input's value an `unproducible` dead letter keeps: far below Kafka's
+/// default record limit (1 MB), so the dead letter fits wherever anything fits.
+pub const UNPRODUCIBLE_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Where a dead-lettered message sits, and what is known of its request.
+struct Input<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    origin: Origin<'a>,
+}
+
+/// What is kept of an input message while its outputs are produced, to dead-letter it
+/// should one of them never be producible: its coordinates, key, request and the first
+/// [`UNPRODUCIBLE_PAYLOAD_BYTES`] of its value (bounded, so holding it costs little).
+#[derive(Debug, Clone)]
+pub struct InputRef {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload_head: Vec<u8>,
+    payload_len: usize,
+    raw_request_id: Option<String>,
+    provider: Option<String>,
+    source: Option<String>,
+}
+
+impl InputRef {
+    pub fn new(message: &OwnedMessage, origin: Origin<'_>) -> InputRef {
+        let payload = message.payload().unwrap_or_default();
+        InputRef {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload_head: payload[..payload.len().min(UNPRODUCIBLE_PAYLOAD_BYTES)].to_vec(),
+            payload_len: payload.len(),
+            raw_request_id: origin.raw_request_id.map(str::to_string),
+            provider: origin.provider.map(str::to_string),
+            source: origin.source.map(str::to_string),
+        }
     }
 }
 

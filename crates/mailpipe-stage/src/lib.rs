@@ -1,23 +1,33 @@
 //! The frame of every consumer stage binary: load settings, start logging and metrics,
 //! turn Ctrl-C / SIGTERM into a shutdown token, and run the shared consumer loop with the
-//! stage's handler. Plus [`forward`]: produce a message's outputs and complete its ack only
-//! once every output is acknowledged by Kafka.
+//! stage's handler. Plus [`Emitter`]: produce a batch's outputs in input order and complete
+//! each input's ack only once every output is acknowledged by Kafka.
 //!
 //! Invariant: a stage completes an input message only after all records derived from it
 //! are acknowledged (`acks=all`); transient produce failures are retried, never dropped.
+//! An output that can never be produced turns its input into an `unproducible` dead
+//! letter; only a dead letter that cannot be produced stops the stage.
+//!
+//! Sizes: the stages' producers and consumers take records of up to
+//! `ReceiverSettings::max_derived_record_bytes` (the largest raw record plus a margin), so
+//! a copy of anything the receiver accepted can be read and written.
 
 mod dead_letter;
-mod forward;
+pub mod emit;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use mailpipe_kafka::{Handler, LoopConfig, Topic, TopicNames};
 use mailpipe_settings::Settings;
+use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
-pub use dead_letter::{decode_retrying, now_ms, DeadLetters, Origin};
-pub use forward::{forward, OutRecord};
+pub use dead_letter::{
+    decode_retrying, now_ms, DeadLetters, InputRef, Origin, UNPRODUCIBLE,
+    UNPRODUCIBLE_PAYLOAD_BYTES,
+};
+pub use emit::{Emission, Emitter, OutRecord};
 
 /// The consumer stages, named as in the config and in binary names (`mailpipe-<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +98,25 @@ pub async fn run_consumer<H: Handler>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let topic = TopicNames::new(&settings.kafka.topic_prefix).name(stage.input());
-    let client = mailpipe_kafka::consumer_config(&settings.kafka, &stage.group_id(settings));
+    let client = mailpipe_kafka::consumer_config_for_records_up_to(
+        &settings.kafka,
+        &stage.group_id(settings),
+        settings.receiver.max_derived_record_bytes(),
+    );
     let config = LoopConfig::from(&settings.kafka.consumer);
     mailpipe_kafka::consumer::run(client, &[topic], config, handler, shutdown)
         .await
         .with_context(|| format!("{} consumer loop", stage.name()))
+}
+
+/// A stage's producer: our defaults, taking records of up to
+/// `ReceiverSettings::max_derived_record_bytes` (unless the operator set
+/// `message.max.bytes`).
+pub fn create_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
+    let max_record_bytes = settings.receiver.max_derived_record_bytes();
+    mailpipe_kafka::producer_config_for_records_up_to(&settings.kafka, max_record_bytes)
+        .create()
+        .context("creating the kafka producer")
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

@@ -22,14 +22,15 @@ use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
-use mailpipe_stage::{decode_retrying, forward, now_ms, DeadLetters, Origin, OutRecord, Stage};
+use mailpipe_stage::{
+    decode_retrying, now_ms, DeadLetters, Emission, Emitter, InputRef, Origin, OutRecord, Stage,
+};
 use mailpipe_telemetry::names;
 use mailpipe_verify::{
     required_certificate, strip_credentials, CertificateCache, Context, Reason, Rejection,
     ReplayCache, Request, SnsControl, SourceConfig, SourceOptions, Verified,
 };
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::fetch::{Fetcher, Purpose};
@@ -49,7 +50,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// Verifies raw requests. Owns the process's SNS certificate cache and Mailgun replay cache.
 pub struct VerifyHandler {
     codec: AvroCodec,
-    producer: FutureProducer,
+    emitter: Emitter,
     verified_topic: String,
     verified_schema: RegisteredSchema,
     rejected_topic: String,
@@ -91,7 +92,10 @@ impl VerifyHandler {
         let dead_letters = DeadLetters::new(Stage::Verify, settings, &codec).await?;
         Ok(VerifyHandler {
             codec,
-            producer: mailpipe_kafka::create_producer(&settings.kafka)?,
+            emitter: Emitter::new(
+                mailpipe_stage::create_producer(settings)?,
+                dead_letters.clone(),
+            ),
             verified_topic,
             verified_schema,
             rejected_topic,
@@ -106,14 +110,38 @@ impl VerifyHandler {
         })
     }
 
-    /// The one record an input message becomes.
-    async fn output(&mut self, message: &OwnedMessage) -> Result<OutRecord, HandlerError> {
+    /// The one record an input message becomes, and what is kept of the input should that
+    /// record never be producible.
+    async fn output(
+        &mut self,
+        message: &OwnedMessage,
+    ) -> Result<(OutRecord, InputRef), HandlerError> {
         let payload = message.payload().unwrap_or_default();
         let raw: RawRecord = match decode_retrying(&self.codec, payload).await {
             Ok(raw) => raw,
-            Err(detail) => return self.dead_letter(message, detail),
+            Err(detail) => {
+                let input = InputRef::new(message, Origin::default());
+                return Ok((self.dead_letter(message, detail)?, input));
+            }
         };
-        let (mut request, envelope) = records::split(raw);
+        let (request, envelope) = records::split(raw);
+        let input = InputRef::new(
+            message,
+            Origin {
+                raw_request_id: Some(&request.request_id),
+                provider: Some(&envelope.provider),
+                source: Some(&envelope.source),
+            },
+        );
+        Ok((self.output_of(request, envelope).await?, input))
+    }
+
+    /// The verified or rejected record of a decoded request.
+    async fn output_of(
+        &mut self,
+        mut request: Request,
+        envelope: Envelope,
+    ) -> Result<OutRecord, HandlerError> {
         let key = Some(request.request_id.as_bytes().to_vec());
         let Some((source_id, source)) = self.sources.find(&envelope) else {
             let rejection = Rejection::unknown_source(format!(
@@ -205,8 +233,16 @@ impl VerifyHandler {
 impl Handler for VerifyHandler {
     async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
         for delivery in batch {
-            let output = self.output(&delivery.message).await?;
-            forward(&self.producer, vec![output], delivery.ack);
+            let (record, input) = self.output(&delivery.message).await?;
+            let emission: Emission = Emission {
+                input,
+                records: vec![record],
+                ack: delivery.ack,
+                tag: None,
+            };
+            // One input at a time, so a slow certificate fetch for a later input does not
+            // hold back the outputs of earlier ones.
+            self.emitter.emit(vec![emission]).await;
         }
         Ok(())
     }
