@@ -46,7 +46,10 @@ async fn create_topics_sets_partitions_record_size_and_compaction_and_is_idempot
                 .and_then(|entry| entry.value.clone())
                 .unwrap_or_else(|| panic!("{topic:?} has no {key}"))
         };
-        let derived = matches!(topic, Topic::Verified | Topic::Rejected | Topic::Dlq);
+        let derived = matches!(
+            topic,
+            Topic::Verified | Topic::Rejected | Topic::Dlq | Topic::Events | Topic::EventsUnique
+        );
         if *topic == Topic::Raw {
             assert_eq!(
                 value("max.message.bytes"),

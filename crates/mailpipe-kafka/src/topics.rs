@@ -68,17 +68,23 @@ impl Topic {
     }
 
     /// Topics whose records hold a whole request body (raw, verified, and the rejected
-    /// and dead-lettered copies of it): they must take the largest record a body makes.
+    /// and dead-lettered copies of it), or all of one event of it (`raw_event`: a body may
+    /// be one event): they must take the largest record a body makes.
     fn carries_bodies(self) -> bool {
         matches!(
             self,
-            Topic::Raw | Topic::Verified | Topic::Rejected | Topic::Dlq
+            Topic::Raw
+                | Topic::Verified
+                | Topic::Rejected
+                | Topic::Dlq
+                | Topic::Events
+                | Topic::EventsUnique
         )
     }
 
     /// The topic-level configuration `create_topics` sets: `mail.raw` takes the largest raw
-    /// record, the topics of records derived from it (verified, rejected, dead letters) that
-    /// plus the stages' margin (`mailpipe_settings::DERIVED_RECORD_MARGIN_BYTES`).
+    /// record, the topics of records derived from it (verified, rejected, dead letters,
+    /// events) that plus the stages' margin (`mailpipe_settings::DERIVED_RECORD_MARGIN_BYTES`).
     fn configs(self, max_record_bytes: u64) -> Vec<(&'static str, String)> {
         let mut configs = Vec::new();
         if self.is_compacted() {
@@ -177,7 +183,13 @@ mod tests {
 
     #[test]
     fn body_topics_take_the_largest_record_and_suppressions_are_compacted() {
-        let derived = [Topic::Verified, Topic::Rejected, Topic::Dlq];
+        let derived = [
+            Topic::Verified,
+            Topic::Rejected,
+            Topic::Dlq,
+            Topic::Events,
+            Topic::EventsUnique,
+        ];
         for topic in Topic::ALL {
             let configs = topic.configs(5_500_000);
             let max = configs.iter().find(|(k, _)| *k == "max.message.bytes");
