@@ -234,17 +234,16 @@ async fn an_output_the_topic_refuses_becomes_a_dead_letter_and_verify_goes_on() 
     );
     assert_eq!(letter.raw_request_id.as_deref(), Some("forged-refused"));
     assert_eq!(letter.provider.as_deref(), Some("generic"));
-    assert_eq!(
-        letter.payload,
-        forged_payload[..UNPRODUCIBLE_PAYLOAD_BYTES],
-        "the head of the input's value"
+    // A mail.raw record carries the request's credentials: its dead letter points at it
+    // and copies nothing of it.
+    assert!(
+        letter.payload.is_empty(),
+        "{} bytes copied",
+        letter.payload.len()
     );
     assert!(letter.detail.contains(&rejected_topic), "{}", letter.detail);
     assert!(
-        letter.detail.contains(&format!(
-            "the first {UNPRODUCIBLE_PAYLOAD_BYTES} of the input's {} bytes",
-            forged_payload.len()
-        )),
+        letter.detail.contains("payload not copied"),
         "{}",
         letter.detail
     );

@@ -48,6 +48,9 @@ pub struct Origin<'a> {
 pub struct DeadLetters {
     stage: Stage,
     topic: String,
+    /// `mail.raw`: its records carry every request header, credentials included, so
+    /// their dead letters keep coordinates, never bytes.
+    raw_topic: String,
     schema: RegisteredSchema,
 }
 
@@ -58,7 +61,8 @@ impl DeadLetters {
         settings: &Settings,
         codec: &AvroCodec,
     ) -> anyhow::Result<DeadLetters> {
-        let topic = TopicNames::new(&settings.kafka.topic_prefix).name(Topic::Dlq);
+        let names = TopicNames::new(&settings.kafka.topic_prefix);
+        let topic = names.name(Topic::Dlq);
         let schema = codec
             .register(&TopicSchema::new(&topic, DEAD_LETTER_SCHEMA)?)
             .await
@@ -66,12 +70,14 @@ impl DeadLetters {
         Ok(DeadLetters {
             stage,
             topic,
+            raw_topic: names.name(Topic::Raw),
             schema,
         })
     }
 
-    /// The dead letter of `message`: its value byte for byte, where it came from, why.
-    /// Keyed by the raw request id when known, else by the message's own key.
+    /// The dead letter of `message`: its value byte for byte (none for a `mail.raw`
+    /// record, see [`Self::copies_payload_of`]), where it came from, why. Keyed by the raw
+    /// request id when known, else by the message's own key.
     pub fn record(
         &self,
         message: &OwnedMessage,
@@ -105,14 +111,18 @@ impl DeadLetters {
         record: &OutRecord,
         error: &rdkafka::error::KafkaError,
     ) -> Result<OutRecord, String> {
-        let detail = format!(
-            "a record of {} bytes for {} cannot be produced: {error}; payload: the first {} of \
-             the input's {} bytes",
+        let mut detail = format!(
+            "a record of {} bytes for {} cannot be produced: {error}",
             record.payload.len(),
             record.topic,
-            input.payload_head.len(),
-            input.payload_len
         );
+        if self.copies_payload_of(&input.topic) {
+            detail.push_str(&format!(
+                "; payload: the first {} of the input's {} bytes",
+                input.payload_head.len(),
+                input.payload_len
+            ));
+        }
         let origin = Origin {
             raw_request_id: input.raw_request_id.as_deref(),
             provider: input.provider.as_deref(),
@@ -128,13 +138,29 @@ impl DeadLetters {
         self.letter(&coordinates, UNPRODUCIBLE, detail, &input.payload_head)
     }
 
+    /// Whether dead letters of `topic`'s records copy their bytes: not for `mail.raw`,
+    /// whose records hold the request's credentials (Basic authorization, signature and
+    /// token headers); the record stays readable at its coordinates, for mail.raw's
+    /// retention, to principals allowed to read mail.raw (deploy/kafka-acls/).
+    pub fn copies_payload_of(&self, topic: &str) -> bool {
+        topic != self.raw_topic
+    }
+
     fn letter(
         &self,
         input: &Input<'_>,
         reason: &str,
-        detail: String,
-        payload: &[u8],
+        mut detail: String,
+        mut payload: &[u8],
     ) -> Result<OutRecord, String> {
+        if !self.copies_payload_of(input.topic) {
+            payload = &[];
+            detail.push_str(&format!(
+                "; payload not copied ({} records carry request credentials): read it at \
+                 its coordinates",
+                self.raw_topic
+            ));
+        }
         metrics::counter!(names::DEAD_LETTERS, "stage" => self.stage.name(), "reason" => reason.to_string())
             .increment(1);
         tracing::warn!(stage = self.stage.name(), reason, detail = %detail, topic = input.topic,
