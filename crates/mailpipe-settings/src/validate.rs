@@ -322,6 +322,19 @@ impl Settings {
             }
             let only = |wanted: &[Provider]| wanted.contains(&provider);
             check(
+                source.timestamp_tolerance_seconds.is_none() || !only(&[Provider::Ses]),
+                "timestamp_tolerance_seconds",
+                "not used by ses (SNS retries keep their Timestamp, so no age is checked by \
+                 default); set sns_max_age_seconds to limit the age",
+            );
+            if let Some(age) = source.sns_max_age_seconds {
+                check(
+                    (1..=max_tolerance).contains(&age),
+                    "sns_max_age_seconds",
+                    "must be 1..=604800",
+                );
+            }
+            check(
                 source.webhook_url.is_none() || only(&[Provider::Mandrill]),
                 "webhook_url",
                 "only used by mandrill",
@@ -347,6 +360,11 @@ impl Settings {
             check(
                 !source.sns_insecure_loopback || only(&[Provider::Ses]),
                 "sns_insecure_loopback",
+                ses_only,
+            );
+            check(
+                source.sns_max_age_seconds.is_none() || only(&[Provider::Ses]),
+                "sns_max_age_seconds",
                 ses_only,
             );
             check(source.secrets.is_empty() || !only(&[Provider::Ses]), "secrets", "ses sources take no secrets: SNS messages are signed by Amazon; list sns_topic_arns");
