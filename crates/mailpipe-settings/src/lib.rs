@@ -133,8 +133,9 @@ pub enum SignatureEncoding {
 pub struct VerifySettings {
     /// Largest accepted distance between a signed timestamp and the time of receipt.
     pub timestamp_tolerance_seconds: u64,
-    /// Mailgun tokens remembered per process to refuse replays.
-    pub replay_cache_entries: usize,
+    /// Bound on one Redis call (connect or reply) recording a Mailgun token; on timeout or
+    /// error the call is retried with backoff and the stage holds.
+    pub redis_timeout_ms: u64,
     /// SNS signing certificates kept in memory, by URL.
     pub certificate_cache_entries: usize,
 }

@@ -300,8 +300,8 @@ impl Settings {
                 v.timestamp_tolerance_seconds
             ));
         }
-        if !(1..=100_000_000).contains(&v.replay_cache_entries) {
-            problems.push("verify.replay_cache_entries: must be 1..=100000000".into());
+        if !(1..=60_000).contains(&v.redis_timeout_ms) {
+            problems.push("verify.redis_timeout_ms: must be 1..=60000".into());
         }
         if !(1..=10_000).contains(&v.certificate_cache_entries) {
             problems.push("verify.certificate_cache_entries: must be 1..=10000".into());

@@ -12,6 +12,7 @@
 
 pub mod fetch;
 pub mod records;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,8 +26,8 @@ use mailpipe_settings::Settings;
 use mailpipe_stage::{decode_retrying, forward, now_ms, DeadLetters, Origin, OutRecord, Stage};
 use mailpipe_telemetry::names;
 use mailpipe_verify::{
-    required_certificate, strip_credentials, CertificateCache, Context, Reason, Rejection,
-    ReplayCache, Request, SnsControl, SourceConfig, SourceOptions, Verified,
+    required_certificate, strip_credentials, CertificateCache, Context, Reason, Rejection, Request,
+    SnsControl, SourceConfig, SourceOptions, Verified,
 };
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fetch::{Fetcher, Purpose};
 use crate::records::{Envelope, Outcome};
+use crate::tokens::UsedTokens;
 
 /// Bound on each certificate or SubscribeURL GET (connect, headers and body).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +48,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     mailpipe_stage::run_consumer(Stage::Verify, &settings, handler, shutdown).await
 }
 
-/// Verifies raw requests. Owns the process's SNS certificate cache and Mailgun replay cache.
+/// Verifies raw requests. Owns the process's SNS certificate cache and its connection to
+/// the Mailgun tokens every instance shares in Redis.
 pub struct VerifyHandler {
     codec: AvroCodec,
     producer: FutureProducer,
@@ -57,11 +60,12 @@ pub struct VerifyHandler {
     dead_letters: DeadLetters,
     sources: Sources,
     verifier: Verifier,
+    tokens: UsedTokens,
 }
 
 impl VerifyHandler {
     /// Parses every source's keys (logging their problems), registers the output schemas
-    /// and creates the producer and the HTTP client.
+    /// and creates the producer and the HTTP client; Redis connects lazily.
     pub async fn new(settings: &Settings) -> anyhow::Result<VerifyHandler> {
         let sources = Sources::new(settings);
         let names = TopicNames::new(&settings.kafka.topic_prefix);
@@ -100,9 +104,13 @@ impl VerifyHandler {
             sources,
             verifier: Verifier {
                 certificates: CertificateCache::new(settings.verify.certificate_cache_entries),
-                replay: ReplayCache::new(settings.verify.replay_cache_entries),
                 fetcher: Fetcher::new(FETCH_TIMEOUT, FETCH_MAX_BYTES)?,
             },
+            tokens: UsedTokens::new(
+                &settings.redis.url,
+                &settings.redis.key_prefix,
+                Duration::from_millis(settings.verify.redis_timeout_ms),
+            )?,
         })
     }
 
@@ -133,7 +141,14 @@ impl VerifyHandler {
             provider: source.provider().as_str(),
             source: source_id.to_string(),
         };
-        let result = self.verifier.verify(&request, source).await;
+        let result = match self.verifier.verify(&request, source).await {
+            Ok(verified) => {
+                self.tokens
+                    .accept(&request, labels.provider, verified)
+                    .await
+            }
+            Err(rejection) => Err(rejection),
+        };
         strip_credentials(source, &mut request.headers);
         match result {
             Ok(verified) => {
@@ -268,11 +283,10 @@ impl Sources {
     }
 }
 
-/// Verification state of the process: certificates fetched so far, Mailgun tokens seen,
-/// and the HTTP client that fetches certificates and confirms subscriptions.
+/// Verification state of the process: certificates fetched so far, and the HTTP client
+/// that fetches certificates and confirms subscriptions.
 struct Verifier {
     certificates: CertificateCache,
-    replay: ReplayCache,
     fetcher: Fetcher,
 }
 
@@ -304,7 +318,6 @@ impl Verifier {
             source,
             &mut Context {
                 certificates: &self.certificates,
-                replay: &mut self.replay,
             },
         )
     }
@@ -423,7 +436,6 @@ mod tests {
             let example = testing::example(provider, now);
             let mut verifier = Verifier {
                 certificates: example.certificates.clone(),
-                replay: ReplayCache::new(8),
                 fetcher: Fetcher::new(Duration::from_secs(1), 1024).unwrap(),
             };
             let mut request = example.request.clone();

@@ -142,6 +142,7 @@ pub(crate) fn verify(
         key_index: None,
         signed_at: Some(signed_at),
         control,
+        one_time_token: None,
     })
 }
 
@@ -247,8 +248,8 @@ mod tests {
 
     use crate::testing::{request, rsa_keys, sns_certificate_pem, sns_message};
     use crate::{
-        required_certificate, CertificateCache, Context, Reason, ReplayCache, Request, Scheme,
-        SnsControl, SourceConfig, SourceOptions,
+        required_certificate, CertificateCache, Context, Reason, Request, Scheme, SnsControl,
+        SourceConfig, SourceOptions,
     };
 
     /// SNS-1..4: aws-php-sns-message-validator `FunctionalValidationsTest.php` (cert copied
@@ -289,16 +290,7 @@ mod tests {
         request: &Request,
         certificates: &CertificateCache,
     ) -> Result<crate::Verified, Reason> {
-        let mut replay = ReplayCache::new(1);
-        crate::verify(
-            request,
-            source,
-            &mut Context {
-                certificates,
-                replay: &mut replay,
-            },
-        )
-        .map_err(|r| r.reason)
+        crate::verify(request, source, &mut Context { certificates }).map_err(|r| r.reason)
     }
 
     /// Certificates for `url`: the published one, or one made for a generated key.
