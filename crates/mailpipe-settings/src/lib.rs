@@ -138,6 +138,10 @@ pub struct VerifySettings {
     pub redis_timeout_ms: u64,
     /// SNS signing certificates kept in memory, by URL.
     pub certificate_cache_entries: usize,
+    /// Time spent at most on fetching one SNS certificate URL, retries included.
+    pub certificate_fetch_budget_ms: u64,
+    /// How long a certificate URL whose fetch failed is refused without a new fetch.
+    pub certificate_failure_cache_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

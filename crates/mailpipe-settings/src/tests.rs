@@ -258,6 +258,8 @@ fn verify_defaults_and_provider_extras_load() {
         let s = load_in_jail(jail, Some(body)).unwrap();
         assert_eq!(s.verify.timestamp_tolerance_seconds, 600);
         assert_eq!(s.verify.redis_timeout_ms, 2000);
+        assert_eq!(s.verify.certificate_fetch_budget_ms, 30_000);
+        assert_eq!(s.verify.certificate_failure_cache_seconds, 60);
         assert_eq!(s.sources["ses"].sns_topic_arns.len(), 1);
         assert_eq!(s.sources["ses"].sns_max_age_seconds, Some(7200));
         assert_eq!(s.sources["generic"].sns_max_age_seconds, None);

@@ -306,6 +306,12 @@ impl Settings {
         if !(1..=10_000).contains(&v.certificate_cache_entries) {
             problems.push("verify.certificate_cache_entries: must be 1..=10000".into());
         }
+        if !(1..=600_000).contains(&v.certificate_fetch_budget_ms) {
+            problems.push("verify.certificate_fetch_budget_ms: must be 1..=600000".into());
+        }
+        if !(1..=86_400).contains(&v.certificate_failure_cache_seconds) {
+            problems.push("verify.certificate_failure_cache_seconds: must be 1..=86400".into());
+        }
         for (id, source) in &self.sources {
             let mut check = |ok: bool, key: &str, why: &str| {
                 if !ok {
