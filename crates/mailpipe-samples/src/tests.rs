@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use mailpipe_model::{EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_verify::{
-    required_certificate, CertificateCache, Context, Reason, Rejection, ReplayCache, SourceConfig,
-    Verified,
+    required_certificate, CertificateCache, Context, Reason, Rejection, SourceConfig, Verified,
 };
 
 use crate::{generate, plan, Bad, DevKeys, PlanOptions, WebhookRequest, DEFAULT_SNS_CERT_URL};
@@ -95,7 +94,6 @@ fn verify(
         &source,
         &mut Context {
             certificates: &certificates,
-            replay: &mut ReplayCache::new(4),
         },
     )
 }

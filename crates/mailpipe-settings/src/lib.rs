@@ -59,10 +59,15 @@ pub struct SourceSettings {
     /// Client addresses allowed to post for this source; empty allows any.
     #[serde(default)]
     pub allowed_cidrs: Vec<ipnet::IpNet>,
-    /// Overrides `[verify] timestamp_tolerance_seconds` for this source (e.g. SendGrid or
-    /// SNS retries that reuse an old signed timestamp).
+    /// Overrides `[verify] timestamp_tolerance_seconds` for this source (e.g. SendGrid
+    /// retries that reuse an old signed timestamp). Not used by ses: see `sns_max_age_seconds`.
     #[serde(default)]
     pub timestamp_tolerance_seconds: Option<u64>,
+    /// SES: largest accepted age of an SNS message's signed `Timestamp` at receipt. None (the
+    /// default) checks no age: SNS keeps a message's Timestamp across retries for up to
+    /// hours, and a replayed signed message only repeats events that dedupe drops.
+    #[serde(default)]
+    pub sns_max_age_seconds: Option<u64>,
     /// Mandrill: the webhook URL exactly as entered in Mandrill; it is part of what is signed.
     #[serde(default)]
     pub webhook_url: Option<String>,
@@ -105,6 +110,7 @@ impl std::fmt::Debug for SourceSettings {
             .field("sns_topic_arns", &self.sns_topic_arns)
             .field("sns_certificate_hosts", &self.sns_certificate_hosts)
             .field("sns_insecure_loopback", &self.sns_insecure_loopback)
+            .field("sns_max_age_seconds", &self.sns_max_age_seconds)
             .field("signature_header", &self.signature_header)
             .field("signature_encoding", &self.signature_encoding)
             .field("token_header", &self.token_header)
@@ -127,10 +133,15 @@ pub enum SignatureEncoding {
 pub struct VerifySettings {
     /// Largest accepted distance between a signed timestamp and the time of receipt.
     pub timestamp_tolerance_seconds: u64,
-    /// Mailgun tokens remembered per process to refuse replays.
-    pub replay_cache_entries: usize,
+    /// Bound on one Redis call (connect or reply) recording a Mailgun token; on timeout or
+    /// error the call is retried with backoff and the stage holds.
+    pub redis_timeout_ms: u64,
     /// SNS signing certificates kept in memory, by URL.
     pub certificate_cache_entries: usize,
+    /// Time spent at most on fetching one SNS certificate URL, retries included.
+    pub certificate_fetch_budget_ms: u64,
+    /// How long a certificate URL whose fetch failed is refused without a new fetch.
+    pub certificate_failure_cache_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -249,6 +249,7 @@ fn verify_defaults_and_provider_extras_load() {
                     [sources.ses]\nprovider = \"ses\"\n\
                     sns_topic_arns = [\"arn:aws:sns:us-east-1:123456789012:ses-events\"]\n\
                     sns_certificate_hosts = [\"sns.*.amazonaws.com\"]\n\
+                    sns_max_age_seconds = 7200\n\
                     [sources.mandrill]\nprovider = \"mandrill\"\nsecrets = [\"k\"]\n\
                     webhook_url = \"https://hooks.example.com/webhooks/mandrill\"\n\
                     [sources.generic]\nprovider = \"generic\"\nsignature_header = \"X-Hub-Sig\"\n\
@@ -256,8 +257,12 @@ fn verify_defaults_and_provider_extras_load() {
                     [sources.postmark]\nprovider = \"postmark\"\ntoken_header = \"x-webhook-token\"\n";
         let s = load_in_jail(jail, Some(body)).unwrap();
         assert_eq!(s.verify.timestamp_tolerance_seconds, 600);
-        assert_eq!(s.verify.replay_cache_entries, 100_000);
+        assert_eq!(s.verify.redis_timeout_ms, 2000);
+        assert_eq!(s.verify.certificate_fetch_budget_ms, 30_000);
+        assert_eq!(s.verify.certificate_failure_cache_seconds, 60);
         assert_eq!(s.sources["ses"].sns_topic_arns.len(), 1);
+        assert_eq!(s.sources["ses"].sns_max_age_seconds, Some(7200));
+        assert_eq!(s.sources["generic"].sns_max_age_seconds, None);
         let generic = &s.sources["generic"];
         assert_eq!(generic.signature_encoding, SignatureEncoding::Base64);
         assert_eq!(generic.timestamp_tolerance_seconds, Some(60));
@@ -275,11 +280,14 @@ fn verify_problems_name_their_keys() {
         jail.clear_env();
         let body = "[verify]\ntimestamp_tolerance_seconds = 0\n\
                     [sources.a]\nprovider = \"sendgrid\"\nwebhook_url = \"https://x\"\n\
+                    sns_max_age_seconds = 60\n\
                     [sources.b]\nprovider = \"ses\"\nsecrets = [\"x\"]\n\
                     sns_topic_arns = [\"topic\"]\nsns_certificate_hosts = [\"evil.*com\"]\n\
                     [sources.c]\nprovider = \"generic\"\nsignature_header = \"bad header\"\n\
                     [sources.d]\nprovider = \"mandrill\"\nwebhook_url = \"ftp://x\"\n\
-                    token_header = \"x-token\"\n";
+                    token_header = \"x-token\"\n\
+                    [sources.e]\nprovider = \"ses\"\ntimestamp_tolerance_seconds = 60\n\
+                    sns_max_age_seconds = 0\n";
         let SettingsError::Invalid(problems) = load_in_jail(jail, Some(body)).unwrap_err() else {
             panic!("expected Invalid");
         };
@@ -292,12 +300,15 @@ fn verify_problems_name_their_keys() {
             [
                 "verify.timestamp_tolerance_seconds",
                 "sources.a.webhook_url",
+                "sources.a.sns_max_age_seconds",
                 "sources.b.secrets",
                 "sources.b.sns_topic_arns",
                 "sources.b.sns_certificate_hosts",
                 "sources.c.signature_header",
                 "sources.d.webhook_url",
                 "sources.d.token_header",
+                "sources.e.timestamp_tolerance_seconds",
+                "sources.e.sns_max_age_seconds",
             ]
         );
         let msg = load_in_jail(

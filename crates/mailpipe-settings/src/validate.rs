@@ -300,11 +300,17 @@ impl Settings {
                 v.timestamp_tolerance_seconds
             ));
         }
-        if !(1..=100_000_000).contains(&v.replay_cache_entries) {
-            problems.push("verify.replay_cache_entries: must be 1..=100000000".into());
+        if !(1..=60_000).contains(&v.redis_timeout_ms) {
+            problems.push("verify.redis_timeout_ms: must be 1..=60000".into());
         }
         if !(1..=10_000).contains(&v.certificate_cache_entries) {
             problems.push("verify.certificate_cache_entries: must be 1..=10000".into());
+        }
+        if !(1..=600_000).contains(&v.certificate_fetch_budget_ms) {
+            problems.push("verify.certificate_fetch_budget_ms: must be 1..=600000".into());
+        }
+        if !(1..=86_400).contains(&v.certificate_failure_cache_seconds) {
+            problems.push("verify.certificate_failure_cache_seconds: must be 1..=86400".into());
         }
         for (id, source) in &self.sources {
             let mut check = |ok: bool, key: &str, why: &str| {
@@ -321,6 +327,19 @@ impl Settings {
                 );
             }
             let only = |wanted: &[Provider]| wanted.contains(&provider);
+            check(
+                source.timestamp_tolerance_seconds.is_none() || !only(&[Provider::Ses]),
+                "timestamp_tolerance_seconds",
+                "not used by ses (SNS retries keep their Timestamp, so no age is checked by \
+                 default); set sns_max_age_seconds to limit the age",
+            );
+            if let Some(age) = source.sns_max_age_seconds {
+                check(
+                    (1..=max_tolerance).contains(&age),
+                    "sns_max_age_seconds",
+                    "must be 1..=604800",
+                );
+            }
             check(
                 source.webhook_url.is_none() || only(&[Provider::Mandrill]),
                 "webhook_url",
@@ -347,6 +366,11 @@ impl Settings {
             check(
                 !source.sns_insecure_loopback || only(&[Provider::Ses]),
                 "sns_insecure_loopback",
+                ses_only,
+            );
+            check(
+                source.sns_max_age_seconds.is_none() || only(&[Provider::Ses]),
+                "sns_max_age_seconds",
                 ses_only,
             );
             check(source.secrets.is_empty() || !only(&[Provider::Ses]), "secrets", "ses sources take no secrets: SNS messages are signed by Amazon; list sns_topic_arns");

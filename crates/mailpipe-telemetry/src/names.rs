@@ -45,6 +45,9 @@ pub const VERIFY_VERIFIED: &str = "mailpipe_verify_verified_total";
 pub const VERIFY_REJECTED: &str = "mailpipe_verify_rejected_total";
 pub const VERIFY_CONTROL: &str = "mailpipe_verify_control_total";
 pub const VERIFY_FETCHES: &str = "mailpipe_verify_fetches_total";
+pub const VERIFY_FETCH_FAILURES_REMEMBERED: &str =
+    "mailpipe_verify_certificate_failures_remembered_total";
+pub const VERIFY_REDIS_ERRORS: &str = "mailpipe_verify_redis_errors_total";
 
 // Dedupe stage. Labels: provider is the closed provider set ("unknown" otherwise), step
 // claim or confirm, outcome ok or error.
@@ -134,7 +137,15 @@ fn describe_verify() {
     );
     describe_counter!(
         VERIFY_FETCHES,
-        "HTTP GETs of SNS certificates and SubscribeURLs, by purpose and outcome (ok, retry, failed)"
+        "HTTP GETs of SNS certificates and SubscribeURLs, by purpose and outcome (ok, retry, failed, out_of_time: transient failures for the whole fetch budget)"
+    );
+    describe_counter!(
+        VERIFY_FETCH_FAILURES_REMEMBERED,
+        "SNS messages rejected without a fetch because their certificate URL failed recently (negative cache)"
+    );
+    describe_counter!(
+        VERIFY_REDIS_ERRORS,
+        "Failed Redis calls recording Mailgun one-time tokens (retried with backoff; the stage holds meanwhile)"
     );
 }
 

@@ -2,13 +2,15 @@
 //! URLs the library already vetted (https, allowed host). Bounded in time and size, no
 //! redirects (a redirect could leave the allowed hosts), no proxy from the environment.
 //!
-//! Errors are split in two: transient ones (network, timeout, 5xx, 408, 429) are retried
-//! with backoff for as long as it takes, so an SNS outage delays requests instead of
-//! rejecting them; permanent ones (any other status, an oversized answer) are reported to
-//! the caller, since retrying them would stall the partition forever on a request whose
-//! URL simply does not exist.
+//! Errors are split in two: transient ones (network, DNS, timeout, 5xx, 408, 429) are
+//! retried with backoff, but only within a time budget per URL (`[verify]
+//! certificate_fetch_budget_ms`): a URL on an allowed-looking host that never answers (a
+//! forged message can name one) must not stall the stage; permanent ones (any other status,
+//! an oversized answer) are reported at once. [`RecentFailures`] remembers the URLs that
+//! failed, so they are not fetched again for a while.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use mailpipe_telemetry::names;
 
@@ -45,6 +47,15 @@ pub fn is_transient_status(status: u16) -> bool {
 /// Backoff between fetch retries: doubles from 200 ms up to 30 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((200u64 << attempt.min(8)).min(30_000))
+}
+
+/// Why a fetch within a budget gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// The answer says it will never succeed.
+    Permanent(String),
+    /// Only transient failures, for the whole budget (the last one is described).
+    OutOfTime(String),
 }
 
 /// An HTTP client for vetted URLs.
@@ -98,12 +109,22 @@ impl Fetcher {
         Ok(body)
     }
 
-    /// GETs `url`, retrying transient failures with backoff until it succeeds or fails
-    /// permanently (the permanent reason is returned).
-    pub async fn get_retrying(&self, url: &str, purpose: Purpose) -> Result<Vec<u8>, String> {
+    /// GETs `url`, retrying transient failures with backoff until it succeeds, fails
+    /// permanently, or `budget` is spent (each attempt is cut at the budget's end too).
+    pub async fn get_within(
+        &self,
+        url: &str,
+        purpose: Purpose,
+        budget: Duration,
+    ) -> Result<Vec<u8>, FetchFailure> {
+        let deadline = Instant::now() + budget;
         let mut attempt = 0u32;
         loop {
-            match self.get(url).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = tokio::time::timeout(left, self.get(url))
+                .await
+                .unwrap_or_else(|_| Err(FetchError::Transient("timed out".into())));
+            match result {
                 Ok(body) => {
                     count(purpose, "ok");
                     return Ok(body);
@@ -112,19 +133,75 @@ impl Fetcher {
                     count(purpose, "failed");
                     tracing::warn!(purpose = purpose.as_str(), url = without_query(url), why = %why,
                         "fetch failed permanently");
-                    return Err(why);
+                    return Err(FetchFailure::Permanent(why));
                 }
                 Err(FetchError::Transient(why)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        count(purpose, "out_of_time");
+                        tracing::warn!(purpose = purpose.as_str(), url = without_query(url), why = %why,
+                            attempts = attempt + 1, ?budget, "fetch gave up: budget spent");
+                        return Err(FetchFailure::OutOfTime(why));
+                    }
                     count(purpose, "retry");
-                    let wait = backoff(attempt);
+                    let wait = backoff(attempt).min(left);
                     tracing::warn!(purpose = purpose.as_str(), url = without_query(url), why = %why,
-                        attempt, ?wait,
-                        "fetch failed; retrying");
+                        attempt, ?wait, "fetch failed; retrying within the budget");
                     tokio::time::sleep(wait).await;
                     attempt = attempt.saturating_add(1);
                 }
             }
         }
+    }
+}
+
+/// URLs whose fetch failed recently, with the rejection each one earned: such a URL is not
+/// fetched again until `ttl` has passed, so a burst of messages naming it costs one budget,
+/// not one each. Bounded: past `capacity`, the soonest-expiring entries go first.
+#[derive(Debug)]
+pub struct RecentFailures<T> {
+    ttl: Duration,
+    capacity: usize,
+    entries: HashMap<String, (Instant, T)>,
+}
+
+impl<T: Clone> RecentFailures<T> {
+    pub fn new(ttl: Duration, capacity: usize) -> RecentFailures<T> {
+        RecentFailures {
+            ttl,
+            capacity: capacity.max(1),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// What `url` failed with, if that was less than `ttl` before `now`.
+    pub fn get(&self, url: &str, now: Instant) -> Option<T> {
+        let (until, what) = self.entries.get(url)?;
+        (now < *until).then(|| what.clone())
+    }
+
+    pub fn insert(&mut self, url: &str, what: T, now: Instant) {
+        self.entries.retain(|_, (until, _)| now < *until);
+        while self.entries.len() >= self.capacity {
+            let soonest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (until, _))| *until)
+                .map(|(url, _)| url.clone());
+            match soonest {
+                Some(url) => self.entries.remove(&url),
+                None => break,
+            };
+        }
+        self.entries.insert(url.to_string(), (now + self.ttl, what));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -195,6 +272,63 @@ mod tests {
         assert_eq!(backoff(7), Duration::from_millis(25_600));
         assert_eq!(backoff(8), Duration::from_secs(30));
         assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn failures_are_remembered_for_their_ttl_and_bounded() {
+        let t0 = Instant::now();
+        let mut failures = RecentFailures::new(Duration::from_secs(60), 2);
+        failures.insert("https://a/c.pem", "why a", t0);
+        assert_eq!(failures.get("https://a/c.pem", t0), Some("why a"));
+        assert_eq!(
+            failures.get("https://a/c.pem", t0 + Duration::from_secs(59)),
+            Some("why a")
+        );
+        assert_eq!(
+            failures.get("https://a/c.pem", t0 + Duration::from_secs(60)),
+            None
+        );
+        assert_eq!(failures.get("https://b/c.pem", t0), None);
+        failures.insert("https://b/c.pem", "why b", t0 + Duration::from_secs(1));
+        failures.insert("https://c/c.pem", "why c", t0 + Duration::from_secs(2));
+        assert_eq!(failures.len(), 2, "bounded");
+        assert_eq!(
+            failures.get("https://a/c.pem", t0),
+            None,
+            "soonest expiry went first"
+        );
+        assert_eq!(
+            failures.get("https://c/c.pem", t0 + Duration::from_secs(2)),
+            Some("why c")
+        );
+        failures.insert("https://d/c.pem", "why d", t0 + Duration::from_secs(500));
+        assert_eq!(failures.len(), 1, "expired entries dropped");
+        assert!(!failures.is_empty());
+    }
+
+    /// Nothing listens on the port: every attempt fails at once (transient), and the fetch
+    /// gives up once the budget is spent instead of retrying forever.
+    #[tokio::test]
+    async fn transient_failures_give_up_when_the_budget_is_spent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let fetcher = Fetcher::new(Duration::from_secs(2), 16).unwrap();
+        let started = Instant::now();
+        let err = fetcher
+            .get_within(
+                &format!("http://127.0.0.1:{port}/c.pem"),
+                Purpose::Certificate,
+                Duration::from_millis(1500),
+            )
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, FetchFailure::OutOfTime(_)), "{err:?}");
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
 
     #[tokio::test]

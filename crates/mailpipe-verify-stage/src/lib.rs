@@ -9,12 +9,18 @@
 //!
 //! Invariant: no secret or header value is logged; outputs carry no credentials. The only
 //! outbound HTTP is to URLs the library vetted (SNS certificates, SubscribeURLs).
+//!
+//! Invariant: a certificate fetch holds the stage for at most one fetch budget per batch
+//! (`[verify] certificate_fetch_budget_ms`): the batch's other messages go first, missing
+//! certificates are fetched concurrently, and a URL that failed is refused at once for a
+//! while. Mailgun tokens are recorded in Redis; while it is down the stage holds.
 
 pub mod fetch;
 pub mod records;
+pub mod tokens;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use mailpipe_avro::records::RawRecord;
@@ -27,19 +33,22 @@ use mailpipe_stage::{
 };
 use mailpipe_telemetry::names;
 use mailpipe_verify::{
-    required_certificate, strip_credentials, CertificateCache, Context, Reason, Rejection,
-    ReplayCache, Request, SnsControl, SourceConfig, SourceOptions, Verified,
+    required_certificate, strip_credentials, CertificateCache, CertificateUrl, Context, Reason,
+    Rejection, Request, SnsControl, SourceConfig, SourceOptions, Verified,
 };
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
-use crate::fetch::{Fetcher, Purpose};
+use crate::fetch::{FetchFailure, Fetcher, Purpose, RecentFailures};
 use crate::records::{Envelope, Outcome};
+use crate::tokens::UsedTokens;
 
 /// Bound on each certificate or SubscribeURL GET (connect, headers and body).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest certificate or SubscribeURL answer read (SNS certificates are about 2 KiB).
 pub const FETCH_MAX_BYTES: usize = 64 * 1024;
+/// Certificate URLs whose failure is remembered at most (the soonest to expire go first).
+pub const FAILED_URLS_REMEMBERED: usize = 10_000;
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -47,7 +56,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     mailpipe_stage::run_consumer(Stage::Verify, &settings, handler, shutdown).await
 }
 
-/// Verifies raw requests. Owns the process's SNS certificate cache and Mailgun replay cache.
+/// Verifies raw requests. Owns the process's SNS certificate cache and its connection to
+/// the Mailgun tokens every instance shares in Redis.
 pub struct VerifyHandler {
     codec: AvroCodec,
     emitter: Emitter,
@@ -58,11 +68,12 @@ pub struct VerifyHandler {
     dead_letters: DeadLetters,
     sources: Sources,
     verifier: Verifier,
+    tokens: UsedTokens,
 }
 
 impl VerifyHandler {
     /// Parses every source's keys (logging their problems), registers the output schemas
-    /// and creates the producer and the HTTP client.
+    /// and creates the producer and the HTTP client; Redis connects lazily.
     pub async fn new(settings: &Settings) -> anyhow::Result<VerifyHandler> {
         let sources = Sources::new(settings);
         let names = TopicNames::new(&settings.kafka.topic_prefix);
@@ -102,26 +113,29 @@ impl VerifyHandler {
             rejected_schema,
             dead_letters,
             sources,
-            verifier: Verifier {
-                certificates: CertificateCache::new(settings.verify.certificate_cache_entries),
-                replay: ReplayCache::new(settings.verify.replay_cache_entries),
-                fetcher: Fetcher::new(FETCH_TIMEOUT, FETCH_MAX_BYTES)?,
-            },
+            verifier: Verifier::new(settings)?,
+            tokens: UsedTokens::new(
+                &settings.redis.url,
+                &settings.redis.key_prefix,
+                Duration::from_millis(settings.verify.redis_timeout_ms),
+            )?,
         })
     }
 
-    /// The one record an input message becomes, and what is kept of the input should that
-    /// record never be producible.
+    /// The record an input message becomes, with what is kept of the input should that
+    /// record never be producible; with [`Fetch::Later`], `None` for an SNS message whose
+    /// certificate must be fetched first (its URL is noted for [`Verifier::fetch_wanted`]).
     async fn output(
         &mut self,
         message: &OwnedMessage,
-    ) -> Result<(OutRecord, InputRef), HandlerError> {
+        fetch: Fetch,
+    ) -> Result<Option<(OutRecord, InputRef)>, HandlerError> {
         let payload = message.payload().unwrap_or_default();
         let raw: RawRecord = match decode_retrying(&self.codec, payload).await {
             Ok(raw) => raw,
             Err(detail) => {
                 let input = InputRef::new(message, Origin::default());
-                return Ok((self.dead_letter(message, detail)?, input));
+                return Ok(Some((self.dead_letter(message, detail)?, input)));
             }
         };
         let (request, envelope) = records::split(raw);
@@ -133,15 +147,18 @@ impl VerifyHandler {
                 source: Some(&envelope.source),
             },
         );
-        Ok((self.output_of(request, envelope).await?, input))
+        let record = self.output_of(request, envelope, fetch).await?;
+        Ok(record.map(|record| (record, input)))
     }
 
-    /// The verified or rejected record of a decoded request.
+    /// The verified or rejected record of a decoded request (`None`: deferred, see
+    /// [`Self::output`]).
     async fn output_of(
         &mut self,
         mut request: Request,
         envelope: Envelope,
-    ) -> Result<OutRecord, HandlerError> {
+        fetch: Fetch,
+    ) -> Result<Option<OutRecord>, HandlerError> {
         let key = Some(request.request_id.as_bytes().to_vec());
         let Some((source_id, source)) = self.sources.find(&envelope) else {
             let rejection = Rejection::unknown_source(format!(
@@ -155,13 +172,23 @@ impl VerifyHandler {
                 provider: provider.map_or("unknown", Provider::as_str),
                 source: "unknown".into(),
             };
-            return self.rejected(request, envelope, &rejection, &labels, key);
+            return self
+                .rejected(request, envelope, &rejection, &labels, key)
+                .map(Some);
         };
         let labels = Labels {
             provider: source.provider().as_str(),
             source: source_id.to_string(),
         };
-        let result = self.verifier.verify(&request, source).await;
+        let result = match self.verifier.verify(&request, source, fetch).await {
+            Checked::Deferred => return Ok(None),
+            Checked::Done(Ok(verified)) => {
+                self.tokens
+                    .accept(&request, labels.provider, verified)
+                    .await
+            }
+            Checked::Done(Err(rejection)) => Err(rejection),
+        };
         strip_credentials(source, &mut request.headers);
         match result {
             Ok(verified) => {
@@ -182,13 +209,15 @@ impl VerifyHandler {
                     .verified_schema
                     .encode(&record, record.body.len() + 512)
                     .map_err(|e| format!("encoding a verified record: {e}"))?;
-                Ok(OutRecord {
+                Ok(Some(OutRecord {
                     topic: self.verified_topic.clone(),
                     key,
                     payload,
-                })
+                }))
             }
-            Err(rejection) => self.rejected(request, envelope, &rejection, &labels, key),
+            Err(rejection) => self
+                .rejected(request, envelope, &rejection, &labels, key)
+                .map(Some),
         }
     }
 
@@ -230,19 +259,44 @@ impl VerifyHandler {
     }
 }
 
+impl VerifyHandler {
+    /// Emits one input's record at once, so a slow certificate fetch for a later input
+    /// does not hold back the outputs of earlier ones.
+    async fn emit_one(&self, record: OutRecord, input: InputRef, ack: mailpipe_kafka::Ack) {
+        let emission: Emission = Emission {
+            input,
+            records: vec![record],
+            ack,
+            tag: None,
+        };
+        self.emitter.emit(vec![emission]).await;
+    }
+}
+
 impl Handler for VerifyHandler {
+    /// Messages are forwarded in batch order, except SNS messages whose certificate is not
+    /// cached: they wait until the rest of the batch is forwarded and every certificate the
+    /// batch needs is fetched, concurrently, within the fetch budget. So a certificate URL
+    /// that never answers holds the stage (every partition it owns) for one budget at most,
+    /// and a URL that just failed is refused at once.
     async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        let mut waiting = Vec::new();
         for delivery in batch {
-            let (record, input) = self.output(&delivery.message).await?;
-            let emission: Emission = Emission {
-                input,
-                records: vec![record],
-                ack: delivery.ack,
-                tag: None,
-            };
-            // One input at a time, so a slow certificate fetch for a later input does not
-            // hold back the outputs of earlier ones.
-            self.emitter.emit(vec![emission]).await;
+            match self.output(&delivery.message, Fetch::Later).await? {
+                Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
+                None => waiting.push(delivery),
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        self.verifier.fetch_wanted().await;
+        for delivery in waiting {
+            let (record, input) = self
+                .output(&delivery.message, Fetch::Now)
+                .await?
+                .ok_or("a message deferred although fetching was allowed")?;
+            self.emit_one(record, input, delivery.ack).await;
         }
         Ok(())
     }
@@ -304,45 +358,137 @@ impl Sources {
     }
 }
 
-/// Verification state of the process: certificates fetched so far, Mailgun tokens seen,
-/// and the HTTP client that fetches certificates and confirms subscriptions.
+/// Verification state of the process: certificates fetched so far, certificate URLs that
+/// failed recently, and the HTTP client that fetches certificates and confirms
+/// subscriptions.
 struct Verifier {
     certificates: CertificateCache,
-    replay: ReplayCache,
+    failures: RecentFailures<Rejection>,
+    /// Certificate URLs that deferred messages of the current batch wait for.
+    wanted: Vec<CertificateUrl>,
     fetcher: Fetcher,
+    /// Time spent at most on one certificate URL or SubscribeURL.
+    budget: Duration,
+}
+
+/// Whether verifying may fetch a missing certificate now, or defers the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    Later,
+    Now,
+}
+
+/// What [`Verifier::verify`] came to.
+enum Checked {
+    Done(Result<Verified, Rejection>),
+    /// The certificate is neither cached nor known to fail: fetch it, then verify again.
+    Deferred,
 }
 
 impl Verifier {
-    /// Fetches the SNS certificate the request needs (once per URL; transient failures are
-    /// retried, never turned into a rejection), then verifies.
-    async fn verify(
-        &mut self,
-        request: &Request,
-        source: &SourceConfig,
-    ) -> Result<Verified, Rejection> {
-        if let Some(url) = required_certificate(request, source)? {
-            if !self.certificates.contains(&url) {
-                let pem = self
-                    .fetcher
-                    .get_retrying(url.as_str(), Purpose::Certificate)
-                    .await
-                    .map_err(|why| {
-                        Rejection::new(
-                            Reason::UntrustedCertificate,
-                            format!("SigningCertURL {why}"),
-                        )
-                    })?;
-                self.certificates.insert_pem(url, &pem)?;
+    fn new(settings: &Settings) -> anyhow::Result<Verifier> {
+        let verify = &settings.verify;
+        Ok(Verifier {
+            certificates: CertificateCache::new(verify.certificate_cache_entries),
+            failures: RecentFailures::new(
+                Duration::from_secs(verify.certificate_failure_cache_seconds),
+                FAILED_URLS_REMEMBERED,
+            ),
+            wanted: Vec::new(),
+            fetcher: Fetcher::new(FETCH_TIMEOUT, FETCH_MAX_BYTES)?,
+            budget: Duration::from_millis(verify.certificate_fetch_budget_ms),
+        })
+    }
+
+    /// Verifies, once the SNS certificate the request needs is at hand: cached, or a
+    /// rejection remembered for its URL, or (with [`Fetch::Now`]) fetched within the
+    /// budget; with [`Fetch::Later`] a missing one defers the request.
+    async fn verify(&mut self, request: &Request, source: &SourceConfig, fetch: Fetch) -> Checked {
+        let url = match required_certificate(request, source) {
+            Ok(url) => url,
+            Err(rejection) => return Checked::Done(Err(rejection)),
+        };
+        if let Some(url) = url.filter(|url| !self.certificates.contains(url)) {
+            if let Some(rejection) = self.failures.get(url.as_str(), Instant::now()) {
+                metrics::counter!(names::VERIFY_FETCH_FAILURES_REMEMBERED).increment(1);
+                return Checked::Done(Err(rejection));
+            }
+            match fetch {
+                Fetch::Later => {
+                    if !self.wanted.contains(&url) {
+                        self.wanted.push(url);
+                    }
+                    return Checked::Deferred;
+                }
+                Fetch::Now => {
+                    let fetched = self
+                        .fetcher
+                        .get_within(url.as_str(), Purpose::Certificate, self.budget)
+                        .await;
+                    if let Err(rejection) = self.keep(url, fetched) {
+                        return Checked::Done(Err(rejection));
+                    }
+                }
             }
         }
-        mailpipe_verify::verify(
+        Checked::Done(mailpipe_verify::verify(
             request,
             source,
             &mut Context {
                 certificates: &self.certificates,
-                replay: &mut self.replay,
             },
-        )
+        ))
+    }
+
+    /// Fetches every wanted certificate at once, each within the budget, into the cache,
+    /// or its failure into the remembered ones.
+    async fn fetch_wanted(&mut self) {
+        let mut fetches = tokio::task::JoinSet::new();
+        for url in self.wanted.drain(..) {
+            let (fetcher, budget) = (self.fetcher.clone(), self.budget);
+            fetches.spawn(async move {
+                let fetched = fetcher
+                    .get_within(url.as_str(), Purpose::Certificate, budget)
+                    .await;
+                (url, fetched)
+            });
+        }
+        while let Some(joined) = fetches.join_next().await {
+            match joined {
+                Ok((url, fetched)) => {
+                    let _ = self.keep(url, fetched);
+                }
+                // A fetch task cannot panic in practice; its messages fetch again (Now).
+                Err(e) => tracing::error!(error = %e, "certificate fetch task failed"),
+            }
+        }
+    }
+
+    /// Caches a fetched certificate, or remembers why its URL cannot be used.
+    fn keep(
+        &mut self,
+        url: CertificateUrl,
+        fetched: Result<Vec<u8>, FetchFailure>,
+    ) -> Result<(), Rejection> {
+        let result = match fetched {
+            Ok(pem) => self.certificates.insert_pem(url.clone(), &pem),
+            Err(FetchFailure::Permanent(why)) => Err(Rejection::new(
+                Reason::UntrustedCertificate,
+                format!("SigningCertURL {why}"),
+            )),
+            Err(FetchFailure::OutOfTime(why)) => Err(Rejection::new(
+                Reason::CertificateUnavailable,
+                format!(
+                    "SigningCertURL could not be fetched within {} ms: {why}",
+                    self.budget.as_millis()
+                ),
+            )),
+        };
+        if let Err(rejection) = &result {
+            self.failures
+                .insert(url.as_str(), rejection.clone(), Instant::now());
+        }
+        result
     }
 
     /// What a verified request is: events, or an SNS control message, confirmed here.
@@ -355,7 +501,11 @@ impl Verifier {
             }) => {
                 match self
                     .fetcher
-                    .get_retrying(subscribe_url, Purpose::SubscriptionConfirmation)
+                    .get_within(
+                        subscribe_url,
+                        Purpose::SubscriptionConfirmation,
+                        self.budget,
+                    )
                     .await
                 {
                     Ok(_) => {
@@ -364,7 +514,7 @@ impl Verifier {
                         records::SNS_SUBSCRIPTION_CONFIRMED
                     }
                     Err(why) => {
-                        tracing::warn!(source = %labels.source, topic_arn = %topic_arn, why = %why,
+                        tracing::warn!(source = %labels.source, topic_arn = %topic_arn, why = ?why,
                             "SNS subscription could not be confirmed");
                         records::SNS_SUBSCRIPTION_CONFIRMATION_FAILED
                     }
@@ -457,16 +607,16 @@ mod tests {
         let now = 1_764_000_000;
         for provider in Provider::ALL {
             let example = testing::example(provider, now);
-            let mut verifier = Verifier {
-                certificates: example.certificates.clone(),
-                replay: ReplayCache::new(8),
-                fetcher: Fetcher::new(Duration::from_secs(1), 1024).unwrap(),
-            };
+            let mut verifier = Verifier::new(&settings_with(&[])).unwrap();
+            verifier.certificates = example.certificates.clone();
             let mut request = example.request.clone();
-            let verified = verifier
-                .verify(&request, &example.source)
+            let Checked::Done(verified) = verifier
+                .verify(&request, &example.source, Fetch::Later)
                 .await
-                .unwrap_or_else(|e| panic!("{provider}: {e}"));
+            else {
+                panic!("{provider}: deferred although its certificate is cached");
+            };
+            let verified = verified.unwrap_or_else(|e| panic!("{provider}: {e}"));
             strip_credentials(&example.source, &mut request.headers);
             let labels = Labels {
                 provider: provider.as_str(),
@@ -497,6 +647,65 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// An SNS message whose certificate URL does not answer is deferred (its URL noted
+    /// once), the batch's fetch gives up after the budget, and from then on the URL is
+    /// refused at once as certificate_unavailable, without another fetch.
+    #[tokio::test]
+    async fn an_unanswering_certificate_url_costs_one_budget_then_is_refused_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let arn = "arn:aws:sns:us-east-1:1:t";
+        let source = SourceConfig::new(
+            Provider::Ses,
+            &[],
+            SourceOptions {
+                sns_topic_arns: vec![arn.into()],
+                sns_insecure_loopback: true,
+                ..SourceOptions::default()
+            },
+        );
+        let fields = [
+            ("Type", "Notification"),
+            ("MessageId", "m-1"),
+            ("TopicArn", arn),
+            ("Timestamp", "2023-11-14T22:13:20.000Z"),
+            ("Message", "{}"),
+        ];
+        let url = format!("http://127.0.0.1:{port}/c.pem");
+        let body = testing::sns_message(&testing::rsa_keys()[0], 2, &url, &fields);
+        let request = testing::request(&[], &body, 1_700_000_000);
+        let mut settings = settings_with(&[]);
+        settings.verify.certificate_fetch_budget_ms = 1000;
+        let mut verifier = Verifier::new(&settings).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                verifier.verify(&request, &source, Fetch::Later).await,
+                Checked::Deferred
+            ));
+        }
+        assert_eq!(verifier.wanted.len(), 1, "one fetch per URL");
+        let started = std::time::Instant::now();
+        verifier.fetch_wanted().await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        for fetch in [Fetch::Now, Fetch::Later] {
+            let started = std::time::Instant::now();
+            let Checked::Done(Err(rejection)) = verifier.verify(&request, &source, fetch).await
+            else {
+                panic!("not rejected");
+            };
+            assert_eq!(rejection.reason, Reason::CertificateUnavailable);
+            assert!(
+                started.elapsed() < Duration::from_millis(200),
+                "fetched again"
+            );
         }
     }
 

@@ -147,6 +147,7 @@ mod tests {
             key_index,
             signed_at: None,
             control: None,
+            one_time_token: None,
         }
     }
 
@@ -210,6 +211,7 @@ mod tests {
             control: Some(SnsControl::Unsubscribed {
                 topic_arn: "arn".into(),
             }),
+            one_time_token: None,
         };
         let outcome = Outcome::Control {
             action: SNS_SUBSCRIPTION_CONFIRMED,

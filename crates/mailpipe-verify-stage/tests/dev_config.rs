@@ -11,7 +11,7 @@ use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
 use mailpipe_verify::testing;
 use mailpipe_verify::{
-    required_certificate, verify, CertificateCache, Context, ReplayCache, Request, SourceConfig,
+    required_certificate, verify, CertificateCache, Context, Request, SourceConfig,
 };
 use p256::pkcs8::DecodePrivateKey as _;
 
@@ -189,7 +189,6 @@ fn every_dev_source_verifies_a_sample_signed_with_the_dev_keys() {
             &source,
             &mut Context {
                 certificates: &certificates,
-                replay: &mut ReplayCache::new(4),
             },
         )
         .unwrap_or_else(|e| panic!("{id}: {e}"));

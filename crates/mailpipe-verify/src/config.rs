@@ -24,6 +24,8 @@ pub struct SourceOptions {
     pub sns_topic_arns: Vec<String>,
     pub sns_certificate_hosts: Vec<String>,
     pub sns_insecure_loopback: bool,
+    /// SES: largest accepted age of the signed `Timestamp`; `None` checks no age.
+    pub sns_max_age_seconds: Option<u64>,
     pub signature_header: Option<String>,
     pub signature_encoding: SignatureEncoding,
     pub token_header: Option<String>,
@@ -37,6 +39,7 @@ impl Default for SourceOptions {
             sns_topic_arns: Vec::new(),
             sns_certificate_hosts: Vec::new(),
             sns_insecure_loopback: false,
+            sns_max_age_seconds: None,
             signature_header: None,
             signature_encoding: SignatureEncoding::Hex,
             token_header: None,
@@ -64,6 +67,8 @@ pub struct SourceConfig {
     /// `key_index` reported for key `i` of `keys`: its position among the secrets.
     pub(crate) secret_index: Vec<usize>,
     pub(crate) tolerance: i64,
+    /// SES only: the optional maximum age of an SNS message at receipt.
+    pub(crate) sns_max_age: Option<i64>,
     pub(crate) webhook_url: Option<String>,
     pub(crate) topic_arns: Vec<String>,
     pub(crate) urls: UrlPolicy,
@@ -83,6 +88,7 @@ impl SourceConfig {
             sns_topic_arns: source.sns_topic_arns.clone(),
             sns_certificate_hosts: source.sns_certificate_hosts.clone(),
             sns_insecure_loopback: source.sns_insecure_loopback,
+            sns_max_age_seconds: source.sns_max_age_seconds,
             signature_header: source.signature_header.clone(),
             signature_encoding: source.signature_encoding,
             token_header: source.token_header.clone(),
@@ -152,6 +158,9 @@ impl SourceConfig {
             keys,
             secret_index,
             tolerance: i64::try_from(options.timestamp_tolerance_seconds).unwrap_or(i64::MAX),
+            sns_max_age: options
+                .sns_max_age_seconds
+                .map(|age| i64::try_from(age).unwrap_or(i64::MAX)),
             webhook_url: options.webhook_url,
             topic_arns: options.sns_topic_arns,
             urls: UrlPolicy {
@@ -237,6 +246,7 @@ impl fmt::Debug for SourceConfig {
             .field("provider", &self.provider)
             .field("usable_keys", &keys)
             .field("tolerance", &self.tolerance)
+            .field("sns_max_age", &self.sns_max_age)
             .field("webhook_url", &self.webhook_url.as_ref().map(|_| "<set>"))
             .field("topic_arns", &self.topic_arns)
             .field("problems", &self.problems)

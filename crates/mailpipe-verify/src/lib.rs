@@ -5,8 +5,9 @@
 //!
 //! Invariant: pure. No Kafka, HTTP, Redis, filesystem or clock inside: the request carries
 //! its receipt time, SNS certificates come through a [`CertificateStore`] the caller fills
-//! (after [`required_certificate`] vetted the URL), and the Mailgun [`ReplayCache`] is
-//! plain data the caller owns. So every path is unit-tested and fuzzed.
+//! (after [`required_certificate`] vetted the URL), and a Mailgun one-time token is handed
+//! back in [`Verified::one_time_token`] for the caller to record (the stage keeps them in
+//! Redis). So every path is unit-tested and fuzzed.
 //!
 //! Invariant: fail closed. A source without a usable key rejects everything
 //! (`no_usable_key`); secrets are compared in constant time and never appear in a
@@ -18,7 +19,6 @@ mod crypto;
 mod form;
 mod outcome;
 mod providers;
-mod replay;
 mod request;
 mod shared_secret;
 #[cfg(any(test, feature = "signing"))]
@@ -35,16 +35,14 @@ pub use certificates::{
 pub use config::{SourceConfig, SourceOptions, DEFAULT_SIGNATURE_HEADER};
 pub use mailpipe_model::Provider;
 pub use mailpipe_settings::SignatureEncoding;
-pub use outcome::{Reason, Rejection, Scheme, SnsControl, Verified};
-pub use replay::ReplayCache;
+pub use outcome::{OneTimeToken, Reason, Rejection, Scheme, SnsControl, Verified};
 pub use request::Request;
 pub use strip::strip_credentials;
 
-/// The state verification reads or updates besides the request: SNS certificates fetched
-/// by the caller, and the per-process Mailgun token cache.
+/// The state verification reads besides the request: SNS certificates fetched by the
+/// caller.
 pub struct Context<'a> {
     pub certificates: &'a dyn CertificateStore,
-    pub replay: &'a mut ReplayCache,
 }
 
 /// Checks that `request` really comes from `source`'s provider account.

@@ -155,6 +155,22 @@ pub struct Verified {
     pub signed_at: Option<i64>,
     /// Set for SNS control messages, which are not email events.
     pub control: Option<SnsControl>,
+    /// Set for Mailgun: the signed one-time token. The request is authentic only if no
+    /// other request used this token: the caller must record it (first use wins) before
+    /// accepting the request; the verify stage does so in Redis, shared by every instance.
+    pub one_time_token: Option<OneTimeToken>,
+}
+
+/// A signed one-time token and how long it must be remembered to refuse its replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeToken {
+    pub token: String,
+    /// Seconds, counted from the request's receipt, during which another request carrying
+    /// this token could still pass the timestamp check (the rest of the tolerance window
+    /// after the signed timestamp), plus one tolerance of margin for copies that are
+    /// processed further behind their receipt than this one. The caller adds its own lag
+    /// (now − receipt) when it records the token later than the receipt.
+    pub remember_for_secs: u64,
 }
 
 /// SNS messages about the subscription itself rather than about email.

@@ -52,6 +52,7 @@ pub(crate) fn verify(
                 key_index: source.key_index(i),
                 signed_at: None,
                 control: None,
+                one_time_token: None,
             });
         }
     }

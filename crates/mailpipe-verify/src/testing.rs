@@ -15,7 +15,7 @@ use rsa::RsaPrivateKey;
 use sha2::Sha256;
 
 pub use crate::sign::*;
-use crate::{CertificateCache, Context, Rejection, ReplayCache, Request, SourceConfig, Verified};
+use crate::{CertificateCache, Context, Rejection, Request, SourceConfig, Verified};
 
 /// A request with these headers and body, received at `received_at_secs`.
 pub fn request(headers: &[(&str, &str)], body: &[u8], received_at_secs: i64) -> Request {
@@ -33,16 +33,14 @@ pub fn request(headers: &[(&str, &str)], body: &[u8], received_at_secs: i64) -> 
     }
 }
 
-/// [`crate::verify`] with no certificates and a fresh replay cache.
+/// [`crate::verify`] with no certificates.
 pub fn verify_with(source: &SourceConfig, request: &Request) -> Result<Verified, Rejection> {
     let certificates = CertificateCache::new(1);
-    let mut replay = ReplayCache::new(16);
     crate::verify(
         request,
         source,
         &mut Context {
             certificates: &certificates,
-            replay: &mut replay,
         },
     )
 }

@@ -7,18 +7,16 @@
 use mailpipe_model::Provider;
 
 use crate::testing::{example, Example, EXAMPLE_SECRETS};
-use crate::{verify, Context, Reason, ReplayCache};
+use crate::{verify, Context, Reason};
 
 const NOW: i64 = 1_700_000_000;
 
 fn run(example: &Example, request: &crate::Request) -> Result<crate::Verified, crate::Rejection> {
-    let mut replay = ReplayCache::new(64);
     verify(
         request,
         &example.source,
         &mut Context {
             certificates: &example.certificates,
-            replay: &mut replay,
         },
     )
 }
@@ -46,13 +44,11 @@ fn every_provider_fails_closed_without_keys() {
     for provider in Provider::ALL {
         let example = example(provider, NOW);
         let empty = crate::SourceConfig::new(provider, &[], crate::SourceOptions::default());
-        let mut replay = ReplayCache::new(1);
         let err = verify(
             &example.request,
             &empty,
             &mut Context {
                 certificates: &example.certificates,
-                replay: &mut replay,
             },
         );
         assert_eq!(err.unwrap_err().reason, Reason::NoUsableKey, "{provider}");

@@ -77,11 +77,13 @@ pub(crate) fn shape(provider: Provider) -> Shape {
     }
 }
 
-/// Whether the provider signs a timestamp (so a stale request can be made).
+/// Whether verify rejects a request whose signed timestamp is old, by default (so a stale
+/// request can be made). SES signs one too, but verify checks no SNS age unless a source
+/// sets `sns_max_age_seconds` (SNS retries keep their Timestamp).
 pub(crate) fn signs_timestamp(provider: Provider) -> bool {
     matches!(
         provider,
-        Provider::Sendgrid | Provider::Mailgun | Provider::Resend | Provider::Ses
+        Provider::Sendgrid | Provider::Mailgun | Provider::Resend
     )
 }
 

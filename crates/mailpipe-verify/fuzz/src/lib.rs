@@ -1,7 +1,7 @@
 //! The harness shared by the per-provider fuzz targets. Each input either is a request
 //! built from scratch (headers and body as fuzzed), or starts from a correctly signed
 //! example of the provider and applies fuzzed mutations, so the paths after a valid
-//! signature (timestamps, replay cache, SNS control messages) are reached too.
+//! signature (timestamps, one-time tokens, SNS control messages) are reached too.
 //!
 //! Properties: `verify` and `required_certificate` never panic, and no rejection detail
 //! contains a configured secret.
@@ -11,9 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use mailpipe_verify::testing::{example, Example, EXAMPLE_SECRETS};
-use mailpipe_verify::{
-    required_certificate, strip_credentials, verify, Context, Provider, ReplayCache,
-};
+use mailpipe_verify::{required_certificate, strip_credentials, verify, Context, Provider};
 
 /// Receipt time of the examples; fuzzed inputs are received around it.
 const NOW: i64 = 1_700_000_000;
@@ -72,10 +70,8 @@ pub fn run(provider: Provider, input: Input) {
     request.received_at_ms = (NOW + i64::from(input.receipt_skew_seconds)) * 1000;
 
     let _ = required_certificate(&request, &example.source);
-    let mut replay = ReplayCache::new(8);
     let mut context = Context {
         certificates: &example.certificates,
-        replay: &mut replay,
     };
     match verify(&request, &example.source, &mut context) {
         Ok(_) => strip_credentials(&example.source, &mut request.headers),

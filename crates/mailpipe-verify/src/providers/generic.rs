@@ -33,6 +33,7 @@ pub(crate) fn verify(
         key_index: source.key_index(index),
         signed_at: None,
         control: None,
+        one_time_token: None,
     })
 }
 

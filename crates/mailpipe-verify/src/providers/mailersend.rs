@@ -29,6 +29,7 @@ pub(crate) fn verify(
         key_index: source.key_index(index),
         signed_at: None,
         control: None,
+        one_time_token: None,
     })
 }
 

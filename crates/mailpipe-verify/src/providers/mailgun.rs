@@ -3,8 +3,10 @@
 //! current JSON webhooks, or form fields for legacy urlencoded/multipart webhooks.
 //!
 //! The body itself is not signed, so a captured (timestamp, token, signature) triple could
-//! be re-posted with another body: each token is accepted once ([`crate::ReplayCache`],
-//! remembered while its timestamp is within tolerance). The sub-account
+//! be re-posted with another body: each token may be accepted once. Recording it is the
+//! caller's part ([`crate::Verified::one_time_token`]: the stage keeps tokens in Redis, so
+//! every instance and every restart sees them), since it needs state shared beyond one
+//! process. The sub-account
 //! `parent-signature` is not verified (its algorithm is undocumented).
 
 use serde::Deserialize;
@@ -12,7 +14,7 @@ use serde::Deserialize;
 use crate::config::{Keys, SourceConfig};
 use crate::crypto;
 use crate::form;
-use crate::outcome::{Reason, Rejection, Scheme, Verified};
+use crate::outcome::{OneTimeToken, Rejection, Scheme, Verified};
 use crate::providers::keys_of;
 use crate::request::Request;
 use crate::Context;
@@ -35,7 +37,7 @@ struct SignatureFields {
 pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
-    context: &mut Context<'_>,
+    _context: &mut Context<'_>,
 ) -> Result<Verified, Rejection> {
     let keys = keys_of(source, |keys| match keys {
         Keys::Hmac(keys) => Some(keys.as_slice()),
@@ -60,26 +62,23 @@ pub(crate) fn verify(
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(Rejection::malformed("token is empty or too long"));
     }
-    let forget_at = signed_at.saturating_add(source.tolerance);
-    context
-        .replay
-        .use_token(
-            &token,
-            &request.request_id,
-            forget_at,
-            request.received_at_secs(),
-        )
-        .map_err(|_| {
-            Rejection::new(
-                Reason::Replayed,
-                "token was already used by another request",
-            )
-        })?;
+    // A copy can pass the timestamp check until signed_at + tolerance (receipt time).
+    let window_left = signed_at
+        .saturating_add(source.tolerance)
+        .saturating_sub(request.received_at_secs())
+        .max(0);
+    let remember_for_secs = u64::try_from(window_left.saturating_add(source.tolerance))
+        .unwrap_or(u64::MAX)
+        .max(1);
     Ok(Verified {
         scheme: Scheme::HmacSha256,
         key_index: source.key_index(index),
         signed_at: Some(signed_at),
         control: None,
+        one_time_token: Some(OneTimeToken {
+            token,
+            remember_for_secs,
+        }),
     })
 }
 
@@ -142,7 +141,7 @@ mod tests {
 
     use crate::testing::{mailgun_signature, request};
     use crate::{
-        CertificateCache, Context, Reason, ReplayCache, Request, SourceConfig, SourceOptions,
+        CertificateCache, Context, OneTimeToken, Reason, Request, SourceConfig, SourceOptions,
     };
 
     const KEY: &str = "TEST_WEBHOOK_SIGNING_KEY";
@@ -161,18 +160,13 @@ mod tests {
         .into_bytes()
     }
 
-    fn run(
-        source: &SourceConfig,
-        request: &Request,
-        replay: &mut ReplayCache,
-    ) -> Result<crate::Verified, Reason> {
+    fn run(source: &SourceConfig, request: &Request) -> Result<crate::Verified, Reason> {
         let certificates = CertificateCache::new(1);
         crate::verify(
             request,
             source,
             &mut Context {
                 certificates: &certificates,
-                replay,
             },
         )
         .map_err(|r| r.reason)
@@ -187,7 +181,6 @@ mod tests {
         run(
             &source(keys),
             &request(&[("content-type", content_type)], body, now),
-            &mut ReplayCache::new(16),
         )
     }
 
@@ -347,30 +340,28 @@ mod tests {
         assert!(check(&[KEY], flipped.as_bytes(), "application/json", now).is_ok());
     }
 
+    /// The token is handed to the caller with how long it must be remembered: the rest of
+    /// the window in which a copy passes the timestamp check, plus one tolerance.
     #[test]
-    fn a_token_is_accepted_once_but_a_redelivery_is_not_a_replay() {
+    fn the_signed_token_is_handed_over_for_the_caller_to_record() {
         let config = source(&["old", KEY]);
         let body = json("500", "tok", &mailgun_signature(KEY, "500", "tok"));
-        let mut replay = ReplayCache::new(16);
-        let first = request(&[("content-type", "application/json")], &body, 500);
+        let at = |now| request(&[("content-type", "application/json")], &body, now);
+        let verified = run(&config, &at(500)).unwrap();
+        assert_eq!(verified.key_index, Some(1), "rotation");
         assert_eq!(
-            run(&config, &first, &mut replay).unwrap().key_index,
-            Some(1),
-            "rotation"
+            verified.one_time_token,
+            Some(OneTimeToken {
+                token: "tok".into(),
+                remember_for_secs: 300 + 300
+            })
         );
-        assert!(
-            run(&config, &first, &mut replay).is_ok(),
-            "same request id: consumer redelivery"
-        );
-        let mut replayed = first.clone();
-        replayed.request_id = "another-request".into();
-        assert_eq!(
-            run(&config, &replayed, &mut replay).unwrap_err(),
-            Reason::Replayed
-        );
-        assert!(
-            run(&config, &replayed, &mut ReplayCache::new(16)).is_ok(),
-            "per-process cache"
-        );
+        let late = run(&config, &at(790)).unwrap().one_time_token.unwrap();
+        assert_eq!(late.remember_for_secs, 10 + 300);
+        let early = run(&config, &at(210)).unwrap().one_time_token.unwrap();
+        assert_eq!(early.remember_for_secs, 590 + 300);
+        // Verification itself keeps no state: the same token verifies again; refusing the
+        // second use is the caller's part.
+        assert!(run(&config, &at(500)).is_ok());
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn verify(
         key_index: source.key_index(index),
         signed_at: Some(signed_at),
         control: None,
+        one_time_token: None,
     })
 }
 

@@ -9,6 +9,8 @@
 //! source's allowlist (else anyone's SNS topic could post to us), certificate URL on an
 //! allowed host — only then does [`required_certificate`] hand the URL to the caller.
 //! Raw message delivery (no envelope, no signature) is refused as `missing_signature`.
+//! The signed `Timestamp`'s age is checked only against the source's optional
+//! `sns_max_age_seconds`, never against the general timestamp tolerance.
 
 use rsa::pkcs1v15::Signature;
 use rsa::signature::Verifier as _;
@@ -114,7 +116,13 @@ pub(crate) fn verify(
     let timestamp = envelope.timestamp.as_deref().unwrap_or_default();
     let signed_at = crypto::parse_rfc3339_utc(timestamp)
         .ok_or_else(|| Rejection::malformed("Timestamp is not RFC 3339 UTC"))?;
-    crypto::check_fresh(signed_at, request, source.tolerance)?;
+    // No age check unless the source asks for one: SNS keeps a message's Timestamp across
+    // its retries (delivery policies retry for up to hours), and a replayed signed message
+    // only repeats its own events, which dedupe drops (as Amazon's validators, which check
+    // the signature and certificate only).
+    if let Some(max_age) = source.sns_max_age {
+        crypto::check_fresh(signed_at, request, max_age)?;
+    }
     let control = match kind {
         Kind::Notification => None,
         Kind::SubscriptionConfirmation => Some(SnsControl::ConfirmSubscription {
@@ -134,6 +142,7 @@ pub(crate) fn verify(
         key_index: None,
         signed_at: Some(signed_at),
         control,
+        one_time_token: None,
     })
 }
 
@@ -239,8 +248,8 @@ mod tests {
 
     use crate::testing::{request, rsa_keys, sns_certificate_pem, sns_message};
     use crate::{
-        required_certificate, CertificateCache, Context, Reason, ReplayCache, Request, Scheme,
-        SnsControl, SourceConfig, SourceOptions,
+        required_certificate, CertificateCache, Context, Reason, Request, Scheme, SnsControl,
+        SourceConfig, SourceOptions,
     };
 
     /// SNS-1..4: aws-php-sns-message-validator `FunctionalValidationsTest.php` (cert copied
@@ -281,16 +290,7 @@ mod tests {
         request: &Request,
         certificates: &CertificateCache,
     ) -> Result<crate::Verified, Reason> {
-        let mut replay = ReplayCache::new(1);
-        crate::verify(
-            request,
-            source,
-            &mut Context {
-                certificates,
-                replay: &mut replay,
-            },
-        )
-        .map_err(|r| r.reason)
+        crate::verify(request, source, &mut Context { certificates }).map_err(|r| r.reason)
     }
 
     /// Certificates for `url`: the published one, or one made for a generated key.
@@ -511,6 +511,42 @@ mod tests {
         );
     }
 
+    /// SNS retries keep the message's Timestamp for up to hours: a correctly signed message
+    /// two hours old verifies by default, and is stale only under a configured maximum age.
+    #[test]
+    fn old_messages_verify_unless_a_maximum_age_is_configured() {
+        let url = "https://sns.us-east-1.amazonaws.com/c.pem";
+        let certificates = store(
+            url,
+            sns_certificate_pem(&rsa_keys()[0], 1_600_000_000, 1_800_000_000).as_bytes(),
+        );
+        let body = generated("Notification", 2, url);
+        let two_hours_later = request(&[], &body, NOW + 2 * 3600);
+        let defaults = source(&[ARN], false);
+        assert!(run(&defaults, &two_hours_later, &certificates).is_ok());
+        let with_max_age = |seconds| {
+            let options = SourceOptions {
+                sns_topic_arns: vec![ARN.to_string()],
+                sns_max_age_seconds: Some(seconds),
+                ..SourceOptions::default()
+            };
+            SourceConfig::new(Provider::Ses, &[], options)
+        };
+        assert_eq!(
+            run(&with_max_age(3600), &two_hours_later, &certificates).unwrap_err(),
+            Reason::StaleTimestamp
+        );
+        assert!(run(&with_max_age(3 * 3600), &two_hours_later, &certificates).is_ok());
+        // The general tolerance does not apply to SNS, however small.
+        let strict_tolerance = SourceOptions {
+            sns_topic_arns: vec![ARN.to_string()],
+            timestamp_tolerance_seconds: 1,
+            ..SourceOptions::default()
+        };
+        let strict_tolerance = SourceConfig::new(Provider::Ses, &[], strict_tolerance);
+        assert!(run(&strict_tolerance, &two_hours_later, &certificates).is_ok());
+    }
+
     #[test]
     fn tampering_wrong_key_stale_and_malformed() {
         let url = "https://sns.us-east-1.amazonaws.com/c.pem";
@@ -532,9 +568,9 @@ mod tests {
             check(&body, &[], NOW, &other_key).unwrap_err(),
             Reason::BadSignature
         );
-        assert_eq!(
-            check(&body, &[], NOW + 301, &certificates).unwrap_err(),
-            Reason::StaleTimestamp
+        assert!(
+            check(&body, &[], NOW + 301, &certificates).is_ok(),
+            "no age check by default"
         );
         assert_eq!(
             check(
