@@ -344,3 +344,79 @@ fn debug_output_never_shows_secrets() {
         Ok(())
     });
 }
+
+/// The problems of a config file that must not load.
+fn problems_of(jail: &mut Jail, body: &str) -> Vec<String> {
+    match load_in_jail(jail, Some(body)) {
+        Err(SettingsError::Invalid(problems)) => problems,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn librdkafka_overrides_of_the_guarantees_are_refused_naming_key_and_reason() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n\
+                    \"request.required.acks\" = \"1\"\n\
+                    \"security.protocol\" = \"SASL_SSL\"\n\
+                    [kafka.producer_librdkafka]\nacks = \"1\"\n\"enable.idempotence\" = \"false\"\n\
+                    \"batch.num.messages\" = \"100\"\n\
+                    [kafka.consumer_librdkafka]\n\"enable.auto.offset.store\" = \"true\"\n\
+                    \"isolation.level\" = \"read_uncommitted\"\n\
+                    \"auto.commit.enable\" = \"true\"\n\"offset.store.method\" = \"file\"\n\
+                    \"fetch.wait.max.ms\" = \"100\"\n";
+        let problems = problems_of(jail, body);
+        let refused = |key: &str| {
+            problems
+                .iter()
+                .find(|p| p.starts_with(key))
+                .unwrap_or_else(|| panic!("{key} not refused: {problems:#?}"))
+        };
+        let acks = refused("kafka.librdkafka.\"request.required.acks\"");
+        assert!(acks.contains("acks=all"), "{acks}");
+        assert!(acks.contains("applied after"), "{acks}");
+        assert!(acks.ends_with("Remove the key"), "{acks}");
+        assert!(refused("kafka.librdkafka.\"enable.auto.commit\"").contains("contiguous prefix"));
+        assert!(refused("kafka.producer_librdkafka.\"acks\"").contains("in-sync replica"));
+        assert!(refused("kafka.producer_librdkafka.\"enable.idempotence\"").contains("idempotent"));
+        refused("kafka.consumer_librdkafka.\"enable.auto.offset.store\"");
+        refused("kafka.consumer_librdkafka.\"auto.commit.enable\"");
+        refused("kafka.consumer_librdkafka.\"offset.store.method\"");
+        let isolation = refused("kafka.consumer_librdkafka.\"isolation.level\"");
+        assert!(isolation.contains("aborted transactions"), "{isolation}");
+        assert_eq!(problems.len(), 8, "only the guarded keys: {problems:#?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_property_in_the_other_role_map_is_left_alone() {
+    // In the other role's map a property has no effect (librdkafka warns and ignores it);
+    // tuning and security properties are what the maps are for.
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[kafka.librdkafka]\n\"security.protocol\" = \"SASL_SSL\"\n\
+                    [kafka.consumer_librdkafka]\nacks = \"1\"\n\"enable.idempotence\" = \"false\"\n\
+                    [kafka.producer_librdkafka]\n\"isolation.level\" = \"read_uncommitted\"\n\
+                    \"enable.auto.commit\" = \"true\"\n";
+        let s = load_in_jail(jail, Some(body)).unwrap();
+        assert_eq!(s.kafka.consumer_librdkafka["acks"], "1");
+        Ok(())
+    });
+}
+
+#[test]
+fn guarded_names_are_matched_whatever_their_case() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[kafka.librdkafka]\n\"Enable.Idempotence\" = \"false\"\n";
+        let problems = problems_of(jail, body);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("kafka.librdkafka.\"Enable.Idempotence\": refused"),
+            "{problems:#?}"
+        );
+        Ok(())
+    });
+}
