@@ -135,6 +135,37 @@ async fn empty_bucket_is_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn default_limits_let_a_burst_of_5000_sns_requests_from_one_address_through() {
+    // SES posts through SNS, one request per event, from few addresses; SNS retries a
+    // throttled delivery only a few times. With the default settings (the real limiter),
+    // 5,000 requests sent back to back from one address all get 2xx.
+    let sink = Arc::new(MemorySink::default());
+    let (app, _) = app(settings(), sink.clone());
+    let sns: SocketAddr = "54.240.217.9:443".parse().unwrap();
+    let mut refused = Vec::new();
+    for i in 0..5000 {
+        let mut req = request(
+            Method::POST,
+            "/webhooks/ses",
+            Some("text/plain; charset=UTF-8"),
+            Body::from("{\"Type\":\"Notification\"}"),
+        );
+        req.extensions_mut().insert(ConnectInfo(sns));
+        let status = send(&app, req).await.0;
+        if !status.is_success() {
+            refused.push((i, status));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} refused, first {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert_eq!(sink.records.lock().unwrap().len(), 5000);
+}
+
+#[tokio::test]
 async fn body_that_stops_arriving_is_408() {
     let mut settings = settings();
     settings.receiver.body_read_timeout_ms = 100;

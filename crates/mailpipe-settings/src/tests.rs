@@ -184,6 +184,11 @@ fn receiver_defaults_match_the_contract() {
         assert_eq!(r.listen.port(), 8080);
         assert!(r.trusted_proxies.is_empty());
         assert_eq!(r.rate_limit.backend, RateLimitBackend::Memory);
+        // Never throttle an ESP's normal volume: no per-source limit, a per-IP limit far
+        // above what one ESP address sends.
+        assert_eq!(r.rate_limit.per_source_per_second, 0.0);
+        assert!(r.rate_limit.per_ip_per_second >= 10_000.0);
+        assert!(r.rate_limit.per_ip_burst >= 20_000);
         Ok(())
     });
 }
