@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh — `make fuzz`: runs every cargo-fuzz target of the parsers of untrusted
-# bytes (crates/*/fuzz: the verifiers, the normalizers, the event datum decoder),
+# bytes (crates/*/fuzz: the verifiers, the normalizers, the event datum decoder, and whole
+# HTTP requests through the receiver's router),
 # FUZZ_SECONDS each (default 30), and prints one line per target. A crash stops the run with the reproducer's path.
 #
 # Needs a nightly toolchain and cargo-fuzz; both are installed if missing (rustup, crates.io).

@@ -170,10 +170,26 @@ impl ConsumerContext for LoopContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    /// The result of an asynchronous commit. Only here does the tracker learn that an
+    /// offset is committed; a failed one stays due and is sent again at the next interval.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
             metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
             tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            return;
+        }
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        for elem in offsets.elements() {
+            let tp = (elem.topic().to_string(), elem.partition());
+            match (elem.error(), elem.offset()) {
+                (Ok(()), Offset::Offset(offset)) => tracker.commit_succeeded(&tp, offset),
+                (Ok(()), _) => {}
+                (Err(e), _) => {
+                    metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
+                    tracing::warn!(topic = %tp.0, partition = tp.1, error = %e,
+                        "offset commit of a partition failed; retried at the next interval");
+                }
+            }
         }
     }
 }
@@ -388,13 +404,16 @@ impl LoopState {
     }
 
     /// Commits the completed prefix; `all` re-sends unchanged offsets too (final commit).
+    /// An asynchronous commit is recorded as done only by its result
+    /// ([`LoopContext::commit_callback`]), a synchronous one when the call returns `Ok`.
+    /// The tracker lock is not held while committing: the result may be delivered at once.
     fn commit(&mut self, mode: CommitMode, all: bool) {
         let commits = {
-            let mut tracker = self.tracker.lock().expect("tracker lock");
+            let tracker = self.tracker.lock().expect("tracker lock");
             if all {
                 tracker.all_commits()
             } else {
-                tracker.take_commits()
+                tracker.commits_due()
             }
         };
         if commits.is_empty() {
@@ -405,9 +424,18 @@ impl LoopState {
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
         }
         metrics::counter!(names::KAFKA_COMMITS).increment(1);
-        if let Err(e) = self.consumer.commit(&tpl, mode) {
-            metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
-            tracing::warn!(error = %e, "offset commit failed");
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) if matches!(mode, CommitMode::Sync) => {
+                let mut tracker = self.tracker.lock().expect("tracker lock");
+                for (tp, offset) in &commits {
+                    tracker.commit_succeeded(tp, *offset);
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                metrics::counter!(names::KAFKA_COMMIT_ERRORS).increment(1);
+                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            }
         }
     }
 }

@@ -4,6 +4,11 @@
 //! commit (Kafka's "next offset to read") is the smallest of those, or one past the highest
 //! offset received when nothing is outstanding. So a completion out of order never moves
 //! the commit past an earlier message that is still being worked on.
+//!
+//! A commit counts as done only once its result says it succeeded
+//! ([`OffsetTracker::commit_succeeded`]): until then the same offset is offered again at
+//! every [`OffsetTracker::commits_due`], so a failed commit on a partition that receives
+//! nothing more is still retried.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,7 +23,8 @@ struct PartitionState {
     in_flight: BTreeSet<i64>,
     /// One past the highest offset received.
     next: i64,
-    /// The last offset handed to a commit, to skip commits that would change nothing.
+    /// The offset of the last commit known to have succeeded, to skip commits that would
+    /// change nothing. Set only from a commit's result, never when a commit is sent.
     last_committed: Option<i64>,
     paused: bool,
 }
@@ -74,18 +80,29 @@ impl OffsetTracker {
     }
 
     /// Offsets worth committing now: the contiguous completed prefix of every partition
-    /// whose prefix moved since the last call. Marks them as committed.
-    pub fn take_commits(&mut self) -> Vec<(TopicPartition, i64)> {
-        let mut commits = Vec::new();
-        for (tp, state) in &mut self.partitions {
-            let offset = state.committable();
-            if state.last_committed != Some(offset) {
-                state.last_committed = Some(offset);
-                commits.push((tp.clone(), offset));
-            }
-        }
+    /// whose prefix differs from its last successful commit. Marks nothing: an offset stays
+    /// due until [`OffsetTracker::commit_succeeded`] reports it, so a failed (or lost)
+    /// commit is offered again at the next call.
+    pub fn commits_due(&self) -> Vec<(TopicPartition, i64)> {
+        let mut commits: Vec<_> = self
+            .partitions
+            .iter()
+            .map(|(tp, state)| (tp, state, state.committable()))
+            .filter(|(_, state, offset)| state.last_committed != Some(*offset))
+            .map(|(tp, _, offset)| (tp.clone(), offset))
+            .collect();
         commits.sort();
         commits
+    }
+
+    /// Records that the broker confirmed a commit of `offset` for `tp`. A result for a
+    /// partition no longer owned is ignored; one from an earlier assignment of a partition
+    /// owned again can only name an offset at or below the current prefix (the new
+    /// assignment starts at the committed offset), so at worst it causes one more commit.
+    pub fn commit_succeeded(&mut self, tp: &TopicPartition, offset: i64) {
+        if let Some(state) = self.partitions.get_mut(tp) {
+            state.last_committed = Some(offset);
+        }
     }
 
     /// The committable offset of every partition, changed or not (for the final commit).
@@ -132,6 +149,48 @@ mod tests {
         ("t".to_string(), p)
     }
 
+    /// The offsets due, each committed successfully.
+    fn commit_all(t: &mut OffsetTracker) -> Vec<(TopicPartition, i64)> {
+        let due = t.commits_due();
+        for (tp, offset) in &due {
+            t.commit_succeeded(tp, *offset);
+        }
+        due
+    }
+
+    #[test]
+    fn a_failed_commit_is_offered_again_until_one_succeeds() {
+        let mut t = OffsetTracker::default();
+        let (e, _) = t.received(&tp(0), 0);
+        t.completed(&tp(0), 0, e);
+        // The commit of 1 is sent and fails (no success reported); nothing else arrives on
+        // the partition, so only the retry can ever commit it.
+        assert_eq!(t.commits_due(), vec![(tp(0), 1)]);
+        assert_eq!(
+            t.commits_due(),
+            vec![(tp(0), 1)],
+            "offered again after the failure"
+        );
+        t.commit_succeeded(&tp(0), 1);
+        assert!(t.commits_due().is_empty(), "done once it succeeded");
+    }
+
+    #[test]
+    fn a_success_for_an_older_offset_leaves_the_newer_one_due() {
+        let mut t = OffsetTracker::default();
+        let (e, _) = t.received(&tp(0), 0);
+        t.received(&tp(0), 1);
+        t.completed(&tp(0), 0, e);
+        assert_eq!(t.commits_due(), vec![(tp(0), 1)]);
+        t.completed(&tp(0), 1, e);
+        // The result of the commit of 1 arrives after the prefix moved to 2.
+        t.commit_succeeded(&tp(0), 1);
+        assert_eq!(t.commits_due(), vec![(tp(0), 2)]);
+        // A result for a partition no longer owned changes nothing.
+        t.commit_succeeded(&tp(5), 9);
+        assert_eq!(t.commits_due(), vec![(tp(0), 2)]);
+    }
+
     #[test]
     fn commits_only_the_contiguous_prefix() {
         let mut t = OffsetTracker::default();
@@ -140,13 +199,13 @@ mod tests {
         for o in [14, 12, 11] {
             t.completed(&tp(0), o, epoch);
         }
-        assert_eq!(t.take_commits(), vec![(tp(0), 10)]);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 10)]);
         t.completed(&tp(0), 10, epoch);
         // 10..=12 done, 13 outstanding.
-        assert_eq!(t.take_commits(), vec![(tp(0), 13)]);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 13)]);
         t.completed(&tp(0), 13, epoch);
-        assert_eq!(t.take_commits(), vec![(tp(0), 15)]);
-        assert!(t.take_commits().is_empty(), "nothing moved");
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 15)]);
+        assert!(t.commits_due().is_empty(), "nothing moved");
         assert_eq!(t.all_commits(), vec![(tp(0), 15)]);
     }
 
@@ -157,9 +216,9 @@ mod tests {
         let (e, _) = t.received(&tp(0), 5);
         t.received(&tp(0), 9);
         t.completed(&tp(0), 5, e);
-        assert_eq!(t.take_commits(), vec![(tp(0), 9)]);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 9)]);
         t.completed(&tp(0), 9, e);
-        assert_eq!(t.take_commits(), vec![(tp(0), 10)]);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 10)]);
     }
 
     #[test]
@@ -169,9 +228,9 @@ mod tests {
         let (e1, _) = t.received(&tp(1), 100);
         t.received(&tp(1), 101);
         t.completed(&tp(1), 100, e1);
-        assert_eq!(t.take_commits(), vec![(tp(0), 0), (tp(1), 101)]);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 0), (tp(1), 101)]);
         t.completed(&tp(0), 0, e0);
-        assert_eq!(t.take_commits(), vec![(tp(0), 1)]);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 1)]);
         assert_eq!(t.total_in_flight(), 1);
     }
 

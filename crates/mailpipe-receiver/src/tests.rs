@@ -3,6 +3,7 @@
 //! the integration tests in `tests/`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,11 +32,27 @@ pub(crate) struct MemorySink {
     pub records: Mutex<Vec<RawRequest>>,
     pub fail: bool,
     pub gate: Option<Semaphore>,
+    /// Publishes begun (a request reached the sink), acknowledged or not.
+    pub publishing: AtomicUsize,
+}
+
+impl MemorySink {
+    /// Waits until `count` publishes have begun (10 s at most: a test never hangs here).
+    pub async fn wait_for_publishing(&self, count: usize) {
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.publishing.load(Ordering::SeqCst) < count {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{count} publishes not begun within 10 s");
+    }
 }
 
 impl RawSink for MemorySink {
     fn publish(&self, record: RawRequest) -> SinkFuture<'_, Result<Ack, SinkError>> {
         Box::pin(async move {
+            self.publishing.fetch_add(1, Ordering::SeqCst);
             if let Some(gate) = &self.gate {
                 gate.acquire().await.expect("gate open").forget();
             }
@@ -184,7 +201,9 @@ async fn the_200_waits_for_the_acknowledgement() {
     });
     let (app, _) = app(settings(), sink.clone());
     let pending = tokio::spawn(send_owned(app, post_json("/webhooks/postmark", "{}")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request reached the sink, which holds its acknowledgement back.
+    sink.wait_for_publishing(1).await;
+    tokio::task::yield_now().await;
     assert!(
         !pending.is_finished(),
         "answered before the sink acknowledged"

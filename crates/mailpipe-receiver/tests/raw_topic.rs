@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{high_watermark, raw_exchange, raw_topic, read_raw, start_with_topic, test_settings};
 use mailpipe_model::Provider;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Headers as sent: names in their original case, values as bytes.
@@ -246,19 +246,26 @@ async fn end_to_end_on_port_0_with_graceful_shutdown() {
     let topic = raw_topic(&settings);
     let receiver = start_with_topic(settings).await;
     assert_ne!(receiver.addr.port(), 0);
-    // A request whose body is still arriving when shutdown starts...
+    // A request whose body is still arriving when shutdown starts: its head asks for
+    // `100 Continue`, which the server sends once the handler reads the body, so the
+    // request is known to be in the handler before shutdown starts.
     let mut slow = TcpStream::connect(receiver.addr).await.unwrap();
     let head = "POST /webhooks/sendgrid HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                Content-Length: 9\r\nConnection: close\r\n\r\n[{\"a\"";
+                Content-Length: 9\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
     slow.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let interim = read_until_blank_line(&mut slow).await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    slow.write_all(b"[{\"a\"").await.unwrap();
     receiver.shutdown.cancel();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // ...no longer accepts new connections...
-    assert!(
-        TcpStream::connect(receiver.addr).await.is_err(),
-        "still accepting"
-    );
+    // ...no longer accepts new connections (once the listener is dropped)...
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(receiver.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 15 s after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // ...but the in-flight request is finished and acknowledged.
     slow.write_all(b":1}]").await.unwrap();
     let response = common::read_response(&mut slow).await;
@@ -270,4 +277,22 @@ async fn end_to_end_on_port_0_with_graceful_shutdown() {
         .unwrap();
     let records = read_raw(&brokers, &topic, 1).await;
     assert_eq!(records[0].bytes("body"), b"[{\"a\":1}]");
+}
+
+/// Reads an interim response head (up to its blank line), at most 30 s.
+async fn read_until_blank_line(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let read = async {
+        let mut byte = [0u8; 1];
+        while !bytes.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => bytes.push(byte[0]),
+                _ => break,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("an interim response within 30 s");
+    String::from_utf8_lossy(&bytes).into_owned()
 }

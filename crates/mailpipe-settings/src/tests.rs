@@ -184,6 +184,11 @@ fn receiver_defaults_match_the_contract() {
         assert_eq!(r.listen.port(), 8080);
         assert!(r.trusted_proxies.is_empty());
         assert_eq!(r.rate_limit.backend, RateLimitBackend::Memory);
+        // Never throttle an ESP's normal volume: no per-source limit, a per-IP limit far
+        // above what one ESP address sends.
+        assert_eq!(r.rate_limit.per_source_per_second, 0.0);
+        assert!(r.rate_limit.per_ip_per_second >= 10_000.0);
+        assert!(r.rate_limit.per_ip_burst >= 20_000);
         Ok(())
     });
 }
@@ -368,6 +373,82 @@ fn derived_records_get_a_margin_over_the_raw_record_within_librdkafkas_range() {
         r.max_body_bytes = 512 * 1024 * 1024;
         assert!(r.max_derived_record_bytes() > r.max_record_bytes());
         assert_eq!(with_derived_record_margin(999_990_000), 1_000_000_000);
+        Ok(())
+    });
+}
+
+/// The problems of a config file that must not load.
+fn problems_of(jail: &mut Jail, body: &str) -> Vec<String> {
+    match load_in_jail(jail, Some(body)) {
+        Err(SettingsError::Invalid(problems)) => problems,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn librdkafka_overrides_of_the_guarantees_are_refused_naming_key_and_reason() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n\
+                    \"request.required.acks\" = \"1\"\n\
+                    \"security.protocol\" = \"SASL_SSL\"\n\
+                    [kafka.producer_librdkafka]\nacks = \"1\"\n\"enable.idempotence\" = \"false\"\n\
+                    \"batch.num.messages\" = \"100\"\n\
+                    [kafka.consumer_librdkafka]\n\"enable.auto.offset.store\" = \"true\"\n\
+                    \"isolation.level\" = \"read_uncommitted\"\n\
+                    \"auto.commit.enable\" = \"true\"\n\"offset.store.method\" = \"file\"\n\
+                    \"fetch.wait.max.ms\" = \"100\"\n";
+        let problems = problems_of(jail, body);
+        let refused = |key: &str| {
+            problems
+                .iter()
+                .find(|p| p.starts_with(key))
+                .unwrap_or_else(|| panic!("{key} not refused: {problems:#?}"))
+        };
+        let acks = refused("kafka.librdkafka.\"request.required.acks\"");
+        assert!(acks.contains("acks=all"), "{acks}");
+        assert!(acks.contains("applied after"), "{acks}");
+        assert!(acks.ends_with("Remove the key"), "{acks}");
+        assert!(refused("kafka.librdkafka.\"enable.auto.commit\"").contains("contiguous prefix"));
+        assert!(refused("kafka.producer_librdkafka.\"acks\"").contains("in-sync replica"));
+        assert!(refused("kafka.producer_librdkafka.\"enable.idempotence\"").contains("idempotent"));
+        refused("kafka.consumer_librdkafka.\"enable.auto.offset.store\"");
+        refused("kafka.consumer_librdkafka.\"auto.commit.enable\"");
+        refused("kafka.consumer_librdkafka.\"offset.store.method\"");
+        let isolation = refused("kafka.consumer_librdkafka.\"isolation.level\"");
+        assert!(isolation.contains("aborted transactions"), "{isolation}");
+        assert_eq!(problems.len(), 8, "only the guarded keys: {problems:#?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_property_in_the_other_role_map_is_left_alone() {
+    // In the other role's map a property has no effect (librdkafka warns and ignores it);
+    // tuning and security properties are what the maps are for.
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[kafka.librdkafka]\n\"security.protocol\" = \"SASL_SSL\"\n\
+                    [kafka.consumer_librdkafka]\nacks = \"1\"\n\"enable.idempotence\" = \"false\"\n\
+                    [kafka.producer_librdkafka]\n\"isolation.level\" = \"read_uncommitted\"\n\
+                    \"enable.auto.commit\" = \"true\"\n";
+        let s = load_in_jail(jail, Some(body)).unwrap();
+        assert_eq!(s.kafka.consumer_librdkafka["acks"], "1");
+        Ok(())
+    });
+}
+
+#[test]
+fn guarded_names_are_matched_whatever_their_case() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[kafka.librdkafka]\n\"Enable.Idempotence\" = \"false\"\n";
+        let problems = problems_of(jail, body);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("kafka.librdkafka.\"Enable.Idempotence\": refused"),
+            "{problems:#?}"
+        );
         Ok(())
     });
 }

@@ -192,8 +192,95 @@ impl Settings {
             );
         }
         // Sections with checks of their own; `check` above borrows `problems` until here.
+        problems.extend(self.validate_librdkafka_overrides());
         problems.extend(self.validate_receiver());
         problems.extend(self.validate_verify());
+        problems
+    }
+}
+
+/// librdkafka properties mailpipe's guarantees rest on. The pass-through maps are applied
+/// after our own settings, so an entry here would silently replace ours: refused at start.
+/// Names as librdkafka's CONFIGURATION.md lists them, aliases included.
+const PRODUCER_GUARANTEES: &[(&str, &str)] = &[
+    ("acks", ACKS),
+    ("request.required.acks", ACKS), // librdkafka's own name; `acks` is its alias
+    (
+        "enable.idempotence",
+        "mailpipe's producers are idempotent (enable.idempotence=true): a retried batch is \
+         neither written twice nor reordered",
+    ),
+];
+const ACKS: &str = "mailpipe's producers use acks=all: a record counts as written (the \
+    receiver answers 2xx, a stage completes its input) only once every in-sync replica has it";
+
+const CONSUMER_GUARANTEES: &[(&str, &str)] = &[
+    ("enable.auto.commit", AUTO_COMMIT),
+    // The legacy (simple consumer) name, which librdkafka still accepts.
+    ("auto.commit.enable", AUTO_COMMIT),
+    (
+        "enable.auto.offset.store",
+        "the consumer loop commits only the contiguous prefix of offsets a stage has \
+         completed (enable.auto.offset.store=false); the automatic store marks every message \
+         handed to the stage as consumed, processed or not, for any commit without explicit \
+         offsets",
+    ),
+    (
+        "offset.store.method",
+        "offsets are committed to the group coordinator (librdkafka's default `broker`); \
+         this deprecated property would move them elsewhere",
+    ),
+    (
+        "isolation.level",
+        "consumers read only committed records (librdkafka's default read_committed); \
+         read_uncommitted would pass on records of aborted transactions",
+    ),
+];
+const AUTO_COMMIT: &str = "the consumer loop commits only the contiguous prefix of offsets \
+    a stage has completed (enable.auto.commit=false); auto commit would commit messages not \
+    yet processed, which a crash then loses";
+
+impl Settings {
+    /// Refuses overrides of the properties above in the maps that reach the clients they
+    /// matter to: producer ones in `[kafka.librdkafka]` and `[kafka.producer_librdkafka]`,
+    /// consumer ones in `[kafka.librdkafka]` and `[kafka.consumer_librdkafka]`. In the other
+    /// role's map a property has no effect (librdkafka only warns), so it is left alone.
+    /// Names are compared ignoring case and surrounding spaces, to be safe.
+    fn validate_librdkafka_overrides(&self) -> Vec<String> {
+        let kafka = &self.kafka;
+        let maps = [
+            ("librdkafka", &kafka.librdkafka, true, true),
+            (
+                "producer_librdkafka",
+                &kafka.producer_librdkafka,
+                true,
+                false,
+            ),
+            (
+                "consumer_librdkafka",
+                &kafka.consumer_librdkafka,
+                false,
+                true,
+            ),
+        ];
+        let mut problems = Vec::new();
+        for (map, properties, producers, consumers) in maps {
+            for key in properties.keys() {
+                let name = key.trim().to_ascii_lowercase();
+                let guarded = PRODUCER_GUARANTEES
+                    .iter()
+                    .filter(|_| producers)
+                    .chain(CONSUMER_GUARANTEES.iter().filter(|_| consumers))
+                    .find(|(guarded, _)| *guarded == name);
+                if let Some((_, why)) = guarded {
+                    problems.push(format!(
+                        "kafka.{map}.\"{key}\": refused: {why}; an entry here is applied \
+                         after mailpipe's own client settings and would silently change that. \
+                         Remove the key"
+                    ));
+                }
+            }
+        }
         problems
     }
 }

@@ -128,6 +128,24 @@ mod tests {
     }
 
     #[test]
+    fn defaults_let_one_esp_address_post_5000_requests_per_second() {
+        // SES through SNS: one request per event, from few addresses. With the default
+        // settings, five seconds at 5,000 requests/s from one address to one source are
+        // all allowed (simulated clock: the memory backend takes the time as an argument).
+        let settings = crate::tests::settings();
+        let RateLimiter::Memory(limiter) = RateLimiter::from_settings(&settings).unwrap() else {
+            panic!("the default backend is memory");
+        };
+        let sns: Option<IpAddr> = Some("54.240.217.9".parse().unwrap());
+        let t0 = Instant::now();
+        for i in 0..25_000u32 {
+            let now = t0 + Duration::from_micros(200) * i;
+            let decision = limiter.check_at("ses", sns, now);
+            assert_eq!(decision, Decision::Allow, "request {i} at {:?}", now - t0);
+        }
+    }
+
+    #[test]
     fn zero_rate_means_no_limit() {
         assert_eq!(Rate::new(0.0, 10), None);
         assert_eq!(

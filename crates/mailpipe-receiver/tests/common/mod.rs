@@ -80,8 +80,13 @@ pub async fn start(settings: Settings, wait_ready: bool) -> Running {
     running
 }
 
+/// The status of a GET, 0 when there is no answer (within 10 s).
 pub async fn get_status(url: &str) -> u16 {
-    match reqwest::get(url).await {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    match client.get(url).send().await {
         Ok(response) => response.status().as_u16(),
         Err(_) => 0,
     }
