@@ -28,7 +28,7 @@ use mailpipe_settings::Settings;
 use mailpipe_test_support::lag::{self, lags};
 use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
-use mailpipe_test_support::{dev_settings, env_or, event_id_counts, Rng};
+use mailpipe_test_support::{accepted_event_ids, dev_settings, env_or, event_id_counts, Rng};
 
 /// Seconds between kills: uniformly in this range.
 const KILL_EVERY_MS: std::ops::Range<u64> = 2_000..6_000;
@@ -320,12 +320,7 @@ async fn chaos_kills_lose_nothing_and_count_nothing_twice() {
     let (lost, duplicated) = compare(&expected, &found);
     // By event id, not only by count per cell (a lost and a spurious event in one cell
     // cancel out there).
-    let expected_ids: BTreeSet<String> = summary["accepted_event_ids"]
-        .as_array()
-        .expect("send-samples lists the accepted event ids")
-        .iter()
-        .map(|id| id.as_str().unwrap().to_string())
-        .collect();
+    let expected_ids = accepted_event_ids(&summary);
     let stored_ids: BTreeSet<String> =
         clickhouse_strings(&settings, "SELECT event_id FROM {db}.email_events FINAL")
             .await

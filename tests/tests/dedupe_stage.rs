@@ -7,7 +7,6 @@
 //! ids registered under the output topic's own subject.
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailpipe_avro::{
@@ -19,6 +18,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_test_support::other_client::subject_schema_ids;
+use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{
     consume_exactly, create_topic, dev_settings, free_port, schema_registry_url, unique_name,
     wait_for_committed_total,
@@ -306,57 +306,6 @@ async fn duplicates_are_dropped_and_order_is_kept() {
         input.len(),
         output.len()
     );
-}
-
-/// A private Redis (its own port and data directory) that the test can stop and restart
-/// with its data, like a Redis restarted by its operator.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16, dir: tempfile::TempDir) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "3600 1", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        std::thread::sleep(Duration::from_millis(300));
-        PrivateRedis {
-            port,
-            dir,
-            child: Some(child),
-        }
-    }
-
-    /// SIGTERM: Redis saves its snapshot and exits, so a restart keeps the seen ids.
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait().unwrap();
-    }
-
-    fn restart(mut self) -> PrivateRedis {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        PrivateRedis::start(self.port, dir)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::EmailEvent;
 use mailpipe_test_support::other_client::{python_decode_topic, subject_schema_ids};
 use mailpipe_test_support::pipeline::Pipeline;
-use mailpipe_test_support::{consume_exactly, dev_settings};
+use mailpipe_test_support::{accepted_event_ids, consume_exactly, dev_settings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -171,12 +171,7 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
     );
     // Not just as many: exactly the events sent (a lost and a spurious one in the same
     // provider and type would cancel out in the counts above).
-    let expected_ids: BTreeSet<String> = good_summary["accepted_event_ids"]
-        .as_array()
-        .expect("send-samples lists the accepted event ids")
-        .iter()
-        .map(|id| id.as_str().unwrap().to_string())
-        .collect();
+    let expected_ids = accepted_event_ids(&good_summary);
     assert_eq!(expected_ids.len() as u64, expected_events);
     let stored_ids: BTreeSet<String> =
         clickhouse_strings(&db, "SELECT event_id FROM {db}.email_events FINAL")

@@ -10,13 +10,13 @@
 //! - while Redis is down, Mailgun requests are held, neither verified nor rejected, and
 //!   are judged correctly once it is back.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mailpipe_avro::records::{Header, RawRecord, RejectedRecord, VerifiedRecord};
 use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, RAW_REQUEST_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
+use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{create_topic, dev_settings, free_port, unique_name};
 use mailpipe_verify::testing;
 use mailpipe_verify::Request;
@@ -335,57 +335,6 @@ async fn a_mailgun_token_is_accepted_once_across_instances() {
     );
     first.stop().await;
     second.stop().await;
-}
-
-/// A private Redis (own port and data directory) that the test stops and restarts with its
-/// data, like an operator's restart.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16, dir: tempfile::TempDir) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "3600 1", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        std::thread::sleep(Duration::from_millis(300));
-        PrivateRedis {
-            port,
-            dir,
-            child: Some(child),
-        }
-    }
-
-    /// SIGTERM: Redis saves its snapshot and exits, so a restart keeps the tokens.
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait().unwrap();
-    }
-
-    fn restart(mut self) -> PrivateRedis {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        PrivateRedis::start(self.port, dir)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// While Redis is down, a replay and a fresh Mailgun request are both held: neither

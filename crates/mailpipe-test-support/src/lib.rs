@@ -9,6 +9,7 @@ pub mod lag;
 pub mod metrics;
 pub mod other_client;
 pub mod pipeline;
+pub mod redis;
 
 /// The seeded generator of the sample traffic (SplitMix64), so a failing kill schedule can
 /// be replayed from its printed seed.
@@ -114,6 +115,17 @@ pub fn topic_record_count(topic: &str) -> i64 {
         }
     }
     total
+}
+
+/// The `accepted_event_ids` of a `send-samples --summary-json` file: the canonical ids of
+/// every event the receiver accepted, what `email_events` and `mail.events.unique` must hold.
+pub fn accepted_event_ids(summary: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    summary["accepted_event_ids"]
+        .as_array()
+        .expect("send-samples lists the accepted event ids")
+        .iter()
+        .map(|id| id.as_str().expect("an id").to_string())
+        .collect()
 }
 
 /// Every `EmailEvent` record on `topic`, by `event_id`, with how many records carry it.
