@@ -275,6 +275,15 @@ async fn copies_and_a_late_event_give_exact_counts() {
     let late = event(900_000, newest - 10 * 60 * 1000 - 5 * 60 * 1000);
     input.push(late.clone());
     distinct.push(late.clone());
+    // An event whose provider gave no time (occurred_at 0), and a copy of it that arrived
+    // 30 days later (past dedupe's TTL): one row, counted once.
+    let unknown_time = event(900_001, mailpipe_normalize::UNKNOWN_TIME);
+    let mut much_later_copy = unknown_time.clone();
+    much_later_copy.received_at += 30 * 86_400_000;
+    much_later_copy.raw_request_id = "a-later-request".into();
+    input.push(unknown_time.clone());
+    input.push(much_later_copy);
+    distinct.push(unknown_time);
     s.produce(&input).await;
 
     let (shutdown, stage) = s.start_stage();

@@ -32,8 +32,13 @@ pub fn oldest_kept_month(today_yyyymm: u32, months: u32) -> u32 {
     (first / 12) * 100 + first % 12 + 1
 }
 
+/// The month of events whose provider gave no time (`occurred_at` 0, the epoch: 197001,
+/// or 196912 on a server west of UTC). Retention never drops it: its age says nothing.
+pub const UNKNOWN_TIME_MONTH: u32 = 197_001;
+
 /// The partitions to drop: month ids before the oldest kept month. Partition ids that are
-/// not a `YYYYMM` number are never dropped. `months` 0 keeps everything.
+/// not a `YYYYMM` number are never dropped, nor the month of unknown event times
+/// ([`UNKNOWN_TIME_MONTH`] and before). `months` 0 keeps everything.
 pub fn expired(
     partitions: &[(String, String)],
     today_yyyymm: u32,
@@ -48,7 +53,7 @@ pub fn expired(
         .filter_map(|(table, partition)| {
             let month: u32 = partition.parse().ok()?;
             let valid = (100_001..=999_912).contains(&month) && (1..=12).contains(&(month % 100));
-            (valid && month < oldest).then(|| DroppedPartition {
+            (valid && month > UNKNOWN_TIME_MONTH && month < oldest).then(|| DroppedPartition {
                 table: table.clone(),
                 partition: month,
             })
@@ -132,6 +137,9 @@ mod tests {
             ("email_stats_1m".to_string(), "202509".to_string()),
             ("email_events".to_string(), "tuple()".to_string()),
             ("email_events".to_string(), "202513".to_string()),
+            // Events without a provider time (occurred_at 0), UTC and west of it.
+            ("email_events".to_string(), "197001".to_string()),
+            ("email_stats_1m".to_string(), "196912".to_string()),
         ];
         let dropped = expired(&parts, 202611, 13);
         assert_eq!(

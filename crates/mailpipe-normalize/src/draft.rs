@@ -5,9 +5,17 @@ use mailpipe_model::{EmailEvent, EventType, Provider};
 
 use crate::input::ParseInput;
 
-/// A new event of `provider` with everything the request gives: source, receipt time
-/// (also the occurrence time until the provider's own is set), raw request id, and the
-/// provider's original event text. The provider fills in the rest.
+/// `occurred_at` of an event whose provider gives no time (the epoch; `received_at` says
+/// when it arrived).
+pub const UNKNOWN_TIME: i64 = 0;
+
+/// A new event of `provider` with everything the request gives: source, receipt time, raw
+/// request id, and the provider's original event text. The provider fills in the rest,
+/// its event time included; without one, `occurred_at` stays [`UNKNOWN_TIME`].
+///
+/// Never the receipt time: `occurred_at` is in `email_events`' sorting key and partition,
+/// so it must be the same for every copy of the event, whenever each copy arrives (a copy
+/// arriving after dedupe's TTL would otherwise be a second row).
 pub(crate) fn new_event(
     input: &ParseInput<'_>,
     provider: Provider,
@@ -20,7 +28,7 @@ pub(crate) fn new_event(
         provider_event: provider_event.to_string(),
         provider,
         source: input.source.to_string(),
-        occurred_at: input.received_at_ms,
+        occurred_at: UNKNOWN_TIME,
         received_at: input.received_at_ms,
         recipient: None,
         recipient_domain: None,
@@ -119,7 +127,7 @@ mod tests {
         assert_eq!(e.recipient.as_deref(), Some("ann@mail.example.org"));
         assert_eq!(e.recipient_domain.as_deref(), Some("mail.example.org"));
         assert_eq!(e.campaign_id.as_deref(), Some("spring"));
-        assert_eq!((e.occurred_at, e.received_at), (7, 7));
+        assert_eq!((e.occurred_at, e.received_at), (UNKNOWN_TIME, 7));
         e.recipient = Some("no-at-sign".into());
         finish(&mut e);
         assert_eq!(e.recipient_domain, None);

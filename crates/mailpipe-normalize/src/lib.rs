@@ -26,6 +26,7 @@ mod json;
 mod providers;
 mod timestamp;
 
+pub use draft::UNKNOWN_TIME;
 pub use error::{ParseError, ParseFailure};
 pub use input::ParseInput;
 pub use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};

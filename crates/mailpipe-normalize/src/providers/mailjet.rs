@@ -179,7 +179,7 @@ mod tests {
             e[0].geo.as_ref().and_then(|g| g.country.as_deref()),
             Some("FR")
         );
-        assert_eq!(e[0].occurred_at, crate::test_support::RECEIVED_AT);
+        assert_eq!(e[0].occurred_at, crate::draft::UNKNOWN_TIME);
         assert_eq!(
             failure(Provider::Mailjet, r#"{"event":"open","time":"noon"}"#),
             ParseFailure::InvalidField

@@ -161,7 +161,7 @@ fn dropped_reason(why: &str) -> RejectReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{events, failure, RECEIVED_AT};
+    use crate::test_support::{events, failure};
     use crate::ParseFailure;
 
     #[test]
@@ -198,8 +198,9 @@ mod tests {
         assert_eq!(e[0].mta_response.as_deref(), Some("550 no such user"));
         assert_eq!(e[0].occurred_at, 1_600_000_000_000);
         assert_eq!(
-            e[3].occurred_at, RECEIVED_AT,
-            "no timestamp: time of receipt"
+            e[3].occurred_at,
+            crate::draft::UNKNOWN_TIME,
+            "no timestamp: unknown, never the time of receipt"
         );
     }
 

@@ -133,7 +133,7 @@ fn ses_event(
     for (recipient, mta_response) in recipients(name, detail, mail) {
         let mut e = new_event(input, Provider::Ses, name, raw);
         (e.event_type, e.reject_reason, e.bounce_class) = (event_type, reject_reason, bounce_class);
-        e.occurred_at = occurred_at.unwrap_or(input.received_at_ms);
+        e.occurred_at = occurred_at.unwrap_or(crate::draft::UNKNOWN_TIME);
         e.recipient = recipient.clone();
         e.message_id = mail.str_of("messageId").map(str::to_string);
         e.metadata = metadata.clone();
