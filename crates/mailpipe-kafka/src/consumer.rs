@@ -48,7 +48,17 @@ pub trait Handler: Send + 'static {
     fn finish(&mut self) -> impl Future<Output = Result<(), HandlerError>> + Send {
         async { Ok(()) }
     }
+
+    /// Called every [`IDLE_TICK`] between batches, so a handler that keeps acks while
+    /// waiting on something of its own (the verify stage's certificate fetches) completes
+    /// them even when no new batch comes. Must not wait long: batches wait meanwhile.
+    fn idle(&mut self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
 }
+
+/// How often [`Handler::idle`] is called between batches.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One received message and the token that marks it completed.
 #[derive(Debug)]
@@ -293,13 +303,23 @@ fn worker_result(
     }
 }
 
-/// The handler's task: batches in order, then `finish` once the loop closes the channel.
+/// The handler's task: batches in order, `idle` between them, then `finish` once the
+/// loop closes the channel.
 async fn work<H: Handler>(
     mut handler: H,
     mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>,
 ) -> Result<(), HandlerError> {
-    while let Some(batch) = batches.recv().await {
-        handler.handle(batch).await?;
+    let mut tick = tokio::time::interval(IDLE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // `recv` is cancel-safe: a batch is never lost to the tick.
+        tokio::select! {
+            batch = batches.recv() => match batch {
+                Some(batch) => handler.handle(batch).await?,
+                None => break,
+            },
+            _ = tick.tick() => handler.idle().await?,
+        }
     }
     handler.finish().await
 }

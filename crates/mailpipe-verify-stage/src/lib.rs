@@ -69,6 +69,8 @@ pub struct VerifyHandler {
     sources: Sources,
     verifier: Verifier,
     tokens: UsedTokens,
+    /// SNS messages waiting for their certificate (see [`Handler::handle`]).
+    waiting: Vec<Delivery>,
 }
 
 impl VerifyHandler {
@@ -119,6 +121,7 @@ impl VerifyHandler {
                 &settings.redis.key_prefix,
                 Duration::from_millis(settings.verify.redis_timeout_ms),
             )?,
+            waiting: Vec::new(),
         })
     }
 
@@ -273,25 +276,54 @@ impl VerifyHandler {
     }
 }
 
+impl VerifyHandler {
+    /// Completes the waiting SNS messages whose certificate is now known (fetched, or its
+    /// failure remembered); the others wait on.
+    async fn settle(&mut self) -> Result<(), HandlerError> {
+        if !self.verifier.collect_fetched() || self.waiting.is_empty() {
+            return Ok(());
+        }
+        for delivery in std::mem::take(&mut self.waiting) {
+            match self.output(&delivery.message, Fetch::Later).await? {
+                Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
+                None => self.waiting.push(delivery),
+            }
+        }
+        self.verifier.start_wanted();
+        Ok(())
+    }
+}
+
 impl Handler for VerifyHandler {
-    /// Messages are forwarded in batch order, except SNS messages whose certificate is not
-    /// cached: they wait until the rest of the batch is forwarded and every certificate the
-    /// batch needs is fetched, concurrently, within the fetch budget. So a certificate URL
-    /// that never answers holds the stage (every partition it owns) for one budget at most,
-    /// and a URL that just failed is refused at once.
+    /// Messages are forwarded in batch order, except SNS messages whose certificate is
+    /// neither cached nor known to fail: they wait aside (their acks held, so their
+    /// partition's commit waits for them) while the certificate is fetched in the
+    /// background, within the fetch budget, and are completed as soon as it is known: at
+    /// the next batch or the next idle tick. So a certificate URL that never answers holds
+    /// nothing but the messages that need it, for one budget at most, and a URL that just
+    /// failed is refused at once.
     async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
-        let mut waiting = Vec::new();
+        self.settle().await?;
         for delivery in batch {
             match self.output(&delivery.message, Fetch::Later).await? {
                 Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
-                None => waiting.push(delivery),
+                None => self.waiting.push(delivery),
             }
         }
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        self.verifier.fetch_wanted().await;
-        for delivery in waiting {
+        self.verifier.start_wanted();
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> Result<(), HandlerError> {
+        self.settle().await
+    }
+
+    /// At shutdown the waiting messages are completed too: their fetches are awaited
+    /// (each within the budget), or made now.
+    async fn finish(&mut self) -> Result<(), HandlerError> {
+        self.verifier.start_wanted();
+        self.verifier.await_fetches().await;
+        for delivery in std::mem::take(&mut self.waiting) {
             let (record, input) = self
                 .output(&delivery.message, Fetch::Now)
                 .await?
@@ -364,8 +396,11 @@ impl Sources {
 struct Verifier {
     certificates: CertificateCache,
     failures: RecentFailures<Rejection>,
-    /// Certificate URLs that deferred messages of the current batch wait for.
+    /// Certificate URLs that deferred messages wait for, not fetched yet.
     wanted: Vec<CertificateUrl>,
+    /// Fetches under way, in the background, and their URLs.
+    fetches: tokio::task::JoinSet<(CertificateUrl, Result<Vec<u8>, FetchFailure>)>,
+    fetching: std::collections::HashSet<CertificateUrl>,
     fetcher: Fetcher,
     /// Time spent at most on one certificate URL or SubscribeURL.
     budget: Duration,
@@ -395,6 +430,8 @@ impl Verifier {
                 FAILED_URLS_REMEMBERED,
             ),
             wanted: Vec::new(),
+            fetches: tokio::task::JoinSet::new(),
+            fetching: std::collections::HashSet::new(),
             fetcher: Fetcher::new(FETCH_TIMEOUT, FETCH_MAX_BYTES)?,
             budget: Duration::from_millis(verify.certificate_fetch_budget_ms),
         })
@@ -440,26 +477,55 @@ impl Verifier {
         ))
     }
 
-    /// Fetches every wanted certificate at once, each within the budget, into the cache,
-    /// or its failure into the remembered ones.
-    async fn fetch_wanted(&mut self) {
-        let mut fetches = tokio::task::JoinSet::new();
-        for url in self.wanted.drain(..) {
+    /// Starts a background fetch, within the budget, of every wanted certificate not
+    /// being fetched already.
+    fn start_wanted(&mut self) {
+        for url in std::mem::take(&mut self.wanted) {
+            if !self.fetching.insert(url.clone()) {
+                continue;
+            }
             let (fetcher, budget) = (self.fetcher.clone(), self.budget);
-            fetches.spawn(async move {
+            self.fetches.spawn(async move {
                 let fetched = fetcher
                     .get_within(url.as_str(), Purpose::Certificate, budget)
                     .await;
                 (url, fetched)
             });
         }
-        while let Some(joined) = fetches.join_next().await {
-            match joined {
-                Ok((url, fetched)) => {
-                    let _ = self.keep(url, fetched);
-                }
-                // A fetch task cannot panic in practice; its messages fetch again (Now).
-                Err(e) => tracing::error!(error = %e, "certificate fetch task failed"),
+    }
+
+    /// Takes in the fetches that have ended (into the cache, or their failure into the
+    /// remembered ones), without waiting; whether any had.
+    fn collect_fetched(&mut self) -> bool {
+        let mut any = false;
+        while let Some(joined) = self.fetches.try_join_next() {
+            self.take_fetched(joined);
+            any = true;
+        }
+        any
+    }
+
+    /// Waits for every fetch under way (shutdown).
+    async fn await_fetches(&mut self) {
+        while let Some(joined) = self.fetches.join_next().await {
+            self.take_fetched(joined);
+        }
+    }
+
+    fn take_fetched(
+        &mut self,
+        joined: Result<(CertificateUrl, Result<Vec<u8>, FetchFailure>), tokio::task::JoinError>,
+    ) {
+        match joined {
+            Ok((url, fetched)) => {
+                self.fetching.remove(&url);
+                let _ = self.keep(url, fetched);
+            }
+            // A fetch task cannot panic in practice; its messages are deferred again and
+            // their URL fetched anew.
+            Err(e) => {
+                tracing::error!(error = %e, "certificate fetch task failed");
+                self.fetching.clear();
             }
         }
     }
@@ -689,7 +755,11 @@ mod tests {
         }
         assert_eq!(verifier.wanted.len(), 1, "one fetch per URL");
         let started = std::time::Instant::now();
-        verifier.fetch_wanted().await;
+        verifier.start_wanted();
+        verifier.start_wanted();
+        assert_eq!(verifier.fetching.len(), 1, "one fetch under way per URL");
+        assert!(!verifier.collect_fetched(), "started in the background");
+        verifier.await_fetches().await;
         let took = started.elapsed();
         assert!(
             took >= Duration::from_secs(1) && took < Duration::from_secs(3),
