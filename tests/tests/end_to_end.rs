@@ -23,8 +23,9 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::EmailEvent;
 use mailpipe_test_support::other_client::{python_decode_topic, subject_schema_ids};
 use mailpipe_test_support::pipeline::Pipeline;
-use mailpipe_test_support::{accepted_event_ids, consume_exactly, dev_settings};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use mailpipe_test_support::{
+    accepted_event_ids, consume_exactly, dev_settings, topic_record_count,
+};
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -36,27 +37,6 @@ fn sum_object(value: &serde_json::Value) -> u64 {
         .as_object()
         .map(|o| o.values().filter_map(serde_json::Value::as_u64).sum())
         .unwrap_or(0)
-}
-
-/// Records on a topic (all partitions), from the broker's watermarks.
-fn topic_records(topic: &str) -> i64 {
-    let consumer: BaseConsumer =
-        mailpipe_kafka::consumer_config(&dev_settings().kafka, "e2e-watermarks")
-            .create()
-            .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut total = 0;
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
-            total += high - low;
-        }
-    }
-    total
 }
 
 /// The receiver's 2xx answers, summed over its `mailpipe_receiver_requests_total` series.
@@ -230,7 +210,7 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
 
     // The receiver's 2xx answers are exactly the raw records.
     let answered = receiver_2xx(&pipeline.receiver_url).await;
-    let raw = topic_records(&names.name(Topic::Raw));
+    let raw = topic_record_count(&names.name(Topic::Raw));
     let posted = good_summary["requests"]["accepted"].as_u64().unwrap()
         + bad_summary["requests"]["accepted"].as_u64().unwrap();
     assert_eq!(
@@ -271,7 +251,7 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
         Topic::EventsUnique,
     ] {
         let name = names.name(topic);
-        let records = consume_exactly(&name, topic_records(&name) as usize).await;
+        let records = consume_exactly(&name, topic_record_count(&name) as usize).await;
         assert!(!records.is_empty(), "{name} has records");
         let ids: BTreeSet<u32> = records
             .iter()
@@ -290,7 +270,7 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
     // The other teams' check: Confluent's Python client decodes every unique event, by the
     // schema id in each record, to exactly what our own decoder reads.
     let unique_topic = names.name(Topic::EventsUnique);
-    let unique = topic_records(&unique_topic) as usize;
+    let unique = topic_record_count(&unique_topic) as usize;
     let mut ours = BTreeMap::new();
     for (_, payload) in consume_exactly(&unique_topic, unique).await {
         let event: EmailEvent = codec.decode(&payload).await.unwrap();
@@ -343,7 +323,7 @@ async fn every_accepted_event_once_every_bad_request_accounted_for() {
 
 async fn wait_for_records(topic: &str, n: i64) {
     let started = Instant::now();
-    while topic_records(topic) < n && started.elapsed() < Duration::from_secs(60) {
+    while topic_record_count(topic) < n && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

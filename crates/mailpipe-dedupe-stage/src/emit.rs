@@ -14,22 +14,15 @@
 //! ([`Confirmations`]). A record that needed a retry is not confirmed: at worst it is
 //! emitted again on a redelivery.
 
-use mailpipe_kafka::{Ack, Delivery, Handler, HandlerError};
+use mailpipe_kafka::{Delivery, Handler, HandlerError};
 use mailpipe_stage::{Emission, Emitter, InputRef, Origin, OutRecord};
 use rdkafka::message::Message;
 
 use crate::seen::{Claim, Confirmations};
 
-/// One input of a batch.
-pub struct Item {
-    /// Its output; None when there is none (a duplicate): the ack is completed at once.
-    pub record: Option<OutRecord>,
-    pub ack: Ack,
-    /// The id claim to confirm once `record` is acknowledged.
-    pub claim: Option<Claim>,
-    /// What is kept of the input, to dead-letter it should `record` never be producible.
-    pub input: InputRef,
-}
+/// One input of a batch: its output (none for a duplicate: the ack is completed at once)
+/// and, as the tag, the id claim to confirm once that output is acknowledged.
+pub type Item = Emission<Claim>;
 
 /// Produces the records in order and completes each ack once its record is acknowledged;
 /// an input without a record (a duplicate) is completed at once. Then, with
@@ -41,16 +34,7 @@ pub async fn emit_in_order(
     items: Vec<Item>,
     confirmations: Option<&Confirmations>,
 ) {
-    let emissions = items
-        .into_iter()
-        .map(|item| Emission {
-            input: item.input,
-            records: item.record.into_iter().collect(),
-            ack: item.ack,
-            tag: item.claim,
-        })
-        .collect();
-    let acknowledged = emitter.emit(emissions).await;
+    let acknowledged = emitter.emit(items).await;
     if let Some(mut confirmations) = confirmations.cloned() {
         tokio::spawn(async move {
             if let Ok(claims) = acknowledged.await {
@@ -78,9 +62,9 @@ impl Handler for ForwardAll {
                     payload: d.message.payload().unwrap_or_default().to_vec(),
                 };
                 Item {
-                    record: Some(record),
+                    records: vec![record],
                     ack: d.ack,
-                    claim: None,
+                    tag: None,
                     input: InputRef::new(&d.message, Origin::default()),
                 }
             })

@@ -34,11 +34,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailpipe_avro::{AvroCodec, AvroError};
+use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
-use mailpipe_stage::{decode_retrying, DeadLetters, Emitter, InputRef, Origin, OutRecord, Stage};
+use mailpipe_stage::{
+    decode_retrying, registry_retrying, DeadLetters, Emitter, InputRef, Origin, OutRecord, Stage,
+};
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
 use serde::Deserialize;
@@ -159,26 +161,11 @@ impl DedupeHandler {
     }
 
     async fn register_under_unique(&self, id: u32) -> Result<u32, HandlerError> {
-        let mut attempt = 0u32;
-        loop {
-            match self
-                .codec
-                .register_under_topic(&self.unique_topic, id)
-                .await
-            {
-                Ok(unique_id) => {
-                    tracing::info!(schema_id = id, unique_id, topic = %self.unique_topic,
-                        "writer schema registered under the output topic's subject");
-                    return Ok(unique_id);
-                }
-                Err(e @ AvroError::RegistryUnavailable(_)) => {
-                    tracing::warn!(error = %e, attempt, "schema registry unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let unique_id =
+            registry_retrying(|| self.codec.register_under_topic(&self.unique_topic, id)).await?;
+        tracing::info!(schema_id = id, unique_id, topic = %self.unique_topic,
+            "writer schema registered under the output topic's subject");
+        Ok(unique_id)
     }
 
     fn dead_letter(
@@ -253,10 +240,10 @@ impl Handler for DedupeHandler {
                 }
             };
             items.push(Item {
-                record,
+                records: record.into_iter().collect(),
                 input: InputRef::new(&delivery.message, Origin::default()),
                 ack: delivery.ack,
-                claim,
+                tag: claim,
             });
         }
         emit::emit_in_order(&self.emitter, items, Some(&self.confirmations)).await;

@@ -24,9 +24,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use mailpipe_stage::redis::backoff;
 use mailpipe_telemetry::names;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 /// Redis round trips attempted by this process (failed ones included), for the bench's
@@ -153,15 +153,8 @@ impl Confirmations {
 impl SeenIds {
     /// Connects lazily, so a Redis that is down at start-up only delays the first batch.
     pub fn new(url: &str, ttl_seconds: u64, timeout: Duration) -> anyhow::Result<SeenIds> {
-        let client = redis::Client::open(url).context("redis.url")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .context("creating the Redis connection manager")?;
         Ok(SeenIds {
-            connection,
+            connection: mailpipe_stage::redis::connect(url, timeout)?,
             ttl_seconds,
         })
     }
@@ -227,11 +220,6 @@ impl SeenIds {
     }
 }
 
-/// Doubles from 100 ms up to 5 s, so a recovered Redis is used again within 5 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,11 +278,5 @@ mod tests {
     #[test]
     fn coordinates_name_partition_and_offset() {
         assert_eq!(coordinates(3, 17), "3:17");
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        assert_eq!(backoff(0), Duration::from_millis(100));
-        assert_eq!(backoff(30), Duration::from_secs(5));
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailpipe_avro::records::DeadLetterRecord;
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, DEAD_LETTER_SCHEMA};
+use mailpipe_avro::{AvroCodec, AvroError, RegisteredSchema, TopicSchema, DEAD_LETTER_SCHEMA};
 use mailpipe_kafka::{HandlerError, Topic, TopicNames};
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
@@ -21,16 +21,27 @@ pub async fn decode_retrying<T: DeserializeOwned>(
     codec: &AvroCodec,
     payload: &[u8],
 ) -> Result<T, String> {
+    registry_retrying(|| codec.decode::<T>(payload))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs a schema registry call again, with backoff, for as long as the registry is
+/// unreachable; returns its result or its first permanent error.
+pub async fn registry_retrying<T, F, Fut>(mut call: F) -> Result<T, AvroError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AvroError>>,
+{
     let mut attempt = 0u32;
     loop {
-        match codec.decode::<T>(payload).await {
-            Ok(record) => return Ok(record),
+        match call().await {
             Err(e) if e.is_retriable() => {
                 tracing::warn!(error = %e, attempt, "schema registry unavailable; retrying");
                 tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
                 attempt += 1;
             }
-            Err(e) => return Err(e.to_string()),
+            result => return result,
         }
     }
 }

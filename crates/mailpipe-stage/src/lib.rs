@@ -14,6 +14,7 @@
 
 mod dead_letter;
 pub mod emit;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::{
-    decode_retrying, now_ms, DeadLetters, InputRef, Origin, UNPRODUCIBLE,
+    decode_retrying, now_ms, registry_retrying, DeadLetters, InputRef, Origin, UNPRODUCIBLE,
     UNPRODUCIBLE_PAYLOAD_BYTES,
 };
 pub use emit::{Emission, Emitter, OutRecord};

@@ -14,10 +14,10 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
+use mailpipe_stage::redis::backoff;
 use mailpipe_telemetry::names;
 use mailpipe_verify::{OneTimeToken, Reason, Rejection, Request, Verified};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 /// `{prefix}vt:` + hex of the first 16 bytes of SHA-256 over the provider and the token
@@ -63,15 +63,8 @@ impl UsedTokens {
     /// Connects lazily, so a Redis that is down at start-up only holds the first Mailgun
     /// request.
     pub fn new(url: &str, key_prefix: &str, timeout: Duration) -> anyhow::Result<UsedTokens> {
-        let client = redis::Client::open(url).context("redis.url")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .context("creating the Redis connection manager")?;
         Ok(UsedTokens {
-            connection,
+            connection: mailpipe_stage::redis::connect(url, timeout)?,
             key_prefix: key_prefix.to_string(),
         })
     }
@@ -129,11 +122,6 @@ impl UsedTokens {
     }
 }
 
-/// Doubles from 100 ms up to 5 s, so a recovered Redis is used again within 5 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,11 +155,5 @@ mod tests {
         assert_eq!(ttl_secs(&token, 1000, 1000), 600);
         assert_eq!(ttl_secs(&token, 1000, 4600), 4200, "an hour behind");
         assert_eq!(ttl_secs(&token, 1000, 900), 600, "clock behind: no lag");
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        assert_eq!(backoff(0), Duration::from_millis(100));
-        assert_eq!(backoff(40), Duration::from_secs(5));
     }
 }
