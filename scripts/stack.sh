@@ -684,6 +684,9 @@ cmd_up() {
     # 3. The stages that are built. A stage still running from an earlier `up` is kept,
     # unless its binary was rebuilt since (then it is restarted to pick up the new code).
     local stage bin started_stages=()
+    # One instance of each stage, always the same name: a restarted stage's start aborts
+    # the transaction its predecessor left open (exactly-once mode).
+    local instance=(MAILPIPE_KAFKA__INSTANCE_ID=local)
     for stage in $STAGES; do
         bin=$(unit_binary "$stage")
         [[ -n $bin ]] || continue
@@ -706,10 +709,10 @@ cmd_up() {
             verify)
                 # Local stack only: accept the http:// loopback certificate URL of the SES
                 # samples (never set this against real SNS traffic).
-                launch "$stage" env -u MAILPIPE_RUN_DIR \
+                launch "$stage" env -u MAILPIPE_RUN_DIR "${instance[@]}" \
                     MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true "$bin"
                 ;;
-            *) launch "$stage" env -u MAILPIPE_RUN_DIR "$bin" ;;
+            *) launch "$stage" env -u MAILPIPE_RUN_DIR "${instance[@]}" "$bin" ;;
         esac
         started_stages+=("$stage")
     done

@@ -199,7 +199,7 @@ async fn consume_only(settings: &Settings, topic: &str, n: usize) -> f64 {
     let stop = shutdown.clone();
     let topics = [topic.to_string()];
     let consumer = tokio::spawn(async move {
-        mailpipe_kafka::consumer::run(client, &topics, config, handler, stop).await
+        mailpipe_kafka::consumer::run(client, &topics, config, handler, None, stop).await
     });
     let rate = rate.await.unwrap();
     shutdown.cancel();

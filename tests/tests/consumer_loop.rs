@@ -101,10 +101,9 @@ fn start(
     let shutdown = CancellationToken::new();
     let topics = vec![topic.to_string()];
     let token = shutdown.clone();
-    let task =
-        tokio::spawn(
-            async move { consumer::run(client, &topics, loop_config(), handler, token).await },
-        );
+    let task = tokio::spawn(async move {
+        consumer::run(client, &topics, loop_config(), handler, None, token).await
+    });
     (shutdown, task)
 }
 
@@ -201,6 +200,7 @@ async fn an_abandoned_ack_stops_the_loop_without_committing_past_it() {
             std::slice::from_ref(&topic),
             loop_config(),
             DropsAnAck,
+            None,
             CancellationToken::new(),
         ),
     )
@@ -255,7 +255,9 @@ async fn a_partition_with_too_much_in_flight_is_paused_then_resumed() {
     let token = shutdown.clone();
     let topics = vec![topic.clone()];
     let task =
-        tokio::spawn(async move { consumer::run(client, &topics, config, handler, token).await });
+        tokio::spawn(
+            async move { consumer::run(client, &topics, config, handler, None, token).await },
+        );
 
     wait_for("the first deliveries", || seen.lock().unwrap().len() >= 10).await;
     // Paused: nothing more arrives while the ten are outstanding.
@@ -341,7 +343,9 @@ async fn many_pause_resume_cycles_deliver_every_offset() {
     let handler = CompletesLater { seen: seen.clone() };
     let (token, topics) = (shutdown.clone(), vec![topic.clone()]);
     let task =
-        tokio::spawn(async move { consumer::run(client, &topics, config, handler, token).await });
+        tokio::spawn(
+            async move { consumer::run(client, &topics, config, handler, None, token).await },
+        );
     for _ in 0..300 {
         if committed(&group, &topic) == Some(N) {
             break;

@@ -144,7 +144,7 @@ async fn bench_dedupe_against_a_forwarder() {
     let dead_letters = DeadLetters::new(Stage::Dedupe, &fwd_settings, &codec)
         .await
         .unwrap();
-    let emitter = Emitter::new(producer, dead_letters);
+    let emitter = Emitter::producing(producer, dead_letters);
     let topic = TopicNames::new(&fwd_settings.kafka.topic_prefix).name(Topic::EventsUnique);
     let forwarder = ForwardAll { emitter, topic };
     let fwd_secs = time_run(&fwd_settings, forwarder, inputs).await;

@@ -208,11 +208,25 @@ fn mailgun(token: &str, event: &str, now: i64) -> Request {
 /// The outside report: one SNS Notification on the dev config's TopicArn whose
 /// SigningCertURL is on an allowed host that does not resolve, then four correctly signed
 /// generic webhooks. Before the fix the fetch was retried forever, inline, and none of the
-/// four was ever verified.
+/// four was ever verified. At least once, nothing waits for the fetch but the message that
+/// needs it.
 #[tokio::test]
 async fn an_unresolvable_certificate_url_is_rejected_within_the_budget_and_blocks_nothing() {
+    unresolvable_certificate_url(false).await;
+}
+
+/// Exactly once, outputs become visible with their offsets, which are committed as a
+/// prefix: the later messages of the waiting message's partition are held until it is
+/// settled (one budget at most); the other partition flows meanwhile.
+#[tokio::test]
+async fn exactly_once_an_unresolvable_certificate_url_holds_only_its_partition() {
+    unresolvable_certificate_url(true).await;
+}
+
+async fn unresolvable_certificate_url(exactly_once: bool) {
     let now = now_secs();
     let mut settings = dev_settings();
+    settings.kafka.exactly_once = exactly_once;
     // As the local stack runs verify (MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true): the
     // bad URL is an https SNS URL, allowed either way.
     settings
@@ -252,7 +266,13 @@ async fn an_unresolvable_certificate_url_is_rejected_within_the_budget_and_block
         )
         .await;
     }
-    let mut outputs = h.take(4, budget, started).await;
+    // Exactly once, only partition 1's (odd-numbered) come before the budget.
+    let quick = if exactly_once { 2 } else { 4 };
+    let on_free_partition = |id: &str| !exactly_once || id.ends_with(['1', '3']);
+    let mut outputs = h.take(quick, budget, started).await;
+    for (id, _, _) in &outputs {
+        assert!(on_free_partition(id), "{id} came before the budget");
+    }
     // Meanwhile (the fetch still under way, in the background), later requests on both
     // partitions, the bad URL's included, are verified too: in later batches.
     let later = Instant::now();
@@ -265,17 +285,23 @@ async fn an_unresolvable_certificate_url_is_rejected_within_the_budget_and_block
         )
         .await;
     }
-    let meanwhile = h.take(4, budget, later).await;
+    let meanwhile = h.take(quick, budget, later).await;
     for (id, what, after) in &meanwhile {
         println!("{id}: {what:?} {after:?} after it was posted");
         assert!(id.starts_with("generic-later-"), "{id} came first");
+        assert!(on_free_partition(id), "{id} came before the budget");
         assert_eq!(what, &Out::Verified, "{id}");
         assert!(
             *after < budget / 3,
             "{id} waited {after:?}, the fetch budget being {budget:?}"
         );
     }
-    outputs.extend(h.take(1, budget + Duration::from_secs(20), started).await);
+    // The rejection, and exactly once the requests it held.
+    let rest = 9 - 2 * quick;
+    outputs.extend(
+        h.take(rest, budget + Duration::from_secs(20), started)
+            .await,
+    );
     for (id, what, after) in &outputs {
         println!("{id}: {what:?} after {after:?}");
         if id == "ses-bad-url" {

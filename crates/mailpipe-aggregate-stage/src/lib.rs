@@ -70,10 +70,7 @@ impl AggregateHandler {
         Ok(AggregateHandler {
             codec,
             reader: EventReader::new()?,
-            emitter: Emitter::new(
-                mailpipe_stage::create_producer(settings)?,
-                dead_letters.clone(),
-            ),
+            emitter: mailpipe_stage::emitter(Stage::Aggregate, settings, dead_letters.clone())?,
             dead_letters,
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
             to_loader: Some(tx),

@@ -99,10 +99,7 @@ impl DedupeHandler {
         )?;
         Ok(DedupeHandler {
             codec: Arc::new(codec),
-            emitter: Emitter::new(
-                mailpipe_stage::create_producer(settings)?,
-                dead_letters.clone(),
-            ),
+            emitter: mailpipe_stage::emitter(Stage::Dedupe, settings, dead_letters.clone())?,
             confirmations: seen.confirmations(),
             seen,
             key_prefix: settings.redis.key_prefix.clone(),

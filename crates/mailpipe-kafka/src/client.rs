@@ -28,7 +28,8 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// Consumer settings for [`crate::consumer::run`]: offsets are committed only by the loop
 /// (auto commit and auto offset store off); a new group starts at the earliest offset so
-/// nothing already on the topic is skipped.
+/// nothing already on the topic is skipped; only committed records are read
+/// (`read_committed`: never an output of an aborted or still open transaction).
 pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut config = base_config(settings);
     config
@@ -36,6 +37,7 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
         .set(
             "session.timeout.ms",
             settings.session_timeout_ms.to_string(),
@@ -152,8 +154,9 @@ mod tests {
     }
 
     #[test]
-    fn consumer_never_auto_commits() {
+    fn consumer_never_auto_commits_and_reads_only_committed_records() {
         let c = consumer_config(&kafka(), "g");
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("group.id"), Some("g"));

@@ -11,6 +11,11 @@
 //! An `Ack` dropped without `complete()` while running means the handler lost track of a
 //! message: the loop commits what is safe and stops with [`KafkaError::Abandoned`], so the
 //! process restarts and the message is redelivered rather than skipped.
+//!
+//! Exactly-once mode (`Some(Transactions)` given to [`run`]): handlers complete messages
+//! with the records to produce ([`Ack::complete_with`]) and the loop commits them with the
+//! offsets in Kafka transactions instead of committing offsets itself ([`crate::transaction`]);
+//! staged messages count as in flight for pausing.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::transaction::{Outcome, PartitionWork, Staged, Staging, Transactions};
 use crate::KafkaError;
 
 /// The error a handler returns when it cannot go on (a bug, or a permanent failure it
@@ -82,7 +88,13 @@ pub struct Ack {
 impl Ack {
     /// Marks the message done: everything derived from it is durable downstream.
     pub fn complete(mut self) {
-        self.send(true);
+        self.send(true, None);
+    }
+
+    /// Exactly-once mode: marks the message done with the records derived from it, which
+    /// the loop produces and commits together with its offset in one transaction.
+    pub fn complete_with(mut self, staged: Staged) {
+        self.send(true, Some(staged));
     }
 
     pub fn offset(&self) -> i64 {
@@ -93,7 +105,7 @@ impl Ack {
         self.partition
     }
 
-    fn send(&mut self, done: bool) {
+    fn send(&mut self, done: bool, staged: Option<Staged>) {
         self.sent = true;
         // The loop may already be gone at the very end of shutdown; nothing to tell then.
         let _ = self.tx.send(Completion {
@@ -101,6 +113,7 @@ impl Ack {
             offset: self.offset,
             epoch: self.epoch,
             done,
+            staged,
         });
     }
 }
@@ -108,7 +121,7 @@ impl Ack {
 impl Drop for Ack {
     fn drop(&mut self) {
         if !self.sent {
-            self.send(false);
+            self.send(false, None);
         }
     }
 }
@@ -119,6 +132,7 @@ struct Completion {
     offset: i64,
     epoch: u64,
     done: bool,
+    staged: Option<Staged>,
 }
 
 /// Loop tuning, from `[kafka.consumer]`.
@@ -143,9 +157,11 @@ impl From<&ConsumerSettings> for LoopConfig {
     }
 }
 
-/// Commits the completed prefix of a partition before it is revoked, then forgets it.
+/// Commits the completed prefix of a partition before it is revoked (not in exactly-once
+/// mode: there offsets are committed only with their outputs), then forgets it.
 struct LoopContext {
     tracker: Arc<Mutex<OffsetTracker>>,
+    commit_on_revoke: bool,
 }
 
 impl ClientContext for LoopContext {}
@@ -161,7 +177,9 @@ impl ConsumerContext for LoopContext {
         for elem in revoked.elements() {
             let tp = (elem.topic().to_string(), elem.partition());
             if let Some(offset) = tracker.revoke(&tp) {
-                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset));
+                if self.commit_on_revoke {
+                    let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(offset));
+                }
             }
         }
         drop(tracker);
@@ -205,16 +223,19 @@ impl ConsumerContext for LoopContext {
 }
 
 /// Runs the loop until `shutdown` is cancelled (then drains and commits) or a fatal error.
+/// With `transactions`, in exactly-once mode (see the module doc).
 pub async fn run<H: Handler>(
     client: ClientConfig,
     topics: &[String],
     config: LoopConfig,
     handler: H,
+    transactions: Option<Transactions>,
     shutdown: CancellationToken,
 ) -> Result<(), KafkaError> {
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let consumer: StreamConsumer<LoopContext> = client.create_with_context(LoopContext {
         tracker: tracker.clone(),
+        commit_on_revoke: transactions.is_none(),
     })?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
@@ -224,12 +245,19 @@ pub async fn run<H: Handler>(
         config,
         pending: Vec::new(),
         batch_deadline: None,
+        transactions,
+        staging: Staging::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (work_tx, work_rx) = mpsc::unbounded_channel();
     let mut worker = tokio::spawn(work(handler, work_rx));
     let mut worker_running = true;
-    let mut commit_tick = tokio::time::interval(state.config.commit_interval);
+    let commit_interval = match &state.transactions {
+        Some(t) => t.config().interval,
+        None => state.config.commit_interval,
+    };
+    let mut commit_tick = tokio::time::interval(commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let outcome: Result<(), KafkaError> = loop {
         tokio::select! {
@@ -244,10 +272,19 @@ pub async fn run<H: Handler>(
                 if let Err(e) = state.on_completion(c) {
                     break Err(e);
                 }
+                if state.transaction_due() {
+                    if let Err(e) = state.transact(false).await {
+                        break Err(e);
+                    }
+                }
             }
             _ = sleep_until(state.batch_deadline.unwrap_or_else(Instant::now)),
                 if state.batch_deadline.is_some() => state.flush(&work_tx),
-            _ = commit_tick.tick() => state.commit(CommitMode::Async, false),
+            _ = commit_tick.tick() => {
+                if let Err(e) = state.commit_due().await {
+                    break Err(e);
+                }
+            }
             received = state.consumer.recv() => match received {
                 Ok(message) => {
                     let message = message.detach();
@@ -288,7 +325,15 @@ pub async fn run<H: Handler>(
     while let Ok(c) = done_rx.try_recv() {
         state.on_completion_draining(c);
     }
-    state.commit(CommitMode::Sync, true);
+    if let Err(e) = state.final_commit(deadline).await {
+        tracing::error!(error = %e, "final commit failed; uncommitted messages will be redelivered");
+        if outcome.is_ok() {
+            outcome = Err(e);
+        }
+    }
+    if let Err(KafkaError::Fenced(reason)) = &outcome {
+        tracing::error!(%reason, "the transactional producer was fenced; stopping");
+    }
     tracing::info!("consumer loop stopped");
     outcome
 }
@@ -330,6 +375,10 @@ struct LoopState {
     config: LoopConfig,
     pending: Vec<Delivery>,
     batch_deadline: Option<Instant>,
+    /// Exactly-once mode: the transactional producer, and the completed messages whose
+    /// records wait for their transaction.
+    transactions: Option<Transactions>,
+    staging: Staging,
 }
 
 impl LoopState {
@@ -343,6 +392,7 @@ impl LoopState {
         let offset = message.offset();
         let mut tracker = self.tracker.lock().expect("tracker lock");
         let (epoch, in_flight) = tracker.received(&tp, offset);
+        let in_flight = in_flight + self.staging.len(&tp);
         if in_flight >= self.config.max_in_flight_per_partition && !tracker.is_paused(&tp) {
             match self.consumer.pause(&single(&tp)) {
                 Ok(()) => {
@@ -399,20 +449,140 @@ impl LoopState {
             return Ok(());
         }
         let mut tracker = self.tracker.lock().expect("tracker lock");
-        let Some(in_flight) = tracker.completed(&c.tp, c.offset, c.epoch) else {
+        if tracker.completed(&c.tp, c.offset, c.epoch).is_none() {
             return Ok(());
-        };
+        }
         metrics::counter!(names::KAFKA_MESSAGES_COMPLETED, "topic" => c.tp.0.clone()).increment(1);
-        // Resume at half the limit, so a partition does not flap at the threshold.
-        if tracker.is_paused(&c.tp) && in_flight <= self.config.max_in_flight_per_partition / 2 {
-            match self.consumer.resume(&single(&c.tp)) {
-                Ok(()) => tracker.set_paused(&c.tp, false),
-                Err(e) => tracing::warn!(error = %e, "resuming a partition failed"),
+        if let Some(staged) = c.staged {
+            if self.transactions.is_some() {
+                self.staging.stage(&c.tp, c.epoch, c.offset, staged);
+            } else if !staged.records.is_empty() {
+                return Err(KafkaError::StagedWithoutTransactions);
+            }
+        }
+        drop(tracker);
+        self.resume_drained(std::slice::from_ref(&c.tp));
+        Ok(())
+    }
+
+    /// Resumes the given paused partitions whose work in flight (staged included) fell to
+    /// half the limit, so a partition does not flap at the threshold.
+    fn resume_drained(&mut self, partitions: &[TopicPartition]) {
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        for tp in partitions {
+            let load = tracker.in_flight(tp) + self.staging.len(tp);
+            if tracker.is_paused(tp) && load <= self.config.max_in_flight_per_partition / 2 {
+                match self.consumer.resume(&single(tp)) {
+                    Ok(()) => tracker.set_paused(tp, false),
+                    Err(e) => tracing::warn!(error = %e, "resuming a partition failed"),
+                }
             }
         }
         metrics::gauge!(names::KAFKA_PAUSED_PARTITIONS).set(tracker.paused_count() as f64);
-        metrics::gauge!(names::KAFKA_IN_FLIGHT).set(tracker.total_in_flight() as f64);
-        Ok(())
+        metrics::gauge!(names::KAFKA_IN_FLIGHT)
+            .set((tracker.total_in_flight() + self.staging.total()) as f64);
+    }
+
+    /// Tells the tracker the consumer's positions, which move past transaction markers.
+    fn advance_positions(&self) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        for elem in positions.elements() {
+            if let Offset::Offset(position) = elem.offset() {
+                tracker.advance(&(elem.topic().to_string(), elem.partition()), position);
+            }
+        }
+    }
+
+    /// Whether enough is staged to commit a transaction before the next tick.
+    fn transaction_due(&self) -> bool {
+        self.transactions
+            .as_ref()
+            .is_some_and(|t| self.staging.total() >= t.config().max_records && !t.backing_off())
+    }
+
+    /// The periodic commit: a transaction in exactly-once mode, else an offset commit.
+    async fn commit_due(&mut self) -> Result<(), KafkaError> {
+        if self.transactions.is_some() {
+            self.transact(false).await.map(|_| ())
+        } else {
+            self.commit(CommitMode::Async, false);
+            Ok(())
+        }
+    }
+
+    /// The commit at the end: synchronous; in exactly-once mode retried until `deadline`.
+    async fn final_commit(&mut self, deadline: Instant) -> Result<(), KafkaError> {
+        if self.transactions.is_none() {
+            self.commit(CommitMode::Sync, true);
+            return Ok(());
+        }
+        loop {
+            if self.transact(true).await? || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Exactly-once mode: commits the staged prefix of every partition whose prefix moved
+    /// (`all`: every owned partition) with its offsets in one transaction. Returns whether
+    /// nothing is left to commit (false: the transaction was aborted or backs off).
+    async fn transact(&mut self, all: bool) -> Result<bool, KafkaError> {
+        self.advance_positions();
+        let Some(transactions) = self.transactions.as_mut() else {
+            return Ok(true);
+        };
+        if transactions.backing_off() && !all {
+            return Ok(false);
+        }
+        let mut work = Vec::new();
+        {
+            let tracker = self.tracker.lock().expect("tracker lock");
+            self.staging
+                .retain(|tp, epoch| tracker.is_current(tp, epoch));
+            let due = if all {
+                tracker.all_commits()
+            } else {
+                tracker.commits_due()
+            };
+            for (tp, next_offset) in due {
+                let epoch = tracker.epoch(&tp).expect("due partitions are owned");
+                let inputs = self.staging.take_before(&tp, epoch, next_offset);
+                work.push(PartitionWork {
+                    tp,
+                    epoch,
+                    next_offset,
+                    inputs,
+                });
+            }
+        }
+        if work.is_empty() {
+            return Ok(true);
+        }
+        let outcome = match self.consumer.group_metadata() {
+            Some(group) => transactions.commit(&mut work, group).await?,
+            None => Outcome::Aborted,
+        };
+        let committed = outcome == Outcome::Committed;
+        {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            for w in &work {
+                if committed {
+                    tracker.commit_succeeded(&w.tp, w.next_offset);
+                }
+            }
+        }
+        let partitions: Vec<TopicPartition> = work.iter().map(|w| w.tp.clone()).collect();
+        if !committed {
+            for w in work {
+                self.staging.put_back(&w.tp, w.epoch, w.inputs);
+            }
+        }
+        self.resume_drained(&partitions);
+        Ok(committed)
     }
 
     /// During shutdown an abandoned ack is expected (the handler was stopped); it is simply
@@ -428,6 +598,7 @@ impl LoopState {
     /// ([`LoopContext::commit_callback`]), a synchronous one when the call returns `Ok`.
     /// The tracker lock is not held while committing: the result may be delivered at once.
     fn commit(&mut self, mode: CommitMode, all: bool) {
+        self.advance_positions();
         let commits = {
             let tracker = self.tracker.lock().expect("tracker lock");
             if all {

@@ -1,5 +1,6 @@
 //! Kafka plumbing shared by every stage: client settings with our producer defaults, topic
-//! names, topic creation, and the one consumer loop ([`consumer::run`]).
+//! names, topic creation, the one consumer loop ([`consumer::run`]) and its exactly-once
+//! mode ([`transaction`]).
 //!
 //! Invariant: an offset is committed only when it and every offset before it on its
 //! partition were completed by the stage (the contiguous completed prefix); memory is
@@ -10,6 +11,7 @@ pub mod consumer;
 pub mod offsets;
 pub mod producer;
 pub mod topics;
+pub mod transaction;
 
 pub use client::{
     consumer_config, consumer_config_for_records_up_to, producer_config,
@@ -18,6 +20,7 @@ pub use client::{
 pub use consumer::{Ack, Delivery, Handler, HandlerError, LoopConfig};
 pub use producer::{create_producer, send_and_wait};
 pub use topics::{create_topics, Topic, TopicNames};
+pub use transaction::{OutRecord, Staged, TransactionConfig, Unproducible};
 
 /// Errors of the Kafka plumbing.
 #[derive(Debug, thiserror::Error)]
@@ -40,4 +43,13 @@ pub enum KafkaError {
     Handler(HandlerError),
     #[error("stage handler task panicked or was cancelled: {0}")]
     HandlerTask(String),
+    #[error(
+        "transactional producer fenced or failed fatally (another instance with this \
+         transactional id started, or the broker aborted a transaction left open too long): {0}"
+    )]
+    Fenced(String),
+    #[error("a dead letter for topic {topic} can never be produced either: {reason}")]
+    Unproducible { topic: String, reason: String },
+    #[error("a handler completed a message with records to produce, but the loop does not run transactions")]
+    StagedWithoutTransactions,
 }

@@ -65,6 +65,15 @@ impl OffsetTracker {
         (state.epoch, state.in_flight.len())
     }
 
+    /// Records the consumer's position of `tp` (the next offset it will return): past the
+    /// last message received when it skipped transaction markers, which then count as
+    /// consumed, so a fully processed partition commits its end offset.
+    pub fn advance(&mut self, tp: &TopicPartition, position: i64) {
+        if let Some(state) = self.partitions.get_mut(tp) {
+            state.next = state.next.max(position);
+        }
+    }
+
     /// Records a completion. Returns the partition's remaining in-flight count, or `None`
     /// when the completion belongs to an earlier assignment (or an unknown partition) and
     /// was ignored.
@@ -134,6 +143,28 @@ impl OffsetTracker {
         if let Some(state) = self.partitions.get_mut(tp) {
             state.paused = paused;
         }
+    }
+
+    /// The partitions currently paused.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        let mut paused: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        paused.sort();
+        paused
+    }
+
+    /// Messages of `tp` received but not completed.
+    pub fn in_flight(&self, tp: &TopicPartition) -> usize {
+        self.partitions.get(tp).map_or(0, |s| s.in_flight.len())
+    }
+
+    /// The current assignment's epoch of `tp`, if owned.
+    pub fn epoch(&self, tp: &TopicPartition) -> Option<u64> {
+        self.partitions.get(tp).map(|s| s.epoch)
     }
 
     pub fn paused_count(&self) -> usize {
@@ -219,6 +250,21 @@ mod tests {
         assert_eq!(commit_all(&mut t), vec![(tp(0), 9)]);
         t.completed(&tp(0), 9, e);
         assert_eq!(commit_all(&mut t), vec![(tp(0), 10)]);
+    }
+
+    #[test]
+    fn skipped_transaction_markers_count_as_consumed() {
+        let mut t = OffsetTracker::default();
+        let (e, _) = t.received(&tp(0), 10);
+        // Offset 11 is a commit marker: the consumer's position moves to 12.
+        t.advance(&tp(0), 12);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 10)], "10 still in flight");
+        t.completed(&tp(0), 10, e);
+        assert_eq!(commit_all(&mut t), vec![(tp(0), 12)]);
+        t.advance(&tp(0), 5);
+        assert!(t.commits_due().is_empty(), "a position never moves back");
+        t.advance(&tp(9), 3);
+        assert!(t.commits_due().is_empty(), "unknown partitions are ignored");
     }
 
     #[test]

@@ -60,10 +60,7 @@ impl NormalizeHandler {
         let dead_letters = DeadLetters::new(Stage::Normalize, settings, &codec).await?;
         Ok(NormalizeHandler {
             codec: Arc::new(codec),
-            emitter: Emitter::new(
-                mailpipe_stage::create_producer(settings)?,
-                dead_letters.clone(),
-            ),
+            emitter: mailpipe_stage::emitter(Stage::Normalize, settings, dead_letters.clone())?,
             events_topic,
             events_encoder,
             dead_letters,

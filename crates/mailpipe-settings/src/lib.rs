@@ -163,6 +163,22 @@ pub struct KafkaSettings {
     pub consumer_librdkafka: BTreeMap<String, String>,
     pub partitions: TopicPartitions,
     pub consumer: ConsumerSettings,
+    /// Stages that read and write topics commit their outputs and input offsets in Kafka
+    /// transactions (read_committed readers see each output once); off: at-least-once.
+    pub exactly_once: bool,
+    /// This process's name among the instances of its stage; empty: `<hostname>-<pid>`.
+    /// The transactional id is `<group id>.<instance_id>`.
+    pub instance_id: String,
+    pub transactions: TransactionSettings,
+}
+
+/// Bounds of one transaction of a stage in exactly-once mode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionSettings {
+    pub max_records: usize,
+    pub interval_ms: u64,
+    pub timeout_ms: u32,
 }
 
 /// Partition count of each topic (see `mailpipe_kafka::Topic`).

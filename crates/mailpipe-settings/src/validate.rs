@@ -81,6 +81,34 @@ impl Settings {
                 format!("must be 1..=10000, got {count}"),
             );
         }
+        let t = &kafka.transactions;
+        check(
+            t.max_records >= 1,
+            "kafka.transactions.max_records",
+            "must be at least 1".into(),
+        );
+        check(
+            (1..=60_000).contains(&t.interval_ms),
+            "kafka.transactions.interval_ms",
+            format!("must be 1..=60000, got {}", t.interval_ms),
+        );
+        // 15 min is the broker's default transaction.max.timeout.ms.
+        check(
+            (1000..=900_000).contains(&t.timeout_ms),
+            "kafka.transactions.timeout_ms",
+            format!("must be 1000..=900000, got {}", t.timeout_ms),
+        );
+        check(
+            kafka
+                .instance_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "kafka.instance_id",
+            format!(
+                "only letters, digits, '.', '_' and '-' are allowed, got {:?}",
+                kafka.instance_id
+            ),
+        );
         let c = &kafka.consumer;
         for (name, value) in [
             (
@@ -209,6 +237,15 @@ const PRODUCER_GUARANTEES: &[(&str, &str)] = &[
         "enable.idempotence",
         "mailpipe's producers are idempotent (enable.idempotence=true): a retried batch is \
          neither written twice nor reordered",
+    ),
+    (
+        "transactional.id",
+        "a stage's transactional id is <consumer group>.<kafka.instance_id>: set \
+         kafka.instance_id instead",
+    ),
+    (
+        "transaction.timeout.ms",
+        "set kafka.transactions.timeout_ms instead",
     ),
 ];
 const ACKS: &str = "mailpipe's producers use acks=all: a record counts as written (the \

@@ -2,6 +2,12 @@
 //! each input's ack once all its records are acknowledged. Every stage writes through
 //! this ([`Emitter`]).
 //!
+//! Exactly-once mode ([`Emitter::staging`]): nothing is produced here; each input's ack is
+//! completed at once with its records and the dead letter to use should one of them never
+//! be producible, and the consumer loop commits them with the input offsets in one Kafka
+//! transaction (`mailpipe_kafka::transaction`). The rest of this page is the at-least-once
+//! mode ([`Emitter::producing`]).
+//!
 //! Order: every record of a batch is handed to the producer here, in input order, and a
 //! full local queue makes [`Emitter::emit`] wait (that is the backpressure) instead of
 //! letting a later record go first. librdkafka keeps the enqueue order per partition, and
@@ -25,36 +31,21 @@
 
 use std::time::Duration;
 
-use mailpipe_kafka::Ack;
+use mailpipe_kafka::transaction::is_permanent;
+use mailpipe_kafka::{Ack, OutRecord, Staged, Unproducible};
 use mailpipe_telemetry::names;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::util::Timeout;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::dead_letter::{DeadLetters, InputRef};
 
-/// One record to produce.
-#[derive(Debug, Clone)]
-pub struct OutRecord {
-    pub topic: String,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-}
-
-impl OutRecord {
-    fn future_record(&self) -> FutureRecord<'_, [u8], [u8]> {
-        let record = FutureRecord::to(&self.topic).payload(self.payload.as_slice());
-        match &self.key {
-            Some(key) => record.key(key.as_slice()),
-            None => record,
-        }
-    }
-}
-
 /// One input of a batch: what it is, the records derived from it (none: completed at
 /// once), its ack, and a tag handed back once its records are acknowledged at the first
-/// attempt (dedupe's id claims to confirm; `()` elsewhere).
+/// attempt, or committed in exactly-once mode (dedupe's id claims to confirm; `()`
+/// elsewhere).
 pub struct Emission<T = ()> {
     pub input: InputRef,
     pub records: Vec<OutRecord>,
@@ -62,10 +53,11 @@ pub struct Emission<T = ()> {
     pub tag: Option<T>,
 }
 
-/// A stage's producer and its way to `mail.dlq`.
+/// A stage's way to its output topics and to `mail.dlq`.
 #[derive(Clone)]
 pub struct Emitter {
-    producer: FutureProducer,
+    /// None: exactly-once mode, the consumer loop produces in its transactions.
+    producer: Option<FutureProducer>,
     dead_letters: DeadLetters,
 }
 
@@ -77,9 +69,18 @@ enum Attempt {
 }
 
 impl Emitter {
-    pub fn new(producer: FutureProducer, dead_letters: DeadLetters) -> Emitter {
+    /// At-least-once mode: records are produced here, acks completed once acknowledged.
+    pub fn producing(producer: FutureProducer, dead_letters: DeadLetters) -> Emitter {
         Emitter {
-            producer,
+            producer: Some(producer),
+            dead_letters,
+        }
+    }
+
+    /// Exactly-once mode: records are handed to the consumer loop with the acks.
+    pub fn staging(dead_letters: DeadLetters) -> Emitter {
+        Emitter {
+            producer: None,
             dead_letters,
         }
     }
@@ -88,8 +89,13 @@ impl Emitter {
     /// full) and returns once all are enqueued. The returned task completes each ack as its
     /// records are acknowledged and yields the tags of the inputs whose records were all
     /// acknowledged at the first attempt (inputs that needed a retry or a dead letter are
-    /// completed later, by tasks of their own, and give no tag).
+    /// completed later, by tasks of their own, and give no tag). In exactly-once mode the
+    /// acks are completed at once with their records, and the task yields the tags of the
+    /// inputs as their transaction commits.
     pub async fn emit<T: Send + 'static>(&self, emissions: Vec<Emission<T>>) -> JoinHandle<Vec<T>> {
+        let Some(producer) = &self.producer else {
+            return self.stage(emissions);
+        };
         let mut enqueued = Vec::with_capacity(emissions.len());
         for emission in emissions {
             if emission.records.is_empty() {
@@ -98,11 +104,14 @@ impl Emitter {
             }
             let mut attempts = Vec::with_capacity(emission.records.len());
             for record in &emission.records {
-                attempts.push(self.enqueue(record).await);
+                attempts.push(enqueue(producer, record).await);
             }
             enqueued.push((emission, attempts));
         }
-        let emitter = self.clone();
+        let producing = Producing {
+            producer: producer.clone(),
+            dead_letters: self.dead_letters.clone(),
+        };
         tokio::spawn(async move {
             let mut acknowledged = Vec::with_capacity(enqueued.len());
             for (emission, attempts) in enqueued {
@@ -128,9 +137,9 @@ impl Emitter {
                     }
                     Some(first) => {
                         let rest: Vec<_> = std::iter::once(first).chain(records).collect();
-                        let emitter = emitter.clone();
+                        let producing = producing.clone();
                         let (input, ack) = (emission.input, emission.ack);
-                        tokio::spawn(async move { emitter.recover(input, rest, ack).await });
+                        tokio::spawn(async move { producing.recover(input, rest, ack).await });
                     }
                 }
             }
@@ -138,6 +147,53 @@ impl Emitter {
         })
     }
 
+    /// Exactly-once mode: completes each ack with its records and the dead letter that
+    /// replaces them should one never be producible; the task yields the tags of the inputs
+    /// whose transaction committed (an aborted one's inputs are committed by a later one).
+    fn stage<T: Send + 'static>(&self, emissions: Vec<Emission<T>>) -> JoinHandle<Vec<T>> {
+        let mut waiting = Vec::new();
+        for emission in emissions {
+            let committed = match emission.tag {
+                Some(tag) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiting.push((rx, tag));
+                    Some(tx)
+                }
+                None => None,
+            };
+            let (dead_letters, input) = (self.dead_letters.clone(), emission.input);
+            let on_unproducible: Unproducible = Box::new(move |record, error| {
+                dead_letters
+                    .unproducible(&input, record, error)
+                    .inspect_err(|e| tracing::error!(error = %e, "cannot build a dead letter"))
+                    .ok()
+            });
+            emission.ack.complete_with(Staged {
+                records: emission.records,
+                on_unproducible: Some(on_unproducible),
+                committed,
+            });
+        }
+        tokio::spawn(async move {
+            let mut committed = Vec::with_capacity(waiting.len());
+            for (rx, tag) in waiting {
+                if rx.await.is_ok() {
+                    committed.push(tag);
+                }
+            }
+            committed
+        })
+    }
+}
+
+/// The at-least-once mode's producer, for the tasks that settle failed deliveries.
+#[derive(Clone)]
+struct Producing {
+    producer: FutureProducer,
+    dead_letters: DeadLetters,
+}
+
+impl Producing {
     /// Settles an input's remaining records one by one (retrying, or dead-lettering the
     /// input for a record that can never be produced), then completes its ack; drops it
     /// (stopping the stage) only when a dead letter cannot be produced either.
@@ -156,7 +212,7 @@ impl Emitter {
                     return;
                 }
             };
-            let attempt = self.enqueue(&letter).await;
+            let attempt = enqueue(&self.producer, &letter).await;
             if let Err(e) = self.deliver(&letter, attempt).await {
                 tracing::error!(topic = %letter.topic, error = %e,
                     "dead letter can never be produced; stopping the stage");
@@ -208,21 +264,21 @@ impl Emitter {
             }
         }
     }
+}
 
-    /// Hands one record to the producer, waiting while its queue is full.
-    async fn enqueue(&self, record: &OutRecord) -> Attempt {
-        loop {
-            match self.producer.send_result(record.future_record()) {
-                Ok(delivery) => return Attempt::Enqueued(delivery),
-                Err((e, _)) if is_permanent(&e) => return Attempt::Failed(Some(e)),
-                Err((e, _)) => {
-                    if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                        tracing::warn!(topic = %record.topic, error = %e, "enqueue failed; retrying");
-                    }
-                    // The queue drains as the broker acknowledges; librdkafka polls on its
-                    // own thread, so waiting here is enough.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+/// Hands one record to the producer, waiting while its queue is full.
+async fn enqueue(producer: &FutureProducer, record: &OutRecord) -> Attempt {
+    loop {
+        match producer.send_result(record.future_record()) {
+            Ok(delivery) => return Attempt::Enqueued(delivery),
+            Err((e, _)) if is_permanent(&e) => return Attempt::Failed(Some(e)),
+            Err((e, _)) => {
+                if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                    tracing::warn!(topic = %record.topic, error = %e, "enqueue failed; retrying");
                 }
+                // The queue drains as the broker acknowledges; librdkafka polls on its
+                // own thread, so waiting here is enough.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
@@ -231,51 +287,4 @@ impl Emitter {
 fn count(record: &OutRecord, outcome: &'static str) {
     metrics::counter!(names::KAFKA_PRODUCED, "topic" => record.topic.clone(), "outcome" => outcome)
         .increment(1);
-}
-
-/// Errors that producing the same record again can never cure: it is too large for the
-/// producer (`message.max.bytes`) or the topic (`max.message.bytes`), or the broker refuses
-/// it as invalid. Configuration problems (authorization, unknown topic) are not among them:
-/// they concern every record and are retried, holding the stream, until fixed.
-fn is_permanent(e: &KafkaError) -> bool {
-    is_permanent_code(e.rdkafka_error_code())
-}
-
-fn is_permanent_code(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::MessageBatchTooLarge
-                | RDKafkaErrorCode::InvalidRecord
-        )
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_errors_of_the_record_itself_are_permanent() {
-        for code in [
-            RDKafkaErrorCode::MessageSizeTooLarge,
-            RDKafkaErrorCode::InvalidMessageSize,
-            RDKafkaErrorCode::MessageBatchTooLarge,
-            RDKafkaErrorCode::InvalidRecord,
-        ] {
-            assert!(is_permanent_code(Some(code)), "{code:?}");
-        }
-        for code in [
-            RDKafkaErrorCode::QueueFull,
-            RDKafkaErrorCode::MessageTimedOut,
-            RDKafkaErrorCode::TopicAuthorizationFailed,
-            RDKafkaErrorCode::UnknownTopicOrPartition,
-            RDKafkaErrorCode::NotEnoughReplicas,
-        ] {
-            assert!(!is_permanent_code(Some(code)), "{code:?}");
-        }
-        assert!(!is_permanent_code(None));
-    }
 }

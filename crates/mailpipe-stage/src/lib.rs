@@ -8,6 +8,11 @@
 //! An output that can never be produced turns its input into an `unproducible` dead
 //! letter; only a dead letter that cannot be produced stops the stage.
 //!
+//! Exactly once (`[kafka] exactly_once`, on by default): a stage that reads a topic and
+//! writes topics ([`Stage::exactly_once`]) runs the consumer loop with a transactional
+//! producer, and its [`Emitter`] hands records to the loop's transactions instead of
+//! producing them (`mailpipe_kafka::transaction`).
+//!
 //! Sizes: the stages' producers and consumers take records of up to
 //! `ReceiverSettings::max_derived_record_bytes` (the largest raw record plus a margin), so
 //! a copy of anything the receiver accepted can be read and written.
@@ -19,7 +24,8 @@ pub mod redis;
 use std::time::Duration;
 
 use anyhow::Context;
-use mailpipe_kafka::{Handler, LoopConfig, Topic, TopicNames};
+use mailpipe_kafka::transaction::Transactions;
+use mailpipe_kafka::{Handler, LoopConfig, Topic, TopicNames, TransactionConfig};
 use mailpipe_settings::Settings;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +34,8 @@ pub use dead_letter::{
     decode_retrying, now_ms, registry_retrying, DeadLetters, InputRef, Origin, UNPRODUCIBLE,
     UNPRODUCIBLE_PAYLOAD_BYTES,
 };
-pub use emit::{Emission, Emitter, OutRecord};
+pub use emit::{Emission, Emitter};
+pub use mailpipe_kafka::OutRecord;
 
 /// The consumer stages, named as in the config and in binary names (`mailpipe-<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +66,12 @@ impl Stage {
             Stage::Dedupe => Topic::Events,
             Stage::Aggregate | Stage::Rules => Topic::EventsUnique,
         }
+    }
+
+    /// Whether the stage runs in exactly-once mode: it writes topics (the aggregate stage
+    /// writes ClickHouse) and `[kafka] exactly_once` is on.
+    pub fn exactly_once(self, settings: &Settings) -> bool {
+        settings.kafka.exactly_once && self != Stage::Aggregate
     }
 
     /// Consumer group id: one group per stage, prefixed like the topics so two deployments
@@ -105,9 +118,85 @@ pub async fn run_consumer<H: Handler>(
         settings.receiver.max_derived_record_bytes(),
     );
     let config = LoopConfig::from(&settings.kafka.consumer);
-    mailpipe_kafka::consumer::run(client, &[topic], config, handler, shutdown)
+    let transactions = if stage.exactly_once(settings) {
+        Some(transactions(stage, settings).await?)
+    } else {
+        None
+    };
+    mailpipe_kafka::consumer::run(client, &[topic], config, handler, transactions, shutdown)
         .await
         .with_context(|| format!("{} consumer loop", stage.name()))
+}
+
+/// The transactional producer of a stage in exactly-once mode, initialized (which fences
+/// an earlier instance with the same transactional id and aborts what it left open).
+async fn transactions(stage: Stage, settings: &Settings) -> anyhow::Result<Transactions> {
+    let kafka = &settings.kafka;
+    let transactional_id = format!("{}.{}", stage.group_id(settings), instance_id(settings));
+    let timeout_ms = kafka.transactions.timeout_ms;
+    let mut config = mailpipe_kafka::producer_config_for_records_up_to(
+        kafka,
+        settings.receiver.max_derived_record_bytes(),
+    );
+    config
+        .set("transactional.id", &transactional_id)
+        .set("transaction.timeout.ms", timeout_ms.to_string())
+        // librdkafka refuses a delivery timeout longer than the transaction's.
+        .set(
+            "message.timeout.ms",
+            kafka.message_timeout_ms.min(timeout_ms).to_string(),
+        );
+    let producer: FutureProducer = config
+        .create()
+        .context("creating the transactional producer")?;
+    let config = TransactionConfig {
+        stage: stage.name().to_string(),
+        max_records: kafka.transactions.max_records,
+        interval: Duration::from_millis(kafka.transactions.interval_ms),
+        call_timeout: Duration::from_millis(u64::from(timeout_ms)),
+    };
+    tracing::info!(stage = stage.name(), %transactional_id, "exactly-once: initializing transactions");
+    Transactions::init(producer, config)
+        .await
+        .with_context(|| format!("initializing transactions as {transactional_id}"))
+}
+
+/// `[kafka] instance_id`, or `<hostname>-<pid>` when it is empty.
+fn instance_id(settings: &Settings) -> String {
+    if !settings.kafka.instance_id.is_empty() {
+        return settings.kafka.instance_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_string());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}-{}", std::process::id())
+}
+
+/// The [`Emitter`] a stage writes through: staging records for the loop's transactions in
+/// exactly-once mode, producing them itself otherwise.
+pub fn emitter(
+    stage: Stage,
+    settings: &Settings,
+    dead_letters: DeadLetters,
+) -> anyhow::Result<Emitter> {
+    if stage.exactly_once(settings) {
+        Ok(Emitter::staging(dead_letters))
+    } else {
+        Ok(Emitter::producing(create_producer(settings)?, dead_letters))
+    }
 }
 
 /// A stage's producer: our defaults, taking records of up to

@@ -16,6 +16,10 @@ pub const KAFKA_COMMITS: &str = "mailpipe_kafka_commits_total";
 pub const KAFKA_COMMIT_ERRORS: &str = "mailpipe_kafka_commit_errors_total";
 pub const KAFKA_CONSUMER_ERRORS: &str = "mailpipe_kafka_consumer_errors_total";
 pub const KAFKA_REBALANCES: &str = "mailpipe_kafka_rebalances_total";
+// Exactly-once mode (labels: stage; outcome = committed | aborted).
+pub const KAFKA_TRANSACTIONS: &str = "mailpipe_kafka_transactions_total";
+pub const KAFKA_TRANSACTION_SECONDS: &str = "mailpipe_kafka_transaction_seconds";
+pub const KAFKA_TRANSACTION_INPUTS: &str = "mailpipe_kafka_transaction_inputs_total";
 
 // Kafka producer (labels: topic, outcome).
 pub const KAFKA_PRODUCED: &str = "mailpipe_kafka_produced_total";
@@ -112,6 +116,19 @@ pub fn describe_all() {
     describe_counter!(
         KAFKA_REBALANCES,
         "Consumer group rebalances (assign or revoke)"
+    );
+    describe_counter!(
+        KAFKA_TRANSACTIONS,
+        "Kafka transactions of a stage, by outcome (committed or aborted)"
+    );
+    describe_histogram!(
+        KAFKA_TRANSACTION_SECONDS,
+        Unit::Seconds,
+        "Time from a transaction's begin to its commit or abort"
+    );
+    describe_counter!(
+        KAFKA_TRANSACTION_INPUTS,
+        "Input messages whose outputs and offsets were committed in a transaction"
     );
     describe_counter!(KAFKA_PRODUCED, "Records produced, by topic and outcome");
     describe_histogram!(

@@ -96,23 +96,33 @@ pub async fn consume_exactly(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec
     out
 }
 
-/// Records on `topic` now (all partitions), from the broker's watermarks.
+/// Records on `topic` now (all partitions), as a `read_committed` reader sees them: read
+/// from the start until nothing more comes for a second (3 s before the first). (The watermarks alone would count
+/// the markers that end transactions, and records of aborted ones.)
 pub fn topic_record_count(topic: &str) -> i64 {
     let consumer: BaseConsumer =
-        mailpipe_kafka::consumer_config(&dev_settings().kafka, "watermarks")
+        mailpipe_kafka::consumer_config(&dev_settings().kafka, &unique_name("count"))
             .create()
             .expect("consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("topic metadata");
-    let mut total = 0;
+    let mut assignment = rdkafka::TopicPartitionList::new();
     for t in metadata.topics() {
         for p in t.partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            total += high - low;
+            assignment
+                .add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+                .expect("partition");
         }
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut total = 0;
+    // The first fetch may take longer than the gaps between records.
+    let mut wait = Duration::from_secs(3);
+    while let Some(m) = consumer.poll(wait) {
+        m.expect("reading the topic");
+        total += 1;
+        wait = Duration::from_secs(1);
     }
     total
 }
@@ -151,6 +161,10 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("group.id", group)
+        // Only offsets are read here: read_uncommitted fetches the last committed ones at
+        // once, where read_committed waits out offsets pending in an open transaction
+        // (a SIGKILLed stage's, until the broker aborts it).
+        .set("isolation.level", "read_uncommitted")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();

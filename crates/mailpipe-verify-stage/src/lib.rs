@@ -105,10 +105,7 @@ impl VerifyHandler {
         let dead_letters = DeadLetters::new(Stage::Verify, settings, &codec).await?;
         Ok(VerifyHandler {
             codec,
-            emitter: Emitter::new(
-                mailpipe_stage::create_producer(settings)?,
-                dead_letters.clone(),
-            ),
+            emitter: mailpipe_stage::emitter(Stage::Verify, settings, dead_letters.clone())?,
             verified_topic,
             verified_schema,
             rejected_topic,
