@@ -9,6 +9,9 @@
 //! task of its own until it is acknowledged; only then may it land after later records. A
 //! record that can never be produced dead-letters its input (`unproducible`).
 //!
+//! (In exactly-once mode the emitter hands the records to the consumer loop's transaction
+//! instead, and "acknowledged" below reads "committed".)
+//!
 //! Once the batch's records are acknowledged (their inputs' acks completed first, so the
 //! commit never waits for Redis), their ids are confirmed in one pipelined round trip
 //! ([`Confirmations`]). A record that needed a retry is not confirmed: at worst it is

@@ -12,6 +12,14 @@
 //! round trip (the key's value becomes `partition:offset:c`), after their inputs' acks are
 //! completed; a failed confirmation is logged and counted, never retried or waited for.
 //!
+//! Exactly-once mode (the default): the outputs and input offsets commit in one Kafka
+//! transaction (`mailpipe_kafka::transaction`), and the confirmation is written after the
+//! commit. A redelivered message's output was then never committed, so re-emitting it on
+//! its own unconfirmed claim is right and no extra copy exists; the confirmation only
+//! spares a replay (offsets reset) of a committed message. The argument is in
+//! ARCHITECTURE.md ("Dedupe's claims under transactions"). The rest of this paragraph is
+//! the at-least-once mode.
+//!
 //! Guarantee: every distinct id reaches the output at least once. A message processed again
 //! (after a crash or a rebalance before its offset's commit) finds its own coordinates in
 //! Redis: unconfirmed, it is emitted again, since its output may never have been written;

@@ -15,6 +15,9 @@
 //!   redelivery is completed without output;
 //! - anything else: a duplicate.
 //!
+//! In exactly-once mode "acknowledged" means "committed in the transaction that also
+//! committed the input's offset", so a redelivery always finds its claim unconfirmed.
+//!
 //! The confirmation is an optimization. It is written after the outputs' acks, and a failed
 //! one (Redis down) is only logged and counted: the unconfirmed value then costs at most an
 //! extra copy on a redelivery, as without it. Overwriting with `XX` cannot hide an id: the
