@@ -86,7 +86,14 @@ struct Setup {
 }
 
 async fn setup(name: &str) -> Setup {
+    setup_in(name, true).await
+}
+
+/// Exactly-once mode or not: the confirmations follow the transaction's commit, or the
+/// outputs' acknowledgements.
+async fn setup_in(name: &str, exactly_once: bool) -> Setup {
     let mut settings = dev_settings();
+    settings.kafka.exactly_once = exactly_once;
     settings.kafka.topic_prefix = format!("{}.", unique_name(name));
     settings.redis.key_prefix = format!("{}:", unique_name(name));
     let names = TopicNames::new(&settings.kafka.topic_prefix);
@@ -207,7 +214,16 @@ fn check_unique_in_order(input: &[EmailEvent], output: &[(Vec<u8>, EmailEvent)])
 
 #[tokio::test]
 async fn duplicates_are_dropped_and_order_is_kept() {
-    let s = setup("dedupe").await;
+    duplicates_dropped_order_kept(true).await;
+}
+
+#[tokio::test]
+async fn at_least_once_duplicates_are_dropped_and_order_is_kept() {
+    duplicates_dropped_order_kept(false).await;
+}
+
+async fn duplicates_dropped_order_kept(exactly_once: bool) {
+    let s = setup_in("dedupe", exactly_once).await;
     let mut input = stream_with_duplicates(0, 2000);
     // Three ids claimed before the stage starts: one by the very message that carries it (a
     // redelivery after a crash, output not confirmed: emitted), one by the very message with

@@ -73,11 +73,18 @@ async fn a_second_instance_with_the_same_id_fences_the_first() {
         settings.clone(),
         first_stop.clone(),
     ));
-    produce_events(settings.clone(), events.clone(), (0..100).map(event).collect()).await;
+    produce_events(
+        settings.clone(),
+        events.clone(),
+        (0..100).map(event).collect(),
+    )
+    .await;
     let count = unique.clone();
-    wait_until("the first instance forwards 100 events", Duration::from_secs(60), || {
-        topic_record_count(&count) >= 100
-    })
+    wait_until(
+        "the first instance forwards 100 events",
+        Duration::from_secs(60),
+        || topic_record_count(&count) >= 100,
+    )
     .await;
 
     // Same instance id: its initialization fences the first instance's producer.
@@ -88,7 +95,12 @@ async fn a_second_instance_with_the_same_id_fences_the_first() {
     ));
     // Give the second time to initialize and join, then feed both partitions.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    produce_events(settings.clone(), events.clone(), (100..300).map(event).collect()).await;
+    produce_events(
+        settings.clone(),
+        events.clone(),
+        (100..300).map(event).collect(),
+    )
+    .await;
 
     let outcome = tokio::time::timeout(Duration::from_secs(60), first)
         .await
@@ -108,7 +120,10 @@ async fn a_second_instance_with_the_same_id_fences_the_first() {
     .await;
     let counts = event_id_counts(&unique).await;
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(twice.is_empty(), "events on the output more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "events on the output more than once: {twice:?}"
+    );
     assert_eq!(counts.len(), 300, "every event on the output");
 
     second_stop.cancel();

@@ -121,7 +121,14 @@ async fn create_topic_limited(settings: &Settings, name: &str, max_message_bytes
 }
 
 fn prefixed(prefix: &str) -> (Settings, TopicNames) {
+    prefixed_in(prefix, true)
+}
+
+/// Settings with a unique topic prefix, in exactly-once mode or not (both paths produce
+/// differently: the loop's transactions, or the emitter itself with its retries).
+fn prefixed_in(prefix: &str, exactly_once: bool) -> (Settings, TopicNames) {
     let mut settings = dev_settings();
+    settings.kafka.exactly_once = exactly_once;
     settings.kafka.topic_prefix = format!("{}.", unique_name(prefix));
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     (settings, names)
@@ -184,7 +191,16 @@ async fn a_forged_request_of_one_and_a_half_megabytes_is_rejected_and_verify_goe
 /// rejected record: the input becomes an `unproducible` dead letter, and verify goes on.
 #[tokio::test]
 async fn an_output_the_topic_refuses_becomes_a_dead_letter_and_verify_goes_on() {
-    let (settings, names) = prefixed("refused");
+    output_refused_by_the_topic(true).await;
+}
+
+#[tokio::test]
+async fn at_least_once_an_output_the_topic_refuses_becomes_a_dead_letter() {
+    output_refused_by_the_topic(false).await;
+}
+
+async fn output_refused_by_the_topic(exactly_once: bool) {
+    let (settings, names) = prefixed_in("refused", exactly_once);
     let (raw_topic, verified_topic, rejected_topic, dlq_topic) = (
         names.name(Topic::Raw),
         names.name(Topic::Verified),
@@ -282,6 +298,7 @@ fn verified_generic(id: &str, body: Vec<u8>) -> VerifiedRecord {
 /// Writes `inputs` to a fresh `mail.verified` and starts normalize with `librdkafka`
 /// producer properties; returns the settings, topic names, codec and the stage.
 async fn normalize_with(
+    exactly_once: bool,
     prefix: &str,
     producer_properties: &[(&str, &str)],
     inputs: &[VerifiedRecord],
@@ -292,7 +309,7 @@ async fn normalize_with(
     CancellationToken,
     tokio::task::JoinHandle<Result<(), String>>,
 ) {
-    let (mut settings, names) = prefixed(prefix);
+    let (mut settings, names) = prefixed_in(prefix, exactly_once);
     create_topic(&names.name(Topic::Verified), 1).await;
     create_topic(&names.name(Topic::Events), 2).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
@@ -330,6 +347,15 @@ async fn normalize_with(
 /// sent) dead-letters its input as `unproducible`; the next input's event is written.
 #[tokio::test]
 async fn an_output_over_the_producers_limit_becomes_a_dead_letter_and_normalize_goes_on() {
+    output_over_the_producers_limit(true).await;
+}
+
+#[tokio::test]
+async fn at_least_once_an_output_over_the_producers_limit_becomes_a_dead_letter() {
+    output_over_the_producers_limit(false).await;
+}
+
+async fn output_over_the_producers_limit(exactly_once: bool) {
     let inputs = [
         verified_generic(
             "too-big",
@@ -337,8 +363,13 @@ async fn an_output_over_the_producers_limit_becomes_a_dead_letter_and_normalize_
         ),
         verified_generic("fine", generic_body(&[("e-ok", "b@example.com")], 10)),
     ];
-    let (settings, names, payloads, shutdown, stage) =
-        normalize_with("unproducible", &[("message.max.bytes", "300000")], &inputs).await;
+    let (settings, names, payloads, shutdown, stage) = normalize_with(
+        exactly_once,
+        "unproducible",
+        &[("message.max.bytes", "300000")],
+        &inputs,
+    )
+    .await;
     let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
     let dead = consume_exactly(&names.name(Topic::Dlq), 1).await;
     let letter: DeadLetterRecord = codec.decode(&dead[0].1).await.unwrap();
@@ -369,6 +400,15 @@ async fn an_output_over_the_producers_limit_becomes_a_dead_letter_and_normalize_
 /// full queue: they must wait for room in input order, not be retried behind later ones.
 #[tokio::test]
 async fn a_full_producer_queue_keeps_each_recipients_events_in_input_order() {
+    full_producer_queue(true).await;
+}
+
+#[tokio::test]
+async fn at_least_once_a_full_producer_queue_keeps_each_recipients_events_in_input_order() {
+    full_producer_queue(false).await;
+}
+
+async fn full_producer_queue(exactly_once: bool) {
     const INPUTS: usize = 300;
     let recipients = ["a@example.com", "b@example.com", "c@example.com"];
     let inputs: Vec<VerifiedRecord> = (0..INPUTS)
@@ -379,6 +419,7 @@ async fn a_full_producer_queue_keeps_each_recipients_events_in_input_order() {
         })
         .collect();
     let (settings, names, _, shutdown, stage) = normalize_with(
+        exactly_once,
         "queuefull",
         &[("queue.buffering.max.messages", "4")],
         &inputs,
