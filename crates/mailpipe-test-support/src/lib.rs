@@ -5,6 +5,7 @@
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
 pub mod broker;
+pub mod kill;
 pub mod lag;
 pub mod metrics;
 pub mod other_client;
