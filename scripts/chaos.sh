@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # scripts/chaos.sh — `make chaos`: the kill tests, which SIGKILL stage processes mid-stream
 # and check that nothing is lost. They are #[ignore]d in `make test` because each loads the
-# local broker for minutes (the dedupe kill test: 50,000 events, ~3 min on 2 cores; the
-# aggregate kill test: 100,000 events, ~3 min), enough to make other tests' produce calls
-# time out when run next to them. Last, the chaos test (tests/tests/chaos.rs): the whole
-# pipeline takes `mailpipe send-samples` traffic (CHAOS_EVENTS, default 100,000 events,
-# 10 % of requests posted twice) while a random process is SIGKILLed every 2-6 s and
-# restarted; it prints sent / unique / in ClickHouse / lost / duplicated.
+# local broker for minutes, enough to make other tests' produce calls time out when run next
+# to them. First the kill tests of the stages that read a topic and write topics
+# (tests/tests/{verify,normalize,dedupe}_kill.rs, harness crates/mailpipe-test-support/src/
+# kill.rs): the stage binary takes 50,000 inputs while it is SIGKILLed at least 5 times at
+# seeded random points and restarted with the same instance id; its output topics, read
+# read_committed, must hold every expected output exactly once (0 missing, 0 extra) with
+# each key's outputs in input order. Then the aggregate kill test (100,000 events, counts in
+# ClickHouse). Last, the chaos test (tests/tests/chaos.rs): the whole pipeline takes
+# `mailpipe send-samples` traffic (CHAOS_EVENTS, default 100,000 events, 10 % of requests
+# posted twice) while a random process is SIGKILLed every 2-6 s and restarted; it prints
+# sent / unique / in ClickHouse / lost / duplicated and checks mail.events.unique, read
+# read_committed, holds each accepted event id exactly once.
 #
 # Needs the stage binaries (`make build`; `make chaos` builds them). Runs against a stack of
 # its own (run directory MAILPIPE_CHAOS_RUN_DIR, default <repo>/.run/chaos, fresh data;
 # ports as for scripts/stack.sh), always stopped at the
 # end — or, when MAILPIPE_KAFKA__BROKERS is already set (a stack's env.sh sourced), against
-# that stack. CHAOS_TESTS="chaos" runs only the named test targets. DEDUPE_KILL_SEED /
+# that stack. CHAOS_TESTS="chaos" runs only the named test targets. VERIFY_KILL_SEED /
+# VERIFY_KILL_COUNT, NORMALIZE_KILL_SEED / NORMALIZE_KILL_COUNT, DEDUPE_KILL_SEED /
 # DEDUPE_KILL_COUNT, AGG_KILL_SEED / AGG_KILL_COUNT and CHAOS_EVENTS / CHAOS_SEED /
-# CHAOS_DUPLICATES / CHAOS_DRAIN_SECONDS tune the tests.
+# CHAOS_DUPLICATES / CHAOS_DRAIN_SECONDS tune the tests. MAILPIPE_KAFKA__EXACTLY_ONCE=false
+# runs the stages' at-least-once path instead (the kill tests and chaos then allow extra
+# copies, still no loss).
 set -euo pipefail
 
 START=$SECONDS
@@ -23,7 +32,7 @@ cd "$REPO_ROOT"
 STACK=$REPO_ROOT/scripts/stack.sh
 CHAOS_RUN_DIR=${MAILPIPE_CHAOS_RUN_DIR:-$REPO_ROOT/.run/chaos}
 # The integration-test targets holding the kill tests, in this order.
-read -r -a CHAOS_TESTS <<<"${CHAOS_TESTS:-dedupe_kill aggregate_kill chaos}"
+read -r -a CHAOS_TESTS <<<"${CHAOS_TESTS:-verify_kill normalize_kill dedupe_kill aggregate_kill chaos}"
 # mailpipe's settings read every MAILPIPE_* variable as a config key.
 unset MAILPIPE_RUN_DIR
 

@@ -5,6 +5,7 @@
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
 pub mod broker;
+pub mod kill;
 pub mod lag;
 pub mod metrics;
 pub mod other_client;
@@ -158,6 +159,16 @@ pub async fn event_id_counts(topic: &str) -> std::collections::BTreeMap<String, 
 /// (partitions without a commit count 0): equals the number of messages on the topic
 /// once the group has completed and committed them all.
 pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    try_committed_total(group, topic, partitions).expect("committed offsets")
+}
+
+/// [`committed_total`], or the broker's error (e.g. `NotCoordinator` while a fresh
+/// broker's offsets topic is still being created), for a caller that polls.
+pub fn try_committed_total(
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<i64, rdkafka::error::KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("group.id", group)
@@ -171,17 +182,15 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let offsets = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    offsets
+    let offsets = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(offsets
         .elements()
         .iter()
         .map(|e| match e.offset() {
             Offset::Offset(o) => o,
             _ => 0,
         })
-        .sum()
+        .sum())
 }
 
 /// Polls [`committed_total`] until it reaches `expected` (at most 20 s) and returns the last

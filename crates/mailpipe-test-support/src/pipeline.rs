@@ -46,7 +46,7 @@ pub struct Pipeline {
     dir: tempfile::TempDir,
     processes: BTreeMap<&'static str, Process>,
     /// `mailpipe serve-dev-cert`, when started.
-    cert_server: Option<Child>,
+    cert_server: Option<DevCertServer>,
 }
 
 /// The repository root (the tests crate's parent).
@@ -57,6 +57,50 @@ pub fn repo_root() -> PathBuf {
 /// The built `mailpipe` command.
 pub fn mailpipe_binary() -> PathBuf {
     workspace_binary("mailpipe", "cargo build -p mailpipe")
+}
+
+/// `mailpipe serve-dev-cert` on a free loopback port: the development SNS signing
+/// certificate, for SES samples signed with `config/dev-keys/sns-signing-key.pem`. Killed
+/// when dropped.
+pub struct DevCertServer {
+    child: Child,
+    /// The certificate's URL (`send-samples --sns-cert-url`); the verify stage fetches it
+    /// with `MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true`.
+    pub url: String,
+}
+
+impl DevCertServer {
+    /// Starts the server and waits (10 s at most) until it listens.
+    pub fn start() -> DevCertServer {
+        let port = free_port();
+        let child = Command::new(mailpipe_binary())
+            .args(["serve-dev-cert", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(repo_root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mailpipe serve-dev-cert");
+        let server = DevCertServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/sns-signing-cert.pem"),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "serve-dev-cert did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for DevCertServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Pipeline {
@@ -142,24 +186,10 @@ impl Pipeline {
     /// pipeline) and returns the certificate URL for `send-samples --sns-cert-url`; the
     /// verify stage accepts it with `MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true`.
     pub fn serve_dev_cert(&mut self) -> String {
-        let port = free_port();
-        let child = Command::new(mailpipe_binary())
-            .args(["serve-dev-cert", "--listen", &format!("127.0.0.1:{port}")])
-            .current_dir(repo_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mailpipe serve-dev-cert");
-        self.cert_server = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "serve-dev-cert did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        format!("http://127.0.0.1:{port}/sns-signing-cert.pem")
+        let server = DevCertServer::start();
+        let url = server.url.clone();
+        self.cert_server = Some(server);
+        url
     }
 
     /// Starts every process that is not running, and waits for the receiver to listen.
@@ -173,9 +203,15 @@ impl Pipeline {
         self.wait_for_receiver();
     }
 
-    /// Starts one stage (appending to its log).
+    /// Starts one stage (appending to its log). Each slot keeps one instance id
+    /// (`MAILPIPE_KAFKA__INSTANCE_ID`, `<stage>-0`, unless `env` sets one) across
+    /// restarts, as a supervisor restarting "the same" instance does: a restarted stage's
+    /// transactional producer then aborts its killed predecessor's open transaction at once.
+    /// A slot runs one process at a time, so two running instances never share an id.
     pub fn start(&mut self, stage: &str) {
-        let env = self.env.clone();
+        let mut env = self.env.clone();
+        env.entry("MAILPIPE_KAFKA__INSTANCE_ID".to_string())
+            .or_insert_with(|| format!("{stage}-0"));
         let process = self.process(stage);
         let log = File::options()
             .create(true)
@@ -291,9 +327,9 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        let cert_server = self.cert_server.take();
+        self.cert_server = None;
         let children = self.processes.values_mut().filter_map(|p| p.child.take());
-        for mut child in children.chain(cert_server) {
+        for mut child in children {
             let _ = child.kill();
             let _ = child.wait();
         }
