@@ -8,7 +8,8 @@
 #      (p50/p99/max) and events/s achieved at a steady offered rate (goal p99 <= 2 s);
 # plus, per phase, every process's peak RSS (goal <= 64 MB per stage), the broker's and
 # ClickHouse's RSS, each consumer stage's lag over time and every process's CPU time.
-# Markdown tables.
+# The stages run with kafka.exactly_once on (the default); each phase prints the Kafka
+# transactions each stage committed. Markdown tables.
 #
 # Needs a running stack (scripts/stack.sh up) and its env, e.g.
 #   source "${MAILPIPE_RUN_DIR:-.run}/env.sh"; scripts/bench-pipeline.sh
@@ -16,6 +17,8 @@
 #   PIPELINE_BENCH_EVENTS    events of the capacity phase         (default 60000)
 #   PIPELINE_BENCH_RATE      events/s offered in the fixed phase  (default 5000)
 #   PIPELINE_BENCH_SECONDS   duration of the fixed phase          (default 30)
+#   PIPELINE_BENCH_EXACTLY_ONCE
+#                            false: the stages' at-least-once path (default true)
 #   BENCH_RUN_DIR, MAILPIPE_RUN_DIR
 #                            the stack's run directory, to find the broker's and
 #                            ClickHouse's pids (else .run/bench, then .run)

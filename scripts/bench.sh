@@ -40,6 +40,12 @@ if [[ -x scripts/bench-dedupe.sh ]]; then
     PROFILE=release scripts/bench-dedupe.sh
 fi
 
+if [[ -x scripts/bench-stages.sh ]]; then
+    echo
+    echo "==> exactly-once cost: verify, normalize, dedupe with kafka.exactly_once off vs on"
+    scripts/bench-stages.sh
+fi
+
 if [[ -x scripts/bench-aggregate.sh ]]; then
     echo
     echo "==> aggregate: rows/s through the stage vs a plain bulk insert; latency to queryable"
@@ -48,6 +54,6 @@ fi
 
 if [[ -x scripts/bench-pipeline.sh ]]; then
     echo
-    echo "==> whole pipeline: events/s receiver -> ClickHouse, latency, peak RSS per process"
+    echo "==> whole pipeline (exactly_once on): events/s receiver -> ClickHouse, latency, peak RSS per process"
     scripts/bench-pipeline.sh
 fi

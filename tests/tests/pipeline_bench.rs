@@ -23,6 +23,10 @@
 //!   when no lag grows but a goal is missed, this shows what is saturated (e.g. the
 //!   sender itself, on a small machine, which then does not reach the offered rate).
 //!
+//! The stages run with `kafka.exactly_once` on (the default; `PIPELINE_BENCH_EXACTLY_ONCE=false`
+//! measures the at-least-once path instead), and each phase prints the transactions every
+//! stage committed and aborted, from its metrics, as the proof of the mode it ran in.
+//!
 //! Figures only: nothing about timings is asserted. Everything is printed as Markdown
 //! tables, to paste into the README.
 //!
@@ -36,11 +40,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mailpipe_model::Provider;
 use mailpipe_samples::PlanOptions;
 use mailpipe_settings::Settings;
+use mailpipe_telemetry::names;
 use mailpipe_test_support::lag::{
     lags, progress_now, stage_inputs, wait_for_stable_groups, StageInput,
 };
+use mailpipe_test_support::metrics::scrape;
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
 use mailpipe_test_support::{dev_settings, env_or};
+
+/// The stages that run Kafka transactions in exactly-once mode.
+const TRANSACTIONAL_STAGES: [&str; 3] = ["verify", "normalize", "dedupe"];
 
 /// How often the lag is sampled.
 const LAG_EVERY: Duration = Duration::from_secs(2);
@@ -192,6 +201,11 @@ struct Phase {
     lag: Vec<(f64, BTreeMap<&'static str, i64>)>,
     /// Groups not yet stable when the traffic started (their join is in the latencies).
     unstable_groups: Vec<String>,
+    /// `kafka.exactly_once` as the processes got it.
+    exactly_once: bool,
+    /// Per transactional stage, from its metrics at the end of the phase: transactions
+    /// (committed, aborted); None when its metrics could not be read.
+    transactions: BTreeMap<&'static str, Option<(f64, f64)>>,
 }
 
 impl Phase {
@@ -287,7 +301,11 @@ async fn sample_lag(
 }
 
 /// Runs one phase on a pipeline of its own and stops it.
-async fn run_phase(load: Load, service_pids: &BTreeMap<&'static str, u32>) -> Phase {
+async fn run_phase(
+    load: Load,
+    exactly_once: bool,
+    service_pids: &BTreeMap<&'static str, u32>,
+) -> Phase {
     // The receiver's rate limits are off: every sample comes from one loopback address
     // and the default per-IP limit (500 requests/s) would be the figure measured, where
     // real ESPs post from many addresses.
@@ -297,6 +315,10 @@ async fn run_phase(load: Load, service_pids: &BTreeMap<&'static str, u32>) -> Ph
             ("MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK", "true"),
             ("MAILPIPE_RECEIVER__RATE_LIMIT__PER_IP_PER_SECOND", "0"),
             ("MAILPIPE_RECEIVER__RATE_LIMIT__PER_SOURCE_PER_SECOND", "0"),
+            (
+                "MAILPIPE_KAFKA__EXACTLY_ONCE",
+                if exactly_once { "true" } else { "false" },
+            ),
         ],
     );
     pipeline.prepare();
@@ -460,6 +482,7 @@ async fn run_phase(load: Load, service_pids: &BTreeMap<&'static str, u32>) -> Ph
         .fetch_one()
         .await
         .expect("totals from email_events");
+    let transactions = transactions(&pipeline).await;
     pipeline.stop_all();
     let _ = client
         .query(&format!("DROP DATABASE IF EXISTS {db}"))
@@ -486,7 +509,36 @@ async fn run_phase(load: Load, service_pids: &BTreeMap<&'static str, u32>) -> Ph
         wall,
         lag,
         unstable_groups,
+        exactly_once,
+        transactions,
     }
+}
+
+/// Per transactional stage of a running pipeline: its transactions (committed, aborted)
+/// so far, from its metrics endpoint.
+async fn transactions(pipeline: &Pipeline) -> BTreeMap<&'static str, Option<(f64, f64)>> {
+    let http = reqwest::Client::new();
+    let mut out = BTreeMap::new();
+    for stage in TRANSACTIONAL_STAGES {
+        let key = format!(
+            "MAILPIPE_TELEMETRY__METRICS_LISTEN__{}",
+            stage.to_uppercase()
+        );
+        let url = format!("http://{}/metrics", pipeline.env[&key]);
+        let counts = scrape(&http, &url).await.map(|text| {
+            let sum = |outcome: &str| -> f64 {
+                let label = format!("outcome=\"{outcome}\"");
+                text.lines()
+                    .filter(|l| l.starts_with(names::KAFKA_TRANSACTIONS) && l.contains(&label))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+                    + 0.0 // an empty sum is -0.0
+            };
+            (sum("committed"), sum("aborted"))
+        });
+        out.insert(stage, counts);
+    }
+    out
 }
 
 /// The phase's heading: what was offered.
@@ -544,6 +596,21 @@ fn print_figures(phase: &Phase, goal: &str) {
         phase.percentile(0.50),
         phase.percentile(0.99),
         phase.latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    let counts: Vec<String> = phase
+        .transactions
+        .iter()
+        .map(|(stage, counts)| match counts {
+            Some((committed, aborted)) => {
+                format!("{stage} {committed:.0} committed / {aborted:.0} aborted")
+            }
+            None => format!("{stage} not read"),
+        })
+        .collect();
+    println!(
+        "| kafka.exactly_once | {}: transactions {} |",
+        if phase.exactly_once { "on" } else { "off" },
+        counts.join(", ")
     );
     println!("| goal | {goal} |");
     if !phase.unstable_groups.is_empty() {
@@ -694,6 +761,13 @@ async fn bench_whole_pipeline() {
     let rate: f64 = env_or("PIPELINE_BENCH_RATE", 5_000.0);
     let seconds: f64 = env_or("PIPELINE_BENCH_SECONDS", 30.0);
     let services = service_pids();
+    let exactly_once: bool = env_or("PIPELINE_BENCH_EXACTLY_ONCE", true);
+    println!(
+        "Whole pipeline with kafka.exactly_once {} (MAILPIPE_KAFKA__EXACTLY_ONCE={exactly_once} \
+         given to every process)",
+        if exactly_once { "on" } else { "off" }
+    );
+    println!();
 
     // Phase 1: capacity, as fast as send-samples posts with 64 requests in flight (the
     // receiver bench's connection count).
@@ -705,6 +779,7 @@ async fn bench_whole_pipeline() {
             over_secs: None,
             concurrency: 64,
         },
+        exactly_once,
         &services,
     )
     .await;
@@ -721,6 +796,7 @@ async fn bench_whole_pipeline() {
             over_secs: Some(seconds),
             concurrency: 256,
         },
+        exactly_once,
         &services,
     )
     .await;
