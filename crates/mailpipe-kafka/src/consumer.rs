@@ -245,7 +245,9 @@ pub async fn run<H: Handler>(
         config,
         pending: Vec::new(),
         batch_deadline: None,
+        exactly_once: transactions.is_some(),
         transactions,
+        committing: None,
         staging: Staging::default(),
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
@@ -273,18 +275,22 @@ pub async fn run<H: Handler>(
                     break Err(e);
                 }
                 if state.transaction_due() {
-                    if let Err(e) = state.transact(false).await {
-                        break Err(e);
-                    }
+                    state.start_transaction(false);
+                }
+            }
+            // The loop goes on receiving and completing while a transaction commits.
+            joined = async { state.committing.as_mut().expect("guarded").await },
+                if state.committing.is_some() => {
+                if let Err(e) = state.finish_transaction(joined) {
+                    break Err(e);
+                }
+                if state.transaction_due() {
+                    state.start_transaction(false);
                 }
             }
             _ = sleep_until(state.batch_deadline.unwrap_or_else(Instant::now)),
                 if state.batch_deadline.is_some() => state.flush(&work_tx),
-            _ = commit_tick.tick() => {
-                if let Err(e) = state.commit_due().await {
-                    break Err(e);
-                }
-            }
+            _ = commit_tick.tick() => state.commit_due(),
             received = state.consumer.recv() => match received {
                 Ok(message) => {
                     let message = message.detach();
@@ -369,15 +375,25 @@ async fn work<H: Handler>(
     handler.finish().await
 }
 
+/// What a transaction's task hands back: the producer, its work, and how it ended.
+type TransactionResult = (
+    Transactions,
+    Vec<PartitionWork>,
+    Result<Outcome, KafkaError>,
+);
+type TransactionRun = tokio::task::JoinHandle<TransactionResult>;
+
 struct LoopState {
     consumer: StreamConsumer<LoopContext>,
     tracker: Arc<Mutex<OffsetTracker>>,
     config: LoopConfig,
     pending: Vec<Delivery>,
     batch_deadline: Option<Instant>,
-    /// Exactly-once mode: the transactional producer, and the completed messages whose
-    /// records wait for their transaction.
+    /// Exactly-once mode: the transactional producer (None while a transaction commits, in
+    /// `committing`), and the completed messages whose records wait for their transaction.
+    exactly_once: bool,
     transactions: Option<Transactions>,
+    committing: Option<TransactionRun>,
     staging: Staging,
 }
 
@@ -454,7 +470,7 @@ impl LoopState {
         }
         metrics::counter!(names::KAFKA_MESSAGES_COMPLETED, "topic" => c.tp.0.clone()).increment(1);
         if let Some(staged) = c.staged {
-            if self.transactions.is_some() {
+            if self.exactly_once {
                 self.staging.stage(&c.tp, c.epoch, c.offset, staged);
             } else if !staged.records.is_empty() {
                 return Err(KafkaError::StagedWithoutTransactions);
@@ -504,40 +520,52 @@ impl LoopState {
     }
 
     /// The periodic commit: a transaction in exactly-once mode, else an offset commit.
-    async fn commit_due(&mut self) -> Result<(), KafkaError> {
-        if self.transactions.is_some() {
-            self.transact(false).await.map(|_| ())
+    fn commit_due(&mut self) {
+        if self.exactly_once {
+            self.start_transaction(false);
         } else {
             self.commit(CommitMode::Async, false);
-            Ok(())
         }
     }
 
-    /// The commit at the end: synchronous; in exactly-once mode retried until `deadline`.
+    /// The commit at the end: synchronous; in exactly-once mode the transaction under way
+    /// is awaited, then what is complete committed, retried until `deadline`.
     async fn final_commit(&mut self, deadline: Instant) -> Result<(), KafkaError> {
-        if self.transactions.is_none() {
+        if !self.exactly_once {
             self.commit(CommitMode::Sync, true);
             return Ok(());
         }
         loop {
-            if self.transact(true).await? || Instant::now() >= deadline {
+            if let Some(run) = self.committing.take() {
+                let joined = run.await;
+                self.finish_transaction(joined)?;
+            }
+            if !self.start_transaction(true) {
+                return Ok(());
+            }
+            let run = self.committing.take().expect("just started");
+            let joined = run.await;
+            if self.finish_transaction(joined)? || Instant::now() >= deadline {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 
-    /// Exactly-once mode: commits the staged prefix of every partition whose prefix moved
-    /// (`all`: every owned partition) with its offsets in one transaction. Returns whether
-    /// nothing is left to commit (false: the transaction was aborted or backs off).
-    async fn transact(&mut self, all: bool) -> Result<bool, KafkaError> {
+    /// Exactly-once mode: starts a transaction (a task of its own) over the staged prefix
+    /// of every partition whose prefix moved (`all`: every owned partition), unless one is
+    /// under way or backing off after an abort. Returns whether one started.
+    fn start_transaction(&mut self, all: bool) -> bool {
         self.advance_positions();
-        let Some(transactions) = self.transactions.as_mut() else {
-            return Ok(true);
+        let Some(transactions) = self.transactions.as_ref() else {
+            return false;
         };
         if transactions.backing_off() && !all {
-            return Ok(false);
+            return false;
         }
+        let Some(group) = self.consumer.group_metadata() else {
+            return false;
+        };
         let mut work = Vec::new();
         {
             let tracker = self.tracker.lock().expect("tracker lock");
@@ -560,25 +588,41 @@ impl LoopState {
             }
         }
         if work.is_empty() {
-            return Ok(true);
+            return false;
         }
-        let outcome = match self.consumer.group_metadata() {
-            Some(group) => transactions.commit(&mut work, group).await?,
-            None => Outcome::Aborted,
-        };
-        let committed = outcome == Outcome::Committed;
+        let mut transactions = self.transactions.take().expect("checked above");
+        self.committing = Some(tokio::spawn(async move {
+            let outcome = transactions.commit(&mut work, group).await;
+            (transactions, work, outcome)
+        }));
+        true
+    }
+
+    /// Takes in the result of the transaction that was under way: a committed one moves
+    /// the partitions' committed offsets, an aborted one's inputs are staged again (those
+    /// of partitions still owned). Returns whether it committed; Err: fatal.
+    fn finish_transaction(
+        &mut self,
+        joined: Result<TransactionResult, tokio::task::JoinError>,
+    ) -> Result<bool, KafkaError> {
+        self.committing = None;
+        let (transactions, work, outcome) =
+            joined.map_err(|e| KafkaError::HandlerTask(format!("transaction task: {e}")))?;
+        self.transactions = Some(transactions);
+        let committed = outcome? == Outcome::Committed;
+        let partitions: Vec<TopicPartition> = work.iter().map(|w| w.tp.clone()).collect();
         {
             let mut tracker = self.tracker.lock().expect("tracker lock");
-            for w in &work {
+            for w in work {
+                // A partition revoked meanwhile belongs to its new assignment now.
+                if !tracker.is_current(&w.tp, w.epoch) {
+                    continue;
+                }
                 if committed {
                     tracker.commit_succeeded(&w.tp, w.next_offset);
+                } else {
+                    self.staging.put_back(&w.tp, w.epoch, w.inputs);
                 }
-            }
-        }
-        let partitions: Vec<TopicPartition> = work.iter().map(|w| w.tp.clone()).collect();
-        if !committed {
-            for w in work {
-                self.staging.put_back(&w.tp, w.epoch, w.inputs);
             }
         }
         self.resume_drained(&partitions);

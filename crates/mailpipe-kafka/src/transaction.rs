@@ -8,7 +8,8 @@
 //! transaction ([`Transactions::commit`]) over the contiguous completed prefix of each
 //! partition: it produces the prefix's records in offset order, adds the next offsets,
 //! and commits. Inputs completed past a gap (an earlier input still in the handler) wait
-//! for a later transaction, so what a transaction commits is always a prefix: its outputs
+//! for a later transaction. One transaction runs at a time, in a task of its own: the loop
+//! goes on receiving and staging while it commits. What a transaction commits is always a prefix: its outputs
 //! are exactly those of the offsets it commits, and a crash at any point leaves either
 //! both or neither.
 //!
