@@ -15,16 +15,16 @@
 //! The binary must be built (`cargo build -p mailpipe-dedupe-stage`); its log is kept in a
 //! temporary file when the test fails. `DEDUPE_KILL_SEED` replays one schedule.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use mailpipe_avro::records::DeadLetterRecord;
 use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_kafka::Topic;
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::EmailEvent;
 use mailpipe_stage::Stage;
 use mailpipe_telemetry::names;
 use mailpipe_test_support::kill::{compare, partition_of, Expected, Input, KillTest, Observed};
-use mailpipe_test_support::Rng;
+use mailpipe_test_support::{delivered_event, Rng};
 
 const DISTINCT: usize = 40_000;
 /// Every fourth id is sent twice: 10,000 retries, 50,000 inputs.
@@ -37,31 +37,7 @@ const RETRY_SPREAD: u64 = 5_000;
 
 /// Event `seq`; `copy` 1 is an ESP retry of it (same id, another raw request).
 fn event(seq: usize, copy: usize) -> EmailEvent {
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: EventType::Delivered,
-        provider_event: "delivered".into(),
-        provider: Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient_domain: Some("example.com".into()),
-        recipient: Some(format!("user{}@example.com", seq % RECIPIENTS)),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::new(),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: Some("250 ok".into()),
-        description: None,
-        raw_request_id: format!("req-{seq}-{copy}"),
-        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"),
-    }
+    delivered_event(seq, copy, RECIPIENTS)
 }
 
 /// The input: originals in id order, each retry somewhere up to RETRY_SPREAD places after

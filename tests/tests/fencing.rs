@@ -4,13 +4,12 @@
 //! more, the second takes over its partitions, and the output holds every event exactly
 //! once as a `read_committed` reader sees it.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use mailpipe_kafka::{Topic, TopicNames};
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::EmailEvent;
 use mailpipe_test_support::{
-    committed_total, create_topic, dev_settings, event_id_counts, produce_events,
+    committed_total, create_topic, delivered_event, dev_settings, event_id_counts, produce_events,
     topic_record_count, unique_name,
 };
 use tokio_util::sync::CancellationToken;
@@ -18,31 +17,7 @@ use tokio_util::sync::CancellationToken;
 const PARTITIONS: i32 = 2;
 
 fn event(seq: usize) -> EmailEvent {
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: EventType::Delivered,
-        provider_event: "delivered".into(),
-        provider: Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient_domain: Some("example.com".into()),
-        recipient: Some(format!("user{}@example.com", seq % 13)),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::new(),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: None,
-        description: None,
-        raw_request_id: format!("req-{seq}"),
-        raw_event: "{}".into(),
-    }
+    delivered_event(seq, 0, 13)
 }
 
 /// Polls `done` every 250 ms until it holds, at most `limit`.

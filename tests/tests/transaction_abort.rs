@@ -6,16 +6,18 @@
 //! The broker is a process of this test's own (`scripts/stack.sh kafka-exec`, free ports);
 //! the registry and Redis are the stack's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Topic, TopicNames};
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
 use mailpipe_test_support::broker::KafkaBroker;
-use mailpipe_test_support::{create_topic_on, dev_settings, produce_events, unique_name};
+use mailpipe_test_support::{
+    create_topic_on, delivered_event, dev_settings, produce_events, unique_name,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use tokio::task::JoinHandle;
@@ -25,31 +27,7 @@ const EVENTS: usize = 4_000;
 const PARTITIONS: i32 = 2;
 
 fn event(seq: usize) -> EmailEvent {
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: EventType::Opened,
-        provider_event: "open".into(),
-        provider: Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient_domain: Some("example.com".into()),
-        recipient: Some(format!("user{}@example.com", seq % 29)),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::new(),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: None,
-        description: None,
-        raw_request_id: format!("req-{seq}"),
-        raw_event: "{}".into(),
-    }
+    delivered_event(seq, 0, 29)
 }
 
 /// The stage in-process; its task yields how it ended.

@@ -31,13 +31,13 @@ use std::time::{Duration, Instant};
 
 use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Topic, TopicNames};
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
 use mailpipe_test_support::metrics::{metric_sum, scrape};
 use mailpipe_test_support::{
-    committed_total, create_topic, dev_config_path, dev_settings, free_port, produce_events,
-    unique_name, workspace_binary,
+    committed_total, create_topic, delivered_event, dev_config_path, dev_settings, free_port,
+    produce_events, unique_name, workspace_binary,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -59,31 +59,7 @@ const WAIT_LIMIT: Duration = Duration::from_secs(40);
 
 /// Event `seq`; `copy` 1 is an ESP retry of it (same id, another raw request).
 fn event(seq: usize, copy: usize) -> EmailEvent {
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: EventType::Delivered,
-        provider_event: "delivered".into(),
-        provider: Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient_domain: Some("example.com".into()),
-        recipient: Some(format!("user{}@example.com", seq % RECIPIENTS)),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::new(),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: Some("250 ok".into()),
-        description: None,
-        raw_request_id: format!("req-{seq}-{copy}"),
-        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"),
-    }
+    delivered_event(seq, copy, RECIPIENTS)
 }
 
 /// Phase `phase`'s inputs: its ids in order, every fourth one's retry three places later.

@@ -415,6 +415,37 @@ impl<T> HeldTail<T> {
     }
 }
 
+/// A SendGrid "delivered" event `seq` for recipient `user<seq % recipients>@example.com`,
+/// as the stage tests feed `mail.events`; `copy` > 0 is an ESP retry of it (same
+/// `event_id`, another raw request and raw event).
+pub fn delivered_event(seq: usize, copy: usize, recipients: usize) -> EmailEvent {
+    EmailEvent {
+        event_id: format!("ev-{seq}"),
+        event_type: mailpipe_model::EventType::Delivered,
+        provider_event: "delivered".into(),
+        provider: mailpipe_model::Provider::Sendgrid,
+        source: "main".into(),
+        occurred_at: 1_717_000_000_000 + seq as i64,
+        received_at: 1_717_000_000_000 + seq as i64,
+        recipient_domain: Some("example.com".into()),
+        recipient: Some(format!("user{}@example.com", seq % recipients)),
+        message_id: Some(format!("msg-{seq}")),
+        campaign_id: None,
+        tags: Vec::new(),
+        metadata: std::collections::BTreeMap::new(),
+        reject_reason: None,
+        bounce_class: None,
+        url: None,
+        user_agent: None,
+        ip: None,
+        geo: None,
+        mta_response: Some("250 ok".into()),
+        description: None,
+        raw_request_id: format!("req-{seq}-{copy}"),
+        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
