@@ -74,6 +74,7 @@ pub async fn consume_exactly(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, Vec
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set(
             "session.timeout.ms",
