@@ -270,6 +270,13 @@ impl Transactions {
             Ok(Outcome::Aborted) => {
                 self.retry_at = Some(Instant::now() + backoff(self.consecutive_aborts));
                 self.consecutive_aborts += 1;
+                // A producer that cannot commit for this long is given up: the restarted
+                // process starts from a clean transactional state.
+                if self.consecutive_aborts >= MAX_CONSECUTIVE_ABORTS {
+                    return Err(KafkaError::Fenced(format!(
+                        "{MAX_CONSECUTIVE_ABORTS} transactions aborted in a row; giving the producer up"
+                    )));
+                }
             }
             Err(_) => {}
         }
@@ -352,18 +359,29 @@ impl Transactions {
         }
         tracing::warn!(stage = %self.config.stage, step, error = %e,
             "transaction failed; aborting it, its inputs are committed again in the next one");
-        let producer = self.producer.clone();
-        let timeout = self.config.call_timeout;
-        match blocking(move || producer.abort_transaction(timeout)).await {
-            Ok(()) => Ok(Outcome::Aborted),
-            Err(e) if is_fatal(&e) => Err(KafkaError::Fenced(e.to_string())),
-            // Not in a transaction (begin failed), or the abort timed out: the next begin
-            // tells whether the producer can go on.
-            Err(e) => {
-                tracing::warn!(error = %e, "aborting the transaction failed");
-                Ok(Outcome::Aborted)
+        // An abort that timed out (the broker unreachable) must be called again to finish:
+        // until it has, no transaction can begin. Past a few attempts the producer is given
+        // up (fatal): the restarted process's initialization aborts what is left.
+        for attempt in 0..ABORT_ATTEMPTS {
+            let producer = self.producer.clone();
+            let timeout = self.config.call_timeout;
+            match blocking(move || producer.abort_transaction(timeout)).await {
+                Ok(()) => return Ok(Outcome::Aborted),
+                Err(e) if is_fatal(&e) => return Err(KafkaError::Fenced(e.to_string())),
+                Err(e) if is_retriable(&e) => {
+                    tracing::warn!(error = %e, attempt, "aborting the transaction timed out; resuming it");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                // Not in a transaction (begin failed): nothing to abort.
+                Err(e) => {
+                    tracing::warn!(error = %e, "aborting the transaction failed");
+                    return Ok(Outcome::Aborted);
+                }
             }
         }
+        Err(KafkaError::Fenced(format!(
+            "the transaction could not be aborted in {ABORT_ATTEMPTS} attempts"
+        )))
     }
 
     /// Hands one record to the producer, waiting while its queue is full.
@@ -416,6 +434,18 @@ async fn blocking<T: Send + 'static>(
         tracing::error!(error = %e, "a blocking kafka call panicked");
         Err(RdKafkaError::Canceled)
     })
+}
+
+/// Transactions aborted in a row (with backoff, about half a minute) before the producer
+/// is given up.
+const MAX_CONSECUTIVE_ABORTS: u32 = 10;
+
+/// How often an abort that timed out is resumed before the producer is given up.
+const ABORT_ATTEMPTS: u32 = 6;
+
+/// Transaction calls that timed out and are to be called again to finish.
+fn is_retriable(e: &RdKafkaError) -> bool {
+    matches!(e, RdKafkaError::Transaction(rd) if rd.is_retriable())
 }
 
 /// Errors after which the producer cannot go on: fenced by a newer instance with the same
