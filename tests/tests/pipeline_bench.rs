@@ -44,7 +44,7 @@ use mailpipe_telemetry::names;
 use mailpipe_test_support::lag::{
     lags, progress_now, stage_inputs, wait_for_stable_groups, StageInput,
 };
-use mailpipe_test_support::metrics::scrape;
+use mailpipe_test_support::metrics::{metric_sum_labelled, scrape};
 use mailpipe_test_support::pipeline::{mailpipe_binary, repo_root, Pipeline, PROCESSES};
 use mailpipe_test_support::{dev_settings, env_or};
 
@@ -528,11 +528,7 @@ async fn transactions(pipeline: &Pipeline) -> BTreeMap<&'static str, Option<(f64
         let counts = scrape(&http, &url).await.map(|text| {
             let sum = |outcome: &str| -> f64 {
                 let label = format!("outcome=\"{outcome}\"");
-                text.lines()
-                    .filter(|l| l.starts_with(names::KAFKA_TRANSACTIONS) && l.contains(&label))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>()
-                    + 0.0 // an empty sum is -0.0
+                metric_sum_labelled(&text, names::KAFKA_TRANSACTIONS, &label)
             };
             (sum("committed"), sum("aborted"))
         });

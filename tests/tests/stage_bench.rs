@@ -42,7 +42,7 @@ use mailpipe_samples::{DevKeys, PlanOptions, WebhookRequest, DEFAULT_SNS_CERT_UR
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_telemetry::names;
-use mailpipe_test_support::metrics::{metric_sum, scrape};
+use mailpipe_test_support::metrics::{metric_sum, metric_sum_labelled, scrape};
 use mailpipe_test_support::{
     create_topic, dev_config_path, dev_settings, env_or, free_port, unique_name, workspace_binary,
 };
@@ -377,12 +377,11 @@ async fn run_stage(stage: Stage, settings: &Settings, n: usize, exactly_once: bo
     .await
     .unwrap_or_default();
     let transactions = |outcome: &str| -> f64 {
-        let label = format!("outcome=\"{outcome}\"");
-        text.lines()
-            .filter(|l| l.starts_with(names::KAFKA_TRANSACTIONS) && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-            + 0.0 // an empty sum is -0.0
+        metric_sum_labelled(
+            &text,
+            names::KAFKA_TRANSACTIONS,
+            &format!("outcome=\"{outcome}\""),
+        )
     };
     let run = Run {
         secs: (done - joined).as_secs_f64().max(0.001),

@@ -34,7 +34,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
-use mailpipe_test_support::metrics::{metric_sum, scrape};
+use mailpipe_test_support::metrics::{metric_sum, metric_sum_labelled, scrape};
 use mailpipe_test_support::{
     committed_total, create_topic, delivered_event, dev_config_path, dev_settings, free_port,
     produce_events, unique_name, workspace_binary,
@@ -138,8 +138,12 @@ impl Instance {
             |text: &str, name: &str, label: &str| labelled_sum(text, name, label) + 0.0;
         Some(Counters {
             consumed: metric_sum(&text, names::KAFKA_MESSAGES_CONSUMED),
-            committed: labelled_sum(&text, names::KAFKA_TRANSACTIONS, "outcome=\"committed\""),
-            aborted: labelled_sum(&text, names::KAFKA_TRANSACTIONS, "outcome=\"aborted\""),
+            committed: metric_sum_labelled(
+                &text,
+                names::KAFKA_TRANSACTIONS,
+                "outcome=\"committed\"",
+            ),
+            aborted: metric_sum_labelled(&text, names::KAFKA_TRANSACTIONS, "outcome=\"aborted\""),
             rebalances: metric_sum(&text, names::KAFKA_REBALANCES),
             completed: metric_sum(&text, names::KAFKA_MESSAGES_COMPLETED),
         })
@@ -175,17 +179,6 @@ struct Counters {
     /// Inputs the handler completed (their Redis claims made, their outputs staged for a
     /// transaction or committed).
     completed: f64,
-}
-
-/// The sum of a metric's samples whose labels contain `label` (e.g. `outcome="aborted"`).
-fn labelled_sum(text: &str, name: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') && rest.contains(label))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Fails the test with `what` and the tails of both instances' logs (kept on disk).

@@ -24,7 +24,8 @@ pub fn metric_sum_labelled(text: &str, name: &str, label: &str) -> f64 {
                 .is_some_and(|(labels, _)| labels.split(',').any(|l| l == label))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty float sum is -0.0
 }
 
 /// The endpoint's text, or None while it is not up.
