@@ -134,8 +134,6 @@ impl Instance {
         let text = scrape(http, &self.metrics_url).await?;
         // `+ 0.0`: an empty f64 sum is -0.0, printed "-0".
         let metric_sum = |text: &str, name: &str| metric_sum(text, name) + 0.0;
-        let labelled_sum =
-            |text: &str, name: &str, label: &str| labelled_sum(text, name, label) + 0.0;
         Some(Counters {
             consumed: metric_sum(&text, names::KAFKA_MESSAGES_CONSUMED),
             committed: metric_sum_labelled(
