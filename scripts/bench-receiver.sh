@@ -58,7 +58,7 @@ if ! curl -sf -o /dev/null --max-time 2 "$REGISTRY/subjects"; then
 fi
 
 echo "==> building: mailpipe-receiver and the bare axum example (release), mailpipe (debug)"
-cargo build --release -q -p mailpipe-receiver --bin mailpipe-receiver --example bare_axum
+cargo build --release -q -p mailpipe-stage-1-receiver --bin mailpipe-receiver --example bare_axum
 cargo build -q -p mailpipe --bin mailpipe
 BIN=$CARGO_TARGET_DIR/release
 

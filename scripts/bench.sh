@@ -22,11 +22,11 @@ fi
 unset MAILPIPE_RUN_DIR
 
 echo "==> normalize: parse + Avro encode per provider (one core)"
-cargo bench -q -p mailpipe-normalize-stage --bench parse_encode
+cargo bench -q -p mailpipe-stage-3-normalize --bench parse_encode
 
 echo
 echo "==> verify: verifications per second per provider (one core)"
-cargo bench -q -p mailpipe-verify --features testing
+cargo bench -q -p mailpipe-verify-core --features testing
 
 if [[ -x scripts/bench-receiver.sh ]]; then
     echo

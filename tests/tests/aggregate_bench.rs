@@ -15,8 +15,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailpipe_aggregate_stage::decode::EventReader;
-use mailpipe_aggregate_stage::row::EventRow;
 use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::consumer::{Delivery, Handler, HandlerError, LoopConfig};
@@ -24,6 +22,8 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
+use mailpipe_stage_5_aggregate::decode::EventReader;
+use mailpipe_stage_5_aggregate::row::EventRow;
 use mailpipe_test_support::{committed_total, create_topic, dev_settings, env_or, unique_name};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
@@ -113,7 +113,7 @@ impl Bench {
 
     fn start_stage(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let shutdown = CancellationToken::new();
-        let run = mailpipe_aggregate_stage::run(self.settings.clone(), shutdown.clone());
+        let run = mailpipe_stage_5_aggregate::run(self.settings.clone(), shutdown.clone());
         (
             shutdown,
             tokio::spawn(async move { run.await.expect("aggregate stage") }),

@@ -154,7 +154,7 @@ impl Setup {
 
     fn start_stage(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let shutdown = CancellationToken::new();
-        let run = mailpipe_aggregate_stage::run(self.settings.clone(), shutdown.clone());
+        let run = mailpipe_stage_5_aggregate::run(self.settings.clone(), shutdown.clone());
         let stage = tokio::spawn(async move { run.await.expect("aggregate stage") });
         (shutdown, stage)
     }
@@ -277,7 +277,7 @@ async fn copies_and_a_late_event_give_exact_counts() {
     distinct.push(late.clone());
     // An event whose provider gave no time (occurred_at 0), and a copy of it that arrived
     // 30 days later (past dedupe's TTL): one row, counted once.
-    let unknown_time = event(900_001, mailpipe_normalize::UNKNOWN_TIME);
+    let unknown_time = event(900_001, mailpipe_normalize_core::UNKNOWN_TIME);
     let mut much_later_copy = unknown_time.clone();
     much_later_copy.received_at += 30 * 86_400_000;
     much_later_copy.raw_request_id = "a-later-request".into();

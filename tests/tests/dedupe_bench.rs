@@ -9,12 +9,12 @@
 use std::time::Duration;
 
 use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
-use mailpipe_dedupe_stage::emit::ForwardAll;
-use mailpipe_dedupe_stage::{seen, DedupeHandler};
 use mailpipe_kafka::{Handler, Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::{DeadLetters, Emitter, Stage};
+use mailpipe_stage_4_dedupe::emit::ForwardAll;
+use mailpipe_stage_4_dedupe::{seen, DedupeHandler};
 use mailpipe_test_support::{create_topic, dev_settings, unique_name};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;

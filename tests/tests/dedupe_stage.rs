@@ -13,10 +13,10 @@ use mailpipe_avro::{
     parse_schema, schema_id, value_subject, AvroCodec, RegisteredSchema, TopicSchema,
     EMAIL_EVENT_SCHEMA,
 };
-use mailpipe_dedupe_stage::seen::{confirmed, coordinates, dedupe_key};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
+use mailpipe_stage_4_dedupe::seen::{confirmed, coordinates, dedupe_key};
 use mailpipe_test_support::other_client::subject_schema_ids;
 use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{
@@ -261,7 +261,7 @@ async fn duplicates_dropped_order_kept(exactly_once: bool) {
     let written = input.pop().unwrap();
 
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_dedupe_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_4_dedupe::run(
         s.settings.clone(),
         shutdown.clone(),
     ));
@@ -332,7 +332,7 @@ async fn a_redis_outage_holds_the_stream_and_loses_nothing() {
     s.settings.redis.url = format!("redis://127.0.0.1:{port}");
     s.settings.dedupe.redis_timeout_ms = 500;
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_dedupe_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_4_dedupe::run(
         s.settings.clone(),
         shutdown.clone(),
     ));
@@ -410,7 +410,7 @@ async fn output_records_carry_schema_ids_of_the_output_subject() {
     }
 
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_dedupe_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_4_dedupe::run(
         s.settings.clone(),
         shutdown.clone(),
     ));

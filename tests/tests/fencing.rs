@@ -44,7 +44,7 @@ async fn a_second_instance_with_the_same_id_fences_the_first() {
     let group = format!("{}mailpipe-dedupe", settings.kafka.topic_prefix);
 
     let first_stop = CancellationToken::new();
-    let first = tokio::spawn(mailpipe_dedupe_stage::run(
+    let first = tokio::spawn(mailpipe_stage_4_dedupe::run(
         settings.clone(),
         first_stop.clone(),
     ));
@@ -64,7 +64,7 @@ async fn a_second_instance_with_the_same_id_fences_the_first() {
 
     // Same instance id: its initialization fences the first instance's producer.
     let second_stop = CancellationToken::new();
-    let second = tokio::spawn(mailpipe_dedupe_stage::run(
+    let second = tokio::spawn(mailpipe_stage_4_dedupe::run(
         settings.clone(),
         second_stop.clone(),
     ));

@@ -12,14 +12,14 @@
 //!
 //! Ignored in `make test`; `make chaos` (scripts/chaos.sh) runs it, or by hand against a
 //! running stack: `cargo test -p mailpipe-tests --test normalize_kill -- --ignored --nocapture`.
-//! The binary must be built (`cargo build -p mailpipe-normalize-stage`).
+//! The binary must be built (`cargo build -p mailpipe-stage-3-normalize`).
 //! `NORMALIZE_KILL_SEED` replays one schedule.
 
 use mailpipe_avro::records::{DeadLetterRecord, Header, VerifiedKind, VerifiedRecord};
 use mailpipe_avro::{AvroCodec, TopicSchema, VERIFIED_REQUEST_SCHEMA};
 use mailpipe_kafka::Topic;
 use mailpipe_model::{EmailEvent, Provider};
-use mailpipe_normalize::{parse, ParseInput};
+use mailpipe_normalize_core::{parse, ParseInput};
 use mailpipe_stage::Stage;
 use mailpipe_telemetry::names;
 use mailpipe_test_support::kill::{compare, partition_of, Expected, Input, KillTest, Observed};

@@ -11,7 +11,7 @@ use mailpipe_avro::records::{DeadLetterRecord, Header, VerifiedKind, VerifiedRec
 use mailpipe_avro::{AvroCodec, TopicSchema, VERIFIED_REQUEST_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, Provider};
-use mailpipe_normalize::{parse, ParseInput};
+use mailpipe_normalize_core::{parse, ParseInput};
 use mailpipe_test_support::{
     consume_exactly, create_topic, dev_settings, unique_name, wait_for_committed_total,
 };
@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 /// Valid fixture bodies of the normalizer's tests, with the content type their extension
 /// stands for (cases needing extra headers or meant to fail are skipped).
 fn fixtures() -> Vec<(Provider, PathBuf, &'static str)> {
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/mailpipe-normalize/tests/fixtures");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/mailpipe-normalize-core/tests/fixtures");
     let mut out = Vec::new();
     for provider in Provider::ALL {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(provider.as_str()))
@@ -145,7 +145,7 @@ async fn verified_requests_become_events_or_dead_letters() {
     }
 
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_normalize_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_3_normalize::run(
         settings.clone(),
         shutdown.clone(),
     ));

@@ -149,7 +149,7 @@ fn events_of(raw: &RawRecord, provider: Provider) -> Vec<EmailEvent> {
         .iter()
         .map(|h| (h.name.clone(), h.value.clone()))
         .collect();
-    let input = mailpipe_normalize::ParseInput {
+    let input = mailpipe_normalize_core::ParseInput {
         source: &raw.source,
         raw_request_id: &raw.request_id,
         received_at_ms: raw.received_at,
@@ -157,7 +157,7 @@ fn events_of(raw: &RawRecord, provider: Provider) -> Vec<EmailEvent> {
         query: &raw.query,
         body: &raw.body,
     };
-    mailpipe_normalize::parse(provider, &input).expect("a sample parses")
+    mailpipe_normalize_core::parse(provider, &input).expect("a sample parses")
 }
 
 /// The three stages' inputs from one set of samples.

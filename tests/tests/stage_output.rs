@@ -44,7 +44,7 @@ fn incompressible(len: usize, seed: u64) -> String {
 /// A raw generic webhook as the receiver writes it; `signed`: with the right `X-Signature`.
 fn generic_raw(id: &str, body: Vec<u8>, signed: bool) -> RawRecord {
     let signature = if signed {
-        hex(&mailpipe_verify::testing::hmac_sha256(
+        hex(&mailpipe_verify_core::testing::hmac_sha256(
             GENERIC_KEY.as_bytes(),
             &[&body],
         ))
@@ -170,7 +170,7 @@ async fn a_forged_request_of_one_and_a_half_megabytes_is_rejected_and_verify_goe
     }
 
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_verify_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_2_verify::run(
         settings.clone(),
         shutdown.clone(),
     ));
@@ -233,7 +233,7 @@ async fn output_refused_by_the_topic(exactly_once: bool) {
     produce(&producer, &raw_topic, "signed-after", &payload).await;
 
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_verify_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_2_verify::run(
         settings.clone(),
         shutdown.clone(),
     ));
@@ -338,7 +338,7 @@ async fn normalize_with(
             .insert(key.to_string(), value.to_string());
     }
     let shutdown = CancellationToken::new();
-    let run = mailpipe_normalize_stage::run(settings.clone(), shutdown.clone());
+    let run = mailpipe_stage_3_normalize::run(settings.clone(), shutdown.clone());
     let stage = tokio::spawn(async move { run.await.map_err(|e| format!("{e:#}")) });
     (settings, names, payloads, shutdown, stage)
 }

@@ -38,7 +38,7 @@ fn event(seq: usize) -> EmailEvent {
 /// The stage in-process; its task yields how it ended.
 fn start_stage(settings: &Settings) -> (CancellationToken, JoinHandle<Result<(), String>>) {
     let stop = CancellationToken::new();
-    let run = mailpipe_dedupe_stage::run(settings.clone(), stop.clone());
+    let run = mailpipe_stage_4_dedupe::run(settings.clone(), stop.clone());
     let stage = tokio::spawn(async move { run.await.map_err(|e| format!("{e:#}")) });
     (stop, stage)
 }

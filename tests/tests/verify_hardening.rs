@@ -18,8 +18,8 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
 use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{create_topic, dev_settings, free_port, unique_name};
-use mailpipe_verify::testing;
-use mailpipe_verify::Request;
+use mailpipe_verify_core::testing;
+use mailpipe_verify_core::Request;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -92,7 +92,7 @@ impl Harness {
     }
 
     fn start(&mut self) {
-        let run = mailpipe_verify_stage::run(self.settings.clone(), self.shutdown.clone());
+        let run = mailpipe_stage_2_verify::run(self.settings.clone(), self.shutdown.clone());
         self.stage = Some(tokio::spawn(async move { run.await.unwrap() }));
     }
 

@@ -13,7 +13,7 @@
 //!
 //! Ignored in `make test`; `make chaos` (scripts/chaos.sh) runs it, or by hand against a
 //! running stack: `cargo test -p mailpipe-tests --test verify_kill -- --ignored --nocapture`.
-//! The binaries must be built (`cargo build -p mailpipe-verify-stage -p mailpipe`).
+//! The binaries must be built (`cargo build -p mailpipe-stage-2-verify -p mailpipe`).
 //! `VERIFY_KILL_SEED` replays one schedule.
 
 use std::collections::BTreeMap;

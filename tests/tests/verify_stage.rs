@@ -21,8 +21,8 @@ use mailpipe_settings::SourceSettings;
 use mailpipe_test_support::{
     consume_exactly, create_topic, dev_settings, unique_name, wait_for_committed_total,
 };
-use mailpipe_verify::testing::{self, EXAMPLE_SECRETS};
-use mailpipe_verify::Request;
+use mailpipe_verify_core::testing::{self, EXAMPLE_SECRETS};
+use mailpipe_verify_core::Request;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -437,7 +437,7 @@ async fn raw_requests_are_verified_or_rejected_with_a_reason() {
         .unwrap();
 
     let shutdown = CancellationToken::new();
-    let stage = tokio::spawn(mailpipe_verify_stage::run(
+    let stage = tokio::spawn(mailpipe_stage_2_verify::run(
         settings.clone(),
         shutdown.clone(),
     ));

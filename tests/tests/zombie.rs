@@ -20,7 +20,7 @@
 //! A's transactions are made long (`interval_ms` 15 s, `max_records` huge), so that it is
 //! sure to hold staged work when stopped and its transaction is due while it sleeps (it
 //! stays stopped until then); B runs with the defaults. About 30 s; the binary must be built (`make build`, or `cargo
-//! build -p mailpipe-dedupe-stage`). The instances' logs are kept in temporary files
+//! build -p mailpipe-stage-4-dedupe`). The instances' logs are kept in temporary files
 //! when the test fails (their tails are printed).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -252,7 +252,7 @@ async fn read_committed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_zombie_commits_nothing_and_output_stays_exactly_once() {
     let started = Instant::now();
-    let binary = workspace_binary("mailpipe-dedupe", "cargo build -p mailpipe-dedupe-stage");
+    let binary = workspace_binary("mailpipe-dedupe", "cargo build -p mailpipe-stage-4-dedupe");
     let mut settings = dev_settings();
     settings.kafka.topic_prefix = format!("{}.", unique_name("zombie"));
     settings.redis.key_prefix = format!("{}:", unique_name("zombie"));

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
-use mailpipe_verify::SigningCertificate;
+use mailpipe_verify_core::SigningCertificate;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

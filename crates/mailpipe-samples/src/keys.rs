@@ -15,7 +15,7 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use mailpipe_model::Provider;
 use mailpipe_settings::{Settings, SignatureEncoding, SourceSettings};
-use mailpipe_verify::DEFAULT_SIGNATURE_HEADER;
+use mailpipe_verify_core::DEFAULT_SIGNATURE_HEADER;
 use p256::pkcs8::DecodePrivateKey as _;
 use rsa::RsaPrivateKey;
 
@@ -65,10 +65,10 @@ impl Credential {
     pub fn authorization(&self, forged: bool) -> String {
         match (self, forged) {
             (Credential::Basic { user, password }, false) => {
-                mailpipe_verify::sign::basic_auth(user, password)
+                mailpipe_verify_core::sign::basic_auth(user, password)
             }
             (Credential::Basic { user, .. }, true) => {
-                mailpipe_verify::sign::basic_auth(user, "forged-password")
+                mailpipe_verify_core::sign::basic_auth(user, "forged-password")
             }
             (Credential::Bearer(token), false) => format!("Bearer {token}"),
             (Credential::Bearer(_), true) => "Bearer forged-token".into(),

@@ -45,7 +45,7 @@ impl WebhookRequest {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
             .collect();
-        let input = mailpipe_normalize::ParseInput {
+        let input = mailpipe_normalize_core::ParseInput {
             source: &self.source,
             raw_request_id: "",
             received_at_ms: 0,
@@ -53,7 +53,7 @@ impl WebhookRequest {
             query: "",
             body: &self.body,
         };
-        mailpipe_normalize::parse(self.provider, &input)
+        mailpipe_normalize_core::parse(self.provider, &input)
             .map(|events| events.into_iter().map(|e| e.event_id).collect())
             .unwrap_or_default()
     }

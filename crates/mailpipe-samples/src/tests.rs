@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use mailpipe_model::{EventType, Provider};
 use mailpipe_settings::Settings;
-use mailpipe_verify::{
+use mailpipe_verify_core::{
     required_certificate, CertificateCache, Context, Reason, Rejection, SourceConfig, Verified,
 };
 
@@ -75,7 +75,7 @@ fn verify(
     let mut source = source.clone();
     source.sns_insecure_loopback = request.provider == Provider::Ses;
     let source = SourceConfig::from_settings(&source, &settings.verify);
-    let raw = mailpipe_verify::Request {
+    let raw = mailpipe_verify_core::Request {
         request_id: format!("request-{index}"),
         received_at_ms: now * 1000,
         method: "POST".into(),
@@ -89,7 +89,7 @@ fn verify(
         let pem = std::fs::read(repo().join("config/dev-keys/sns-signing-cert.pem")).unwrap();
         certificates.insert_pem(url, &pem).unwrap();
     }
-    mailpipe_verify::verify(
+    mailpipe_verify_core::verify(
         &raw,
         &source,
         &mut Context {
@@ -101,11 +101,11 @@ fn verify(
 fn parse(
     request: &WebhookRequest,
     now: i64,
-) -> Result<Vec<mailpipe_normalize::EmailEvent>, mailpipe_normalize::ParseError> {
+) -> Result<Vec<mailpipe_normalize_core::EmailEvent>, mailpipe_normalize_core::ParseError> {
     let headers = headers(request);
-    mailpipe_normalize::parse(
+    mailpipe_normalize_core::parse(
         request.provider,
-        &mailpipe_normalize::ParseInput {
+        &mailpipe_normalize_core::ParseInput {
             source: &request.source,
             raw_request_id: "raw-1",
             received_at_ms: now * 1000,

@@ -44,7 +44,7 @@ pub const DEAD_LETTERS: &str = "mailpipe_dead_letters_total";
 pub const NORMALIZE_EVENTS: &str = "mailpipe_normalize_events_total";
 
 // Verify stage. Labels: provider and source are configured ids ("unknown" when the record
-// names none that is configured), reason the closed set of mailpipe_verify::Reason.
+// names none that is configured), reason the closed set of mailpipe_verify_core::Reason.
 pub const VERIFY_VERIFIED: &str = "mailpipe_verify_verified_total";
 pub const VERIFY_REJECTED: &str = "mailpipe_verify_rejected_total";
 pub const VERIFY_CONTROL: &str = "mailpipe_verify_control_total";

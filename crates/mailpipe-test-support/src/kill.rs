@@ -258,7 +258,7 @@ impl KillTest {
         let stage = self.stage.name();
         let binary = workspace_binary(
             &format!("mailpipe-{stage}"),
-            &format!("cargo build -p mailpipe-{stage}-stage"),
+            "cargo build --workspace --bins",
         );
         let mut rng = Rng::new(self.seed).fork(0x6b69_6c6c);
         let group = self.stage.group_id(&self.settings);

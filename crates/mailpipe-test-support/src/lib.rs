@@ -217,7 +217,7 @@ pub async fn wait_for_committed_total(
 /// running test executable: tests live in `<target>/<profile>/deps/`, binaries one level up.
 /// Cargo does not build other crates' binaries for an integration test, so a missing one
 /// panics with the command that builds it (`build_hint`, e.g.
-/// `cargo build -p mailpipe-dedupe-stage`).
+/// `cargo build -p mailpipe-stage-4-dedupe`).
 pub fn workspace_binary(name: &str, build_hint: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
     let profile_dir = exe

@@ -13,18 +13,18 @@ use crate::{dev_config_path, free_port, unique_name, workspace_binary};
 
 /// The processes of the pipeline, in flow order: (stage name, binary, crate that builds it).
 pub const PROCESSES: [(&str, &str, &str); 5] = [
-    ("receiver", "mailpipe-receiver", "mailpipe-receiver"),
-    ("verify", "mailpipe-verify", "mailpipe-verify-stage"),
+    ("receiver", "mailpipe-receiver", "mailpipe-stage-1-receiver"),
+    ("verify", "mailpipe-verify", "mailpipe-stage-2-verify"),
     (
         "normalize",
         "mailpipe-normalize",
-        "mailpipe-normalize-stage",
+        "mailpipe-stage-3-normalize",
     ),
-    ("dedupe", "mailpipe-dedupe", "mailpipe-dedupe-stage"),
+    ("dedupe", "mailpipe-dedupe", "mailpipe-stage-4-dedupe"),
     (
         "aggregate",
         "mailpipe-aggregate",
-        "mailpipe-aggregate-stage",
+        "mailpipe-stage-5-aggregate",
     ),
 ];
 

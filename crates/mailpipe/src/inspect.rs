@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use mailpipe_model::Provider;
-use mailpipe_normalize::{parse, ParseInput};
+use mailpipe_normalize_core::{parse, ParseInput};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {

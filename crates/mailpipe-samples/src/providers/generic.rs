@@ -3,7 +3,7 @@
 
 use mailpipe_model::EventType;
 use mailpipe_settings::SignatureEncoding;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

@@ -3,7 +3,7 @@
 //! those raw bytes.
 
 use mailpipe_model::EventType;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

@@ -3,7 +3,7 @@
 //! timestamp ‖ token, carried in the body.
 
 use mailpipe_model::EventType;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

@@ -3,7 +3,7 @@
 //! configured webhook URL followed by each form field's name and value.
 
 use mailpipe_model::EventType;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

@@ -214,7 +214,7 @@ pub(crate) fn rsa_signature(
     forged: bool,
     rng: &mut Rng,
 ) -> String {
-    use mailpipe_verify::sign;
+    use mailpipe_verify_core::sign;
     if forged {
         sign::base64(&rng.bytes(256))
     } else if sha256 {

@@ -3,7 +3,7 @@
 //! `svix-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`).
 
 use mailpipe_model::EventType;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

@@ -2,7 +2,7 @@
 //! timestamp ‖ body in `X-Twilio-Email-Event-Webhook-Signature` / `-Timestamp`.
 
 use mailpipe_model::EventType;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

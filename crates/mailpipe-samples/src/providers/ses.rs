@@ -4,7 +4,7 @@
 //! delivery may name several recipients, each one canonical event.
 
 use mailpipe_model::EventType;
-use mailpipe_verify::sign;
+use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;

@@ -1,0 +1,210 @@
+//! Hostile and broken input: every provider's parser must answer an error (never panic,
+//! never hang) for garbage, and must keep its invariants for anything it does accept.
+//! A deterministic generator stands in for a fuzzer on stable Rust, so failures replay.
+
+mod common;
+
+use mailpipe_normalize_core::{
+    parse, EmailEvent, ParseFailure, ParseInput, Provider, MAX_EVENTS_PER_REQUEST,
+};
+
+/// xorshift64*: small, deterministic, good enough to shake parsers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn run(
+    provider: Provider,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> Result<Vec<EmailEvent>, mailpipe_normalize_core::ParseError> {
+    let input = ParseInput {
+        source: "main",
+        raw_request_id: "r",
+        received_at_ms: common::RECEIVED_AT,
+        headers,
+        query: "",
+        body,
+    };
+    let result = parse(provider, &input);
+    if let Ok(events) = &result {
+        for e in events {
+            assert!(
+                !e.event_id.is_empty(),
+                "{provider}: empty id from {:?}",
+                String::from_utf8_lossy(body)
+            );
+            if let Some(r) = &e.recipient {
+                assert_eq!(r, &r.to_lowercase());
+            }
+        }
+    }
+    result
+}
+
+fn json_headers() -> Vec<(String, Vec<u8>)> {
+    vec![("content-type".to_string(), b"application/json".to_vec())]
+}
+
+/// Wraps a JSON text where each provider reads JSON, so garbage reaches the inner parsers
+/// too (the SNS Message, Mandrill's form field, Mailgun's event-data, SparkPost's msys).
+fn wrapped(provider: Provider, json: &str) -> Vec<Vec<u8>> {
+    let mut bodies = vec![json.as_bytes().to_vec()];
+    match provider {
+        Provider::Ses => bodies.push(
+            serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": json})
+                .to_string()
+                .into_bytes(),
+        ),
+        Provider::Mandrill => bodies.push(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("mandrill_events", json)
+                .finish()
+                .into_bytes(),
+        ),
+        Provider::Mailgun => {
+            bodies.push(format!(r#"{{"signature":{{}},"event-data":{json}}}"#).into_bytes())
+        }
+        Provider::Sparkpost => {
+            bodies.push(format!(r#"[{{"msys":{{"message_event":{json}}}}}]"#).into_bytes())
+        }
+        _ => {}
+    }
+    bodies
+}
+
+#[test]
+fn garbage_is_an_error_for_every_provider() {
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_objects = format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+    let many_numbers = format!("[{}1]", "1,".repeat(100_000));
+    let garbage: Vec<&str> = vec![
+        "",
+        " ",
+        "null",
+        "true",
+        "1",
+        "-1e400",
+        "\"text\"",
+        "[1]",
+        "[null]",
+        "[[]]",
+        "[\"x\"]",
+        "{\"a\":1",
+        "[{]",
+        "{}x",
+        "[{\"event\": 12345678901234567890123}]",
+        "{\"event\": 1e999}",
+        "\u{feff}{}",
+        &deep,
+        &deep_objects,
+        &many_numbers,
+    ];
+    for provider in Provider::ALL {
+        for text in &garbage {
+            for body in wrapped(provider, text) {
+                if let Ok(events) = run(provider, &json_headers(), &body) {
+                    // A few shapes are valid for some providers (an empty wrapper is SparkPost's ping).
+                    assert!(
+                        events.is_empty(),
+                        "{provider} accepted {:?}",
+                        &text[..text.len().min(40)]
+                    );
+                }
+            }
+        }
+        // Invalid UTF-8 where text is required.
+        for body in [
+            &b"\xff\xfe{}"[..],
+            b"[{\"event\":\"open\",\"email\":\"\xc3\x28\"}]",
+            b"\x80",
+        ] {
+            assert!(
+                run(provider, &json_headers(), body).is_err(),
+                "{provider}: invalid UTF-8 accepted"
+            );
+        }
+    }
+}
+
+#[test]
+fn oversized_batches_are_refused_not_truncated() {
+    let event = r#"{"event":"delivered","email":"a@example.com","event_type":"delivered","RecordType":"Delivery"}"#;
+    let huge = format!("[{}]", vec![event; MAX_EVENTS_PER_REQUEST + 1].join(","));
+    for provider in [
+        Provider::Sendgrid,
+        Provider::Brevo,
+        Provider::Mailjet,
+        Provider::Generic,
+    ] {
+        let err = run(provider, &json_headers(), huge.as_bytes()).unwrap_err();
+        assert_eq!(err.failure, ParseFailure::TooManyEvents, "{provider}");
+    }
+    let at_limit = format!("[{}]", vec![event; 1000].join(","));
+    assert_eq!(
+        run(Provider::Sendgrid, &json_headers(), at_limit.as_bytes())
+            .unwrap()
+            .len(),
+        1000
+    );
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let alphabet = b"{}[]\":,0123456789.-eE truefalsnul\\/u\x00\xff\xc3event";
+    for provider in Provider::ALL {
+        for _ in 0..300 {
+            let len = rng.below(200);
+            let body: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.below(2) == 0 {
+                        alphabet[rng.below(alphabet.len())]
+                    } else {
+                        rng.next() as u8
+                    }
+                })
+                .collect();
+            let _ = run(provider, &json_headers(), &body);
+        }
+    }
+}
+
+#[test]
+fn mutated_fixtures_never_panic() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let fixtures = common::all();
+    let tokens: [&[u8]; 12] = [
+        b"{", b"}", b"[", b"]", b"\"", b",", b":", b"null", b"1e999", b"-1", b"\\u0000", b"\xff",
+    ];
+    for fixture in &fixtures {
+        for _ in 0..60 {
+            let mut body = fixture.body.clone();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(body.len() + 1);
+                match rng.below(4) {
+                    0 if at < body.len() => body[at] ^= 1 << rng.below(8),
+                    1 if at < body.len() => {
+                        drop(body.drain(at..(at + rng.below(16)).min(body.len())))
+                    }
+                    2 => body
+                        .splice(at..at, tokens[rng.below(tokens.len())].iter().copied())
+                        .for_each(drop),
+                    _ => body.truncate(at),
+                }
+            }
+            let _ = run(fixture.provider, &fixture.headers, &body);
+        }
+    }
+}

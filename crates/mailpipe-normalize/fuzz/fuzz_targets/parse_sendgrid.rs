@@ -1,6 +1,0 @@
-//! Arbitrary sendgrid bodies through `parse`: an error is fine, a panic is a bug.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    mailpipe_normalize_fuzz::run(mailpipe_normalize::Provider::Sendgrid, data);
-});

@@ -1,0 +1,785 @@
+//! The verify stage: decode each raw request, find its configured source, check its
+//! authenticity with the pure library (`mailpipe_verify_core::verify`), and forward it to
+//! `mail.verified` (credentials stripped; SNS protocol messages as control records) or to
+//! `mail.rejected` with a reason from the closed set. Both outputs are keyed by request id.
+//! A record that cannot even be decoded becomes one `mail.dlq` record.
+//!
+//! Invariant: every input message yields exactly one output (verified, rejected or dead
+//! letter) and is completed only after that output is acknowledged.
+//!
+//! Invariant: no secret or header value is logged; outputs carry no credentials. The only
+//! outbound HTTP is to URLs the library vetted (SNS certificates, SubscribeURLs).
+//!
+//! Invariant: a certificate fetch holds the stage for at most one fetch budget per batch
+//! (`[verify] certificate_fetch_budget_ms`): the batch's other messages go first, missing
+//! certificates are fetched concurrently, and a URL that failed is refused at once for a
+//! while. Mailgun tokens are recorded in Redis; while it is down the stage holds.
+
+pub mod fetch;
+pub mod records;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mailpipe_avro::records::RawRecord;
+use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
+use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
+use mailpipe_model::Provider;
+use mailpipe_settings::Settings;
+use mailpipe_stage::{
+    decode_retrying, now_ms, DeadLetters, Emission, Emitter, InputRef, Origin, OutRecord, Stage,
+};
+use mailpipe_telemetry::names;
+use mailpipe_verify_core::{
+    required_certificate, strip_credentials, CertificateCache, CertificateUrl, Context, Reason,
+    Rejection, Request, SnsControl, SourceConfig, SourceOptions, Verified,
+};
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+
+use crate::fetch::{FetchFailure, Fetcher, Purpose, RecentFailures};
+use crate::records::{Envelope, Outcome};
+use crate::tokens::UsedTokens;
+
+/// Bound on each certificate or SubscribeURL GET (connect, headers and body).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest certificate or SubscribeURL answer read (SNS certificates are about 2 KiB).
+pub const FETCH_MAX_BYTES: usize = 64 * 1024;
+/// Certificate URLs whose failure is remembered at most (the soonest to expire go first).
+pub const FAILED_URLS_REMEMBERED: usize = 10_000;
+
+/// Runs the stage until `shutdown`.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handler = VerifyHandler::new(&settings).await?;
+    mailpipe_stage::run_consumer(Stage::Verify, &settings, handler, shutdown).await
+}
+
+/// Verifies raw requests. Owns the process's SNS certificate cache and its connection to
+/// the Mailgun tokens every instance shares in Redis.
+pub struct VerifyHandler {
+    codec: AvroCodec,
+    emitter: Emitter,
+    verified_topic: String,
+    verified_schema: RegisteredSchema,
+    rejected_topic: String,
+    rejected_schema: RegisteredSchema,
+    dead_letters: DeadLetters,
+    sources: Sources,
+    verifier: Verifier,
+    tokens: UsedTokens,
+    /// SNS messages waiting for their certificate (see [`Handler::handle`]).
+    waiting: Vec<Delivery>,
+}
+
+impl VerifyHandler {
+    /// Parses every source's keys (logging their problems), registers the output schemas
+    /// and creates the producer and the HTTP client; Redis connects lazily.
+    pub async fn new(settings: &Settings) -> anyhow::Result<VerifyHandler> {
+        let sources = Sources::new(settings);
+        let names = TopicNames::new(&settings.kafka.topic_prefix);
+        let codec = AvroCodec::new(&settings.schema_registry.url)?;
+        let register = |topic: String, schema: &'static str, what: &'static str| {
+            let codec = &codec;
+            async move {
+                let registered = codec
+                    .register(&TopicSchema::new(&topic, schema)?)
+                    .await
+                    .with_context(|| format!("registering the {what} schema"))?;
+                anyhow::Ok((topic, registered))
+            }
+        };
+        let (verified_topic, verified_schema) = register(
+            names.name(Topic::Verified),
+            mailpipe_avro::VERIFIED_REQUEST_SCHEMA,
+            "verified request",
+        )
+        .await?;
+        let (rejected_topic, rejected_schema) = register(
+            names.name(Topic::Rejected),
+            mailpipe_avro::REJECTED_REQUEST_SCHEMA,
+            "rejected request",
+        )
+        .await?;
+        let dead_letters = DeadLetters::new(Stage::Verify, settings, &codec).await?;
+        Ok(VerifyHandler {
+            codec,
+            emitter: mailpipe_stage::emitter(Stage::Verify, settings, dead_letters.clone())?,
+            verified_topic,
+            verified_schema,
+            rejected_topic,
+            rejected_schema,
+            dead_letters,
+            sources,
+            verifier: Verifier::new(settings)?,
+            tokens: UsedTokens::new(
+                &settings.redis.url,
+                &settings.redis.key_prefix,
+                Duration::from_millis(settings.verify.redis_timeout_ms),
+            )?,
+            waiting: Vec::new(),
+        })
+    }
+
+    /// The record an input message becomes, with what is kept of the input should that
+    /// record never be producible; with [`Fetch::Later`], `None` for an SNS message whose
+    /// certificate must be fetched first (its URL is noted for [`Verifier::fetch_wanted`]).
+    async fn output(
+        &mut self,
+        message: &OwnedMessage,
+        fetch: Fetch,
+    ) -> Result<Option<(OutRecord, InputRef)>, HandlerError> {
+        let payload = message.payload().unwrap_or_default();
+        let raw: RawRecord = match decode_retrying(&self.codec, payload).await {
+            Ok(raw) => raw,
+            Err(detail) => {
+                let input = InputRef::new(message, Origin::default());
+                return Ok(Some((self.dead_letter(message, detail)?, input)));
+            }
+        };
+        let (request, envelope) = records::split(raw);
+        let input = InputRef::new(
+            message,
+            Origin {
+                raw_request_id: Some(&request.request_id),
+                provider: Some(&envelope.provider),
+                source: Some(&envelope.source),
+            },
+        );
+        let record = self.output_of(request, envelope, fetch).await?;
+        Ok(record.map(|record| (record, input)))
+    }
+
+    /// The verified or rejected record of a decoded request (`None`: deferred, see
+    /// [`Self::output`]).
+    async fn output_of(
+        &mut self,
+        mut request: Request,
+        envelope: Envelope,
+        fetch: Fetch,
+    ) -> Result<Option<OutRecord>, HandlerError> {
+        let key = Some(request.request_id.as_bytes().to_vec());
+        let Some((source_id, source)) = self.sources.find(&envelope) else {
+            let rejection = Rejection::unknown_source(format!(
+                "no source {:?} of provider {:?} is configured",
+                clip(&envelope.source),
+                clip(&envelope.provider)
+            ));
+            self.sources.strip_all(&mut request.headers);
+            let provider = envelope.provider.parse::<Provider>().ok();
+            let labels = Labels {
+                provider: provider.map_or("unknown", Provider::as_str),
+                source: "unknown".into(),
+            };
+            return self
+                .rejected(request, envelope, &rejection, &labels, key)
+                .map(Some);
+        };
+        let labels = Labels {
+            provider: source.provider().as_str(),
+            source: source_id.to_string(),
+        };
+        let result = match self.verifier.verify(&request, source, fetch).await {
+            Checked::Deferred => return Ok(None),
+            Checked::Done(Ok(verified)) => {
+                self.tokens
+                    .accept(&request, labels.provider, verified)
+                    .await
+            }
+            Checked::Done(Err(rejection)) => Err(rejection),
+        };
+        strip_credentials(source, &mut request.headers);
+        match result {
+            Ok(verified) => {
+                let outcome = self.verifier.act_on(&verified, &labels).await;
+                let record =
+                    records::verified_record(request, envelope, &verified, &outcome, now_ms());
+                let kind = match outcome {
+                    Outcome::Events => "events",
+                    Outcome::Control { .. } => "control",
+                };
+                let key_index = verified
+                    .key_index
+                    .map_or_else(|| "none".to_string(), |i| i.to_string());
+                metrics::counter!(names::VERIFY_VERIFIED, "provider" => labels.provider,
+                    "source" => labels.source, "kind" => kind, "key_index" => key_index)
+                .increment(1);
+                let payload = self
+                    .verified_schema
+                    .encode(&record, record.body.len() + 512)
+                    .map_err(|e| format!("encoding a verified record: {e}"))?;
+                Ok(Some(OutRecord {
+                    topic: self.verified_topic.clone(),
+                    key,
+                    payload,
+                }))
+            }
+            Err(rejection) => self
+                .rejected(request, envelope, &rejection, &labels, key)
+                .map(Some),
+        }
+    }
+
+    fn rejected(
+        &self,
+        request: Request,
+        envelope: Envelope,
+        rejection: &Rejection,
+        labels: &Labels,
+        key: Option<Vec<u8>>,
+    ) -> Result<OutRecord, HandlerError> {
+        metrics::counter!(names::VERIFY_REJECTED, "provider" => labels.provider,
+            "source" => labels.source.clone(), "reason" => rejection.reason.as_str())
+        .increment(1);
+        tracing::info!(request_id = %request.request_id, provider = labels.provider,
+            source = %labels.source, reason = rejection.reason.as_str(),
+            detail = %rejection.detail, "request rejected");
+        let record = records::rejected_record(request, envelope, rejection, now_ms());
+        let payload = self
+            .rejected_schema
+            .encode(&record, record.body.len() + 512)
+            .map_err(|e| format!("encoding a rejected record: {e}"))?;
+        Ok(OutRecord {
+            topic: self.rejected_topic.clone(),
+            key,
+            payload,
+        })
+    }
+
+    /// A record that cannot be read at all: kept whole on `mail.dlq`, never on
+    /// `mail.rejected` (which needs the request's fields).
+    fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        detail: String,
+    ) -> Result<OutRecord, HandlerError> {
+        self.dead_letters
+            .record(message, "undecodable", detail, Origin::default())
+    }
+}
+
+impl VerifyHandler {
+    /// Emits one input's record at once, so a slow certificate fetch for a later input
+    /// does not hold back the outputs of earlier ones.
+    async fn emit_one(&self, record: OutRecord, input: InputRef, ack: mailpipe_kafka::Ack) {
+        let emission: Emission = Emission {
+            input,
+            records: vec![record],
+            ack,
+            tag: None,
+        };
+        self.emitter.emit(vec![emission]).await;
+    }
+}
+
+impl VerifyHandler {
+    /// Completes the waiting SNS messages whose certificate is now known (fetched, or its
+    /// failure remembered); the others wait on.
+    async fn settle(&mut self) -> Result<(), HandlerError> {
+        if !self.verifier.collect_fetched() || self.waiting.is_empty() {
+            return Ok(());
+        }
+        for delivery in std::mem::take(&mut self.waiting) {
+            match self.output(&delivery.message, Fetch::Later).await? {
+                Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
+                None => self.waiting.push(delivery),
+            }
+        }
+        self.verifier.start_wanted();
+        Ok(())
+    }
+}
+
+impl Handler for VerifyHandler {
+    /// Messages are forwarded in batch order, except SNS messages whose certificate is
+    /// neither cached nor known to fail: they wait aside (their acks held, so their
+    /// partition's commit waits for them) while the certificate is fetched in the
+    /// background, within the fetch budget, and are completed as soon as it is known: at
+    /// the next batch or the next idle tick. So a certificate URL that never answers holds
+    /// nothing but the messages that need it, for one budget at most, and a URL that just
+    /// failed is refused at once.
+    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        self.settle().await?;
+        for delivery in batch {
+            match self.output(&delivery.message, Fetch::Later).await? {
+                Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
+                None => self.waiting.push(delivery),
+            }
+        }
+        self.verifier.start_wanted();
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> Result<(), HandlerError> {
+        self.settle().await
+    }
+
+    /// At shutdown the waiting messages are completed too: their fetches are awaited
+    /// (each within the budget), or made now.
+    async fn finish(&mut self) -> Result<(), HandlerError> {
+        self.verifier.start_wanted();
+        self.verifier.await_fetches().await;
+        for delivery in std::mem::take(&mut self.waiting) {
+            let (record, input) = self
+                .output(&delivery.message, Fetch::Now)
+                .await?
+                .ok_or("a message deferred although fetching was allowed")?;
+            self.emit_one(record, input, delivery.ack).await;
+        }
+        Ok(())
+    }
+}
+
+/// Metric labels of one request: configured ids or "unknown", never text as sent.
+struct Labels {
+    provider: &'static str,
+    source: String,
+}
+
+/// The configured sources, parsed once.
+struct Sources {
+    settings: Settings,
+    configs: HashMap<String, SourceConfig>,
+    /// One empty source per provider: stripping with all of them removes every provider's
+    /// credential headers, for requests whose source is unknown.
+    every_provider: Vec<SourceConfig>,
+}
+
+impl Sources {
+    fn new(settings: &Settings) -> Sources {
+        let mut configs = HashMap::new();
+        for (id, source) in &settings.sources {
+            let config = SourceConfig::from_settings(source, &settings.verify);
+            for problem in config.problems() {
+                tracing::warn!(source = %id, provider = %config.provider(), problem = %problem,
+                    "source configuration problem");
+            }
+            if !config.is_usable() {
+                tracing::warn!(source = %id, provider = %config.provider(),
+                    "source has no usable key: every request is rejected as no_usable_key");
+            }
+            configs.insert(id.clone(), config);
+        }
+        tracing::info!(sources = configs.len(), "sources loaded");
+        let every_provider = Provider::ALL
+            .iter()
+            .map(|p| SourceConfig::new(*p, &[], SourceOptions::default()))
+            .collect();
+        Sources {
+            settings: settings.clone(),
+            configs,
+            every_provider,
+        }
+    }
+
+    /// The source a record names, if it is configured for the record's provider.
+    fn find(&self, envelope: &Envelope) -> Option<(&str, &SourceConfig)> {
+        let provider = envelope.provider.parse::<Provider>().ok()?;
+        let (id, _) = self.settings.source(provider, Some(&envelope.source))?;
+        self.configs.get(id).map(|config| (id, config))
+    }
+
+    fn strip_all(&self, headers: &mut Vec<(String, Vec<u8>)>) {
+        for config in &self.every_provider {
+            strip_credentials(config, headers);
+        }
+    }
+}
+
+/// Verification state of the process: certificates fetched so far, certificate URLs that
+/// failed recently, and the HTTP client that fetches certificates and confirms
+/// subscriptions.
+struct Verifier {
+    certificates: CertificateCache,
+    failures: RecentFailures<Rejection>,
+    /// Certificate URLs that deferred messages wait for, not fetched yet.
+    wanted: Vec<CertificateUrl>,
+    /// Fetches under way, in the background, and their URLs.
+    fetches: tokio::task::JoinSet<(CertificateUrl, Result<Vec<u8>, FetchFailure>)>,
+    fetching: std::collections::HashSet<CertificateUrl>,
+    fetcher: Fetcher,
+    /// Time spent at most on one certificate URL or SubscribeURL.
+    budget: Duration,
+}
+
+/// Whether verifying may fetch a missing certificate now, or defers the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    Later,
+    Now,
+}
+
+/// What [`Verifier::verify`] came to.
+enum Checked {
+    Done(Result<Verified, Rejection>),
+    /// The certificate is neither cached nor known to fail: fetch it, then verify again.
+    Deferred,
+}
+
+impl Verifier {
+    fn new(settings: &Settings) -> anyhow::Result<Verifier> {
+        let verify = &settings.verify;
+        Ok(Verifier {
+            certificates: CertificateCache::new(verify.certificate_cache_entries),
+            failures: RecentFailures::new(
+                Duration::from_secs(verify.certificate_failure_cache_seconds),
+                FAILED_URLS_REMEMBERED,
+            ),
+            wanted: Vec::new(),
+            fetches: tokio::task::JoinSet::new(),
+            fetching: std::collections::HashSet::new(),
+            fetcher: Fetcher::new(FETCH_TIMEOUT, FETCH_MAX_BYTES)?,
+            budget: Duration::from_millis(verify.certificate_fetch_budget_ms),
+        })
+    }
+
+    /// Verifies, once the SNS certificate the request needs is at hand: cached, or a
+    /// rejection remembered for its URL, or (with [`Fetch::Now`]) fetched within the
+    /// budget; with [`Fetch::Later`] a missing one defers the request.
+    async fn verify(&mut self, request: &Request, source: &SourceConfig, fetch: Fetch) -> Checked {
+        let url = match required_certificate(request, source) {
+            Ok(url) => url,
+            Err(rejection) => return Checked::Done(Err(rejection)),
+        };
+        if let Some(url) = url.filter(|url| !self.certificates.contains(url)) {
+            if let Some(rejection) = self.failures.get(url.as_str(), Instant::now()) {
+                metrics::counter!(names::VERIFY_FETCH_FAILURES_REMEMBERED).increment(1);
+                return Checked::Done(Err(rejection));
+            }
+            match fetch {
+                Fetch::Later => {
+                    if !self.wanted.contains(&url) {
+                        self.wanted.push(url);
+                    }
+                    return Checked::Deferred;
+                }
+                Fetch::Now => {
+                    let fetched = self
+                        .fetcher
+                        .get_within(url.as_str(), Purpose::Certificate, self.budget)
+                        .await;
+                    if let Err(rejection) = self.keep(url, fetched) {
+                        return Checked::Done(Err(rejection));
+                    }
+                }
+            }
+        }
+        Checked::Done(mailpipe_verify_core::verify(
+            request,
+            source,
+            &mut Context {
+                certificates: &self.certificates,
+            },
+        ))
+    }
+
+    /// Starts a background fetch, within the budget, of every wanted certificate not
+    /// being fetched already.
+    fn start_wanted(&mut self) {
+        for url in std::mem::take(&mut self.wanted) {
+            if !self.fetching.insert(url.clone()) {
+                continue;
+            }
+            let (fetcher, budget) = (self.fetcher.clone(), self.budget);
+            self.fetches.spawn(async move {
+                let fetched = fetcher
+                    .get_within(url.as_str(), Purpose::Certificate, budget)
+                    .await;
+                (url, fetched)
+            });
+        }
+    }
+
+    /// Takes in the fetches that have ended (into the cache, or their failure into the
+    /// remembered ones), without waiting; whether any had.
+    fn collect_fetched(&mut self) -> bool {
+        let mut any = false;
+        while let Some(joined) = self.fetches.try_join_next() {
+            self.take_fetched(joined);
+            any = true;
+        }
+        any
+    }
+
+    /// Waits for every fetch under way (shutdown).
+    async fn await_fetches(&mut self) {
+        while let Some(joined) = self.fetches.join_next().await {
+            self.take_fetched(joined);
+        }
+    }
+
+    fn take_fetched(
+        &mut self,
+        joined: Result<(CertificateUrl, Result<Vec<u8>, FetchFailure>), tokio::task::JoinError>,
+    ) {
+        match joined {
+            Ok((url, fetched)) => {
+                self.fetching.remove(&url);
+                let _ = self.keep(url, fetched);
+            }
+            // A fetch task cannot panic in practice; its messages are deferred again and
+            // their URL fetched anew.
+            Err(e) => {
+                tracing::error!(error = %e, "certificate fetch task failed");
+                self.fetching.clear();
+            }
+        }
+    }
+
+    /// Caches a fetched certificate, or remembers why its URL cannot be used.
+    fn keep(
+        &mut self,
+        url: CertificateUrl,
+        fetched: Result<Vec<u8>, FetchFailure>,
+    ) -> Result<(), Rejection> {
+        let result = match fetched {
+            Ok(pem) => self.certificates.insert_pem(url.clone(), &pem),
+            Err(FetchFailure::Permanent(why)) => Err(Rejection::new(
+                Reason::UntrustedCertificate,
+                format!("SigningCertURL {why}"),
+            )),
+            Err(FetchFailure::OutOfTime(why)) => Err(Rejection::new(
+                Reason::CertificateUnavailable,
+                format!(
+                    "SigningCertURL could not be fetched within {} ms: {why}",
+                    self.budget.as_millis()
+                ),
+            )),
+        };
+        if let Err(rejection) = &result {
+            self.failures
+                .insert(url.as_str(), rejection.clone(), Instant::now());
+        }
+        result
+    }
+
+    /// What a verified request is: events, or an SNS control message, confirmed here.
+    async fn act_on(&self, verified: &Verified, labels: &Labels) -> Outcome {
+        let action = match &verified.control {
+            None => return Outcome::Events,
+            Some(SnsControl::ConfirmSubscription {
+                topic_arn,
+                subscribe_url,
+            }) => {
+                match self
+                    .fetcher
+                    .get_within(
+                        subscribe_url,
+                        Purpose::SubscriptionConfirmation,
+                        self.budget,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(source = %labels.source, topic_arn = %topic_arn,
+                            "SNS subscription confirmed");
+                        records::SNS_SUBSCRIPTION_CONFIRMED
+                    }
+                    Err(why) => {
+                        tracing::warn!(source = %labels.source, topic_arn = %topic_arn, why = ?why,
+                            "SNS subscription could not be confirmed");
+                        records::SNS_SUBSCRIPTION_CONFIRMATION_FAILED
+                    }
+                }
+            }
+            Some(SnsControl::Unsubscribed { topic_arn }) => {
+                tracing::info!(source = %labels.source, topic_arn = %topic_arn,
+                    "SNS unsubscribe confirmation received");
+                records::SNS_UNSUBSCRIBE_CONFIRMED
+            }
+        };
+        metrics::counter!(names::VERIFY_CONTROL, "source" => labels.source.clone(), "action" => action)
+            .increment(1);
+        Outcome::Control { action }
+    }
+}
+
+/// At most 64 characters of a field as sent, for a rejection detail.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailpipe_avro::records::VerifiedKind;
+    use mailpipe_verify_core::testing;
+
+    fn settings_with(sources: &[(&str, Provider)]) -> Settings {
+        let mut settings = Settings::load_from(None).unwrap();
+        for (id, provider) in sources {
+            let source = serde_json::json!({"provider": provider.as_str(), "secrets": ["k"]});
+            settings
+                .sources
+                .insert(id.to_string(), serde_json::from_value(source).unwrap());
+        }
+        settings
+    }
+
+    fn envelope(provider: &str, source: &str) -> Envelope {
+        Envelope {
+            provider: provider.into(),
+            source: source.into(),
+            remote_addr: None,
+        }
+    }
+
+    #[test]
+    fn a_source_is_found_only_under_its_own_provider() {
+        let sources = Sources::new(&settings_with(&[
+            ("acme", Provider::Mailgun),
+            ("generic", Provider::Generic),
+        ]));
+        let found = |p: &str, s: &str| sources.find(&envelope(p, s)).map(|(id, _)| id.to_string());
+        assert_eq!(found("mailgun", "acme").as_deref(), Some("acme"));
+        assert_eq!(found("generic", "generic").as_deref(), Some("generic"));
+        assert_eq!(found("sendgrid", "acme"), None, "provider mismatch");
+        assert_eq!(found("mailgun", "other"), None, "not configured");
+        assert_eq!(found("nosuch", "acme"), None, "unknown provider");
+    }
+
+    #[test]
+    fn unknown_sources_lose_every_providers_credential_headers() {
+        let sources = Sources::new(&settings_with(&[]));
+        let mut headers: Vec<(String, Vec<u8>)> = [
+            "authorization",
+            "x-twilio-email-event-webhook-signature",
+            "svix-signature",
+            "x-postal-signature-256",
+            "x-mandrill-signature",
+            "signature",
+            "x-signature",
+            "content-type",
+        ]
+        .iter()
+        .map(|n| (n.to_string(), b"secret".to_vec()))
+        .collect();
+        sources.strip_all(&mut headers);
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+    }
+
+    /// Every provider's signed example verifies through the stage's verifier (SES with its
+    /// certificate already cached: no fetch), and its verified record carries no credential.
+    #[tokio::test]
+    async fn signed_examples_verify_and_leave_no_credentials() {
+        let now = 1_764_000_000;
+        for provider in Provider::ALL {
+            let example = testing::example(provider, now);
+            let mut verifier = Verifier::new(&settings_with(&[])).unwrap();
+            verifier.certificates = example.certificates.clone();
+            let mut request = example.request.clone();
+            let Checked::Done(verified) = verifier
+                .verify(&request, &example.source, Fetch::Later)
+                .await
+            else {
+                panic!("{provider}: deferred although its certificate is cached");
+            };
+            let verified = verified.unwrap_or_else(|e| panic!("{provider}: {e}"));
+            strip_credentials(&example.source, &mut request.headers);
+            let labels = Labels {
+                provider: provider.as_str(),
+                source: "s".into(),
+            };
+            let outcome = verifier.act_on(&verified, &labels).await;
+            assert_eq!(outcome, Outcome::Events, "{provider}");
+            let record = records::verified_record(
+                request,
+                envelope(provider.as_str(), "s"),
+                &verified,
+                &outcome,
+                now * 1000,
+            );
+            assert_eq!(record.kind, VerifiedKind::Events);
+            for header in &record.headers {
+                let value = String::from_utf8_lossy(&header.value);
+                assert!(
+                    !header.name.contains("signature") && header.name != "authorization",
+                    "{provider}: {} kept",
+                    header.name
+                );
+                for secret in testing::EXAMPLE_SECRETS {
+                    assert!(
+                        !value.contains(secret),
+                        "{provider}: secret in {}",
+                        header.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// An SNS message whose certificate URL does not answer is deferred (its URL noted
+    /// once), the batch's fetch gives up after the budget, and from then on the URL is
+    /// refused at once as certificate_unavailable, without another fetch.
+    #[tokio::test]
+    async fn an_unanswering_certificate_url_costs_one_budget_then_is_refused_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let arn = "arn:aws:sns:us-east-1:1:t";
+        let source = SourceConfig::new(
+            Provider::Ses,
+            &[],
+            SourceOptions {
+                sns_topic_arns: vec![arn.into()],
+                sns_insecure_loopback: true,
+                ..SourceOptions::default()
+            },
+        );
+        let fields = [
+            ("Type", "Notification"),
+            ("MessageId", "m-1"),
+            ("TopicArn", arn),
+            ("Timestamp", "2023-11-14T22:13:20.000Z"),
+            ("Message", "{}"),
+        ];
+        let url = format!("http://127.0.0.1:{port}/c.pem");
+        let body = testing::sns_message(&testing::rsa_keys()[0], 2, &url, &fields);
+        let request = testing::request(&[], &body, 1_700_000_000);
+        let mut settings = settings_with(&[]);
+        settings.verify.certificate_fetch_budget_ms = 1000;
+        let mut verifier = Verifier::new(&settings).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                verifier.verify(&request, &source, Fetch::Later).await,
+                Checked::Deferred
+            ));
+        }
+        assert_eq!(verifier.wanted.len(), 1, "one fetch per URL");
+        let started = std::time::Instant::now();
+        verifier.start_wanted();
+        verifier.start_wanted();
+        assert_eq!(verifier.fetching.len(), 1, "one fetch under way per URL");
+        assert!(!verifier.collect_fetched(), "started in the background");
+        verifier.await_fetches().await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        for fetch in [Fetch::Now, Fetch::Later] {
+            let started = std::time::Instant::now();
+            let Checked::Done(Err(rejection)) = verifier.verify(&request, &source, fetch).await
+            else {
+                panic!("not rejected");
+            };
+            assert_eq!(rejection.reason, Reason::CertificateUnavailable);
+            assert!(
+                started.elapsed() < Duration::from_millis(200),
+                "fetched again"
+            );
+        }
+    }
+
+    #[test]
+    fn clip_keeps_at_most_64_characters_on_a_char_boundary() {
+        assert_eq!(clip("acme"), "acme");
+        let long = "é".repeat(100);
+        assert_eq!(clip(&long).chars().count(), 64);
+    }
+}

@@ -1,6 +1,0 @@
-//! Arbitrary or mutated-from-valid mailjet requests through `verify`: must never panic.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|input: mailpipe_verify_fuzz::Input| {
-    mailpipe_verify_fuzz::run(mailpipe_verify::Provider::Mailjet, input);
-});
