@@ -1,7 +1,7 @@
 //! Building canonical events: the defaults every provider starts from, recipient address
 //! normalization, and the final touches applied to every event in one place.
 
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::{EmailEvent, EventType, Provider, RejectReason};
 
 use crate::input::ParseInput;
 
@@ -69,8 +69,12 @@ pub(crate) fn address(text: &str) -> Option<String> {
 
 /// Applied to every event after its provider built it: the recipient normalized and its
 /// domain derived; `campaign_id` from the metadata key `campaign_id` when the provider
-/// has no campaign field of its own (a convention senders can follow on any ESP).
+/// has no campaign field of its own (a convention senders can follow on any ESP); the
+/// taxonomy's reject reason where the provider gave none ([`implied_reject_reason`]).
 pub(crate) fn finish(event: &mut EmailEvent) {
+    if event.reject_reason.is_none() {
+        event.reject_reason = implied_reject_reason(event.event_type);
+    }
     event.recipient = event.recipient.as_deref().and_then(address);
     event.recipient_domain = event
         .recipient
@@ -87,9 +91,71 @@ pub(crate) fn finish(event: &mut EmailEvent) {
     }
 }
 
+/// The reject reason an event type implies when the provider does not classify it, one
+/// rule for every provider (the anymail taxonomy): a complaint is `spam`, an unsubscribe
+/// `unsubscribed`, and a bounce, deferral, failure or rejection without a classification
+/// `other`. A provider's own classification always wins; other event types have none.
+pub fn implied_reject_reason(event_type: EventType) -> Option<RejectReason> {
+    match event_type {
+        EventType::Complained => Some(RejectReason::Spam),
+        EventType::Unsubscribed => Some(RejectReason::Unsubscribed),
+        EventType::Bounced | EventType::Deferred | EventType::Failed | EventType::Rejected => {
+            Some(RejectReason::Other)
+        }
+        EventType::Queued
+        | EventType::Sent
+        | EventType::Delivered
+        | EventType::Autoresponded
+        | EventType::Opened
+        | EventType::Clicked
+        | EventType::Subscribed
+        | EventType::Unknown => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unclassified_failures_complaints_and_unsubscribes_get_the_taxonomy_reason() {
+        use EventType::*;
+        let implied: Vec<_> = [
+            Complained,
+            Unsubscribed,
+            Bounced,
+            Deferred,
+            Failed,
+            Rejected,
+        ]
+        .into_iter()
+        .map(implied_reject_reason)
+        .collect();
+        use RejectReason::{Other, Spam, Unsubscribed as Unsub};
+        assert_eq!(
+            implied,
+            [
+                Some(Spam),
+                Some(Unsub),
+                Some(Other),
+                Some(Other),
+                Some(Other),
+                Some(Other)
+            ]
+        );
+        for t in [
+            Queued,
+            Sent,
+            Delivered,
+            Autoresponded,
+            Opened,
+            Clicked,
+            Subscribed,
+            Unknown,
+        ] {
+            assert_eq!(implied_reject_reason(t), None, "{t:?}");
+        }
+    }
 
     #[test]
     fn addresses_lose_display_names_and_case() {

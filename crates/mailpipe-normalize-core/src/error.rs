@@ -23,7 +23,7 @@ pub enum ParseFailure {
     MissingField,
     /// A field is present but unusable: a timestamp that is not one, out of range…
     InvalidField,
-    /// More events in one request than [`crate::MAX_EVENTS_PER_REQUEST`].
+    /// More events in one request than [`crate::max_events`] allows for its size.
     TooManyEvents,
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 
 use crate::error::{ParseError, ParseFailure};
-use crate::MAX_EVENTS_PER_REQUEST;
+use crate::max_events;
 
 pub(crate) use value::{Json, Object};
 
@@ -58,13 +58,11 @@ pub(crate) fn events<'a>(
         (Some(b'['), Shape::Array | Shape::ObjectOrArray) => {
             let elements: Vec<&RawValue> =
                 serde_json::from_str(text).map_err(|e| classify(what, &e))?;
-            if elements.len() > MAX_EVENTS_PER_REQUEST {
+            let cap = max_events(text.len());
+            if elements.len() > cap {
                 return Err(ParseError::new(
                     ParseFailure::TooManyEvents,
-                    format!(
-                        "{what} holds {} events, more than {MAX_EVENTS_PER_REQUEST}",
-                        elements.len()
-                    ),
+                    format!("{what} holds {} events, more than {cap}", elements.len()),
                 ));
             }
             elements

@@ -26,27 +26,37 @@ mod json;
 mod providers;
 mod timestamp;
 
-pub use draft::UNKNOWN_TIME;
+pub use draft::{implied_reject_reason, UNKNOWN_TIME};
 pub use error::{ParseError, ParseFailure};
 pub use input::ParseInput;
 pub use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};
 
-/// The most events one request may hold. Far above what providers batch (Mandrill
-/// ≤ 1000, Brevo ≤ 500, SendGrid flushes at 768 KB), it bounds the memory one hostile or
-/// broken request can take; a bigger request is dead-lettered, not truncated.
-pub const MAX_EVENTS_PER_REQUEST: usize = 20_000;
+/// Every event any provider sends is more JSON than this: an object with at least an event
+/// name, a recipient and a time (SendGrid's smallest real event is ~150 bytes).
+pub const MIN_EVENT_BYTES: usize = 32;
+
+/// The floor of [`max_events`], for small bodies that fan out: SES makes one event per
+/// recipient of a message (at most 50).
+pub const MIN_EVENTS_CAP: usize = 1_000;
+
+/// The most events a request of `body_len` bytes may hold: one per [`MIN_EVENT_BYTES`]
+/// (163,840 for the receiver's default 5 MiB body limit), never fewer than
+/// [`MIN_EVENTS_CAP`]. No provider's legitimate batch comes near it, whatever the body limit;
+/// it bounds the memory one broken request can take. A request above it is dead-lettered
+/// whole (reason `too_many_events`, the raw request kept for a replay), never truncated.
+pub fn max_events(body_len: usize) -> usize {
+    (body_len / MIN_EVENT_BYTES).max(MIN_EVENTS_CAP)
+}
 
 /// Parses one verified request of `provider` into canonical events.
 pub fn parse(provider: Provider, input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
     let mut events = providers::parse(provider, input)?;
-    if events.len() > MAX_EVENTS_PER_REQUEST {
+    let cap = max_events(input.body.len());
+    if events.len() > cap {
         // SES fans one message out per recipient; everything else is bounded while splitting.
         return Err(ParseError::new(
             ParseFailure::TooManyEvents,
-            format!(
-                "{} events, more than {MAX_EVENTS_PER_REQUEST}",
-                events.len()
-            ),
+            format!("{} events, more than {cap}", events.len()),
         ));
     }
     for event in &mut events {

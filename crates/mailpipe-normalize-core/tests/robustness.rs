@@ -4,9 +4,7 @@
 
 mod common;
 
-use mailpipe_normalize_core::{
-    parse, EmailEvent, ParseFailure, ParseInput, Provider, MAX_EVENTS_PER_REQUEST,
-};
+use mailpipe_normalize_core::{max_events, parse, EmailEvent, ParseFailure, ParseInput, Provider};
 
 /// xorshift64*: small, deterministic, good enough to shake parsers.
 struct Rng(u64);
@@ -139,9 +137,11 @@ fn garbage_is_an_error_for_every_provider() {
 }
 
 #[test]
-fn oversized_batches_are_refused_not_truncated() {
-    let event = r#"{"event":"delivered","email":"a@example.com","event_type":"delivered","RecordType":"Delivery"}"#;
-    let huge = format!("[{}]", vec![event; MAX_EVENTS_PER_REQUEST + 1].join(","));
+fn batches_of_more_events_than_their_bytes_allow_are_refused_not_truncated() {
+    // 2,000 elements of 6 bytes: over the floor of 1,000 and over one per 32 bytes.
+    let tiny = r#"{"":0}"#;
+    let huge = format!("[{}]", vec![tiny; 2_000].join(","));
+    assert!(2_000 > max_events(huge.len()));
     for provider in [
         Provider::Sendgrid,
         Provider::Brevo,
@@ -151,13 +151,23 @@ fn oversized_batches_are_refused_not_truncated() {
         let err = run(provider, &json_headers(), huge.as_bytes()).unwrap_err();
         assert_eq!(err.failure, ParseFailure::TooManyEvents, "{provider}");
     }
-    let at_limit = format!("[{}]", vec![event; 1000].join(","));
-    assert_eq!(
-        run(Provider::Sendgrid, &json_headers(), at_limit.as_bytes())
-            .unwrap()
-            .len(),
-        1000
-    );
+}
+
+#[test]
+fn a_large_batch_of_small_real_events_is_accepted() {
+    // 30,000 small SendGrid events (~110 bytes each, 3.3 MB: within the default 5 MiB
+    // body limit). A fixed cap of 20,000 used to refuse this legitimate batch.
+    let events: Vec<String> = (0..30_000)
+        .map(|i| {
+            format!(
+                r#"{{"email":"a{i}@example.com","timestamp":1700000000,"event":"open","sg_event_id":"e{i}"}}"#
+            )
+        })
+        .collect();
+    let body = format!("[{}]", events.join(","));
+    assert!(body.len() < 5 * 1024 * 1024);
+    let parsed = run(Provider::Sendgrid, &json_headers(), body.as_bytes()).unwrap();
+    assert_eq!(parsed.len(), 30_000);
 }
 
 #[test]

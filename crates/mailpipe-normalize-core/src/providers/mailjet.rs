@@ -155,7 +155,11 @@ mod tests {
                     Some(RejectReason::Bounced),
                     Some(BounceClass::Hard)
                 ),
-                (EventType::Deferred, None, Some(BounceClass::Soft)),
+                (
+                    EventType::Deferred,
+                    Some(RejectReason::Other),
+                    Some(BounceClass::Soft)
+                ),
                 (EventType::Rejected, Some(RejectReason::Blocked), None),
             ]
         );

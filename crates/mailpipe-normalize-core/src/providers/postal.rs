@@ -11,6 +11,10 @@
 //! | `MessageLinkClicked` | clicked | |
 //! | `MessageLoaded` | opened | |
 //! | `DomainDNSError`, `SendLimit*`, anything else | unknown | |
+//! | any, about a message whose `direction` is `incoming` | no event (Postal's report on mail it received) | |
+//!
+//! A body with `rcpt_to` and no `event` is an incoming message posted by a Postal HTTP
+//! endpoint, not a webhook: refused (`wrong_shape`, so dead-lettered with the reason).
 //!
 //! - event_id: top-level `uuid`; without it, the hash of (`event`, message id,
 //!   `timestamp`, `url`).
@@ -34,6 +38,14 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
     let text = json::utf8(input.body, "body")?;
     let event = json::events(text, Shape::Object, "body")?.remove(0);
     let o = &event.object;
+    if o.contains_key("rcpt_to") && !o.contains_key("event") {
+        // Postal's HTTP endpoint for *incoming* mail posts the message itself (rcpt_to,
+        // mail_from, plain_body …): a routing mistake on the Postal side, not an event.
+        return Err(ParseError::shape(String::from(
+            "an incoming message from a Postal HTTP endpoint (it has rcpt_to), not a webhook \
+             event: route incoming mail elsewhere",
+        )));
+    }
     let name = o.required_str("event")?;
     let empty = Object::default();
     let payload = match o.get("payload") {
@@ -50,6 +62,11 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
         .object_of("message")
         .or_else(|| payload.object_of("original_message"))
         .unwrap_or(&empty);
+    if message.str_of("direction") == Some("incoming") {
+        // Postal reports on the mail it receives as well as on the mail it sends; only the
+        // outgoing messages' events are email events (as anymail: no event).
+        return Ok(Vec::new());
+    }
     let mut e = new_event(input, Provider::Postal, name, event.raw);
     let time = [("payload.timestamp", payload), ("timestamp", o)]
         .into_iter()

@@ -9,8 +9,10 @@
 //! | `SubscriptionChange` | `SuppressSending: false` → subscribed; else by `SuppressionReason`: ManualSuppression → unsubscribed, HardBounce → bounced (bounced, hard), SpamComplaint → complained (as anymail does) | |
 //! | anything else | unknown | |
 //!
-//! - event_id: Postmark's `ID` (Bounce, SpamComplaint) is an account-scoped integer, and
-//!   the other records have none, so always the hash of (`RecordType`, `ID`, `MessageID`,
+//! - event_id: a Bounce or SpamComplaint record's own `ID` (Postmark's bounce id, so users
+//!   can act on the bounce through Postmark's API; the dedupe key adds provider and source,
+//!   so an account-scoped number cannot collide with another account's); the other
+//!   records, and any without an `ID`, the hash of (`RecordType`, `ID`, `MessageID`,
 //!   recipient, the record's time text, `OriginalLink`, `SuppressSending`).
 //! - message_id: `MessageID`. recipient: `Email` or `Recipient`.
 //! - occurred_at: `DeliveredAt`, `BouncedAt`, `ReceivedAt` or `ChangedAt` (RFC 3339 with
@@ -145,19 +147,26 @@ pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseErro
 
     let time_text = time_field.and_then(|f| o.str_of(f));
     let suppress = o.bool_of("SuppressSending").map(|b| b.to_string());
-    e.event_id = hashed(
-        Provider::Postmark,
-        input.source,
-        &[
-            Some(name),
-            o.text_of("ID").as_deref(),
-            e.message_id.as_deref(),
-            e.recipient.as_deref(),
-            time_text,
-            e.url.as_deref(),
-            suppress.as_deref(),
-        ],
-    );
+    let own_id = matches!(name, "Bounce" | "SpamComplaint")
+        .then(|| o.text_of("ID"))
+        .flatten()
+        .filter(|id| !id.is_empty());
+    e.event_id = match own_id {
+        Some(id) => id,
+        None => hashed(
+            Provider::Postmark,
+            input.source,
+            &[
+                Some(name),
+                o.text_of("ID").as_deref(),
+                e.message_id.as_deref(),
+                e.recipient.as_deref(),
+                time_text,
+                e.url.as_deref(),
+                suppress.as_deref(),
+            ],
+        ),
+    };
     Ok(vec![e])
 }
 

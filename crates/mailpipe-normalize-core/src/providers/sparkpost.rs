@@ -8,7 +8,7 @@
 //! | `injection` | queued | |
 //! | `delivery` | delivered | |
 //! | `bounce`, `out_of_band` | bounced (class 60, 100 → autoresponded; 80 → subscribed; 90 → unsubscribed) | from `bounce_class`, see [`BOUNCE_CLASSES`] |
-//! | `delay` | deferred | soft |
+//! | `delay` | deferred | from `bounce_class` when it has one (as anymail), else other / soft |
 //! | `policy_rejection`, `generation_rejection` | rejected | from `bounce_class`, else other |
 //! | `generation_failure` | failed | |
 //! | `spam_complaint` | complained | |
@@ -148,7 +148,11 @@ fn event(
                 class_info.and_then(|(.., c)| *c),
             ),
         },
-        "delay" => (EventType::Deferred, None, Some(BounceClass::Soft)),
+        "delay" => (
+            EventType::Deferred,
+            class_info.map(|(_, _, r, _)| *r),
+            Some(BounceClass::Soft),
+        ),
         "policy_rejection" | "generation_rejection" => (EventType::Rejected, Some(reason), None),
         "generation_failure" => (EventType::Failed, None, None),
         "spam_complaint" => (EventType::Complained, None, None),

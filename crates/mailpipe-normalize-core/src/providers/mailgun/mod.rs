@@ -201,7 +201,11 @@ mod tests {
         );
         assert_eq!(
             (temp.event_type, temp.reject_reason, temp.bounce_class),
-            (EventType::Deferred, None, Some(BounceClass::Soft))
+            (
+                EventType::Deferred,
+                Some(RejectReason::Other),
+                Some(BounceClass::Soft)
+            )
         );
         let supp = current(
             r#"{"event":"failed","severity":"permanent","reason":"suppress-complaint","recipient":"a@x.example"}"#,
