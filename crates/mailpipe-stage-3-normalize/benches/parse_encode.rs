@@ -23,7 +23,7 @@ struct Case {
 
 fn cases(provider: Provider) -> Vec<Case> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../mailpipe-normalize/tests/fixtures")
+        .join("../mailpipe-normalize-core/tests/fixtures")
         .join(provider.as_str());
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()

@@ -188,7 +188,7 @@ mod tests {
     /// Every event of every fixture the normalizer's tests use.
     fn fixture_events() -> Vec<EmailEvent> {
         let root =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../mailpipe-normalize/tests/fixtures");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../mailpipe-normalize-core/tests/fixtures");
         let mut events = Vec::new();
         for provider in Provider::ALL {
             let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(provider.as_str()))
