@@ -78,6 +78,7 @@ pub enum ActionParams {
     /// Produce one record on `topic`.
     Publish {
         topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
         key: Option<String>,
         value: String,
     },

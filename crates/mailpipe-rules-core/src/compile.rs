@@ -105,14 +105,11 @@ pub(crate) fn compile_rule(
         sink.at(raw.id.span(), RuleErrorKind::InvalidId(id.clone()));
     }
     let when = when::compile(&raw.when, "when", env, sink);
-    if raw.then.get_ref().is_empty() {
-        sink.at(
-            raw.then.span(),
-            RuleErrorKind::Invalid("a rule needs at least one action".into()),
-        );
+    if raw.then.is_empty() {
+        sink.here(RuleErrorKind::Invalid("a rule needs at least one action (`[[rule.then]]`)".into()));
     }
     let mut actions = Vec::new();
-    for (index, action) in raw.then.get_ref().iter().enumerate() {
+    for (index, action) in raw.then.iter().enumerate() {
         if let Some(action) =
             Action::compile(action, &format!("{id}/{index}"), templates, env, sink)
         {

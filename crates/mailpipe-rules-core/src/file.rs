@@ -37,7 +37,8 @@ pub(crate) struct RawRule {
     pub respect_suppression: bool,
     #[serde(default)]
     pub when: RawWhen,
-    pub then: Spanned<Vec<RawAction>>,
+    /// Not `Spanned`: toml_edit gives an array of tables no span of its own.
+    pub then: Vec<RawAction>,
     #[serde(default)]
     pub cooldown: Option<RawCooldown>,
     #[serde(default)]

@@ -63,11 +63,14 @@ pub fn load(text: &str) -> Result<RuleSet, Vec<RuleError>> {
     let mut rules = Vec::new();
     let mut first_seen: BTreeMap<String, Location> = BTreeMap::new();
     for (value, start) in tables {
+        let value_copy = value.clone();
         let raw = match RawRule::deserialize(value.into_deserializer()) {
             Ok(raw) => raw,
             Err(e) => {
                 let span = e.span().or(Some(start..start));
-                errors.push(syntax_error(span, e.message()));
+                let mut error = syntax_error(span, e.message());
+                error.rule_id = rule_id_of(&value_copy);
+                errors.push(error);
                 continue;
             }
         };
@@ -92,6 +95,12 @@ pub fn load(text: &str) -> Result<RuleSet, Vec<RuleError>> {
         return Err(errors);
     }
     Ok(RuleSet::new(rules, templates, env))
+}
+
+/// The `id` of a rule that failed to deserialize, to name it in its error.
+fn rule_id_of(value: &Value) -> Option<String> {
+    let id = value.as_inline_table()?.get("id")?.as_str()?;
+    Some(id.to_string())
 }
 
 #[cfg(test)]
