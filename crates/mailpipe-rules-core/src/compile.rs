@@ -106,7 +106,9 @@ pub(crate) fn compile_rule(
     }
     let when = when::compile(&raw.when, "when", env, sink);
     if raw.then.is_empty() {
-        sink.here(RuleErrorKind::Invalid("a rule needs at least one action (`[[rule.then]]`)".into()));
+        sink.here(RuleErrorKind::Invalid(
+            "a rule needs at least one action (`[[rule.then]]`)".into(),
+        ));
     }
     let mut actions = Vec::new();
     for (index, action) in raw.then.iter().enumerate() {

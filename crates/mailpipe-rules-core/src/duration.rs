@@ -40,7 +40,7 @@ pub fn format_duration_ms(ms: u64) -> String {
         return "0s".to_string();
     }
     for (unit_ms, unit) in UNITS {
-        if ms % unit_ms == 0 {
+        if ms.is_multiple_of(unit_ms) {
             return format!("{}{unit}", ms / unit_ms);
         }
     }

@@ -4,6 +4,7 @@
 //! [`Lookup`] answered by the stage). `when` lists stateless ones first, so most events are
 //! decided before any state is needed and the stage is asked for nothing.
 
+mod check;
 pub(crate) mod counting;
 pub(crate) mod engagement;
 pub(crate) mod expression;

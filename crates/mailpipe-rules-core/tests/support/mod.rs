@@ -123,7 +123,10 @@ impl EventSpec {
             source: self.source.clone(),
             occurred_at: self.occurred_at,
             received_at: self.occurred_at + 1_000,
-            recipient_domain: recipient.as_ref().and_then(|r| r.rsplit_once('@')).map(|(_, d)| d.to_string()),
+            recipient_domain: recipient
+                .as_ref()
+                .and_then(|r| r.rsplit_once('@'))
+                .map(|(_, d)| d.to_string()),
             recipient,
             message_id: Some("msg-1".into()),
             campaign_id: self.campaign_id.clone(),
@@ -149,7 +152,9 @@ pub fn answer_plan(plan: &StatePlan, spec: &StateSpec) -> StateSnapshot {
         .iter()
         .map(|lookup| {
             let answer = match lookup {
-                Lookup::Count { key, .. } => Answer::Count(spec.counts.get(&key.counter).copied().unwrap_or(0)),
+                Lookup::Count { key, .. } => {
+                    Answer::Count(spec.counts.get(&key.counter).copied().unwrap_or(0))
+                }
                 Lookup::Score { .. } => Answer::Score(spec.score),
                 Lookup::Segment { name, .. } => Answer::Flag(spec.segments.contains(name)),
                 Lookup::Suppressed { .. } => Answer::Flag(spec.suppressed),
@@ -160,11 +165,19 @@ pub fn answer_plan(plan: &StatePlan, spec: &StateSpec) -> StateSnapshot {
 }
 
 /// Every way `outcome` differs from `expect`.
-pub fn check_rule(label: &str, outcome: &RuleOutcome, expect: &RuleExpect, claim: Option<ClaimResult>) -> Vec<String> {
+pub fn check_rule(
+    label: &str,
+    outcome: &RuleOutcome,
+    expect: &RuleExpect,
+    claim: Option<ClaimResult>,
+) -> Vec<String> {
     let mut failures = Vec::new();
     let mut differ = |what: &str, got: String, want: &str| {
         if got != want {
-            failures.push(format!("{label}: rule {} {what} is {got}, want {want}", expect.id));
+            failures.push(format!(
+                "{label}: rule {} {what} is {got}, want {want}",
+                expect.id
+            ));
         }
     };
     if let Some(want) = &expect.status {
@@ -177,7 +190,11 @@ pub fn check_rule(label: &str, outcome: &RuleOutcome, expect: &RuleExpect, claim
         differ("status", got.into(), want);
     }
     if let Some(want) = &expect.decided_by {
-        let got = outcome.when.as_ref().and_then(|w| w.decided_by.as_ref()).map_or("none", |d| d.condition);
+        let got = outcome
+            .when
+            .as_ref()
+            .and_then(|w| w.decided_by.as_ref())
+            .map_or("none", |d| d.condition);
         differ("decided_by", got.into(), want);
     }
     if let Some(want) = &expect.pending {
@@ -190,11 +207,19 @@ pub fn check_rule(label: &str, outcome: &RuleOutcome, expect: &RuleExpect, claim
     }
     if let Some(want) = &expect.decision {
         for (action, decision) in outcome.decide(claim) {
-            differ(&format!("action {} decision", action.index), decision.as_str().into(), want);
+            differ(
+                &format!("action {} decision", action.index),
+                decision.as_str().into(),
+                want,
+            );
         }
     }
     if let Some(want) = &expect.decisions {
-        let got: Vec<&str> = outcome.decide(claim).into_iter().map(|(_, d)| d.as_str()).collect();
+        let got: Vec<&str> = outcome
+            .decide(claim)
+            .into_iter()
+            .map(|(_, d)| d.as_str())
+            .collect();
         differ("decisions", format!("{got:?}"), &format!("{want:?}"));
     }
     if let Some(want) = &expect.actions {
@@ -206,15 +231,26 @@ pub fn check_rule(label: &str, outcome: &RuleOutcome, expect: &RuleExpect, claim
                 Err(e) => serde_json::json!({ "render_failed": e }),
             })
             .collect();
-        let want: Vec<serde_json::Value> = want.iter().map(|v| serde_json::to_value(v).unwrap()).collect();
-        differ("actions", serde_json::to_string(&got).unwrap(), &serde_json::to_string(&want).unwrap());
+        let want: Vec<serde_json::Value> = want
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap())
+            .collect();
+        differ(
+            "actions",
+            serde_json::to_string(&got).unwrap(),
+            &serde_json::to_string(&want).unwrap(),
+        );
     }
     if let Some(want) = &expect.delays_ms {
         let got: Vec<u64> = outcome.actions.iter().map(|a| a.delay_ms).collect();
         differ("delays", format!("{got:?}"), &format!("{want:?}"));
     }
     if let Some(want) = &expect.idempotency_keys {
-        let got: Vec<&str> = outcome.actions.iter().map(|a| a.idempotency_key.as_str()).collect();
+        let got: Vec<&str> = outcome
+            .actions
+            .iter()
+            .map(|a| a.idempotency_key.as_str())
+            .collect();
         differ("idempotency keys", format!("{got:?}"), &format!("{want:?}"));
     }
     failures
