@@ -185,3 +185,35 @@ fn content_hash(raw: &RawRule) -> String {
     let digest = Sha256::digest(&json);
     hex::encode(&digest[..6])
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::load;
+
+    const RULE: &str = "[[rule]]\nid = \"a\"\n[rule.when]\ntags = [\"x\"]\n[[rule.then]]\naction = \"score\"\nadd = 1.0\n";
+
+    fn version(text: &str) -> String {
+        load(text).unwrap().rules()[0].version.clone()
+    }
+
+    #[test]
+    fn derived_version_follows_content_not_layout() {
+        let base = version(RULE);
+        assert_eq!(base.len(), 12);
+        let relaid = format!("# a comment\n\n{}", RULE.replace("tags = ", "tags    =   "));
+        assert_eq!(version(&relaid), base);
+        assert_ne!(version(&RULE.replace("1.0", "2.0")), base);
+    }
+
+    #[test]
+    fn an_explicit_version_wins() {
+        assert_eq!(
+            version(&RULE.replace("id = \"a\"", "id = \"a\"\nversion = 7")),
+            "7"
+        );
+        assert_eq!(
+            version(&RULE.replace("id = \"a\"", "id = \"a\"\nversion = \"2026-12\"")),
+            "2026-12"
+        );
+    }
+}

@@ -108,10 +108,29 @@ pub struct PlannedAction {
     pub due_at_ms: i64,
     /// Whether a guard must still hold when it comes due ([`crate::RuleSet::check_guard`]).
     pub guarded: bool,
-    /// The rendered fields, or why they could not be rendered.
+    /// The rendered fields, or why they could not be rendered (serialized as the
+    /// fields, or as `{"render_error": "…"}`).
+    #[serde(serialize_with = "serialize_params")]
     pub params: Result<ActionParams, String>,
     /// Skipped because the recipient is suppressed (decided by the engine).
     pub recipient_suppressed: bool,
+}
+
+fn serialize_params<S: serde::Serializer>(
+    params: &Result<ActionParams, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct RenderError<'a> {
+        render_error: &'a str,
+    }
+    match params {
+        Ok(params) => params.serialize(serializer),
+        Err(error) => RenderError {
+            render_error: error,
+        }
+        .serialize(serializer),
+    }
 }
 
 impl PlannedAction {

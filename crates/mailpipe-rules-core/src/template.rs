@@ -177,6 +177,21 @@ mod tests {
     }
 
     #[test]
+    fn loops_sets_and_builtins_are_not_unknown_variables() {
+        let source = "{% set sep = '|' %}{% for t in tags %}{{ loop.index }}{{ sep }}{{ t }}{% endfor %}{{ range(2) | list | length }}{{ recipient is none }}";
+        let (templates, text, errors) = add(source);
+        assert!(errors.is_empty(), "{errors:?}");
+        let e = event(EventType::Opened);
+        let rule = RuleVars {
+            id: "r",
+            description: "",
+            version: "1",
+        };
+        let rendered = templates.render(&text.unwrap(), &context(&EventVars::of(&e), &rule));
+        assert_eq!(rendered.unwrap(), "1|welcome2False");
+    }
+
+    #[test]
     fn plain_text_needs_no_template() {
         let (_, text, errors) = add("hard bounce");
         assert!(errors.is_empty());

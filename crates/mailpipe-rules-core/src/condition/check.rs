@@ -66,6 +66,9 @@ pub(crate) fn compile(
         }));
     }
     if let Some(pairs) = &raw.metadata {
+        if pairs.is_empty() {
+            sink.here(RuleErrorKind::Invalid("metadata is empty".into()));
+        }
         conditions.push(Condition::Metadata(MetadataEquals {
             pairs: pairs.clone(),
         }));
@@ -109,6 +112,15 @@ pub(crate) fn compile(
         if score.at_least.is_none() && score.below.is_none() {
             sink.here(RuleErrorKind::Invalid(
                 "score needs at_least or below".into(),
+            ));
+        }
+        if [score.at_least, score.below]
+            .iter()
+            .flatten()
+            .any(|b| !b.is_finite())
+        {
+            sink.here(RuleErrorKind::Invalid(
+                "score bounds must be finite numbers".into(),
             ));
         }
         conditions.push(Condition::Score(ScoreBound {

@@ -6,8 +6,10 @@
 //! is a load error. At run time anything but `true` (false, another type, an error such as a
 //! missing map key) is a failed condition whose explanation says why.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr, IdedExpr};
 use cel::{Context, Env, Program, Value};
 use toml::Spanned;
 
@@ -36,14 +38,12 @@ impl Expression {
                 return None;
             }
         };
-        let mut unknown: Vec<String> = program
-            .references()
-            .variables()
+        let mut free = BTreeSet::new();
+        free_variables(program.expression(), &mut Vec::new(), &mut free);
+        let unknown: Vec<String> = free
             .into_iter()
             .filter(|v| !is_known_path(v, &EVENT_FIELDS))
-            .map(str::to_string)
             .collect();
-        unknown.sort();
         for name in &unknown {
             sink.at(
                 raw.span(),
@@ -69,6 +69,62 @@ impl Expression {
                 ctx.detail(|| format!("{} is not a bool: {other:?}", self.source)),
             ),
             Err(e) => (false, ctx.detail(|| format!("{} failed: {e}", self.source))),
+        }
+    }
+}
+
+/// The variables `expr` reads that it does not bind itself: a macro's own variables
+/// (`t` in `tags.exists(t, t == "x")`) are bound, so they are not event fields to check.
+fn free_variables(expr: &IdedExpr, bound: &mut Vec<String>, free: &mut BTreeSet<String>) {
+    let entries =
+        |entries: &[IdedEntryExpr], bound: &mut Vec<String>, free: &mut BTreeSet<String>| {
+            for entry in entries {
+                match &entry.expr {
+                    EntryExpr::StructField(field) => free_variables(&field.value, bound, free),
+                    EntryExpr::MapEntry(pair) => {
+                        free_variables(&pair.key, bound, free);
+                        free_variables(&pair.value, bound, free);
+                    }
+                }
+            }
+        };
+    match &expr.expr {
+        Expr::Unspecified | Expr::Literal(_) => {}
+        Expr::Ident(name) => {
+            if !name.starts_with('@') && !bound.contains(name) {
+                free.insert(name.clone());
+            }
+        }
+        Expr::Call(call) => {
+            call.target
+                .iter()
+                .for_each(|t| free_variables(t, bound, free));
+            call.args
+                .iter()
+                .for_each(|a| free_variables(a, bound, free));
+        }
+        Expr::Select(select) => free_variables(&select.operand, bound, free),
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .for_each(|e| free_variables(e, bound, free)),
+        Expr::Map(map) => entries(&map.entries, bound, free),
+        Expr::Struct(structure) => entries(&structure.entries, bound, free),
+        Expr::Comprehension(comprehension) => {
+            free_variables(&comprehension.iter_range, bound, free);
+            free_variables(&comprehension.accu_init, bound, free);
+            let outer = bound.len();
+            bound.push(comprehension.iter_var.clone());
+            bound.extend(comprehension.iter_var2.clone());
+            bound.push(comprehension.accu_var.clone());
+            for inner in [
+                &comprehension.loop_cond,
+                &comprehension.loop_step,
+                &comprehension.result,
+            ] {
+                free_variables(inner, bound, free);
+            }
+            bound.truncate(outer);
         }
     }
 }
@@ -128,6 +184,14 @@ mod tests {
             (r#"metadata.team == "a""#, false),
             // Not a bool.
             ("1 + 1", false),
+            // Macros: their own variables are not event fields, and are allowed.
+            ("tags.exists(t, t == 'welcome')", true),
+            ("has(metadata.plan) && !has(metadata.team)", true),
+            (
+                "tags.all(tag, tag.startsWith('w')) && tags.map(x, x + '!')[0] == 'welcome!'",
+                true,
+            ),
+            (r#"recipient_domain.matches('^example\\.(org|com)$')"#, true),
         ];
         for (text, want) in cases {
             let (expression, errors) = compile(text);
