@@ -16,7 +16,8 @@
 //!
 //! Invariant: pure — no IO, no Kafka, Redis or HTTP, no clock; time comes from the event.
 //! Invariant: deterministic — the same rules, event and snapshot give the same evaluation.
-//! Invariant: never panics on any event or snapshot; a missing answer fails its condition.
+//! Invariant: never panics, on any event or snapshot (a missing answer fails its condition)
+//! nor on any rules text (property-tested in `tests/never_panics.rs`).
 //! Invariant: loading reports every error it can find, each with line and column, and an
 //! invalid file yields no rule set at all.
 

@@ -234,3 +234,23 @@ fn the_rules_under_test_match_and_render() {
     }
     assert!(everything.actions[1].guarded);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Loading reports errors, never panics, whatever the text, the expression, the
+    /// pattern or the template.
+    #[test]
+    fn loading_never_panics(
+        text in ".{0,200}",
+        expression in "[a-z_. ()'\"=<>!&|+*/%\\[\\]{},?:0-9-]{0,40}",
+        pattern in ".{0,20}",
+        template in "[a-z_ {}%#|.()'\"]{0,40}",
+    ) {
+        let _ = load(&text);
+        let rule = format!(
+            "[[rule]]\nid = \"p\"\n[rule.when]\nexpression = {expression:?}\nrecipient_matches = [{pattern:?}]\n[[rule.then]]\naction = \"publish\"\ntopic = \"t\"\nvalue = {template:?}\n"
+        );
+        let _ = load(&rule);
+    }
+}
