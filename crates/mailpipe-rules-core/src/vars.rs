@@ -1,0 +1,230 @@
+//! The event as variables: what templates and expressions can name, and their values.
+//!
+//! One list of names ([`EVENT_FIELDS`]) serves both the load-time checks (an unknown name is
+//! an error with its line) and the values built per event, so the two cannot drift apart.
+//! Absent optional fields are `null`: templates render them as empty text, expressions can
+//! test `recipient == null`. `geo` is always an object so `geo.country` is never undefined.
+
+use std::collections::BTreeMap;
+
+use mailpipe_model::{EmailEvent, EventType, Geo, Provider};
+use serde::Serialize;
+
+/// Names an expression or template may use, as in `schemas/email_event.avsc`, plus
+/// `event_time` (the time the engine counts by: `occurred_at`, else `received_at`).
+pub const EVENT_FIELDS: [&str; 24] = [
+    "event_id",
+    "event_type",
+    "provider_event",
+    "provider",
+    "source",
+    "occurred_at",
+    "received_at",
+    "event_time",
+    "recipient",
+    "recipient_domain",
+    "message_id",
+    "campaign_id",
+    "tags",
+    "metadata",
+    "reject_reason",
+    "bounce_class",
+    "url",
+    "user_agent",
+    "ip",
+    "geo",
+    "mta_response",
+    "description",
+    "raw_request_id",
+    "raw_event",
+];
+
+/// Names a template may use: the event's fields and `rule` (`rule.id`, `rule.description`,
+/// `rule.version`).
+pub const KNOWN_FIELDS: [&str; 25] = {
+    let mut all = [""; 25];
+    let mut i = 0;
+    while i < EVENT_FIELDS.len() {
+        all[i] = EVENT_FIELDS[i];
+        i += 1;
+    }
+    all[24] = "rule";
+    all
+};
+
+/// Fields with a fixed set of sub-fields; `metadata` takes any key.
+const NESTED: [(&str, &[&str]); 2] = [
+    ("geo", &["country", "region", "city"]),
+    ("rule", &["id", "description", "version"]),
+];
+
+/// Whether a dotted variable path (`recipient`, `metadata.plan`, `geo.city`) names
+/// something that exists, given the top-level names allowed.
+pub(crate) fn is_known_path(path: &str, top_level: &[&str]) -> bool {
+    let mut parts = path.splitn(2, '.');
+    let head = parts.next().unwrap_or_default();
+    if !top_level.contains(&head) {
+        return false;
+    }
+    match parts.next() {
+        None => true,
+        Some(rest) if head == "metadata" => !rest.is_empty(),
+        Some(rest) => {
+            let first = rest.split('.').next().unwrap_or_default();
+            NESTED
+                .iter()
+                .any(|(name, subs)| *name == head && subs.contains(&first))
+        }
+    }
+}
+
+/// The event's variables, borrowed from it.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventVars<'a> {
+    event_id: &'a str,
+    event_type: &'static str,
+    provider_event: &'a str,
+    provider: &'static str,
+    source: &'a str,
+    occurred_at: i64,
+    received_at: i64,
+    event_time: i64,
+    recipient: Option<&'a str>,
+    recipient_domain: Option<&'a str>,
+    message_id: Option<&'a str>,
+    campaign_id: Option<&'a str>,
+    tags: &'a [String],
+    metadata: &'a BTreeMap<String, String>,
+    reject_reason: Option<&'static str>,
+    bounce_class: Option<&'static str>,
+    url: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    ip: Option<&'a str>,
+    geo: GeoVars<'a>,
+    mta_response: Option<&'a str>,
+    description: Option<&'a str>,
+    raw_request_id: &'a str,
+    raw_event: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct GeoVars<'a> {
+    country: Option<&'a str>,
+    region: Option<&'a str>,
+    city: Option<&'a str>,
+}
+
+impl<'a> EventVars<'a> {
+    pub(crate) fn of(event: &'a EmailEvent) -> Self {
+        let geo = event.geo.as_ref();
+        EventVars {
+            event_id: &event.event_id,
+            event_type: event.event_type.as_str(),
+            provider_event: &event.provider_event,
+            provider: event.provider.as_str(),
+            source: &event.source,
+            occurred_at: event.occurred_at,
+            received_at: event.received_at,
+            event_time: event_time_ms(event),
+            recipient: event.recipient.as_deref(),
+            recipient_domain: event.recipient_domain.as_deref(),
+            message_id: event.message_id.as_deref(),
+            campaign_id: event.campaign_id.as_deref(),
+            tags: &event.tags,
+            metadata: &event.metadata,
+            reject_reason: event.reject_reason.map(|r| r.as_str()),
+            bounce_class: event.bounce_class.map(|c| c.as_str()),
+            url: event.url.as_deref(),
+            user_agent: event.user_agent.as_deref(),
+            ip: event.ip.as_deref(),
+            geo: GeoVars {
+                country: geo.and_then(|g| g.country.as_deref()),
+                region: geo.and_then(|g| g.region.as_deref()),
+                city: geo.and_then(|g| g.city.as_deref()),
+            },
+            mta_response: event.mta_response.as_deref(),
+            description: event.description.as_deref(),
+            raw_request_id: &event.raw_request_id,
+            raw_event: &event.raw_event,
+        }
+    }
+}
+
+/// The time the engine counts and schedules by: when the event happened, or when it was
+/// received when the provider gave no time.
+pub fn event_time_ms(event: &EmailEvent) -> i64 {
+    if event.occurred_at != 0 {
+        event.occurred_at
+    } else {
+        event.received_at
+    }
+}
+
+/// An event with every optional field set and the given metadata keys, to render templates
+/// against at load time (so an unknown filter is a load error, not a runtime one).
+pub(crate) fn sample_event(metadata_keys: &[String]) -> EmailEvent {
+    let text = |s: &str| Some(s.to_string());
+    EmailEvent {
+        event_id: "sample-event".into(),
+        event_type: EventType::Bounced,
+        provider_event: "bounce".into(),
+        provider: Provider::Generic,
+        source: "sample".into(),
+        occurred_at: 1_767_225_600_000,
+        received_at: 1_767_225_601_000,
+        recipient: text("someone@example.com"),
+        recipient_domain: text("example.com"),
+        message_id: text("sample-message"),
+        campaign_id: text("sample-campaign"),
+        tags: vec!["sample".into()],
+        metadata: metadata_keys
+            .iter()
+            .map(|k| (k.clone(), "sample".to_string()))
+            .collect(),
+        reject_reason: None,
+        bounce_class: None,
+        url: text("https://example.com/"),
+        user_agent: text("sample-agent"),
+        ip: text("192.0.2.1"),
+        geo: Some(Geo {
+            country: text("FR"),
+            region: text("IDF"),
+            city: text("Paris"),
+        }),
+        mta_response: text("550 5.1.1 sample"),
+        description: text("sample"),
+        raw_request_id: "sample-request".into(),
+        raw_event: "{}".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths() {
+        for path in ["recipient", "metadata.plan", "geo.city", "rule.id", "tags"] {
+            assert!(is_known_path(path, &KNOWN_FIELDS), "{path}");
+        }
+        // Expressions see the event only, not `rule`.
+        for path in [
+            "recipient.x",
+            "metadata.",
+            "geo.street",
+            "nope",
+            "rule",
+            "rule.id",
+        ] {
+            assert!(!is_known_path(path, &EVENT_FIELDS), "{path}");
+        }
+    }
+
+    #[test]
+    fn event_time_falls_back_to_receipt() {
+        let mut event = sample_event(&[]);
+        assert_eq!(event_time_ms(&event), 1_767_225_600_000);
+        event.occurred_at = 0;
+        assert_eq!(event_time_ms(&event), 1_767_225_601_000);
+    }
+}
