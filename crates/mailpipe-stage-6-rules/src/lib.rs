@@ -10,4 +10,4 @@
 
 pub mod state;
 
-pub use state::{Answer, Op, RulesState, StateError};
+pub use state::{Answer, ClaimAnswer, Op, RulesState, StateError};

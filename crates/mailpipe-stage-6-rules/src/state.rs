@@ -29,41 +29,37 @@ pub enum StateError {
 }
 
 /// One read or write of the shared state. Times are Unix milliseconds chosen by the caller
-/// (the event's time for series, the processing time for claims): nothing here reads a clock.
+/// (the event's time: the engine has no clock, and a replay decides as the first run did).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Adds `member` (an event id) at `at_ms` to `series` and answers how many members lie
-    /// in the window `(at_ms - window_ms, at_ms]` (this one included).
-    WindowAdd {
+    /// Adds `member` (an event id) at `at_ms` to `series`, keeping entries for twice
+    /// `retain_ms` (the longest window read) so a late event one window behind still counts
+    /// right.
+    Increment {
         series: String,
         member: String,
         at_ms: i64,
-        window_ms: i64,
+        retain_ms: i64,
     },
-    /// Answers how many members of `series` lie in `(at_ms - window_ms, at_ms]`.
-    WindowCount {
+    /// Answers how many members of `series` lie in `(from_ms, until_ms]`.
+    Count {
         series: String,
-        at_ms: i64,
-        window_ms: i64,
+        from_ms: i64,
+        until_ms: i64,
     },
-    /// Claims `key` for `cooldown_ms`: granted when nobody holds it, or when `claimant`
-    /// already does (a redelivery of the event that took it).
-    Cooldown {
-        key: String,
-        claimant: String,
-        cooldown_ms: i64,
-    },
-    /// Claims one of `max` executions counted in `(at_ms - window_ms, at_ms]`; granted when
-    /// `claimant` already holds one.
-    Limit {
-        key: String,
+    /// One atomic cooldown-and-limit claim for `claimant` (an event id) of `rule`: refused
+    /// as cooled down when another event holds `cooldown` within its duration (by event
+    /// time), as limited when `limit` executions are already counted in its window; else
+    /// taken (both). The claimant asking again is granted again.
+    Claim {
+        rule: String,
         claimant: String,
         at_ms: i64,
-        window_ms: i64,
-        max: u64,
+        cooldown: Option<(String, i64)>,
+        limit: Option<(u64, i64)>,
     },
-    /// Adds `delta` to `recipient`'s score once per `contribution`, and answers the score:
-    /// the sum of contributions in `(at_ms - window_ms, at_ms]`.
+    /// Adds `delta` to `recipient`'s score once per `contribution`, keeping contributions for
+    /// `window_ms`.
     ScoreAdd {
         recipient: String,
         contribution: String,
@@ -71,8 +67,9 @@ pub enum Op {
         at_ms: i64,
         window_ms: i64,
     },
-    /// Answers `recipient`'s score as [`Op::ScoreAdd`] computes it.
-    ScoreGet {
+    /// Answers `recipient`'s score: the sum of its contributions in `(at_ms - window_ms,
+    /// at_ms]`.
+    Score {
         recipient: String,
         at_ms: i64,
         window_ms: i64,
@@ -83,8 +80,8 @@ pub enum Op {
     SegmentRemove { segment: String, recipient: String },
     /// Answers whether `recipient` is in `segment`.
     SegmentHas { segment: String, recipient: String },
-    /// Records `recipient` as suppressed in `scope`, with `record` (JSON: reason, source,
-    /// time, rule) as the lookup's value.
+    /// Records `recipient` as suppressed in `scope`, with `record` (JSON: reason, origin,
+    /// time) as the lookup's value.
     Suppress {
         scope: String,
         recipient: String,
@@ -96,47 +93,62 @@ pub enum Op {
     Suppressed { scope: String, recipient: String },
 }
 
+/// What an atomic claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAnswer {
+    Granted,
+    CooledDown,
+    Limited,
+}
+
 /// The answer to one [`Op`], in the order of the ops.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Count(u64),
-    Granted(bool),
+    Claim(ClaimAnswer),
     Score(f64),
     Member(bool),
     Suppression(Option<String>),
     Done,
 }
 
-/// Adds a member (NX: a redelivered event is not added twice), forgets members that no
-/// window can need any more (older than two windows), keeps the key two windows, counts.
-/// KEYS[1] series; ARGV: member, at, trim bound (inclusive), count bound ("(" exclusive),
-/// ttl ms.
-const WINDOW_ADD: &str = r"
+/// Adds a member (NX: a redelivered event is not added twice), forgets members no window
+/// can need any more, keeps the key as long. KEYS[1] series; ARGV: member, at, trim bound
+/// (inclusive), ttl ms.
+const INCREMENT: &str = r"
 redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return redis.call('ZCOUNT', KEYS[1], ARGV[4], ARGV[2])
-";
-
-/// KEYS[1] cooldown key; ARGV: claimant, cooldown ms.
-const COOLDOWN: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then return 1 end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
-
-/// KEYS[1] limit key; ARGV: claimant, at, expired bound (inclusive), max, ttl ms.
-const LIMIT: &str = r"
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return 1
-end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 0
+";
+
+/// KEYS[1] cooldown key, KEYS[2] limit key (same hash slot: both carry `{rule}`).
+/// ARGV: claimant, at, cooldown ms (0: none), cooldown ttl ms, limit (0: none), limit
+/// expired bound (inclusive), limit ttl ms. The cooldown's value is `<at> <claimant>`.
+/// Answers 1 granted, 2 cooled down, 3 limited.
+const CLAIM: &str = r"
+local claimant, at = ARGV[1], tonumber(ARGV[2])
+local cooldown, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
+if limit > 0 and redis.call('ZSCORE', KEYS[2], claimant) then return 1 end
+if cooldown > 0 then
+  local held = redis.call('GET', KEYS[1])
+  if held then
+    local space = string.find(held, ' ', 1, true)
+    local held_at, holder = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
+    if holder == claimant then return 1 end
+    if math.abs(at - held_at) < cooldown then return 2 end
+  end
+end
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+  if redis.call('ZCARD', KEYS[2]) >= limit then return 3 end
+  redis.call('ZADD', KEYS[2], ARGV[2], claimant)
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+end
+if cooldown > 0 then
+  redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. claimant, 'PX', ARGV[4])
+end
+return 1
 ";
 
 /// Contributions are members `<contribution>|<delta>`; the score is their sum in the
@@ -160,9 +172,8 @@ return tostring(sum)
 pub struct RulesState {
     connection: ConnectionManager,
     prefix: String,
-    window_add: Script,
-    cooldown: Script,
-    limit: Script,
+    increment: Script,
+    claim: Script,
     score: Script,
 }
 
@@ -172,9 +183,8 @@ impl RulesState {
         Self {
             connection,
             prefix: prefix.into(),
-            window_add: Script::new(WINDOW_ADD),
-            cooldown: Script::new(COOLDOWN),
-            limit: Script::new(LIMIT),
+            increment: Script::new(INCREMENT),
+            claim: Script::new(CLAIM),
             score: Script::new(SCORE),
         }
     }
@@ -199,7 +209,7 @@ impl RulesState {
 
     async fn load_scripts(&mut self) -> Result<(), StateError> {
         let mut pipe = redis::pipe();
-        for script in [&self.window_add, &self.cooldown, &self.limit, &self.score] {
+        for script in [&self.increment, &self.claim, &self.score] {
             pipe.load_script(script);
         }
         let _: Vec<String> = pipe.query_async(&mut self.connection).await?;
@@ -230,58 +240,56 @@ impl RulesState {
 
     fn push(&self, pipe: &mut redis::Pipeline, op: &Op) {
         match op {
-            Op::WindowAdd {
+            Op::Increment {
                 series,
                 member,
                 at_ms,
-                window_ms,
+                retain_ms,
             } => {
-                let bounds = Bounds::new(*at_ms, *window_ms);
+                let retain = (*retain_ms).max(1).saturating_mul(2);
                 pipe.invoke_script(
-                    self.window_add
+                    self.increment
                         .key(self.key("series", series))
                         .arg(member)
                         .arg(at_ms)
-                        .arg(bounds.trim)
-                        .arg(bounds.count_from)
-                        .arg(bounds.ttl_ms),
+                        .arg(at_ms.saturating_sub(retain))
+                        .arg(retain),
                 );
             }
-            Op::WindowCount {
+            Op::Count {
                 series,
-                at_ms,
-                window_ms,
+                from_ms,
+                until_ms,
             } => {
-                let bounds = Bounds::new(*at_ms, *window_ms);
-                pipe.zcount(self.key("series", series), bounds.count_from, at_ms);
+                pipe.zcount(self.key("series", series), format!("({from_ms}"), until_ms);
             }
-            Op::Cooldown {
-                key,
-                claimant,
-                cooldown_ms,
-            } => {
-                pipe.invoke_script(
-                    self.cooldown
-                        .key(self.key("cooldown", key))
-                        .arg(claimant)
-                        .arg(cooldown_ms.max(&1)),
-                );
-            }
-            Op::Limit {
-                key,
+            Op::Claim {
+                rule,
                 claimant,
                 at_ms,
-                window_ms,
-                max,
+                cooldown,
+                limit,
             } => {
+                // `{rule}` puts both keys in one cluster hash slot, as a script needs.
+                let (cooldown_key, cooldown_ms) = match cooldown {
+                    Some((value, ms)) => (format!("{{{rule}}}:{value}"), (*ms).max(1)),
+                    None => (format!("{{{rule}}}:-"), 0),
+                };
+                let (max, window_ms) = limit.map_or((0, 1), |(max, ms)| (max, ms.max(1)));
+                // The cooldown is judged by event time; its key outlives the cooldown by a
+                // day so a lagging stage still finds it.
+                let cooldown_ttl = cooldown_ms.saturating_mul(2).saturating_add(DAY_MS);
                 pipe.invoke_script(
-                    self.limit
-                        .key(self.key("limit", key))
+                    self.claim
+                        .key(self.key("cooldown", &cooldown_key))
+                        .key(self.key("limit", &format!("{{{rule}}}")))
                         .arg(claimant)
                         .arg(at_ms)
-                        .arg(at_ms.saturating_sub(*window_ms))
+                        .arg(cooldown_ms)
+                        .arg(cooldown_ttl)
                         .arg(max)
-                        .arg(window_ms.max(&1)),
+                        .arg(at_ms.saturating_sub(window_ms))
+                        .arg(window_ms.saturating_mul(2)),
                 );
             }
             Op::ScoreAdd {
@@ -291,17 +299,15 @@ impl RulesState {
                 at_ms,
                 window_ms,
             } => {
-                let bounds = Bounds::new(*at_ms, *window_ms);
                 let member = format!("{contribution}|{delta}");
-                self.push_score(pipe, recipient, &member, *at_ms, &bounds);
+                self.push_score(pipe, recipient, &member, *at_ms, *window_ms);
             }
-            Op::ScoreGet {
+            Op::Score {
                 recipient,
                 at_ms,
                 window_ms,
             } => {
-                let bounds = Bounds::new(*at_ms, *window_ms);
-                self.push_score(pipe, recipient, "", *at_ms, &bounds);
+                self.push_score(pipe, recipient, "", *at_ms, *window_ms);
             }
             Op::SegmentAdd { segment, recipient } => {
                 pipe.sadd(self.key("segment", segment), recipient);
@@ -334,41 +340,22 @@ impl RulesState {
         recipient: &str,
         member: &str,
         at_ms: i64,
-        bounds: &Bounds,
+        window_ms: i64,
     ) {
+        let window_ms = window_ms.max(1);
         pipe.invoke_script(
             self.score
                 .key(self.key("score", recipient))
                 .arg(member)
                 .arg(at_ms)
-                .arg(bounds.trim)
-                .arg(bounds.count_from.as_str())
-                .arg(bounds.ttl_ms),
+                .arg(at_ms.saturating_sub(window_ms.saturating_mul(2)))
+                .arg(format!("({}", at_ms.saturating_sub(window_ms)))
+                .arg(window_ms.saturating_mul(2)),
         );
     }
 }
 
-/// The score bounds of a window `(at - window, at]` over members scored by time.
-struct Bounds {
-    /// Members at or below this are dropped: no window ending at or after `at - window`
-    /// can need them (late events up to one window behind still count right).
-    trim: i64,
-    /// `ZCOUNT`'s exclusive lower bound.
-    count_from: String,
-    /// How long the key outlives its last write: two windows.
-    ttl_ms: i64,
-}
-
-impl Bounds {
-    fn new(at_ms: i64, window_ms: i64) -> Self {
-        let window_ms = window_ms.max(1);
-        Self {
-            trim: at_ms.saturating_sub(window_ms.saturating_mul(2)),
-            count_from: format!("({}", at_ms.saturating_sub(window_ms)),
-            ttl_ms: window_ms.saturating_mul(2),
-        }
-    }
-}
+const DAY_MS: i64 = 86_400_000;
 
 fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
     let unexpected = |name: &'static str, reply: &Value| StateError::Reply {
@@ -376,15 +363,17 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
         reply: format!("{reply:?}"),
     };
     Ok(match op {
-        Op::WindowAdd { .. } | Op::WindowCount { .. } => match reply {
+        Op::Count { .. } => match reply {
             Value::Int(n) => Answer::Count(n.max(0) as u64),
-            other => return Err(unexpected("window", &other)),
+            other => return Err(unexpected("count", &other)),
         },
-        Op::Cooldown { .. } | Op::Limit { .. } => match reply {
-            Value::Int(n) => Answer::Granted(n == 1),
+        Op::Claim { .. } => match reply {
+            Value::Int(1) => Answer::Claim(ClaimAnswer::Granted),
+            Value::Int(2) => Answer::Claim(ClaimAnswer::CooledDown),
+            Value::Int(3) => Answer::Claim(ClaimAnswer::Limited),
             other => return Err(unexpected("claim", &other)),
         },
-        Op::ScoreAdd { .. } | Op::ScoreGet { .. } => {
+        Op::ScoreAdd { .. } | Op::Score { .. } => {
             let text: String =
                 redis::from_redis_value(reply.clone()).map_err(|_| unexpected("score", &reply))?;
             Answer::Score(text.parse().map_err(|_| unexpected("score", &reply))?)
@@ -399,7 +388,8 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
                 .map_err(|_| unexpected("suppressed", &reply))?;
             Answer::Suppression(record)
         }
-        Op::SegmentAdd { .. }
+        Op::Increment { .. }
+        | Op::SegmentAdd { .. }
         | Op::SegmentRemove { .. }
         | Op::Suppress { .. }
         | Op::Unsuppress { .. } => Answer::Done,
@@ -411,31 +401,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_counts_after_its_start_and_keeps_two_windows() {
-        let bounds = Bounds::new(10_000, 3_000);
-        assert_eq!(bounds.count_from, "(7000");
-        assert_eq!(bounds.trim, 4_000);
-        assert_eq!(bounds.ttl_ms, 6_000);
-    }
-
-    #[test]
-    fn a_zero_window_still_gives_a_positive_ttl() {
-        assert_eq!(Bounds::new(5, 0).ttl_ms, 2);
-    }
-
-    #[test]
     fn answers_of_the_wrong_shape_are_errors_not_panics() {
-        let op = Op::WindowCount {
+        let count = Op::Count {
             series: "s".into(),
-            at_ms: 0,
-            window_ms: 1,
+            from_ms: 0,
+            until_ms: 1,
         };
-        assert!(answer(&op, Value::Nil).is_err());
-        let op = Op::ScoreGet {
+        assert!(answer(&count, Value::Nil).is_err());
+        let score = Op::Score {
             recipient: "r".into(),
             at_ms: 0,
             window_ms: 1,
         };
-        assert!(answer(&op, Value::Nil).is_err());
+        assert!(answer(&score, Value::Nil).is_err());
+        let claim = Op::Claim {
+            rule: "r".into(),
+            claimant: "e".into(),
+            at_ms: 0,
+            cooldown: None,
+            limit: None,
+        };
+        assert!(answer(&claim, Value::Int(7)).is_err());
     }
 }
