@@ -8,6 +8,8 @@
 //! processed twice (a crash before its offset was committed, an aborted transaction)
 //! leaves the state as if it had been processed once.
 
+pub mod process;
+pub mod records;
 pub mod state;
 
 pub use state::{Answer, ClaimAnswer, Op, RulesState, StateError};

@@ -1,0 +1,369 @@
+//! The rules stage's work on one batch of events, apart from Kafka: ask the engine what
+//! state it needs, fetch it, evaluate, take the claims, apply what was executed, and
+//! return the records to write. Three round trips to Redis per batch, whatever its size:
+//! counters and lookups, claims, effects.
+//!
+//! Invariant: a batch processed again (a redelivery after a crash, an aborted
+//! transaction) writes the same action ids and changes the state no further: counter
+//! entries are event ids, claims grant their holder again, score contributions are named
+//! by the action's idempotency key, suppressions and segments are set-like.
+//!
+//! Lookups read the state as it is at the start of the batch (after the batch's counter
+//! increments): a suppression made by one event is seen by the events of later batches.
+
+use mailpipe_model::EmailEvent;
+use mailpipe_rules_core::{
+    event_time_ms, ActionParams, Answer as EngineAnswer, ClaimResult, CounterKey, Decision,
+    DueAction, Evaluation, Lookup, Pending, RuleSet, StateSnapshot,
+};
+
+use crate::records::{action_record, ActionRecord, Outcome, SuppressionRecord};
+use crate::state::{Answer, ClaimAnswer, Op, RulesState, StateError};
+
+/// The suppression scope the engine's `suppressed` lookup reads.
+pub const GLOBAL_SCOPE: &str = "global";
+
+/// Settings of the processing that are not in the rules file.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// A recipient's engagement score is the sum of its contributions over this window.
+    pub score_window_ms: i64,
+}
+
+/// A `publish` action's record, for a topic other teams own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub topic: String,
+    pub key: Option<String>,
+    pub value: String,
+}
+
+/// A delayed action, kept until it is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduled {
+    pub action_id: String,
+    pub due: DueAction,
+    pub params: ActionParams,
+}
+
+/// Everything one event made the rules write, in the order the rules decided it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventOutputs {
+    pub actions: Vec<ActionRecord>,
+    pub suppressions: Vec<SuppressionRecord>,
+    pub publishes: Vec<Publish>,
+    pub scheduled: Vec<Scheduled>,
+}
+
+/// Evaluates `rules` on `events` against the shared state and returns each event's
+/// outputs (same order as `events`). `decided_at` is the processing time recorded on the
+/// actions; every decision itself rests on event time only.
+pub async fn process(
+    rules: &RuleSet,
+    state: &mut RulesState,
+    config: &ProcessConfig,
+    events: &[EmailEvent],
+    decided_at: i64,
+) -> Result<Vec<EventOutputs>, StateError> {
+    let evaluations = evaluate(rules, state, config, events).await?;
+    let claims = claim(state, events, &evaluations).await?;
+    let mut effects = Vec::new();
+    let mut outputs = Vec::with_capacity(events.len());
+    for ((event, evaluation), claims) in events.iter().zip(&evaluations).zip(claims) {
+        outputs.push(decide(
+            event,
+            evaluation,
+            &claims,
+            config,
+            decided_at,
+            &mut effects,
+        ));
+    }
+    state.apply(&effects).await?;
+    Ok(outputs)
+}
+
+/// Round trip 1: every event's counter increments, then every lookup; then evaluation.
+async fn evaluate(
+    rules: &RuleSet,
+    state: &mut RulesState,
+    config: &ProcessConfig,
+    events: &[EmailEvent],
+) -> Result<Vec<Evaluation>, StateError> {
+    let plans: Vec<_> = events.iter().map(|e| rules.plan(e)).collect();
+    let mut ops = Vec::new();
+    for plan in &plans {
+        for increment in &plan.increments {
+            ops.push(Op::Increment {
+                series: series(&increment.key),
+                member: increment.event_id.clone(),
+                at_ms: increment.at_ms,
+                retain_ms: i64::try_from(increment.retain_ms).unwrap_or(i64::MAX),
+            });
+        }
+    }
+    let first_lookup = ops.len();
+    for (event, plan) in events.iter().zip(&plans) {
+        for lookup in &plan.lookups {
+            ops.push(lookup_op(lookup, event_time_ms(event), config));
+        }
+    }
+    let answers = state.apply(&ops).await?;
+    let mut answers = answers.into_iter().skip(first_lookup);
+    let mut evaluations = Vec::with_capacity(events.len());
+    for (event, plan) in events.iter().zip(&plans) {
+        let mut snapshot = StateSnapshot::new();
+        for lookup in &plan.lookups {
+            if let Some(answer) = answers.next().and_then(engine_answer) {
+                snapshot.insert(lookup.clone(), answer);
+            }
+        }
+        evaluations.push(rules.evaluate(event, &snapshot));
+    }
+    Ok(evaluations)
+}
+
+/// Round trip 2: the cooldown/limit claims of every matched rule that needs one; the
+/// result per rule (index into the evaluation's rules).
+async fn claim(
+    state: &mut RulesState,
+    events: &[EmailEvent],
+    evaluations: &[Evaluation],
+) -> Result<Vec<Vec<Option<ClaimResult>>>, StateError> {
+    let mut ops = Vec::new();
+    let mut slots = Vec::new();
+    for (event_index, evaluation) in evaluations.iter().enumerate() {
+        for (rule_index, outcome) in evaluation.rules.iter().enumerate() {
+            let Some(Pending::Claim { claim }) = &outcome.pending else {
+                continue;
+            };
+            ops.push(Op::Claim {
+                rule: claim.rule_id.clone(),
+                claimant: claim.event_id.clone(),
+                at_ms: evaluation.event_time_ms,
+                cooldown: claim.cooldown.as_ref().map(|c| {
+                    let key = format!("{}:{}", c.per.as_str(), c.value);
+                    (key, i64::try_from(c.duration_ms).unwrap_or(i64::MAX))
+                }),
+                limit: claim
+                    .limit
+                    .map(|l| (l.count, i64::try_from(l.window_ms).unwrap_or(i64::MAX))),
+            });
+            slots.push((event_index, rule_index));
+        }
+    }
+    let answers = state.apply(&ops).await?;
+    let mut results: Vec<Vec<Option<ClaimResult>>> = evaluations
+        .iter()
+        .map(|e| vec![None; e.rules.len()])
+        .collect();
+    for ((event_index, rule_index), answer) in slots.into_iter().zip(answers) {
+        results[event_index][rule_index] = match answer {
+            Answer::Claim(ClaimAnswer::Granted) => Some(ClaimResult::Granted),
+            Answer::Claim(ClaimAnswer::CooledDown) => Some(ClaimResult::CooledDown),
+            Answer::Claim(ClaimAnswer::Limited) => Some(ClaimResult::Limited),
+            _ => None,
+        };
+    }
+    debug_assert_eq!(results.len(), events.len());
+    Ok(results)
+}
+
+/// Each action's record and, for executed actions due now, its effect.
+fn decide(
+    event: &EmailEvent,
+    evaluation: &Evaluation,
+    claims: &[Option<ClaimResult>],
+    config: &ProcessConfig,
+    decided_at: i64,
+    effects: &mut Vec<Op>,
+) -> EventOutputs {
+    let mut out = EventOutputs::default();
+    for (outcome, claim) in evaluation.rules.iter().zip(claims) {
+        for (action, decision) in outcome.decide(*claim) {
+            let detail = outcome
+                .when
+                .as_ref()
+                .and_then(|w| w.decided_by.as_ref())
+                .map(|c| format!("decided by {}", c.condition))
+                .unwrap_or_default();
+            let due_now = action.delay_ms == 0;
+            let result = match (&action.params, decision) {
+                (Ok(params), Decision::Executed) if !due_now => {
+                    out.scheduled.push(Scheduled {
+                        action_id: action.idempotency_key.clone(),
+                        due: DueAction {
+                            rule_id: outcome.rule_id.clone(),
+                            rule_version: outcome.rule_version.clone(),
+                            action_index: action.index,
+                            due_at_ms: action.due_at_ms,
+                            event: event.clone(),
+                        },
+                        params: params.clone(),
+                    });
+                    Outcome::Scheduled
+                }
+                (Ok(params), Decision::Executed) => {
+                    let origin = format!("rule:{}", outcome.rule_id);
+                    execute(
+                        params,
+                        event,
+                        &action.idempotency_key,
+                        &origin,
+                        config,
+                        effects,
+                        &mut out,
+                    )
+                }
+                _ => Outcome::Skipped,
+            };
+            out.actions.push(action_record(
+                event,
+                &outcome.rule_id,
+                &outcome.rule_version,
+                action,
+                decision,
+                result,
+                decided_at,
+                detail,
+            ));
+        }
+    }
+    out
+}
+
+/// Applies one executed action now: its state change (queued in `effects`) and records.
+pub fn execute(
+    params: &ActionParams,
+    event: &EmailEvent,
+    action_id: &str,
+    origin: &str,
+    config: &ProcessConfig,
+    effects: &mut Vec<Op>,
+    out: &mut EventOutputs,
+) -> Outcome {
+    let at = event_time_ms(event);
+    match params {
+        ActionParams::Suppress {
+            recipient,
+            reason,
+            scope,
+        }
+        | ActionParams::Unsuppress {
+            recipient,
+            reason,
+            scope,
+        } => {
+            let suppressed = matches!(params, ActionParams::Suppress { .. });
+            let record = SuppressionRecord {
+                recipient: recipient.clone(),
+                scope: scope.clone(),
+                suppressed,
+                reason: reason.clone(),
+                origin: origin.to_string(),
+                event_id: Some(event.event_id.clone()),
+                at,
+            };
+            effects.push(if suppressed {
+                Op::Suppress {
+                    scope: scope.clone(),
+                    recipient: recipient.clone(),
+                    record: suppression_json(&record),
+                }
+            } else {
+                Op::Unsuppress {
+                    scope: scope.clone(),
+                    recipient: recipient.clone(),
+                }
+            });
+            out.suppressions.push(record);
+            Outcome::Applied
+        }
+        ActionParams::Score { recipient, add } => {
+            effects.push(Op::ScoreAdd {
+                recipient: recipient.clone(),
+                contribution: action_id.to_string(),
+                delta: *add,
+                at_ms: at,
+                window_ms: config.score_window_ms,
+            });
+            Outcome::Applied
+        }
+        ActionParams::Segment {
+            recipient,
+            segment,
+            remove,
+        } => {
+            let (segment, recipient) = (segment.clone(), recipient.clone());
+            effects.push(if *remove {
+                Op::SegmentRemove { segment, recipient }
+            } else {
+                Op::SegmentAdd { segment, recipient }
+            });
+            Outcome::Applied
+        }
+        ActionParams::Publish { topic, key, value } => {
+            out.publishes.push(Publish {
+                topic: topic.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+            Outcome::Applied
+        }
+        // The outbound delivery worker takes it from `mail.actions`.
+        ActionParams::Webhook { .. } => Outcome::Pending,
+    }
+}
+
+/// The lookup store's value of a suppression: what `mailpipe suppressions check` shows.
+pub fn suppression_json(record: &SuppressionRecord) -> String {
+    serde_json::json!({
+        "reason": record.reason,
+        "origin": record.origin,
+        "event_id": record.event_id,
+        "at": record.at,
+    })
+    .to_string()
+}
+
+/// The Redis series of a counter key.
+fn series(key: &CounterKey) -> String {
+    format!("{}|{}|{}", key.counter, key.per.as_str(), key.value)
+}
+
+fn lookup_op(lookup: &Lookup, at_ms: i64, config: &ProcessConfig) -> Op {
+    match lookup {
+        Lookup::Count {
+            key,
+            from_ms,
+            until_ms,
+        } => Op::Count {
+            series: series(key),
+            from_ms: *from_ms,
+            until_ms: *until_ms,
+        },
+        Lookup::Score { recipient } => Op::Score {
+            recipient: recipient.clone(),
+            at_ms,
+            window_ms: config.score_window_ms,
+        },
+        Lookup::Segment { name, recipient } => Op::SegmentHas {
+            segment: name.clone(),
+            recipient: recipient.clone(),
+        },
+        Lookup::Suppressed { recipient } => Op::Suppressed {
+            scope: GLOBAL_SCOPE.to_string(),
+            recipient: recipient.clone(),
+        },
+    }
+}
+
+fn engine_answer(answer: Answer) -> Option<EngineAnswer> {
+    match answer {
+        Answer::Count(n) => Some(EngineAnswer::Count(n)),
+        Answer::Score(s) => Some(EngineAnswer::Score(s)),
+        Answer::Member(b) => Some(EngineAnswer::Flag(b)),
+        Answer::Suppression(record) => Some(EngineAnswer::Flag(record.is_some())),
+        Answer::Claim(_) | Answer::Done => None,
+    }
+}
