@@ -17,6 +17,7 @@
 
 mod inspect;
 mod read;
+mod rules;
 mod samples;
 mod summary;
 
@@ -51,6 +52,8 @@ enum Command {
     CheckConfig,
     /// Print the canonical events a webhook body becomes, one JSON object per line.
     Inspect(inspect::InspectArgs),
+    /// Check a rules file, or explain what its rules do to an event.
+    Rules(rules::RulesArgs),
     /// Print records of mail.rejected, mail.dlq or the event topics as JSON lines.
     Read(read::ReadArgs),
     /// Records per topic, and distinct events per provider and type in ClickHouse.
@@ -90,6 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // inspect is a pure transformation: it needs no configuration or services.
     if let Command::Inspect(args) = &cli.command {
         return inspect::run(args);
+    }
+    // Neither do the rules commands (they read no live state).
+    if let Command::Rules(args) = &cli.command {
+        return rules::run(args);
     }
     // Neither does serving a certificate file.
     if let Command::ServeDevCert(args) = &cli.command {
@@ -153,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} partition(s) {verb}", dropped.len());
         }
         Command::SendSamples(args) => samples::send_samples(&settings, &args).await?,
-        Command::Inspect(_) | Command::ServeDevCert(_) => {
+        Command::Inspect(_) | Command::Rules(_) | Command::ServeDevCert(_) => {
             unreachable!("handled before loading settings")
         }
     }
