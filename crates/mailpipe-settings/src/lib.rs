@@ -44,6 +44,7 @@ pub struct Settings {
     pub verify: VerifySettings,
     pub dedupe: DedupeSettings,
     pub aggregate: AggregateSettings,
+    pub rules: RulesSettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -249,6 +250,24 @@ pub struct DedupeSettings {
     pub ttl_seconds: u64,
     /// Bound on one pipelined Redis call (connect or reply) before it is retried.
     pub redis_timeout_ms: u64,
+}
+
+/// The rules stage (`mailpipe-rules`): the rules file and the rules' state in Redis.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSettings {
+    /// The rules file (TOML); checked at start and reloaded when it changes.
+    pub file: PathBuf,
+    /// How often the file is checked for a change.
+    pub reload_check_ms: u64,
+    /// A recipient's engagement score is the sum of its contributions over this window.
+    pub score_window_days: u64,
+    /// Prefix of every Redis key of the rules' state.
+    pub redis_prefix: String,
+    /// Bound on one pipelined Redis call before the batch is retried.
+    pub redis_timeout_ms: u64,
+    /// Topics `publish` actions may write to; a publish to another is skipped, on record.
+    pub publish_topics: Vec<String>,
 }
 
 /// The aggregate stage (`mailpipe-aggregate`): batched loads into ClickHouse.

@@ -347,6 +347,25 @@ fn dedupe_defaults_load_and_problems_name_their_keys() {
 }
 
 #[test]
+fn rules_defaults_load_and_problems_name_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let s = load_in_jail(jail, None).unwrap();
+        assert_eq!(s.rules.file, std::path::PathBuf::from("config/rules.toml"));
+        assert_eq!(s.rules.score_window_days, 90);
+        jail.set_env("MAILPIPE_RULES__REDIS_TIMEOUT_MS", "0");
+        let body = "[rules]\nscore_window_days = 0\n";
+        let Err(SettingsError::Invalid(problems)) = load_in_jail(jail, Some(body)) else {
+            panic!("a 0-day score window and a 0 ms timeout must be refused");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("rules.score_window_days:"));
+        assert!(problems[1].starts_with("rules.redis_timeout_ms:"));
+        Ok(())
+    });
+}
+
+#[test]
 fn debug_output_never_shows_secrets() {
     Jail::expect_with(|jail| {
         jail.clear_env();

@@ -171,6 +171,32 @@ impl Settings {
             "dedupe.redis_timeout_ms",
             format!("must be 10..=60000, got {}", self.dedupe.redis_timeout_ms),
         );
+        let rules = &self.rules;
+        check(
+            !rules.file.as_os_str().is_empty(),
+            "rules.file",
+            "must name the rules file".into(),
+        );
+        check(
+            (100..=600_000).contains(&rules.reload_check_ms),
+            "rules.reload_check_ms",
+            format!("must be 100..=600000, got {}", rules.reload_check_ms),
+        );
+        check(
+            (1..=3650).contains(&rules.score_window_days),
+            "rules.score_window_days",
+            format!("must be 1..=3650, got {}", rules.score_window_days),
+        );
+        check(
+            (10..=60_000).contains(&rules.redis_timeout_ms),
+            "rules.redis_timeout_ms",
+            format!("must be 10..=60000, got {}", rules.redis_timeout_ms),
+        );
+        check(
+            rules.publish_topics.iter().all(|t| !t.trim().is_empty()),
+            "rules.publish_topics",
+            "must not hold an empty topic name".into(),
+        );
         let aggregate = &self.aggregate;
         check(
             (1..=1_000_000).contains(&aggregate.max_rows),

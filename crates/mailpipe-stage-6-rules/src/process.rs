@@ -28,6 +28,8 @@ pub const GLOBAL_SCOPE: &str = "global";
 pub struct ProcessConfig {
     /// A recipient's engagement score is the sum of its contributions over this window.
     pub score_window_ms: i64,
+    /// Topics `publish` actions may write to (`[rules] publish_topics`).
+    pub publish_topics: Vec<String>,
 }
 
 /// A `publish` action's record, for a topic other teams own.
@@ -181,7 +183,7 @@ fn decide(
     let mut out = EventOutputs::default();
     for (outcome, claim) in evaluation.rules.iter().zip(claims) {
         for (action, decision) in outcome.decide(*claim) {
-            let detail = outcome
+            let mut detail = outcome
                 .when
                 .as_ref()
                 .and_then(|w| w.decided_by.as_ref())
@@ -217,6 +219,9 @@ fn decide(
                 }
                 _ => Outcome::Skipped,
             };
+            if decision == Decision::Executed && result == Outcome::Skipped {
+                detail = String::from("publish topic not in [rules] publish_topics");
+            }
             out.actions.push(action_record(
                 event,
                 &outcome.rule_id,
@@ -301,6 +306,9 @@ pub fn execute(
                 Op::SegmentAdd { segment, recipient }
             });
             Outcome::Applied
+        }
+        ActionParams::Publish { topic, .. } if !config.publish_topics.contains(topic) => {
+            Outcome::Skipped
         }
         ActionParams::Publish { topic, key, value } => {
             out.publishes.push(Publish {

@@ -27,6 +27,7 @@ async fn state(prefix: &str) -> RulesState {
 fn config() -> ProcessConfig {
     ProcessConfig {
         score_window_ms: 90 * 24 * HOUR,
+        publish_topics: vec![String::from("crm.events")],
     }
 }
 
@@ -234,4 +235,61 @@ async fn cooldowns_and_limits_hold_when_two_replicas_race() {
     }
     assert_eq!(executed, 3, "the limit: 3 per hour ({decisions:?})");
     assert_eq!(decisions.values().sum::<usize>(), 20, "{decisions:?}");
+}
+
+const PUBLISH: &str = r#"
+[[rule]]
+id = "tell-crm"
+priority = 1
+[rule.when]
+event_types = ["clicked"]
+[[rule.then]]
+action = "publish"
+topic = "crm.events"
+key = "{{ recipient }}"
+value = "{\"clicked\": \"{{ recipient }}\"}"
+[[rule.then]]
+action = "publish"
+topic = "mail.raw"
+value = "{{ event_id }}"
+"#;
+
+#[tokio::test]
+async fn publish_writes_only_to_the_allowed_topics() {
+    let rules = load(PUBLISH).expect("the test rule loads");
+    let prefix = format!("{}:", unique_name("rules-publish"));
+    let mut state = state(&prefix).await;
+    let click = event(
+        200,
+        "c@x.example",
+        EventType::Clicked,
+        None,
+        1_717_000_000_000,
+    );
+    let out = process(&rules, &mut state, &config(), &[click], 0)
+        .await
+        .unwrap();
+    let publishes: Vec<(&str, Option<&str>, &str)> = out[0]
+        .publishes
+        .iter()
+        .map(|p| (p.topic.as_str(), p.key.as_deref(), p.value.as_str()))
+        .collect();
+    assert_eq!(
+        publishes,
+        [(
+            "crm.events",
+            Some("c@x.example"),
+            r#"{"clicked": "c@x.example"}"#
+        )]
+    );
+    let outcomes: Vec<(&str, &str)> = out[0]
+        .actions
+        .iter()
+        .map(|a| (a.outcome, a.detail.as_str()))
+        .collect();
+    assert_eq!(outcomes[0].0, "applied");
+    assert_eq!(
+        outcomes[1],
+        ("skipped", "publish topic not in [rules] publish_topics")
+    );
 }
