@@ -24,6 +24,9 @@ pub enum Decision {
     /// A template could not be rendered for this event (e.g. a metadata key it names is
     /// missing); the action is recorded with the error, never half-executed.
     RenderFailed,
+    /// A delayed action that came due no longer runs: its guard failed, or its rule was
+    /// removed, disabled or changed ([`crate::RuleSet::check_guard`]).
+    GuardFailed,
 }
 
 impl Decision {
@@ -35,6 +38,7 @@ impl Decision {
             Decision::Limited => "limited",
             Decision::SuppressedRecipient => "suppressed_recipient",
             Decision::RenderFailed => "render_failed",
+            Decision::GuardFailed => "guard_failed",
         }
     }
 }

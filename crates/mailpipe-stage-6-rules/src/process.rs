@@ -14,8 +14,10 @@
 use mailpipe_model::EmailEvent;
 use mailpipe_rules_core::{
     event_time_ms, ActionParams, Answer as EngineAnswer, ClaimResult, CounterKey, Decision,
-    DueAction, Evaluation, Lookup, Pending, RuleSet, StateSnapshot,
+    DueAction, Evaluation, Lookup, Pending, PlannedAction, RuleSet, StateSnapshot,
 };
+
+use serde::{Deserialize, Serialize};
 
 use crate::records::{action_record, ActionRecord, Outcome, SuppressionRecord};
 use crate::state::{Answer, ClaimAnswer, Op, RulesState, StateError};
@@ -40,8 +42,8 @@ pub struct Publish {
     pub value: String,
 }
 
-/// A delayed action, kept until it is due.
-#[derive(Debug, Clone, PartialEq)]
+/// A delayed action, kept until it is due (in Redis, as JSON: [`Op::Schedule`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scheduled {
     pub action_id: String,
     pub due: DueAction,
@@ -192,7 +194,7 @@ fn decide(
             let due_now = action.delay_ms == 0;
             let result = match (&action.params, decision) {
                 (Ok(params), Decision::Executed) if !due_now => {
-                    out.scheduled.push(Scheduled {
+                    let scheduled = Scheduled {
                         action_id: action.idempotency_key.clone(),
                         due: DueAction {
                             rule_id: outcome.rule_id.clone(),
@@ -202,7 +204,13 @@ fn decide(
                             event: event.clone(),
                         },
                         params: params.clone(),
+                    };
+                    effects.push(Op::Schedule {
+                        id: scheduled.action_id.clone(),
+                        due_at_ms: scheduled.due.due_at_ms,
+                        payload: serde_json::to_string(&scheduled).unwrap_or_default(),
                     });
+                    out.scheduled.push(scheduled);
                     Outcome::Scheduled
                 }
                 (Ok(params), Decision::Executed) => {
@@ -235,6 +243,105 @@ fn decide(
         }
     }
     out
+}
+
+/// A delayed action that came due: what it wrote, and the id to forget once that is
+/// written ([`Op::Unschedule`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    pub action_id: String,
+    pub outputs: EventOutputs,
+}
+
+/// Fires up to `max` delayed actions due at `now_ms`: each guard is checked against the
+/// state as it is now (windows end at the due time), the action runs if it still holds
+/// and its rule is unchanged, and either way one record says what happened. The actions
+/// stay scheduled until the caller has written the outputs and unschedules them.
+pub async fn fire_due(
+    rules: &RuleSet,
+    state: &mut RulesState,
+    config: &ProcessConfig,
+    now_ms: i64,
+    max: usize,
+) -> Result<Vec<Fired>, StateError> {
+    let due = match state
+        .apply(&[Op::Due {
+            until_ms: now_ms,
+            max,
+        }])
+        .await?
+        .pop()
+    {
+        Some(Answer::Due(due)) => due,
+        _ => Vec::new(),
+    };
+    let mut fired = Vec::with_capacity(due.len());
+    let mut effects = Vec::new();
+    for (action_id, payload) in due {
+        let mut out = EventOutputs::default();
+        let Ok(scheduled) = serde_json::from_str::<Scheduled>(&payload) else {
+            // Written by this stage, so only a foreign or corrupted value lands here: it is
+            // forgotten, on record, never retried forever.
+            tracing::error!(%action_id, "a scheduled action cannot be read back; dropped from the schedule");
+            fired.push(Fired {
+                action_id,
+                outputs: out,
+            });
+            continue;
+        };
+        let lookups = rules.guard_lookups(&scheduled.due);
+        let ops: Vec<Op> = lookups
+            .iter()
+            .map(|l| lookup_op(l, scheduled.due.due_at_ms, config))
+            .collect();
+        let answers = state.apply(&ops).await?;
+        let snapshot: StateSnapshot = lookups
+            .into_iter()
+            .zip(answers)
+            .filter_map(|(lookup, answer)| Some((lookup, engine_answer(answer)?)))
+            .collect();
+        let verdict = rules.check_guard(&scheduled.due, &snapshot);
+        let (decision, result) = if verdict.run {
+            let origin = format!("rule:{}", scheduled.due.rule_id);
+            let result = execute(
+                &scheduled.params,
+                &scheduled.due.event,
+                &action_id,
+                &origin,
+                config,
+                &mut effects,
+                &mut out,
+            );
+            (Decision::Executed, result)
+        } else {
+            (Decision::GuardFailed, Outcome::Skipped)
+        };
+        let action = PlannedAction {
+            index: scheduled.due.action_index,
+            idempotency_key: action_id.clone(),
+            delay_ms: 0,
+            due_at_ms: scheduled.due.due_at_ms,
+            guarded: true,
+            params: Ok(scheduled.params.clone()),
+            recipient_suppressed: false,
+        };
+        out.actions.push(action_record(
+            &scheduled.due.event,
+            &scheduled.due.rule_id,
+            &scheduled.due.rule_version,
+            &action,
+            decision,
+            result,
+            now_ms,
+            format!("due: {}", verdict.reason),
+        ));
+        fired.push(Fired {
+            action_id,
+            outputs: out,
+        });
+    }
+    state.apply(&effects).await?;
+    Ok(fired)
 }
 
 /// Applies one executed action now: its state change (queued in `effects`) and records.
@@ -372,6 +479,6 @@ fn engine_answer(answer: Answer) -> Option<EngineAnswer> {
         Answer::Score(s) => Some(EngineAnswer::Score(s)),
         Answer::Member(b) => Some(EngineAnswer::Flag(b)),
         Answer::Suppression(record) => Some(EngineAnswer::Flag(record.is_some())),
-        Answer::Claim(_) | Answer::Done => None,
+        Answer::Claim(_) | Answer::Due(_) | Answer::Done => None,
     }
 }

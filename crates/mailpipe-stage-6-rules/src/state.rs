@@ -91,6 +91,20 @@ pub enum Op {
     Unsuppress { scope: String, recipient: String },
     /// Answers `recipient`'s suppression record in `scope`, if any.
     Suppressed { scope: String, recipient: String },
+    /// Keeps a delayed action (`payload`, JSON) until `due_at_ms`; the same `id` again
+    /// changes nothing.
+    Schedule {
+        id: String,
+        due_at_ms: i64,
+        payload: String,
+    },
+    /// Answers up to `max` scheduled actions due at `until_ms`, earliest first, without
+    /// removing them (they stay until [`Op::Unschedule`], so a crash before their outputs
+    /// were written fires them again, under the same action id).
+    Due { until_ms: i64, max: usize },
+    /// Forgets a scheduled action once its outputs are written (at `now_ms`), remembering
+    /// its id for 30 days so a redelivered event does not schedule it again.
+    Unschedule { id: String, now_ms: i64 },
 }
 
 /// What an atomic claim found.
@@ -109,6 +123,8 @@ pub enum Answer {
     Score(f64),
     Member(bool),
     Suppression(Option<String>),
+    /// Due actions: (id, payload).
+    Due(Vec<(String, String)>),
     Done,
 }
 
@@ -151,6 +167,40 @@ end
 return 1
 ";
 
+/// KEYS[1] the due times (sorted set), KEYS[2] the payloads (hash), KEYS[3] the ids
+/// fired in the last 30 days (sorted set), one hash slot. ARGV: id, due at, payload.
+/// An id already scheduled or fired is not scheduled again (a redelivered event).
+const SCHEDULE: &str = r"
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+return 0
+";
+
+/// KEYS as [`SCHEDULE`]; ARGV: until, max. Answers id, payload, id, payload, …
+const DUE: &str = r"
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  table.insert(out, id)
+  table.insert(out, redis.call('HGET', KEYS[2], id) or '')
+end
+return out
+";
+
+/// KEYS as [`SCHEDULE`]; ARGV: id, now, fired ids older than this are forgotten.
+const UNSCHEDULE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+return 0
+";
+
+/// How long a fired action's id is remembered, so a redelivered event does not schedule
+/// it again.
+const FIRED_MEMORY_MS: i64 = 30 * DAY_MS;
+
 /// Contributions are members `<contribution>|<delta>`; the score is their sum in the
 /// window, returned as text (a Lua number would be truncated to an integer reply).
 /// KEYS[1] score key; ARGV: member ("" to only read), at, trim bound, count bound, ttl ms.
@@ -175,6 +225,9 @@ pub struct RulesState {
     increment: Script,
     claim: Script,
     score: Script,
+    schedule: Script,
+    due: Script,
+    unschedule: Script,
 }
 
 impl RulesState {
@@ -186,6 +239,9 @@ impl RulesState {
             increment: Script::new(INCREMENT),
             claim: Script::new(CLAIM),
             score: Script::new(SCORE),
+            schedule: Script::new(SCHEDULE),
+            due: Script::new(DUE),
+            unschedule: Script::new(UNSCHEDULE),
         }
     }
 
@@ -209,7 +265,15 @@ impl RulesState {
 
     async fn load_scripts(&mut self) -> Result<(), StateError> {
         let mut pipe = redis::pipe();
-        for script in [&self.increment, &self.claim, &self.score] {
+        let scripts = [
+            &self.increment,
+            &self.claim,
+            &self.score,
+            &self.schedule,
+            &self.due,
+            &self.unschedule,
+        ];
+        for script in scripts {
             pipe.load_script(script);
         }
         let _: Vec<String> = pipe.query_async(&mut self.connection).await?;
@@ -331,7 +395,44 @@ impl RulesState {
             Op::Suppressed { scope, recipient } => {
                 pipe.hget(self.key("suppressions", scope), recipient);
             }
+            Op::Schedule {
+                id,
+                due_at_ms,
+                payload,
+            } => {
+                let [times, payloads, fired] = self.schedule_keys();
+                pipe.invoke_script(
+                    self.schedule
+                        .key(times)
+                        .key(payloads)
+                        .key(fired)
+                        .arg(id)
+                        .arg(due_at_ms)
+                        .arg(payload),
+                );
+            }
+            Op::Due { until_ms, max } => {
+                let [times, payloads, _] = self.schedule_keys();
+                pipe.invoke_script(self.due.key(times).key(payloads).arg(until_ms).arg(max));
+            }
+            Op::Unschedule { id, now_ms } => {
+                let [times, payloads, fired] = self.schedule_keys();
+                pipe.invoke_script(
+                    self.unschedule
+                        .key(times)
+                        .key(payloads)
+                        .key(fired)
+                        .arg(id)
+                        .arg(now_ms)
+                        .arg(now_ms.saturating_sub(FIRED_MEMORY_MS)),
+                );
+            }
         }
+    }
+
+    /// The schedule's keys (due times, payloads, fired ids), in one cluster hash slot.
+    fn schedule_keys(&self) -> [String; 3] {
+        ["times", "payloads", "fired"].map(|k| self.key("schedule", &format!("{{due}}:{k}")))
     }
 
     fn push_score(
@@ -388,7 +489,18 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
                 .map_err(|_| unexpected("suppressed", &reply))?;
             Answer::Suppression(record)
         }
+        Op::Due { .. } => {
+            let flat: Vec<String> =
+                redis::from_redis_value(reply.clone()).map_err(|_| unexpected("due", &reply))?;
+            let pairs = flat
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            Answer::Due(pairs)
+        }
         Op::Increment { .. }
+        | Op::Schedule { .. }
+        | Op::Unschedule { .. }
         | Op::SegmentAdd { .. }
         | Op::SegmentRemove { .. }
         | Op::Suppress { .. }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 mod check;
 
@@ -51,7 +51,7 @@ pub(crate) enum ActionKind {
 }
 
 /// An action with its fields rendered for one event: what the stage executes and records.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ActionParams {
     /// Put the recipient on the suppression list in `scope`.
