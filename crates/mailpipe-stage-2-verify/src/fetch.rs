@@ -69,13 +69,8 @@ impl Fetcher {
     /// `timeout` bounds each whole GET (connect, headers and body); answers longer than
     /// `max_bytes` are refused.
     pub fn new(timeout: Duration, max_bytes: usize) -> anyhow::Result<Fetcher> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("mailpipe-verify/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let user_agent = concat!("mailpipe-verify/", env!("CARGO_PKG_VERSION"));
+        let client = mailpipe_runtime::http::client(user_agent, timeout)?;
         Ok(Fetcher { client, max_bytes })
     }
 

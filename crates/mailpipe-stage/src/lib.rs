@@ -19,7 +19,6 @@
 
 mod dead_letter;
 pub mod emit;
-pub mod redis;
 
 use std::time::Duration;
 
@@ -36,6 +35,8 @@ pub use dead_letter::{
 };
 pub use emit::{Emission, Emitter};
 pub use mailpipe_kafka::OutRecord;
+/// The one shutdown signal of every binary (re-exported for the stages' `main`).
+pub use mailpipe_runtime::shutdown_on_signals;
 
 /// The consumer stages, named as in the config and in binary names (`mailpipe-<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,33 +208,4 @@ pub fn create_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
     mailpipe_kafka::producer_config_for_records_up_to(&settings.kafka, max_record_bytes)
         .create()
         .context("creating the kafka producer")
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutdown requested");
-        cancel.cancel();
-    });
-    token
-}
-
-/// Backoff between produce retries: doubles from 100 ms up to 5 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
 }
