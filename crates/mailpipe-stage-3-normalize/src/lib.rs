@@ -8,11 +8,10 @@
 //! records are acknowledged. An event that can never be produced (too large) adds an
 //! `unproducible` dead letter of its input instead (`mailpipe_stage::emit`).
 
-mod event_datum;
-
 use std::sync::Arc;
 
 use anyhow::Context;
+use mailpipe_avro::event_datum::EventEncoder;
 use mailpipe_avro::records::{VerifiedKind, VerifiedRecord};
 use mailpipe_avro::{AvroCodec, TopicSchema};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
@@ -25,8 +24,6 @@ use mailpipe_stage::{
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
-
-pub use event_datum::EventEncoder;
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
