@@ -19,6 +19,8 @@
 
 mod dead_letter;
 pub mod emit;
+mod error;
+pub mod kit;
 
 use std::time::Duration;
 
@@ -30,10 +32,12 @@ use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::{
-    decode_retrying, now_ms, registry_retrying, DeadLetters, InputRef, Origin, UNPRODUCIBLE,
+    decode_retrying, now_ms, registry_retrying, DeadLetters, InputRef, Origin,
     UNPRODUCIBLE_PAYLOAD_BYTES,
 };
 pub use emit::{Emission, Emitter};
+pub use error::{DeadLetterReason, StageError};
+pub use kit::{MessageHandler, Output, Pass, PerMessage, Processed, StageHandler, StageKit};
 pub use mailpipe_kafka::OutRecord;
 /// The one shutdown signal of every binary (re-exported for the stages' `main`).
 pub use mailpipe_runtime::shutdown_on_signals;
