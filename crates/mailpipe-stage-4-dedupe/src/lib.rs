@@ -191,7 +191,9 @@ impl DedupeHandler {
             source: identity.map(|i| i.source.as_str()),
         };
         Ok(Plan::DeadLetter(
-            self.kit.dead_letter(message, reason, detail, origin)?,
+            self.kit
+                .dead_letters()
+                .record(message, reason, detail, origin)?,
         ))
     }
 }

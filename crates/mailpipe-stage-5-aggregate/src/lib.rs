@@ -86,7 +86,10 @@ impl Handler for AggregateHandler {
                 Ok(event) => event,
                 Err(StageError::Permanent { reason, detail }) => {
                     let origin = Origin::default();
-                    let record = self.kit.dead_letter(&message, reason, detail, origin)?;
+                    let record = self
+                        .kit
+                        .dead_letters()
+                        .record(&message, reason, detail, origin)?;
                     let emission: Emission = Emission {
                         input: InputRef::new(&message, origin),
                         records: vec![record],

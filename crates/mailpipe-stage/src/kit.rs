@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::{decode_retrying, DeadLetters, InputRef, Origin};
 use crate::emit::{Emission, Emitter};
-use crate::error::{DeadLetterReason, StageError};
+use crate::error::StageError;
 use crate::{OutRecord, Stage};
 
 /// What every stage works with, set up once at start-up.
@@ -130,23 +130,12 @@ impl StageKit {
     }
 
     /// Decodes an input (retrying while the registry is away); a record that can never be
-    /// decoded is [`DeadLetterReason::Undecodable`].
+    /// decoded is [`crate::DeadLetterReason::Undecodable`].
     pub async fn decode<T: DeserializeOwned>(
         &self,
         message: &OwnedMessage,
     ) -> Result<T, StageError> {
         decode_retrying(&self.codec, message.payload().unwrap_or_default()).await
-    }
-
-    /// The dead letter of `message`.
-    pub fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        reason: DeadLetterReason,
-        detail: String,
-        origin: Origin<'_>,
-    ) -> Result<OutRecord, StageError> {
-        self.dead_letters.record(message, reason, detail, origin)
     }
 
     /// The per-message frame: decode `message`, let `handler` process it, and turn a
@@ -170,7 +159,9 @@ impl StageKit {
             Ok(Processed::Records(records)) => Ok(Framed::Ready { records, input }),
             Ok(Processed::Deferred) => Ok(Framed::Deferred),
             Err(StageError::Permanent { reason, detail }) => {
-                let letter = self.dead_letter(message, reason, detail, input.origin())?;
+                let letter = self
+                    .dead_letters
+                    .record(message, reason, detail, input.origin())?;
                 Ok(Framed::Ready {
                     records: vec![letter],
                     input,
