@@ -2,7 +2,9 @@
 //! authenticity with the pure library (`mailpipe_verify_core::verify`), and forward it to
 //! `mail.verified` (credentials stripped; SNS protocol messages as control records) or to
 //! `mail.rejected` with a reason from the closed set. Both outputs are keyed by request id.
-//! A record that cannot even be decoded becomes one `mail.dlq` record.
+//! A record that cannot even be decoded becomes one `mail.dlq` record. The stage is a
+//! [`MessageHandler`] on the stage kit's per-message frame, which decodes, dead-letters,
+//! emits and holds the deferred SNS messages (see [`VerifyHandler`]).
 //!
 //! Invariant: every input message yields exactly one output (verified, rejected or dead
 //! letter) and is completed only after that output is acknowledged.

@@ -2,6 +2,8 @@
 //! (`mailpipe_normalize_core::parse`), and forward one `mail.events` record per ESP event, keyed
 //! by recipient so one recipient's events stay ordered on one partition. A request that
 //! cannot be parsed becomes one `mail.dlq` record with the reason and its coordinates.
+//! The stage is a [`MessageHandler`] on the stage kit's per-message frame, which decodes,
+//! dead-letters and emits; the field-by-field event encoder is `mailpipe_avro::event_datum`.
 //!
 //! Invariant: every input message yields its events or a dead letter (never nothing,
 //! except a control record, which carries no events), and is completed only after those

@@ -1,7 +1,9 @@
 //! The frame of every consumer stage binary: load settings, start logging and metrics,
-//! turn Ctrl-C / SIGTERM into a shutdown token, and run the shared consumer loop with the
-//! stage's handler. Plus [`Emitter`]: produce a batch's outputs in input order and complete
-//! each input's ack only once every output is acknowledged by Kafka.
+//! and run the shared consumer loop with the stage's handler. The stage kit ([`kit`]:
+//! [`StageKit`], `kit::run`, the per-message frame [`PerMessage`]) is what a stage is built
+//! on; [`Emitter`] produces a batch's outputs in input order and completes each input's ack
+//! only once every output is acknowledged by Kafka; [`StageError`] and
+//! [`DeadLetterReason`] say what a failure leads to (retry, dead letter, stop).
 //!
 //! Invariant: a stage completes an input message only after all records derived from it
 //! are acknowledged (`acks=all`); transient produce failures are retried, never dropped.
