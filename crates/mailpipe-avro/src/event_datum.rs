@@ -1,22 +1,181 @@
-//! Reading `mail.events` / `mail.events.unique` records field by field
-//! (`schemas/email_event.avsc`) instead of through the registry converter and serde, which
-//! build an Avro `Value` tree first and bound the aggregate stage (`make bench`).
+//! Email event datums (`schemas/email_event.avsc`) written and read field by field:
+//! [`EventEncoder`] writes the normalize stage's `mail.events` records instead of the
+//! schema-aware serde serializer, which looks every field up by name and took as long as
+//! parsing the event; [`EventDecoder`] reads `mail.events` / `mail.events.unique` records
+//! instead of the registry converter and serde, which build an Avro `Value` tree first and
+//! bound the aggregate stage (`make bench`).
 //!
-//! Invariant: [`EventDecoder::decode`] gives exactly the [`EmailEvent`], or an error
-//! exactly when, the generic decoder does for the same datum, with one difference: bytes
-//! left after the record are an error here (the generic decoder ignores them; they mean
-//! the datum was not written with this schema). It is only used for records
-//! whose writer schema is this schema ([`EventDecoder::reads`]: equal parsing canonical
-//! forms, i.e. the same binary layout); any other writer schema goes the generic way. The
-//! tests below and the fuzz target `event_datum` compare both.
+//! Invariant (encoder): the bytes are exactly those [`RegisteredSchema::encode`] writes for
+//! the same event; [`EventEncoder::new`] refuses a schema whose fields are not the ones
+//! written here ([`FIELDS`]).
+//!
+//! Invariant (decoder): [`EventDecoder::decode`] gives exactly the [`EmailEvent`], or an
+//! error exactly when, the generic decoder does for the same datum, with one difference:
+//! bytes left after the record are an error here (the generic decoder ignores them; they
+//! mean the datum was not written with this schema). It is only used for records whose
+//! writer schema is this schema ([`EventDecoder::reads`]: equal parsing canonical forms,
+//! i.e. the same binary layout); any other writer schema goes the generic way. The tests
+//! (`event_datum/tests.rs`) and the fuzz target `event_datum` compare both ways with the
+//! generic ones.
 
 use std::collections::BTreeMap;
 
+use apache_avro::schema::RecordSchema;
 use apache_avro::Schema;
 use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};
 
-use crate::datum::Reader;
-use crate::{parse_schema, AvroError, EMAIL_EVENT_SCHEMA};
+use crate::datum::{
+    write_long, write_optional_string, write_string, write_string_array, write_string_map, Reader,
+};
+use crate::{parse_schema, AvroError, RegisteredSchema, EMAIL_EVENT_SCHEMA};
+
+/// The schema's fields in order, as [`EventEncoder::encode`] writes them.
+pub const FIELDS: [&str; 23] = [
+    "event_id",
+    "event_type",
+    "provider_event",
+    "provider",
+    "source",
+    "occurred_at",
+    "received_at",
+    "recipient",
+    "recipient_domain",
+    "message_id",
+    "campaign_id",
+    "tags",
+    "metadata",
+    "reject_reason",
+    "bounce_class",
+    "url",
+    "user_agent",
+    "ip",
+    "geo",
+    "mta_response",
+    "description",
+    "raw_request_id",
+    "raw_event",
+];
+
+/// Encodes canonical events as Confluent-framed `mail.events` records.
+#[derive(Debug, Clone)]
+pub struct EventEncoder {
+    schema: RegisteredSchema,
+    /// The schema's index of each symbol, in the order of `EventType::ALL` (and likewise
+    /// below): enum values are written as their index in the schema, not by name.
+    event_types: Vec<i64>,
+    reject_reasons: Vec<i64>,
+    bounce_classes: Vec<i64>,
+}
+
+impl EventEncoder {
+    /// An encoder for `schema`, the registered email event schema.
+    pub fn new(schema: RegisteredSchema) -> Result<EventEncoder, AvroError> {
+        let record = event_record(schema.schema())?;
+        let names: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
+        if names != FIELDS {
+            return Err(AvroError::Schema(format!(
+                "the email event schema's fields {names:?} are not the ones the encoder writes"
+            )));
+        }
+        Ok(EventEncoder {
+            event_types: indexes(
+                EventType::ALL.map(EventType::as_str),
+                symbols_of(record, "event_type")?,
+            )?,
+            reject_reasons: indexes(
+                RejectReason::ALL.map(RejectReason::as_str),
+                symbols_of(record, "reject_reason")?,
+            )?,
+            bounce_classes: indexes(
+                BounceClass::ALL.map(BounceClass::as_str),
+                symbols_of(record, "bounce_class")?,
+            )?,
+            schema,
+        })
+    }
+
+    /// One `mail.events` record: magic byte, schema id, then the event's fields in
+    /// schema order.
+    pub fn encode(&self, event: &EmailEvent) -> Vec<u8> {
+        self.schema
+            .encode_with(event.raw_event.len() + 256, |out| self.write(out, event))
+    }
+
+    fn write(&self, out: &mut Vec<u8>, e: &EmailEvent) {
+        write_string(out, &e.event_id);
+        write_long(
+            out,
+            symbol(&self.event_types, &EventType::ALL, e.event_type),
+        );
+        write_string(out, &e.provider_event);
+        write_string(out, e.provider.as_str());
+        write_string(out, &e.source);
+        write_long(out, e.occurred_at);
+        write_long(out, e.received_at);
+        write_optional_string(out, e.recipient.as_deref());
+        write_optional_string(out, e.recipient_domain.as_deref());
+        write_optional_string(out, e.message_id.as_deref());
+        write_optional_string(out, e.campaign_id.as_deref());
+        write_string_array(out, e.tags.iter().map(String::as_str));
+        write_string_map(
+            out,
+            e.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        match e.reject_reason {
+            None => write_long(out, 0),
+            Some(reason) => {
+                write_long(out, 1);
+                write_long(
+                    out,
+                    symbol(&self.reject_reasons, &RejectReason::ALL, reason),
+                );
+            }
+        }
+        match e.bounce_class {
+            None => write_long(out, 0),
+            Some(class) => {
+                write_long(out, 1);
+                write_long(out, symbol(&self.bounce_classes, &BounceClass::ALL, class));
+            }
+        }
+        write_optional_string(out, e.url.as_deref());
+        write_optional_string(out, e.user_agent.as_deref());
+        write_optional_string(out, e.ip.as_deref());
+        match &e.geo {
+            None => write_long(out, 0),
+            Some(geo) => {
+                write_long(out, 1);
+                write_optional_string(out, geo.country.as_deref());
+                write_optional_string(out, geo.region.as_deref());
+                write_optional_string(out, geo.city.as_deref());
+            }
+        }
+        write_optional_string(out, e.mta_response.as_deref());
+        write_optional_string(out, e.description.as_deref());
+        write_string(out, &e.raw_request_id);
+        write_string(out, &e.raw_event);
+    }
+}
+
+/// Each name's index in `symbols`; an error names a symbol the schema lacks.
+fn indexes<const N: usize>(names: [&str; N], symbols: &[String]) -> Result<Vec<i64>, AvroError> {
+    names
+        .into_iter()
+        .map(|name| {
+            let index = symbols.iter().position(|s| s == name).ok_or_else(|| {
+                AvroError::Schema(format!("symbol {name} is missing from the schema"))
+            })?;
+            Ok(index as i64)
+        })
+        .collect()
+}
+
+/// The schema index of `value`, from the table built in the order of `all` (the model's
+/// `ALL` constant, which lists every variant, so the position is always found).
+fn symbol<T: PartialEq>(indexes: &[i64], all: &[T], value: T) -> i64 {
+    let position = all.iter().position(|v| *v == value).unwrap_or(0);
+    indexes[position]
+}
 
 /// Decodes email event datums written with [`EMAIL_EVENT_SCHEMA`].
 #[derive(Debug, Clone)]
@@ -31,21 +190,16 @@ pub struct EventDecoder {
 impl EventDecoder {
     pub fn new() -> Result<EventDecoder, AvroError> {
         let schema = parse_schema(EMAIL_EVENT_SCHEMA)?;
-        let Schema::Record(record) = &schema else {
-            return Err(AvroError::Schema(
-                "the email event schema is not a record".into(),
-            ));
-        };
-        let symbols_of = |field: &str| -> Result<&[String], AvroError> {
-            record
-                .lookup
-                .get(field)
-                .and_then(|position| enum_symbols(&record.fields[*position].schema))
-                .ok_or_else(|| AvroError::Schema(format!("field {field} is not an enum")))
-        };
-        let event_types = values(symbols_of("event_type")?, EventType::from_symbol)?;
-        let reject_reasons = values(symbols_of("reject_reason")?, RejectReason::from_symbol)?;
-        let bounce_classes = values(symbols_of("bounce_class")?, BounceClass::from_symbol)?;
+        let record = event_record(&schema)?;
+        let event_types = values(symbols_of(record, "event_type")?, EventType::from_symbol)?;
+        let reject_reasons = values(
+            symbols_of(record, "reject_reason")?,
+            RejectReason::from_symbol,
+        )?;
+        let bounce_classes = values(
+            symbols_of(record, "bounce_class")?,
+            BounceClass::from_symbol,
+        )?;
         Ok(EventDecoder {
             schema,
             event_types,
@@ -124,9 +278,27 @@ fn owned(text: Option<&str>) -> Option<String> {
     text.map(str::to_owned)
 }
 
-/// The symbols of an enum, or of the enum branch of a `["null", enum]` union (also used by
-/// the normalize stage's field-by-field encoder).
-pub fn enum_symbols(schema: &Schema) -> Option<&[String]> {
+/// The record of the email event schema.
+fn event_record(schema: &Schema) -> Result<&RecordSchema, AvroError> {
+    match schema {
+        Schema::Record(record) => Ok(record),
+        _ => Err(AvroError::Schema(
+            "the email event schema is not a record".into(),
+        )),
+    }
+}
+
+/// The symbols of the enum field `field` of the email event record.
+fn symbols_of<'a>(record: &'a RecordSchema, field: &str) -> Result<&'a [String], AvroError> {
+    record
+        .lookup
+        .get(field)
+        .and_then(|position| enum_symbols(&record.fields[*position].schema))
+        .ok_or_else(|| AvroError::Schema(format!("field {field} is not an enum")))
+}
+
+/// The symbols of an enum, or of the enum branch of a `["null", enum]` union.
+fn enum_symbols(schema: &Schema) -> Option<&[String]> {
     match schema {
         Schema::Enum(e) => Some(&e.symbols),
         Schema::Union(union) => union.variants().iter().find_map(enum_symbols),
@@ -143,133 +315,4 @@ fn values<T>(symbols: &[String], from: fn(&str) -> Option<T>) -> Result<Vec<T>, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::RegisteredSchema;
-
-    fn registered() -> &'static RegisteredSchema {
-        static SCHEMA: std::sync::OnceLock<RegisteredSchema> = std::sync::OnceLock::new();
-        SCHEMA.get_or_init(|| {
-            RegisteredSchema::new(1, parse_schema(EMAIL_EVENT_SCHEMA).unwrap()).unwrap()
-        })
-    }
-
-    /// What the registry converter does with a datum: a generic value, then serde.
-    fn generic(datum: &[u8]) -> Result<EmailEvent, String> {
-        let reader = apache_avro::reader::datum::GenericDatumReader::builder(registered().schema())
-            .build()
-            .unwrap();
-        let value = reader
-            .read_value(&mut &datum[..])
-            .map_err(|e| e.to_string())?;
-        apache_avro::from_value(&value).map_err(|e| e.to_string())
-    }
-
-    fn event() -> EmailEvent {
-        EmailEvent {
-            event_id: "ev-1".into(),
-            event_type: EventType::Bounced,
-            provider_event: "bounce".into(),
-            provider: Provider::Sendgrid,
-            source: "main".into(),
-            occurred_at: 1_795_996_800_123,
-            received_at: -1,
-            recipient: Some("a@example.com".into()),
-            recipient_domain: Some("example.com".into()),
-            message_id: None,
-            campaign_id: Some("spring".into()),
-            tags: vec!["t1".into(), "".into(), "ü".repeat(100)],
-            metadata: [("k".to_string(), "v".to_string()), ("".into(), "".into())].into(),
-            reject_reason: None,
-            bounce_class: None,
-            url: None,
-            user_agent: Some("Mozilla".into()),
-            ip: None,
-            geo: None,
-            mta_response: Some("550".into()),
-            description: None,
-            raw_request_id: "req-1".into(),
-            raw_event: "{}".into(),
-        }
-    }
-
-    fn encoded(event: &EmailEvent) -> Vec<u8> {
-        registered().encode(event, 0).unwrap()[5..].to_vec()
-    }
-
-    #[test]
-    fn reads_every_field_enum_symbol_and_optional_as_the_generic_decoder() {
-        let decoder = EventDecoder::new().unwrap();
-        let mut e = event();
-        for provider in Provider::ALL {
-            for event_type in EventType::ALL {
-                for reason in RejectReason::ALL.map(Some).into_iter().chain([None]) {
-                    for class in BounceClass::ALL.map(Some).into_iter().chain([None]) {
-                        e.provider = provider;
-                        e.event_type = event_type;
-                        e.reject_reason = reason;
-                        e.bounce_class = class;
-                        e.geo = class.map(|_| Geo {
-                            country: Some("PT".into()),
-                            region: None,
-                            city: Some("Lisbon".into()),
-                        });
-                        let datum = encoded(&e);
-                        assert_eq!(decoder.decode(&datum).unwrap(), e);
-                        assert_eq!(generic(&datum).unwrap(), e);
-                    }
-                }
-            }
-        }
-        let empty = EmailEvent {
-            tags: Vec::new(),
-            metadata: BTreeMap::new(),
-            recipient: None,
-            recipient_domain: None,
-            campaign_id: None,
-            user_agent: None,
-            mta_response: None,
-            geo: Some(Geo::default()),
-            ..event()
-        };
-        assert_eq!(decoder.decode(&encoded(&empty)).unwrap(), empty);
-    }
-
-    #[test]
-    fn refuses_what_the_generic_decoder_refuses() {
-        let decoder = EventDecoder::new().unwrap();
-        let good = encoded(&event());
-        // Every truncation, and one byte too many.
-        for end in 0..good.len() {
-            assert!(decoder.decode(&good[..end]).is_err(), "truncated at {end}");
-            assert!(generic(&good[..end]).is_err(), "truncated at {end}");
-        }
-        let mut longer = good.clone();
-        longer.push(0);
-        assert!(decoder.decode(&longer).is_err());
-        // A provider the model does not know (the schema has it as a string).
-        let mut unknown = event();
-        unknown.source = "x".into();
-        let datum = encoded(&unknown);
-        let at = datum.windows(9).position(|w| w == b"\x10sendgrid").unwrap();
-        let mut forged = datum.clone();
-        forged[at + 1..at + 9].copy_from_slice(b"sendgrix");
-        assert!(decoder.decode(&forged).is_err());
-        assert!(generic(&forged).is_err());
-        // An enum index past the symbols.
-        let mut bad_type = good.clone();
-        bad_type[1 + good[0] as usize / 2] = 0x7e;
-        assert!(decoder.decode(&bad_type).is_err());
-        assert!(generic(&bad_type).is_err());
-    }
-
-    #[test]
-    fn reads_only_its_own_schema() {
-        let decoder = EventDecoder::new().unwrap();
-        let same = parse_schema(&EMAIL_EVENT_SCHEMA.replace("\"doc\"", "\"x-doc\"")).unwrap();
-        assert!(decoder.reads(&same), "docs do not change the layout");
-        let other =
-            parse_schema(&EMAIL_EVENT_SCHEMA.replace("\"raw_event\"", "\"raw_text\"")).unwrap();
-        assert!(!decoder.reads(&other));
-    }
-}
+mod tests;

@@ -48,6 +48,20 @@ impl Topic {
         }
     }
 
+    /// The Avro schema of the topic's record values: the one place a topic's schema is
+    /// chosen (writers register it under `<topic>-value`). `None`: the topic's records are
+    /// not defined yet (the rules stage's topics).
+    pub fn value_schema(self) -> Option<&'static str> {
+        match self {
+            Topic::Raw => Some(mailpipe_avro::RAW_REQUEST_SCHEMA),
+            Topic::Verified => Some(mailpipe_avro::VERIFIED_REQUEST_SCHEMA),
+            Topic::Rejected => Some(mailpipe_avro::REJECTED_REQUEST_SCHEMA),
+            Topic::Events | Topic::EventsUnique => Some(mailpipe_avro::EMAIL_EVENT_SCHEMA),
+            Topic::Dlq => Some(mailpipe_avro::DEAD_LETTER_SCHEMA),
+            Topic::Actions | Topic::Suppressions => None,
+        }
+    }
+
     fn partitions(self, settings: &KafkaSettings) -> i32 {
         let p = &settings.partitions;
         match self {
@@ -212,5 +226,20 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Topic::ALL.len());
+    }
+
+    /// Every shipped schema belongs to a topic, and events keep one schema through dedupe.
+    #[test]
+    fn every_shipped_schema_is_some_topics_schema() {
+        for (file, text) in mailpipe_avro::ALL_SCHEMAS {
+            assert!(
+                Topic::ALL.iter().any(|t| t.value_schema() == Some(*text)),
+                "{file} is no topic's schema"
+            );
+        }
+        assert_eq!(
+            Topic::Events.value_schema(),
+            Topic::EventsUnique.value_schema()
+        );
     }
 }

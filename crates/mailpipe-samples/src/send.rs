@@ -195,13 +195,11 @@ pub async fn send(
     options: &SendSamples,
     shutdown: CancellationToken,
 ) -> Result<Summary, SampleError> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5).min(options.retry.attempt_timeout))
-        .timeout(options.retry.attempt_timeout)
-        .user_agent(concat!("mailpipe-send-samples/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SampleError::Client(e.to_string()))?;
+    let client = mailpipe_runtime::http::client(
+        concat!("mailpipe-send-samples/", env!("CARGO_PKG_VERSION")),
+        options.retry.attempt_timeout,
+    )
+    .map_err(|e| SampleError::Client(e.to_string()))?;
     let base = url.as_str().trim_end_matches('/').to_string();
     let started = Instant::now();
     let tally = Arc::new(Mutex::new(Tally::new(

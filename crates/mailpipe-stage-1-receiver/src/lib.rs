@@ -80,33 +80,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Cancels `shutdown` on Ctrl-C or SIGTERM (what orchestrators send).
-pub async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown requested");
-    shutdown.cancel();
-}
-
 /// The process-wide Prometheus recorder, installed on first use. `run` may be called
 /// several times in one process (tests), and a recorder can be installed only once.
 pub fn metrics_handle() -> PrometheusHandle {

@@ -5,7 +5,6 @@
 use anyhow::Context;
 use mailpipe_settings::Settings;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,9 +13,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.receiver.listen)
         .await
         .with_context(|| format!("binding receiver.listen {}", settings.receiver.listen))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(mailpipe_stage_1_receiver::cancel_on_signal(
-        shutdown.clone(),
-    ));
+    let shutdown = mailpipe_runtime::shutdown_on_signals();
     mailpipe_stage_1_receiver::run(settings, listener, shutdown).await
 }

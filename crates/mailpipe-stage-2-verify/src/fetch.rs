@@ -30,13 +30,19 @@ impl Purpose {
     }
 }
 
-/// Why a GET failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a GET failed, by what to do next: retry within the budget, or give up at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// May succeed later: retry.
+    #[error("{0} (transient)")]
     Transient(String),
     /// Will not succeed: the answer says so.
+    #[error("{0}")]
     Permanent(String),
+    /// The client could not be built (a TLS or configuration problem): the stage cannot
+    /// fetch at all and does not start.
+    #[error("building the HTTP client: {0}")]
+    Fatal(String),
 }
 
 /// Whether an HTTP status other than 2xx is worth retrying.
@@ -50,11 +56,13 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// Why a fetch within a budget gave up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchFailure {
     /// The answer says it will never succeed.
+    #[error("{0}")]
     Permanent(String),
     /// Only transient failures, for the whole budget (the last one is described).
+    #[error("out of time: {0}")]
     OutOfTime(String),
 }
 
@@ -68,14 +76,10 @@ pub struct Fetcher {
 impl Fetcher {
     /// `timeout` bounds each whole GET (connect, headers and body); answers longer than
     /// `max_bytes` are refused.
-    pub fn new(timeout: Duration, max_bytes: usize) -> anyhow::Result<Fetcher> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("mailpipe-verify/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(timeout: Duration, max_bytes: usize) -> Result<Fetcher, FetchError> {
+        let user_agent = concat!("mailpipe-verify/", env!("CARGO_PKG_VERSION"));
+        let client = mailpipe_runtime::http::client(user_agent, timeout)
+            .map_err(|e| FetchError::Fatal(describe(&e)))?;
         Ok(Fetcher { client, max_bytes })
     }
 
@@ -129,7 +133,7 @@ impl Fetcher {
                     count(purpose, "ok");
                     return Ok(body);
                 }
-                Err(FetchError::Permanent(why)) => {
+                Err(FetchError::Permanent(why) | FetchError::Fatal(why)) => {
                     count(purpose, "failed");
                     tracing::warn!(purpose = purpose.as_str(), url = without_query(url), why = %why,
                         "fetch failed permanently");

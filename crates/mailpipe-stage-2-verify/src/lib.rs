@@ -2,7 +2,9 @@
 //! authenticity with the pure library (`mailpipe_verify_core::verify`), and forward it to
 //! `mail.verified` (credentials stripped; SNS protocol messages as control records) or to
 //! `mail.rejected` with a reason from the closed set. Both outputs are keyed by request id.
-//! A record that cannot even be decoded becomes one `mail.dlq` record.
+//! A record that cannot even be decoded becomes one `mail.dlq` record. The stage is a
+//! [`MessageHandler`] on the stage kit's per-message frame, which decodes, dead-letters,
+//! emits and holds the deferred SNS messages (see [`VerifyHandler`]).
 //!
 //! Invariant: every input message yields exactly one output (verified, rejected or dead
 //! letter) and is completed only after that output is acknowledged.
@@ -15,6 +17,7 @@
 //! certificates are fetched concurrently, and a URL that failed is refused at once for a
 //! while. Mailgun tokens are recorded in Redis; while it is down the stage holds.
 
+mod control;
 pub mod fetch;
 pub mod records;
 pub mod tokens;
@@ -22,23 +25,23 @@ pub mod tokens;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use mailpipe_avro::records::RawRecord;
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
-use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
+use mailpipe_kafka::Topic;
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
 use mailpipe_stage::{
-    decode_retrying, now_ms, DeadLetters, Emission, Emitter, InputRef, Origin, OutRecord, Stage,
+    now_ms, MessageHandler, Origin, OutRecord, Output, Pass, PerMessage, Processed, Stage,
+    StageError, StageKit,
 };
 use mailpipe_telemetry::names;
 use mailpipe_verify_core::{
     required_certificate, strip_credentials, CertificateCache, CertificateUrl, Context, Reason,
     Rejection, Request, SnsControl, SourceConfig, SourceOptions, Verified,
 };
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::control::ControlAction;
 use crate::fetch::{FetchFailure, Fetcher, Purpose, RecentFailures};
 use crate::records::{Envelope, Outcome};
 use crate::tokens::UsedTokens;
@@ -52,113 +55,107 @@ pub const FAILED_URLS_REMEMBERED: usize = 10_000;
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let handler = VerifyHandler::new(&settings).await?;
-    mailpipe_stage::run_consumer(Stage::Verify, &settings, handler, shutdown).await
+    mailpipe_stage::kit::run::<PerMessage<VerifyHandler>>(Stage::Verify, &settings, shutdown).await
 }
 
 /// Verifies raw requests. Owns the process's SNS certificate cache and its connection to
 /// the Mailgun tokens every instance shares in Redis.
+///
+/// Messages are forwarded in batch order, except SNS messages whose certificate is
+/// neither cached nor known to fail: the frame holds them aside (their acks held, so their
+/// partition's commit waits for them) while the certificate is fetched in the background,
+/// within the fetch budget, and completes them as soon as it is known: at the next batch
+/// or the next idle tick. So a certificate URL that never answers holds nothing but the
+/// messages that need it, for one budget at most, and a URL that just failed is refused at
+/// once. At shutdown their fetches are awaited (each within the budget), or made now.
 pub struct VerifyHandler {
-    codec: AvroCodec,
-    emitter: Emitter,
-    verified_topic: String,
-    verified_schema: RegisteredSchema,
-    rejected_topic: String,
-    rejected_schema: RegisteredSchema,
-    dead_letters: DeadLetters,
+    verified: Output,
+    rejected: Output,
     sources: Sources,
     verifier: Verifier,
     tokens: UsedTokens,
-    /// SNS messages waiting for their certificate (see [`Handler::handle`]).
-    waiting: Vec<Delivery>,
 }
 
-impl VerifyHandler {
+impl MessageHandler for VerifyHandler {
+    type Input = RawRecord;
+
+    /// Each input's record is emitted at once, so a slow subscription confirmation for a
+    /// later input does not hold back the outputs of earlier ones.
+    const EMIT_EACH: bool = true;
+
     /// Parses every source's keys (logging their problems), registers the output schemas
-    /// and creates the producer and the HTTP client; Redis connects lazily.
-    pub async fn new(settings: &Settings) -> anyhow::Result<VerifyHandler> {
-        let sources = Sources::new(settings);
-        let names = TopicNames::new(&settings.kafka.topic_prefix);
-        let codec = AvroCodec::new(&settings.schema_registry.url)?;
-        let register = |topic: String, schema: &'static str, what: &'static str| {
-            let codec = &codec;
-            async move {
-                let registered = codec
-                    .register(&TopicSchema::new(&topic, schema)?)
-                    .await
-                    .with_context(|| format!("registering the {what} schema"))?;
-                anyhow::Ok((topic, registered))
-            }
-        };
-        let (verified_topic, verified_schema) = register(
-            names.name(Topic::Verified),
-            mailpipe_avro::VERIFIED_REQUEST_SCHEMA,
-            "verified request",
-        )
-        .await?;
-        let (rejected_topic, rejected_schema) = register(
-            names.name(Topic::Rejected),
-            mailpipe_avro::REJECTED_REQUEST_SCHEMA,
-            "rejected request",
-        )
-        .await?;
-        let dead_letters = DeadLetters::new(Stage::Verify, settings, &codec).await?;
+    /// and creates the HTTP client; Redis connects lazily.
+    async fn new(kit: &StageKit) -> anyhow::Result<VerifyHandler> {
+        let settings = kit.settings();
         Ok(VerifyHandler {
-            codec,
-            emitter: mailpipe_stage::emitter(Stage::Verify, settings, dead_letters.clone())?,
-            verified_topic,
-            verified_schema,
-            rejected_topic,
-            rejected_schema,
-            dead_letters,
-            sources,
+            sources: Sources::new(settings),
+            verified: kit.output(Topic::Verified).await?,
+            rejected: kit.output(Topic::Rejected).await?,
             verifier: Verifier::new(settings)?,
             tokens: UsedTokens::new(
                 &settings.redis.url,
                 &settings.redis.key_prefix,
                 Duration::from_millis(settings.verify.redis_timeout_ms),
             )?,
-            waiting: Vec::new(),
         })
     }
 
-    /// The record an input message becomes, with what is kept of the input should that
-    /// record never be producible; with [`Fetch::Later`], `None` for an SNS message whose
-    /// certificate must be fetched first (its URL is noted for [`Verifier::fetch_wanted`]).
-    async fn output(
-        &mut self,
-        message: &OwnedMessage,
-        fetch: Fetch,
-    ) -> Result<Option<(OutRecord, InputRef)>, HandlerError> {
-        let payload = message.payload().unwrap_or_default();
-        let raw: RawRecord = match decode_retrying(&self.codec, payload).await {
-            Ok(raw) => raw,
-            Err(detail) => {
-                let input = InputRef::new(message, Origin::default());
-                return Ok(Some((self.dead_letter(message, detail)?, input)));
-            }
-        };
-        let (request, envelope) = records::split(raw);
-        let input = InputRef::new(
-            message,
-            Origin {
-                raw_request_id: Some(&request.request_id),
-                provider: Some(&envelope.provider),
-                source: Some(&envelope.source),
-            },
-        );
-        let record = self.output_of(request, envelope, fetch).await?;
-        Ok(record.map(|record| (record, input)))
+    fn origin(raw: &RawRecord) -> Origin<'_> {
+        Origin {
+            raw_request_id: Some(&raw.request_id),
+            provider: Some(&raw.provider),
+            source: Some(&raw.source),
+        }
     }
 
-    /// The verified or rejected record of a decoded request (`None`: deferred, see
-    /// [`Self::output`]).
+    /// The verified or rejected record of a raw request; deferred while the SNS
+    /// certificate it needs is fetched (its URL is noted for [`Verifier::start_wanted`]),
+    /// except at shutdown, when it is fetched now. A record that cannot even be decoded is
+    /// the frame's: kept whole on `mail.dlq`, never on `mail.rejected` (which needs the
+    /// request's fields).
+    async fn process(
+        &mut self,
+        _kit: &StageKit,
+        _message: &OwnedMessage,
+        raw: RawRecord,
+        pass: Pass,
+    ) -> Result<Processed, StageError> {
+        let fetch = match pass {
+            Pass::Normal => Fetch::Later,
+            Pass::Final => Fetch::Now,
+        };
+        let (request, envelope) = records::split(raw);
+        Ok(match self.output_of(request, envelope, fetch).await? {
+            Some(record) => Processed::Records(vec![record]),
+            None => Processed::Deferred,
+        })
+    }
+
+    /// Takes in the certificate fetches that ended; the deferred messages are tried again
+    /// only when one did.
+    fn deferred_ready(&mut self) -> bool {
+        self.verifier.collect_fetched()
+    }
+
+    fn after_batch(&mut self) {
+        self.verifier.start_wanted();
+    }
+
+    async fn before_finish(&mut self) {
+        self.verifier.start_wanted();
+        self.verifier.await_fetches().await;
+    }
+}
+
+impl VerifyHandler {
+    /// The verified or rejected record of a decoded request (`None`: deferred until its
+    /// certificate is fetched).
     async fn output_of(
         &mut self,
         mut request: Request,
         envelope: Envelope,
         fetch: Fetch,
-    ) -> Result<Option<OutRecord>, HandlerError> {
+    ) -> Result<Option<OutRecord>, StageError> {
         let key = Some(request.request_id.as_bytes().to_vec());
         let Some((source_id, source)) = self.sources.find(&envelope) else {
             let rejection = Rejection::unknown_source(format!(
@@ -205,15 +202,8 @@ impl VerifyHandler {
                 metrics::counter!(names::VERIFY_VERIFIED, "provider" => labels.provider,
                     "source" => labels.source, "kind" => kind, "key_index" => key_index)
                 .increment(1);
-                let payload = self
-                    .verified_schema
-                    .encode(&record, record.body.len() + 512)
-                    .map_err(|e| format!("encoding a verified record: {e}"))?;
-                Ok(Some(OutRecord {
-                    topic: self.verified_topic.clone(),
-                    key,
-                    payload,
-                }))
+                let size_hint = record.body.len() + 512;
+                self.verified.record(key, &record, size_hint).map(Some)
             }
             Err(rejection) => self
                 .rejected(request, envelope, &rejection, &labels, key)
@@ -228,7 +218,7 @@ impl VerifyHandler {
         rejection: &Rejection,
         labels: &Labels,
         key: Option<Vec<u8>>,
-    ) -> Result<OutRecord, HandlerError> {
+    ) -> Result<OutRecord, StageError> {
         metrics::counter!(names::VERIFY_REJECTED, "provider" => labels.provider,
             "source" => labels.source.clone(), "reason" => rejection.reason.as_str())
         .increment(1);
@@ -236,98 +226,8 @@ impl VerifyHandler {
             source = %labels.source, reason = rejection.reason.as_str(),
             detail = %rejection.detail, "request rejected");
         let record = records::rejected_record(request, envelope, rejection, now_ms());
-        let payload = self
-            .rejected_schema
-            .encode(&record, record.body.len() + 512)
-            .map_err(|e| format!("encoding a rejected record: {e}"))?;
-        Ok(OutRecord {
-            topic: self.rejected_topic.clone(),
-            key,
-            payload,
-        })
-    }
-
-    /// A record that cannot be read at all: kept whole on `mail.dlq`, never on
-    /// `mail.rejected` (which needs the request's fields).
-    fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        detail: String,
-    ) -> Result<OutRecord, HandlerError> {
-        self.dead_letters
-            .record(message, "undecodable", detail, Origin::default())
-    }
-}
-
-impl VerifyHandler {
-    /// Emits one input's record at once, so a slow certificate fetch for a later input
-    /// does not hold back the outputs of earlier ones.
-    async fn emit_one(&self, record: OutRecord, input: InputRef, ack: mailpipe_kafka::Ack) {
-        let emission: Emission = Emission {
-            input,
-            records: vec![record],
-            ack,
-            tag: None,
-        };
-        self.emitter.emit(vec![emission]).await;
-    }
-}
-
-impl VerifyHandler {
-    /// Completes the waiting SNS messages whose certificate is now known (fetched, or its
-    /// failure remembered); the others wait on.
-    async fn settle(&mut self) -> Result<(), HandlerError> {
-        if !self.verifier.collect_fetched() || self.waiting.is_empty() {
-            return Ok(());
-        }
-        for delivery in std::mem::take(&mut self.waiting) {
-            match self.output(&delivery.message, Fetch::Later).await? {
-                Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
-                None => self.waiting.push(delivery),
-            }
-        }
-        self.verifier.start_wanted();
-        Ok(())
-    }
-}
-
-impl Handler for VerifyHandler {
-    /// Messages are forwarded in batch order, except SNS messages whose certificate is
-    /// neither cached nor known to fail: they wait aside (their acks held, so their
-    /// partition's commit waits for them) while the certificate is fetched in the
-    /// background, within the fetch budget, and are completed as soon as it is known: at
-    /// the next batch or the next idle tick. So a certificate URL that never answers holds
-    /// nothing but the messages that need it, for one budget at most, and a URL that just
-    /// failed is refused at once.
-    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
-        self.settle().await?;
-        for delivery in batch {
-            match self.output(&delivery.message, Fetch::Later).await? {
-                Some((record, input)) => self.emit_one(record, input, delivery.ack).await,
-                None => self.waiting.push(delivery),
-            }
-        }
-        self.verifier.start_wanted();
-        Ok(())
-    }
-
-    async fn idle(&mut self) -> Result<(), HandlerError> {
-        self.settle().await
-    }
-
-    /// At shutdown the waiting messages are completed too: their fetches are awaited
-    /// (each within the budget), or made now.
-    async fn finish(&mut self) -> Result<(), HandlerError> {
-        self.verifier.start_wanted();
-        self.verifier.await_fetches().await;
-        for delivery in std::mem::take(&mut self.waiting) {
-            let (record, input) = self
-                .output(&delivery.message, Fetch::Now)
-                .await?
-                .ok_or("a message deferred although fetching was allowed")?;
-            self.emit_one(record, input, delivery.ack).await;
-        }
-        Ok(())
+        let size_hint = record.body.len() + 512;
+        self.rejected.record(key, &record, size_hint)
     }
 }
 
@@ -574,24 +474,26 @@ impl Verifier {
                     Ok(_) => {
                         tracing::info!(source = %labels.source, topic_arn = %topic_arn,
                             "SNS subscription confirmed");
-                        records::SNS_SUBSCRIPTION_CONFIRMED
+                        ControlAction::SubscriptionConfirmed
                     }
                     Err(why) => {
                         tracing::warn!(source = %labels.source, topic_arn = %topic_arn, why = ?why,
                             "SNS subscription could not be confirmed");
-                        records::SNS_SUBSCRIPTION_CONFIRMATION_FAILED
+                        ControlAction::SubscriptionConfirmationFailed
                     }
                 }
             }
             Some(SnsControl::Unsubscribed { topic_arn }) => {
                 tracing::info!(source = %labels.source, topic_arn = %topic_arn,
                     "SNS unsubscribe confirmation received");
-                records::SNS_UNSUBSCRIBE_CONFIRMED
+                ControlAction::UnsubscribeConfirmed
             }
         };
-        metrics::counter!(names::VERIFY_CONTROL, "source" => labels.source.clone(), "action" => action)
+        metrics::counter!(names::VERIFY_CONTROL, "source" => labels.source.clone(), "action" => action.as_str())
             .increment(1);
-        Outcome::Control { action }
+        Outcome::Control {
+            action: action.as_str(),
+        }
     }
 }
 

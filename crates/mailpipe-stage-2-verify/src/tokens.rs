@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use mailpipe_stage::redis::backoff;
+use mailpipe_runtime::backoff;
 use mailpipe_telemetry::names;
 use mailpipe_verify_core::{OneTimeToken, Reason, Rejection, Request, Verified};
 use redis::aio::ConnectionManager;
@@ -64,7 +64,7 @@ impl UsedTokens {
     /// request.
     pub fn new(url: &str, key_prefix: &str, timeout: Duration) -> anyhow::Result<UsedTokens> {
         Ok(UsedTokens {
-            connection: mailpipe_stage::redis::connect(url, timeout)?,
+            connection: mailpipe_runtime::redis::connect(url, timeout)?,
             key_prefix: key_prefix.to_string(),
         })
     }

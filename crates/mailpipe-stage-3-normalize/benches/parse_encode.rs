@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use mailpipe_avro::event_datum::EventEncoder;
 use mailpipe_avro::RegisteredSchema;
 use mailpipe_model::Provider;
 use mailpipe_normalize_core::{parse, ParseInput};
-use mailpipe_stage_3_normalize::EventEncoder;
 
 /// Each figure is the best of ROUNDS runs of RUN_FOR / ROUNDS, the three figures taking
 /// turns: other processes on the machine can only slow a run down, and taking turns exposes

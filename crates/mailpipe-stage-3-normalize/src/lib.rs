@@ -2,104 +2,83 @@
 //! (`mailpipe_normalize_core::parse`), and forward one `mail.events` record per ESP event, keyed
 //! by recipient so one recipient's events stay ordered on one partition. A request that
 //! cannot be parsed becomes one `mail.dlq` record with the reason and its coordinates.
+//! The stage is a [`MessageHandler`] on the stage kit's per-message frame, which decodes,
+//! dead-letters and emits; the field-by-field event encoder is `mailpipe_avro::event_datum`.
 //!
 //! Invariant: every input message yields its events or a dead letter (never nothing,
 //! except a control record, which carries no events), and is completed only after those
 //! records are acknowledged. An event that can never be produced (too large) adds an
 //! `unproducible` dead letter of its input instead (`mailpipe_stage::emit`).
 
-mod event_datum;
-
-use std::sync::Arc;
-
-use anyhow::Context;
+use mailpipe_avro::event_datum::EventEncoder;
 use mailpipe_avro::records::{VerifiedKind, VerifiedRecord};
-use mailpipe_avro::{AvroCodec, TopicSchema};
-use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
+use mailpipe_kafka::Topic;
 use mailpipe_model::Provider;
 use mailpipe_normalize_core::{parse, ParseInput};
 use mailpipe_settings::Settings;
 use mailpipe_stage::{
-    decode_retrying, DeadLetters, Emission, Emitter, InputRef, Origin, OutRecord, Stage,
+    DeadLetterReason, MessageHandler, Origin, OutRecord, Pass, PerMessage, Processed, Stage,
+    StageError, StageKit,
 };
 use mailpipe_telemetry::names;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
-
-pub use event_datum::EventEncoder;
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let handler = NormalizeHandler::new(&settings).await?;
-    mailpipe_stage::run_consumer(Stage::Normalize, &settings, handler, shutdown).await
+    mailpipe_stage::kit::run::<PerMessage<NormalizeHandler>>(Stage::Normalize, &settings, shutdown)
+        .await
 }
 
 /// Turns verified requests into canonical events.
 pub struct NormalizeHandler {
-    codec: Arc<AvroCodec>,
-    emitter: Emitter,
     events_topic: String,
     events_encoder: EventEncoder,
-    dead_letters: DeadLetters,
 }
 
-impl NormalizeHandler {
-    /// Registers the output schemas (once, at start-up) and creates the producer.
-    pub async fn new(settings: &Settings) -> anyhow::Result<NormalizeHandler> {
-        let names = TopicNames::new(&settings.kafka.topic_prefix);
-        let codec = AvroCodec::new(&settings.schema_registry.url)?;
-        let events_topic = names.name(Topic::Events);
-        let events_schema = codec
-            .register(&TopicSchema::new(
-                &events_topic,
-                mailpipe_avro::EMAIL_EVENT_SCHEMA,
-            )?)
-            .await
-            .context("registering the email event schema")?;
-        let events_encoder = EventEncoder::new(events_schema)?;
-        let dead_letters = DeadLetters::new(Stage::Normalize, settings, &codec).await?;
+impl MessageHandler for NormalizeHandler {
+    type Input = VerifiedRecord;
+
+    /// Registers the events schema (once, at start-up).
+    async fn new(kit: &StageKit) -> anyhow::Result<NormalizeHandler> {
+        let events = kit.output(Topic::Events).await?;
         Ok(NormalizeHandler {
-            codec: Arc::new(codec),
-            emitter: mailpipe_stage::emitter(Stage::Normalize, settings, dead_letters.clone())?,
-            events_topic,
-            events_encoder,
-            dead_letters,
+            events_encoder: EventEncoder::new(events.schema)?,
+            events_topic: events.topic,
         })
     }
 
-    /// The records one input message becomes, and what is kept of the input should one of
-    /// them never be producible.
-    async fn outputs(
-        &self,
-        message: &OwnedMessage,
-    ) -> Result<(Vec<OutRecord>, InputRef), HandlerError> {
-        let payload = message.payload().unwrap_or_default();
-        let record: VerifiedRecord = match decode_retrying(&self.codec, payload).await {
-            Ok(record) => record,
-            Err(detail) => {
-                let input = InputRef::new(message, Origin::default());
-                return Ok((
-                    self.dead_letter(message, None, "undecodable", detail)?,
-                    input,
-                ));
-            }
-        };
-        let input = InputRef::new(message, origin(Some(&record)));
-        Ok((self.outputs_of(message, &record).await?, input))
+    fn origin(record: &VerifiedRecord) -> Origin<'_> {
+        Origin {
+            raw_request_id: Some(record.request_id.as_str()),
+            provider: Some(record.provider.as_str()),
+            source: Some(record.source.as_str()),
+        }
     }
 
-    /// The events of a decoded verified request, or its dead letter.
-    async fn outputs_of(
-        &self,
-        message: &OwnedMessage,
-        record: &VerifiedRecord,
-    ) -> Result<Vec<OutRecord>, HandlerError> {
+    /// The events of a decoded verified request (none for a control record).
+    async fn process(
+        &mut self,
+        _kit: &StageKit,
+        _message: &OwnedMessage,
+        record: VerifiedRecord,
+        _pass: Pass,
+    ) -> Result<Processed, StageError> {
+        self.events_of(&record).map(Processed::Records)
+    }
+}
+
+impl NormalizeHandler {
+    fn events_of(&self, record: &VerifiedRecord) -> Result<Vec<OutRecord>, StageError> {
         if record.kind == VerifiedKind::Control {
             return Ok(Vec::new());
         }
         let Ok(provider) = record.provider.parse::<Provider>() else {
             let detail = format!("unknown provider {:?}", record.provider);
-            return self.dead_letter(message, Some(record), "unknown_provider", detail);
+            return Err(StageError::permanent(
+                DeadLetterReason::UnknownProvider,
+                detail,
+            ));
         };
         let headers: Vec<(String, Vec<u8>)> = record
             .headers
@@ -117,8 +96,8 @@ impl NormalizeHandler {
         let events = match parse(provider, &input) {
             Ok(events) => events,
             Err(e) => {
-                let reason = e.failure.as_str();
-                return self.dead_letter(message, Some(record), reason, e.to_string());
+                let reason = DeadLetterReason::Unparseable(e.failure);
+                return Err(StageError::permanent(reason, e.to_string()));
             }
         };
         let mut out = Vec::with_capacity(events.len());
@@ -134,47 +113,5 @@ impl NormalizeHandler {
             });
         }
         Ok(out)
-    }
-
-    fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        record: Option<&VerifiedRecord>,
-        reason: &str,
-        detail: String,
-    ) -> Result<Vec<OutRecord>, HandlerError> {
-        Ok(vec![self.dead_letters.record(
-            message,
-            reason,
-            detail,
-            origin(record),
-        )?])
-    }
-}
-
-/// What a verified record tells of the request it came from.
-fn origin(record: Option<&VerifiedRecord>) -> Origin<'_> {
-    Origin {
-        raw_request_id: record.map(|r| r.request_id.as_str()),
-        provider: record.map(|r| r.provider.as_str()),
-        source: record.map(|r| r.source.as_str()),
-    }
-}
-
-impl Handler for NormalizeHandler {
-    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
-        let mut emissions: Vec<Emission> = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            let (records, input) = self.outputs(&delivery.message).await?;
-            emissions.push(Emission {
-                input,
-                records,
-                ack: delivery.ack,
-                tag: None,
-            });
-        }
-        // The whole batch in input order: one recipient's events keep their order.
-        self.emitter.emit(emissions).await;
-        Ok(())
     }
 }

@@ -39,15 +39,14 @@ pub mod emit;
 pub mod seen;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mailpipe_avro::AvroCodec;
-use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
+use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
 use mailpipe_stage::{
-    decode_retrying, registry_retrying, DeadLetters, Emitter, InputRef, Origin, OutRecord, Stage,
+    registry_retrying, DeadLetterReason, InputRef, Origin, OutRecord, Stage, StageError,
+    StageHandler, StageKit,
 };
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
@@ -59,8 +58,7 @@ use crate::seen::{Confirmations, SeenIds, Verdict};
 
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let handler = DedupeHandler::new(&settings).await?;
-    mailpipe_stage::run_consumer(Stage::Dedupe, &settings, handler, shutdown).await
+    mailpipe_stage::kit::run::<DedupeHandler>(Stage::Dedupe, &settings, shutdown).await
 }
 
 /// The fields of an `EmailEvent` that identify it; the rest is never decoded.
@@ -80,25 +78,22 @@ enum Plan {
     DeadLetter(OutRecord),
 }
 
-/// Forwards each event id once.
+/// Forwards each event id once. It uses the kit's decoding, dead letters and emitter but
+/// not the per-message frame: its Redis claims are one round trip per batch.
 pub struct DedupeHandler {
-    codec: Arc<AvroCodec>,
-    emitter: Emitter,
+    kit: StageKit,
     seen: SeenIds,
     confirmations: Confirmations,
     key_prefix: String,
     unique_topic: String,
     /// Input writer schema id -> its id under the output topic's subject.
     unique_schema_ids: HashMap<u32, u32>,
-    dead_letters: DeadLetters,
 }
 
-impl DedupeHandler {
-    /// Registers the dead-letter schema and creates the producer; Redis connects lazily.
-    pub async fn new(settings: &Settings) -> anyhow::Result<DedupeHandler> {
-        let names = TopicNames::new(&settings.kafka.topic_prefix);
-        let codec = AvroCodec::new(&settings.schema_registry.url)?;
-        let dead_letters = DeadLetters::new(Stage::Dedupe, settings, &codec).await?;
+impl StageHandler for DedupeHandler {
+    /// Redis connects lazily.
+    async fn build(kit: StageKit) -> anyhow::Result<DedupeHandler> {
+        let settings = kit.settings();
         let dedupe = &settings.dedupe;
         let seen = SeenIds::new(
             &settings.redis.url,
@@ -106,29 +101,35 @@ impl DedupeHandler {
             Duration::from_millis(dedupe.redis_timeout_ms),
         )?;
         Ok(DedupeHandler {
-            codec: Arc::new(codec),
-            emitter: mailpipe_stage::emitter(Stage::Dedupe, settings, dead_letters.clone())?,
             confirmations: seen.confirmations(),
             seen,
             key_prefix: settings.redis.key_prefix.clone(),
-            unique_topic: names.name(Topic::EventsUnique),
+            unique_topic: kit.topic(Topic::EventsUnique),
             unique_schema_ids: HashMap::new(),
-            dead_letters,
+            kit,
         })
+    }
+}
+
+impl DedupeHandler {
+    /// The stage's handler on a kit of its own (benches build it outside [`run`]).
+    pub async fn new(settings: &Settings) -> anyhow::Result<DedupeHandler> {
+        DedupeHandler::build(StageKit::new(Stage::Dedupe, settings).await?).await
     }
 
     /// The id key of one input, or its dead letter when it has no usable identity.
-    async fn plan(&self, message: &OwnedMessage) -> Result<Plan, HandlerError> {
-        let identity =
-            match decode_retrying::<Identity>(&self.codec, message.payload().unwrap_or_default())
-                .await
-            {
-                Ok(identity) => identity,
-                Err(detail) => return self.dead_letter(message, None, "undecodable", detail),
-            };
+    async fn plan(&self, message: &OwnedMessage) -> Result<Plan, StageError> {
+        let identity = match self.kit.decode::<Identity>(message).await {
+            Ok(identity) => identity,
+            Err(StageError::Permanent { reason, detail }) => {
+                return self.dead_letter(message, None, reason, detail)
+            }
+            Err(e) => return Err(e),
+        };
         if identity.event_id.is_empty() {
             let detail = "an event without event_id cannot be deduplicated".to_string();
-            return self.dead_letter(message, Some(&identity), "no_event_id", detail);
+            let reason = DeadLetterReason::NoEventId;
+            return self.dead_letter(message, Some(&identity), reason, detail);
         }
         let provider = identity
             .provider
@@ -166,8 +167,12 @@ impl DedupeHandler {
     }
 
     async fn register_under_unique(&self, id: u32) -> Result<u32, HandlerError> {
-        let unique_id =
-            registry_retrying(|| self.codec.register_under_topic(&self.unique_topic, id)).await?;
+        let unique_id = registry_retrying(|| {
+            self.kit
+                .codec()
+                .register_under_topic(&self.unique_topic, id)
+        })
+        .await?;
         tracing::info!(schema_id = id, unique_id, topic = %self.unique_topic,
             "writer schema registered under the output topic's subject");
         Ok(unique_id)
@@ -177,16 +182,18 @@ impl DedupeHandler {
         &self,
         message: &OwnedMessage,
         identity: Option<&Identity>,
-        reason: &str,
+        reason: DeadLetterReason,
         detail: String,
-    ) -> Result<Plan, HandlerError> {
+    ) -> Result<Plan, StageError> {
         let origin = Origin {
             raw_request_id: None,
             provider: identity.map(|i| i.provider.as_str()),
             source: identity.map(|i| i.source.as_str()),
         };
         Ok(Plan::DeadLetter(
-            self.dead_letters.record(message, reason, detail, origin)?,
+            self.kit
+                .dead_letters()
+                .record(message, reason, detail, origin)?,
         ))
     }
 }
@@ -251,7 +258,7 @@ impl Handler for DedupeHandler {
                 tag: claim,
             });
         }
-        emit::emit_in_order(&self.emitter, items, Some(&self.confirmations)).await;
+        emit::emit_in_order(self.kit.emitter(), items, Some(&self.confirmations)).await;
         Ok(())
     }
 }

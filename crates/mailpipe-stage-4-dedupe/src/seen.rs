@@ -27,7 +27,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mailpipe_stage::redis::backoff;
+use mailpipe_runtime::backoff;
 use mailpipe_telemetry::names;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
@@ -157,7 +157,7 @@ impl SeenIds {
     /// Connects lazily, so a Redis that is down at start-up only delays the first batch.
     pub fn new(url: &str, ttl_seconds: u64, timeout: Duration) -> anyhow::Result<SeenIds> {
         Ok(SeenIds {
-            connection: mailpipe_stage::redis::connect(url, timeout)?,
+            connection: mailpipe_runtime::redis::connect(url, timeout)?,
             ttl_seconds,
         })
     }

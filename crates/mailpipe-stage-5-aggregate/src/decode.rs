@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use mailpipe_avro::event_datum::EventDecoder;
 use mailpipe_avro::{schema_id, AvroCodec, AvroError};
 use mailpipe_model::EmailEvent;
-use mailpipe_stage::decode_retrying;
+use mailpipe_stage::{decode_retrying, DeadLetterReason, StageError};
 
 /// Decodes events, remembering per writer schema id which way applies.
 #[derive(Debug)]
@@ -26,15 +26,19 @@ impl EventReader {
         })
     }
 
-    /// One event, or why the record can never be decoded (retries while the registry is
-    /// unreachable, like [`decode_retrying`]).
-    pub async fn read(&mut self, codec: &AvroCodec, payload: &[u8]) -> Result<EmailEvent, String> {
+    /// One event, or why the record can never be decoded (a permanent
+    /// [`DeadLetterReason::Undecodable`]; retries while the registry is unreachable, like
+    /// [`decode_retrying`]).
+    pub async fn read(
+        &mut self,
+        codec: &AvroCodec,
+        payload: &[u8],
+    ) -> Result<EmailEvent, StageError> {
         if let Some(id) = schema_id(payload) {
             if self.is_direct(codec, id).await {
-                return self
-                    .decoder
-                    .decode(&payload[5..])
-                    .map_err(|e| e.to_string());
+                return self.decoder.decode(&payload[5..]).map_err(|e| {
+                    StageError::permanent(DeadLetterReason::Undecodable, e.to_string())
+                });
             }
         }
         decode_retrying(codec, payload).await

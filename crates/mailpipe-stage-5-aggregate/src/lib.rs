@@ -23,10 +23,9 @@ pub mod windows;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mailpipe_avro::AvroCodec;
 use mailpipe_kafka::{Delivery, Handler, HandlerError};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{DeadLetters, Emission, Emitter, InputRef, Origin, Stage};
+use mailpipe_stage::{Emission, InputRef, Origin, Stage, StageError, StageHandler, StageKit};
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
 use tokio::sync::mpsc;
@@ -40,41 +39,39 @@ use crate::windows::{Timeliness, Watermarks};
 
 /// Runs the stage until `shutdown`: the consumer loop, the loader, and the retention task.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let handler = AggregateHandler::new(&settings).await?;
     let retention = tokio::spawn(retention_task(settings.clone(), shutdown.clone()));
-    let result = mailpipe_stage::run_consumer(Stage::Aggregate, &settings, handler, shutdown).await;
+    let result =
+        mailpipe_stage::kit::run::<AggregateHandler>(Stage::Aggregate, &settings, shutdown).await;
     retention.abort();
     result
 }
 
-/// Decodes events, tracks watermarks, and hands rows to the loader task.
+/// Decodes events, tracks watermarks, and hands rows to the loader task. At least once
+/// (it writes ClickHouse, not topics): it takes the kit's codec, dead letters and emitter
+/// (a plain producer), and batches rows itself ([`loader`]) instead of the per-message
+/// frame.
 pub struct AggregateHandler {
-    codec: AvroCodec,
+    kit: StageKit,
     reader: EventReader,
-    emitter: Emitter,
-    dead_letters: DeadLetters,
     watermarks: Watermarks,
     to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
     loader: Option<JoinHandle<()>>,
 }
 
-impl AggregateHandler {
-    /// Registers the dead-letter schema, creates the producer and starts the loader task.
-    /// ClickHouse is not contacted here: an unavailable server delays loads, not start-up.
-    pub async fn new(settings: &Settings) -> anyhow::Result<AggregateHandler> {
-        let codec = AvroCodec::new(&settings.schema_registry.url)?;
-        let dead_letters = DeadLetters::new(Stage::Aggregate, settings, &codec).await?;
+impl StageHandler for AggregateHandler {
+    /// Starts the loader task. ClickHouse is not contacted here: an unavailable server
+    /// delays loads, not start-up.
+    async fn build(kit: StageKit) -> anyhow::Result<AggregateHandler> {
+        let settings = kit.settings();
         let (tx, rx) = mpsc::unbounded_channel();
         let loader = Loader::new(&settings.clickhouse);
         let limits = BatchLimits::from(&settings.aggregate);
         Ok(AggregateHandler {
-            codec,
             reader: EventReader::new()?,
-            emitter: mailpipe_stage::emitter(Stage::Aggregate, settings, dead_letters.clone())?,
-            dead_letters,
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
             to_loader: Some(tx),
             loader: Some(tokio::spawn(loader::run(loader, limits, rx))),
+            kit,
         })
     }
 }
@@ -85,26 +82,24 @@ impl Handler for AggregateHandler {
         let mut pending = Vec::with_capacity(batch.len());
         for Delivery { message, ack } in batch {
             let payload = message.payload().unwrap_or_default();
-            let event = match self.reader.read(&self.codec, payload).await {
+            let event = match self.reader.read(self.kit.codec(), payload).await {
                 Ok(event) => event,
-                Err(detail) => {
-                    let origin = Origin {
-                        raw_request_id: None,
-                        provider: None,
-                        source: None,
-                    };
-                    let record =
-                        self.dead_letters
-                            .record(&message, "undecodable", detail, origin)?;
+                Err(StageError::Permanent { reason, detail }) => {
+                    let origin = Origin::default();
+                    let record = self
+                        .kit
+                        .dead_letters()
+                        .record(&message, reason, detail, origin)?;
                     let emission: Emission = Emission {
                         input: InputRef::new(&message, origin),
                         records: vec![record],
                         ack,
                         tag: None,
                     };
-                    self.emitter.emit(vec![emission]).await;
+                    self.kit.emitter().emit(vec![emission]).await;
                     continue;
                 }
+                Err(e) => return Err(e.into()),
             };
             metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
                 .increment(1);

@@ -5,25 +5,26 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailpipe_avro::records::DeadLetterRecord;
-use mailpipe_avro::{AvroCodec, AvroError, RegisteredSchema, TopicSchema, DEAD_LETTER_SCHEMA};
-use mailpipe_kafka::{HandlerError, Topic, TopicNames};
+use mailpipe_avro::{AvroCodec, AvroError, RegisteredSchema, TopicSchema};
+use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
 use rdkafka::message::{Message, OwnedMessage};
 use serde::de::DeserializeOwned;
 
+use crate::error::{DeadLetterReason, StageError};
 use crate::{OutRecord, Stage};
 
 /// Decodes a Confluent-framed record, retrying while the registry is unreachable (a
 /// valid record must not be dead-lettered because of an outage). Any other failure is
-/// permanent and returned as its description.
+/// permanent: [`DeadLetterReason::Undecodable`].
 pub async fn decode_retrying<T: DeserializeOwned>(
     codec: &AvroCodec,
     payload: &[u8],
-) -> Result<T, String> {
+) -> Result<T, StageError> {
     registry_retrying(|| codec.decode::<T>(payload))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| StageError::permanent(DeadLetterReason::Undecodable, e.to_string()))
 }
 
 /// Runs a schema registry call again, with backoff, for as long as the registry is
@@ -74,8 +75,11 @@ impl DeadLetters {
     ) -> anyhow::Result<DeadLetters> {
         let names = TopicNames::new(&settings.kafka.topic_prefix);
         let topic = names.name(Topic::Dlq);
+        let schema = Topic::Dlq
+            .value_schema()
+            .ok_or_else(|| anyhow::anyhow!("mail.dlq has no schema"))?;
         let schema = codec
-            .register(&TopicSchema::new(&topic, DEAD_LETTER_SCHEMA)?)
+            .register(&TopicSchema::new(&topic, schema)?)
             .await
             .map_err(|e| anyhow::anyhow!("registering the dead letter schema: {e}"))?;
         Ok(DeadLetters {
@@ -92,10 +96,10 @@ impl DeadLetters {
     pub fn record(
         &self,
         message: &OwnedMessage,
-        reason: &str,
+        reason: DeadLetterReason,
         detail: String,
         origin: Origin<'_>,
-    ) -> Result<OutRecord, HandlerError> {
+    ) -> Result<OutRecord, StageError> {
         let input = Input {
             topic: message.topic(),
             partition: message.partition(),
@@ -103,12 +107,12 @@ impl DeadLetters {
             key: message.key(),
             origin,
         };
-        Ok(self.letter(
+        self.letter(
             &input,
             reason,
             detail,
             message.payload().unwrap_or_default(),
-        )?)
+        )
     }
 
     /// The dead letter of an input one of whose output records can never be produced (over
@@ -121,7 +125,7 @@ impl DeadLetters {
         input: &InputRef,
         record: &OutRecord,
         error: &rdkafka::error::KafkaError,
-    ) -> Result<OutRecord, String> {
+    ) -> Result<OutRecord, StageError> {
         let mut detail = format!(
             "a record of {} bytes for {} cannot be produced: {error}",
             record.payload.len(),
@@ -134,11 +138,7 @@ impl DeadLetters {
                 input.payload_len
             ));
         }
-        let origin = Origin {
-            raw_request_id: input.raw_request_id.as_deref(),
-            provider: input.provider.as_deref(),
-            source: input.source.as_deref(),
-        };
+        let origin = input.origin();
         let coordinates = Input {
             topic: &input.topic,
             partition: input.partition,
@@ -146,7 +146,12 @@ impl DeadLetters {
             key: input.key.as_deref(),
             origin,
         };
-        self.letter(&coordinates, UNPRODUCIBLE, detail, &input.payload_head)
+        self.letter(
+            &coordinates,
+            DeadLetterReason::Unproducible,
+            detail,
+            &input.payload_head,
+        )
     }
 
     /// Whether dead letters of `topic`'s records copy their bytes: not for `mail.raw`,
@@ -160,10 +165,10 @@ impl DeadLetters {
     fn letter(
         &self,
         input: &Input<'_>,
-        reason: &str,
+        reason: DeadLetterReason,
         mut detail: String,
         mut payload: &[u8],
-    ) -> Result<OutRecord, String> {
+    ) -> Result<OutRecord, StageError> {
         if !self.copies_payload_of(input.topic) {
             payload = &[];
             detail.push_str(&format!(
@@ -172,14 +177,14 @@ impl DeadLetters {
                 self.raw_topic
             ));
         }
-        metrics::counter!(names::DEAD_LETTERS, "stage" => self.stage.name(), "reason" => reason.to_string())
+        metrics::counter!(names::DEAD_LETTERS, "stage" => self.stage.name(), "reason" => reason.as_str())
             .increment(1);
-        tracing::warn!(stage = self.stage.name(), reason, detail = %detail, topic = input.topic,
+        tracing::warn!(stage = self.stage.name(), reason = reason.as_str(), detail = %detail, topic = input.topic,
             partition = input.partition, offset = input.offset, "dead-lettering a message");
         let origin = input.origin;
         let dead = DeadLetterRecord {
             stage: self.stage.name().into(),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             detail,
             failed_at: now_ms(),
             topic: input.topic.into(),
@@ -193,7 +198,7 @@ impl DeadLetters {
         let bytes = self
             .schema
             .encode(&dead, payload.len() + 256)
-            .map_err(|e| format!("encoding a dead letter: {e}"))?;
+            .map_err(|e| StageError::fatal(format!("encoding a dead letter: {e}")))?;
         let key = match origin.raw_request_id {
             Some(id) => Some(id.as_bytes().to_vec()),
             None => input.key.map(<[u8]>::to_vec),
@@ -205,9 +210,6 @@ impl DeadLetters {
         })
     }
 }
-
-/// The reason of a dead letter written because an output could never be produced.
-pub const UNPRODUCIBLE: &str = "unproducible";
 
 /// How much of the input's value an `unproducible` dead letter keeps: far below Kafka's
 /// default record limit (1 MB), so the dead letter fits wherever anything fits.
@@ -251,6 +253,15 @@ impl InputRef {
             raw_request_id: origin.raw_request_id.map(str::to_string),
             provider: origin.provider.map(str::to_string),
             source: origin.source.map(str::to_string),
+        }
+    }
+
+    /// What is known of the input's request.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            raw_request_id: self.raw_request_id.as_deref(),
+            provider: self.provider.as_deref(),
+            source: self.source.as_deref(),
         }
     }
 }

@@ -246,7 +246,7 @@ impl Producing {
         let mut attempt = 0;
         loop {
             count(record, "retry");
-            tokio::time::sleep(crate::backoff(attempt)).await;
+            tokio::time::sleep(mailpipe_runtime::backoff(attempt)).await;
             attempt += 1;
             match self
                 .producer

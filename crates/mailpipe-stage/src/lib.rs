@@ -1,7 +1,9 @@
 //! The frame of every consumer stage binary: load settings, start logging and metrics,
-//! turn Ctrl-C / SIGTERM into a shutdown token, and run the shared consumer loop with the
-//! stage's handler. Plus [`Emitter`]: produce a batch's outputs in input order and complete
-//! each input's ack only once every output is acknowledged by Kafka.
+//! and run the shared consumer loop with the stage's handler. The stage kit ([`kit`]:
+//! [`StageKit`], `kit::run`, the per-message frame [`PerMessage`]) is what a stage is built
+//! on; [`Emitter`] produces a batch's outputs in input order and completes each input's ack
+//! only once every output is acknowledged by Kafka; [`StageError`] and
+//! [`DeadLetterReason`] say what a failure leads to (retry, dead letter, stop).
 //!
 //! Invariant: a stage completes an input message only after all records derived from it
 //! are acknowledged (`acks=all`); transient produce failures are retried, never dropped.
@@ -19,7 +21,8 @@
 
 mod dead_letter;
 pub mod emit;
-pub mod redis;
+mod error;
+pub mod kit;
 
 use std::time::Duration;
 
@@ -31,11 +34,15 @@ use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::{
-    decode_retrying, now_ms, registry_retrying, DeadLetters, InputRef, Origin, UNPRODUCIBLE,
+    decode_retrying, now_ms, registry_retrying, DeadLetters, InputRef, Origin,
     UNPRODUCIBLE_PAYLOAD_BYTES,
 };
 pub use emit::{Emission, Emitter};
+pub use error::{DeadLetterReason, StageError};
+pub use kit::{MessageHandler, Output, Pass, PerMessage, Processed, StageHandler, StageKit};
 pub use mailpipe_kafka::OutRecord;
+/// The one shutdown signal of every binary (re-exported for the stages' `main`).
+pub use mailpipe_runtime::shutdown_on_signals;
 
 /// The consumer stages, named as in the config and in binary names (`mailpipe-<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,33 +214,4 @@ pub fn create_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
     mailpipe_kafka::producer_config_for_records_up_to(&settings.kafka, max_record_bytes)
         .create()
         .context("creating the kafka producer")
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutdown requested");
-        cancel.cancel();
-    });
-    token
-}
-
-/// Backoff between produce retries: doubles from 100 ms up to 5 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
 }

@@ -11,7 +11,6 @@ use mailpipe_model::Provider;
 use mailpipe_samples::send::{Progress, RetryPolicy, SendSamples};
 use mailpipe_samples::{dev_cert, keys, DevKeys, PlanOptions, DEFAULT_SNS_CERT_URL};
 use mailpipe_settings::Settings;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub struct SendSamplesArgs {
@@ -123,8 +122,7 @@ pub async fn send_samples(settings: &Settings, args: &SendSamplesArgs) -> anyhow
     if args.dry_run {
         return dry_run(settings, &options);
     }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_ctrl_c(shutdown.clone()));
+    let shutdown = mailpipe_runtime::shutdown_on_signals();
     let summary = mailpipe_samples::send::run(settings, &options, shutdown).await?;
     println!("{summary}");
     if !summary.complete() {
@@ -200,32 +198,7 @@ pub async fn serve_dev_cert(args: &ServeDevCertArgs) -> anyhow::Result<()> {
         path.display(),
         listener.local_addr()?
     );
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_ctrl_c(shutdown.clone()));
+    let shutdown = mailpipe_runtime::shutdown_on_signals();
     dev_cert::serve(listener, pem, shutdown).await?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM cancels `token`.
-async fn cancel_on_ctrl_c(token: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    token.cancel();
 }

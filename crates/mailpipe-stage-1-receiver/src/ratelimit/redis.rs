@@ -13,9 +13,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use mailpipe_telemetry::names;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::{ip_key, Decision, Rate, Scope};
@@ -73,13 +72,7 @@ impl RedisLimiter {
         per_ip: Option<Rate>,
         timeout: Duration,
     ) -> anyhow::Result<RedisLimiter> {
-        let client = redis::Client::open(url).context("redis.url")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .context("creating the Redis connection manager")?;
+        let connection = mailpipe_runtime::redis::connect(url, timeout)?;
         Ok(RedisLimiter {
             connection,
             script: Script::new(TOKEN_BUCKETS_LUA),
