@@ -42,6 +42,12 @@ pub const REJECTED_REQUEST_SCHEMA: &str = include_str!("../../../schemas/rejecte
 /// Schema of `mail.dlq` records (messages a stage could not process, with the reason).
 pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dead_letter.avsc");
 
+/// Schema of `mail.actions` records (what the rules decided, key = action id).
+pub const RULE_ACTION_SCHEMA: &str = include_str!("../../../schemas/rule_action.avsc");
+
+/// Schema of `mail.suppressions` records (the suppression list, compacted).
+pub const SUPPRESSION_SCHEMA: &str = include_str!("../../../schemas/suppression.avsc");
+
 /// Every schema this crate ships, by file name, for checks and tooling.
 pub const ALL_SCHEMAS: &[(&str, &str)] = &[
     ("raw_request.avsc", RAW_REQUEST_SCHEMA),
@@ -49,6 +55,8 @@ pub const ALL_SCHEMAS: &[(&str, &str)] = &[
     ("verified_request.avsc", VERIFIED_REQUEST_SCHEMA),
     ("rejected_request.avsc", REJECTED_REQUEST_SCHEMA),
     ("dead_letter.avsc", DEAD_LETTER_SCHEMA),
+    ("rule_action.avsc", RULE_ACTION_SCHEMA),
+    ("suppression.avsc", SUPPRESSION_SCHEMA),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -58,7 +58,8 @@ impl Topic {
             Topic::Rejected => Some(mailpipe_avro::REJECTED_REQUEST_SCHEMA),
             Topic::Events | Topic::EventsUnique => Some(mailpipe_avro::EMAIL_EVENT_SCHEMA),
             Topic::Dlq => Some(mailpipe_avro::DEAD_LETTER_SCHEMA),
-            Topic::Actions | Topic::Suppressions => None,
+            Topic::Actions => Some(mailpipe_avro::RULE_ACTION_SCHEMA),
+            Topic::Suppressions => Some(mailpipe_avro::SUPPRESSION_SCHEMA),
         }
     }
 

@@ -17,10 +17,10 @@ pub struct ActionRecord {
     pub rule_id: String,
     pub rule_version: String,
     pub action_index: i32,
-    pub action: &'static str,
+    pub action: ActionKind,
     pub parameters: BTreeMap<String, String>,
-    pub decision: &'static str,
-    pub outcome: &'static str,
+    pub decision: Decision,
+    pub outcome: Outcome,
     pub event_id: String,
     pub event_type: &'static str,
     pub provider: &'static str,
@@ -33,8 +33,22 @@ pub struct ActionRecord {
     pub detail: String,
 }
 
+/// What an action does (the schema's `ActionKind`; `unknown` when it could not be rendered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Suppress,
+    Unsuppress,
+    Score,
+    Segment,
+    Publish,
+    Webhook,
+    Unknown,
+}
+
 /// What became of an action (the schema's `Outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Done by this stage (suppression, score, segment, publish).
     Applied,
@@ -57,16 +71,16 @@ impl Outcome {
     }
 }
 
-/// The schema's `ActionKind` symbol of an action's fields.
-pub fn action_kind(params: &Result<ActionParams, String>) -> &'static str {
+/// The kind of an action's rendered fields.
+pub fn action_kind(params: &Result<ActionParams, String>) -> ActionKind {
     match params {
-        Ok(ActionParams::Suppress { .. }) => "suppress",
-        Ok(ActionParams::Unsuppress { .. }) => "unsuppress",
-        Ok(ActionParams::Score { .. }) => "score",
-        Ok(ActionParams::Segment { .. }) => "segment",
-        Ok(ActionParams::Publish { .. }) => "publish",
-        Ok(ActionParams::Webhook { .. }) => "webhook",
-        Err(_) => "unknown",
+        Ok(ActionParams::Suppress { .. }) => ActionKind::Suppress,
+        Ok(ActionParams::Unsuppress { .. }) => ActionKind::Unsuppress,
+        Ok(ActionParams::Score { .. }) => ActionKind::Score,
+        Ok(ActionParams::Segment { .. }) => ActionKind::Segment,
+        Ok(ActionParams::Publish { .. }) => ActionKind::Publish,
+        Ok(ActionParams::Webhook { .. }) => ActionKind::Webhook,
+        Err(_) => ActionKind::Unknown,
     }
 }
 
@@ -148,8 +162,8 @@ pub fn action_record(
         action_index: i32::try_from(action.index).unwrap_or(i32::MAX),
         action: action_kind(&action.params),
         parameters: parameters(&action.params),
-        decision: decision.as_str(),
-        outcome: outcome.as_str(),
+        decision,
+        outcome,
         event_id: event.event_id.clone(),
         event_type: event.event_type.as_str(),
         provider: event.provider.as_str(),
@@ -180,5 +194,89 @@ impl SuppressionRecord {
     /// The compacted topic's key: the latest record of a key is the recipient's state.
     pub fn key(&self) -> String {
         format!("{}:{}", self.scope, self.recipient)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailpipe_avro::{parse_schema, RegisteredSchema, RULE_ACTION_SCHEMA, SUPPRESSION_SCHEMA};
+
+    fn sample_action() -> ActionRecord {
+        ActionRecord {
+            action_id: "r/e/0".into(),
+            rule_id: "r".into(),
+            rule_version: "v1".into(),
+            action_index: 0,
+            action: ActionKind::Suppress,
+            parameters: BTreeMap::from([("reason".to_string(), "complaint".to_string())]),
+            decision: Decision::Executed,
+            outcome: Outcome::Applied,
+            event_id: "e".into(),
+            event_type: "complained",
+            provider: "sendgrid",
+            source: "main".into(),
+            recipient: Some("a@x.example".into()),
+            campaign_id: None,
+            occurred_at: 1,
+            decided_at: 2,
+            due_at: 1,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn records_encode_with_their_topic_schemas() {
+        let actions = RegisteredSchema::new(1, parse_schema(RULE_ACTION_SCHEMA).unwrap()).unwrap();
+        let framed = actions.encode(&sample_action(), 256).unwrap();
+        assert_eq!(framed[0], 0, "Confluent framing");
+        let suppressions =
+            RegisteredSchema::new(2, parse_schema(SUPPRESSION_SCHEMA).unwrap()).unwrap();
+        let record = SuppressionRecord {
+            recipient: "a@x.example".into(),
+            scope: "global".into(),
+            suppressed: true,
+            reason: "complaint".into(),
+            origin: "rule:r".into(),
+            event_id: Some("e".into()),
+            at: 3,
+        };
+        suppressions.encode(&record, 128).unwrap();
+    }
+
+    #[test]
+    fn every_decision_and_outcome_is_a_symbol_of_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(RULE_ACTION_SCHEMA).unwrap();
+        let symbols = |field: &str| -> Vec<String> {
+            let fields = schema["fields"].as_array().unwrap();
+            let f = fields.iter().find(|f| f["name"] == field).unwrap();
+            serde_json::from_value(f["type"]["symbols"].clone()).unwrap()
+        };
+        use mailpipe_rules_core::Decision::*;
+        for decision in [
+            Executed,
+            DryRun,
+            CooledDown,
+            Limited,
+            SuppressedRecipient,
+            RenderFailed,
+            GuardFailed,
+        ] {
+            assert!(
+                symbols("decision").contains(&decision.as_str().to_string()),
+                "{decision:?}"
+            );
+        }
+        for outcome in [
+            Outcome::Applied,
+            Outcome::Scheduled,
+            Outcome::Pending,
+            Outcome::Skipped,
+        ] {
+            assert!(
+                symbols("outcome").contains(&outcome.as_str().to_string()),
+                "{outcome:?}"
+            );
+        }
     }
 }

@@ -65,7 +65,12 @@ async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {
         .unwrap();
     let outcomes: Vec<_> = decided
         .iter()
-        .map(|o| (o.actions[0].decision, o.actions[0].outcome))
+        .map(|o| {
+            (
+                o.actions[0].decision.as_str(),
+                o.actions[0].outcome.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         outcomes,
@@ -100,8 +105,8 @@ async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {
             let a = &f.outputs.actions[0];
             (
                 a.recipient.clone().unwrap(),
-                a.decision,
-                a.outcome,
+                a.decision.as_str(),
+                a.outcome.as_str(),
                 f.outputs.publishes.len(),
             )
         })

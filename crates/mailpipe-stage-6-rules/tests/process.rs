@@ -53,7 +53,7 @@ fn decisions(outputs: &[EventOutputs]) -> Vec<Vec<(String, &'static str, &'stati
         .map(|o| {
             o.actions
                 .iter()
-                .map(|a| (a.rule_id.clone(), a.decision, a.outcome))
+                .map(|a| (a.rule_id.clone(), a.decision.as_str(), a.outcome.as_str()))
                 .collect()
         })
         .collect()
@@ -228,8 +228,8 @@ async fn cooldowns_and_limits_hold_when_two_replicas_race() {
     for task in tasks {
         for output in task.await.unwrap() {
             for action in output.actions {
-                *decisions.entry(action.decision).or_insert(0) += 1;
-                executed += usize::from(action.decision == "executed");
+                *decisions.entry(action.decision.as_str()).or_insert(0) += 1;
+                executed += usize::from(action.decision.as_str() == "executed");
             }
         }
     }
@@ -285,7 +285,7 @@ async fn publish_writes_only_to_the_allowed_topics() {
     let outcomes: Vec<(&str, &str)> = out[0]
         .actions
         .iter()
-        .map(|a| (a.outcome, a.detail.as_str()))
+        .map(|a| (a.outcome.as_str(), a.detail.as_str()))
         .collect();
     assert_eq!(outcomes[0].0, "applied");
     assert_eq!(

@@ -66,6 +66,17 @@ pub const DEDUPE_BATCH_SIZE: &str = "mailpipe_dedupe_last_batch_size";
 pub const DEDUPE_REDIS_SECONDS: &str = "mailpipe_dedupe_redis_seconds";
 pub const DEDUPE_REDIS_ERRORS: &str = "mailpipe_dedupe_redis_errors_total";
 
+// Rules stage. Labels: rule is a rule id of the loaded rules file (operator-defined, a
+// small set), decision the closed set of the mail.actions schema, outcome ok or invalid.
+pub const RULES_EVENTS: &str = "mailpipe_rules_events_total";
+pub const RULES_MATCHES: &str = "mailpipe_rules_matches_total";
+pub const RULES_ACTIONS: &str = "mailpipe_rules_actions_total";
+pub const RULES_EVALUATION_SECONDS: &str = "mailpipe_rules_batch_seconds";
+pub const RULES_STATE_ERRORS: &str = "mailpipe_rules_state_errors_total";
+pub const RULES_RELOADS: &str = "mailpipe_rules_reloads_total";
+pub const RULES_LOADED: &str = "mailpipe_rules_loaded";
+pub const RULES_DUE_FIRED: &str = "mailpipe_rules_due_fired_total";
+
 // Aggregate stage. Labels: table is email_events or email_stats_1m, step insert or
 // recompute, outcome ok or error.
 pub const AGGREGATE_EVENTS: &str = "mailpipe_aggregate_events_total";
