@@ -116,6 +116,16 @@ pub struct SendSamples {
 }
 
 impl SendSamples {
+    /// The development keys of the chosen providers, as these options name them.
+    pub fn dev_keys(&self, settings: &Settings) -> Result<DevKeys, SampleError> {
+        DevKeys::load(
+            settings,
+            &self.dev_keys_dir,
+            &self.providers,
+            &self.sns_certificate_url,
+        )
+    }
+
     fn validate(&self) -> Result<reqwest::Url, SampleError> {
         let bad = |why: String| Err(SampleError::Option(why));
         if !(0.0..=1.0).contains(&self.duplicates) {
@@ -150,12 +160,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, SampleError> {
     let url = options.validate()?;
-    let keys = DevKeys::load(
-        settings,
-        &options.dev_keys_dir,
-        &options.providers,
-        &options.sns_certificate_url,
-    )?;
+    let keys = options.dev_keys(settings)?;
     let plan = plan(&PlanOptions {
         seed: options.seed,
         count: options.count,

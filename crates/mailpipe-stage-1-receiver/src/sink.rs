@@ -13,8 +13,8 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, RAW_REQUEST_SCHEMA};
-use mailpipe_kafka::KafkaError;
+use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
+use mailpipe_kafka::{KafkaError, Topic};
 use mailpipe_settings::{KafkaSettings, Settings};
 use mailpipe_telemetry::names;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
@@ -98,8 +98,11 @@ impl KafkaSink {
     pub async fn start(settings: &Settings, topic: String) -> anyhow::Result<KafkaSink> {
         let registry = &settings.schema_registry.url;
         let codec = AvroCodec::new(registry)?;
+        let raw_schema = Topic::Raw
+            .value_schema()
+            .context("mail.raw has no schema")?;
         let schema = codec
-            .register(&TopicSchema::new(&topic, RAW_REQUEST_SCHEMA)?)
+            .register(&TopicSchema::new(&topic, raw_schema)?)
             .await
             .with_context(|| format!("registering the schema of {topic} at {registry}"))?;
         let kafka = producer_settings(settings);

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use mailpipe_model::Provider;
 use mailpipe_samples::send::{Progress, RetryPolicy, SendSamples};
-use mailpipe_samples::{dev_cert, keys, DevKeys, PlanOptions, DEFAULT_SNS_CERT_URL};
+use mailpipe_samples::{dev_cert, keys, PlanOptions, DEFAULT_SNS_CERT_URL};
 use mailpipe_settings::Settings;
 
 #[derive(Debug, Args)]
@@ -137,12 +137,7 @@ pub async fn send_samples(settings: &Settings, args: &SendSamplesArgs) -> anyhow
 }
 
 fn dry_run(settings: &Settings, options: &SendSamples) -> anyhow::Result<()> {
-    let keys = DevKeys::load(
-        settings,
-        &options.dev_keys_dir,
-        &options.providers,
-        &options.sns_certificate_url,
-    )?;
+    let keys = options.dev_keys(settings)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
