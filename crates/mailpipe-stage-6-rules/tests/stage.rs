@@ -1,0 +1,295 @@
+//! The rules stage against the real broker, registry and Redis, run in process: the
+//! default rules turn a stream of events into exactly the expected `mail.actions` and
+//! `mail.suppressions` records (an undecodable record into a dead letter), and a
+//! threshold over a recipient domain is exact across 4 partitions and 2 replicas: the
+//! event whose count comes last sees them all, and the cooldown lets exactly one execute.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::{BounceClass, EmailEvent, EventType};
+use mailpipe_settings::Settings;
+use mailpipe_test_support::{
+    consume_exactly, create_topic, delivered_event, dev_settings, unique_name,
+};
+use rdkafka::producer::FutureRecord;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+const HOUR: i64 = 3_600_000;
+const T0: i64 = 1_717_000_000_000;
+
+const DOMAIN_RULE: &str = r#"
+[[rule]]
+id = "domain-bounce-storm"
+priority = 5
+respect_suppression = false
+[rule.when]
+event_types = ["bounced"]
+threshold = { events = ["bounced"], per = "domain", within = "1h", at_least = 40 }
+[rule.cooldown]
+duration = "1h"
+per = "domain"
+[[rule.then]]
+action = "segment"
+segment = "storm-domains"
+"#;
+
+struct Setup {
+    settings: Settings,
+    names: TopicNames,
+    _dir: PathBuf,
+}
+
+async fn setup(name: &str, extra_rules: &str) -> Setup {
+    let mut settings = dev_settings();
+    settings.kafka.topic_prefix = format!("{}.", unique_name(name));
+    settings.rules.redis_prefix = format!("{}:", unique_name(name));
+    let dir = std::env::temp_dir().join(unique_name(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let defaults = include_str!("../../../config/rules.toml");
+    let file = dir.join("rules.toml");
+    std::fs::write(&file, format!("{defaults}\n{extra_rules}")).unwrap();
+    settings.rules.file = file;
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    create_topic(&names.name(Topic::EventsUnique), 4).await;
+    create_topic(&names.name(Topic::Actions), 2).await;
+    create_topic(&names.name(Topic::Suppressions), 1).await;
+    create_topic(&names.name(Topic::Dlq), 1).await;
+    Setup {
+        settings,
+        names,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn produce(&self, events: &[EmailEvent], garbage: usize) {
+        let topic = self.names.name(Topic::EventsUnique);
+        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
+        let schema = codec
+            .register(&TopicSchema::new(&topic, EMAIL_EVENT_SCHEMA).unwrap())
+            .await
+            .unwrap();
+        let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
+        for e in events {
+            let payload = schema.encode(e, 512).unwrap();
+            let key = e.recipient.clone().unwrap_or_default();
+            let record = FutureRecord::to(&topic)
+                .key(key.as_bytes())
+                .payload(payload.as_slice());
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        for _ in 0..garbage {
+            let record = FutureRecord::to(&topic).key("x").payload("not avro");
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    }
+
+    /// Runs one replica of the stage (its own transactional id) until `shutdown`.
+    fn replica(
+        &self,
+        instance: &str,
+        shutdown: &CancellationToken,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let mut settings = self.settings.clone();
+        settings.kafka.instance_id = instance.to_string();
+        tokio::spawn(mailpipe_stage_6_rules::run(settings, shutdown.clone()))
+    }
+
+    async fn decoded<T: for<'de> Deserialize<'de>>(&self, topic: Topic, n: usize) -> Vec<T> {
+        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
+        let mut out = Vec::new();
+        for (_, value) in consume_exactly(&self.names.name(topic), n).await {
+            out.push(codec.decode(&value).await.unwrap());
+        }
+        out
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Action {
+    rule_id: String,
+    decision: String,
+    outcome: String,
+    recipient: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Suppression {
+    recipient: String,
+    suppressed: bool,
+    origin: String,
+}
+
+fn event(
+    seq: usize,
+    recipient: &str,
+    event_type: EventType,
+    class: Option<BounceClass>,
+    at: i64,
+) -> EmailEvent {
+    let mut e = delivered_event(seq, 0, 1);
+    e.event_type = event_type;
+    e.bounce_class = class;
+    e.recipient = Some(recipient.to_string());
+    e.recipient_domain = recipient.rsplit_once('@').map(|(_, d)| d.to_string());
+    e.occurred_at = at;
+    e
+}
+
+#[tokio::test]
+async fn the_default_rules_write_exactly_the_expected_actions_and_suppressions() {
+    let setup = setup("rules-stage", "").await;
+    let soft = Some(BounceClass::Soft);
+    let events = vec![
+        event(
+            1,
+            "hard@x.example",
+            EventType::Bounced,
+            Some(BounceClass::Hard),
+            T0,
+        ),
+        event(2, "soft@x.example", EventType::Bounced, soft, T0),
+        event(3, "angry@x.example", EventType::Complained, None, T0),
+        event(4, "soft@x.example", EventType::Bounced, soft, T0 + HOUR),
+        event(5, "fine@x.example", EventType::Delivered, None, T0),
+        event(6, "soft@x.example", EventType::Bounced, soft, T0 + 2 * HOUR),
+        event(7, "gone@x.example", EventType::Unsubscribed, None, T0),
+    ];
+    setup.produce(&events, 1).await;
+    let shutdown = CancellationToken::new();
+    let stage = setup.replica("a", &shutdown);
+
+    let mut actions: Vec<Action> = setup.decoded(Topic::Actions, 4).await;
+    actions.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
+    let got: Vec<(&str, &str, &str, Option<&str>)> = actions
+        .iter()
+        .map(|a| {
+            (
+                a.rule_id.as_str(),
+                a.decision.as_str(),
+                a.outcome.as_str(),
+                a.recipient.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "suppress-complaint",
+                "executed",
+                "applied",
+                Some("angry@x.example")
+            ),
+            (
+                "suppress-hard-bounce",
+                "executed",
+                "applied",
+                Some("hard@x.example")
+            ),
+            (
+                "suppress-repeated-soft-bounces",
+                "executed",
+                "applied",
+                Some("soft@x.example")
+            ),
+            (
+                "suppress-unsubscribe",
+                "executed",
+                "applied",
+                Some("gone@x.example")
+            ),
+        ]
+    );
+    let mut suppressions: Vec<Suppression> = setup.decoded(Topic::Suppressions, 4).await;
+    suppressions.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    let got: Vec<(&str, bool, &str)> = suppressions
+        .iter()
+        .map(|s| (s.recipient.as_str(), s.suppressed, s.origin.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("angry@x.example", true, "rule:suppress-complaint"),
+            ("gone@x.example", true, "rule:suppress-unsubscribe"),
+            ("hard@x.example", true, "rule:suppress-hard-bounce"),
+            (
+                "soft@x.example",
+                true,
+                "rule:suppress-repeated-soft-bounces"
+            ),
+        ]
+    );
+    assert_eq!(
+        consume_exactly(&setup.names.name(Topic::Dlq), 1)
+            .await
+            .len(),
+        1,
+        "the undecodable record"
+    );
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_domain_threshold_is_exact_across_four_partitions_and_two_replicas() {
+    let setup = setup("rules-replicas", DOMAIN_RULE).await;
+    let shutdown = CancellationToken::new();
+    let replicas = [setup.replica("a", &shutdown), setup.replica("b", &shutdown)];
+    // 40 bounces of 40 recipients of one domain (so over every partition) within an hour,
+    // classless so the default rules ignore them.
+    let events: Vec<EmailEvent> = (0..40)
+        .map(|i| {
+            event(
+                100 + i,
+                &format!("u{i}@storm.example"),
+                EventType::Bounced,
+                None,
+                T0 + i as i64 * 1000,
+            )
+        })
+        .collect();
+    setup.produce(&events, 0).await;
+    // Exactly one record is executed; the others that saw the full count are cooled down.
+    let topic = setup.names.name(Topic::Actions);
+    for _ in 0..60 {
+        if mailpipe_test_support::topic_record_count(&topic) > 0 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = consume_all(&setup, Topic::Actions).await;
+    assert!(
+        all.iter().all(|a| a.rule_id == "domain-bounce-storm"),
+        "{all:?}"
+    );
+    let executed = all.iter().filter(|a| a.decision == "executed").count();
+    assert_eq!(executed, 1, "{all:?}");
+    assert!(
+        all.iter()
+            .all(|a| a.decision == "executed" || a.decision == "cooled_down"),
+        "{all:?}"
+    );
+    shutdown.cancel();
+    for replica in replicas {
+        replica.await.unwrap().unwrap();
+    }
+}
+
+/// Every record on `topic` now (read until the topic is quiet).
+async fn consume_all(setup: &Setup, topic: Topic) -> Vec<Action> {
+    let total = mailpipe_test_support::topic_record_count(&setup.names.name(topic));
+    setup.decoded(topic, total as usize).await
+}
