@@ -185,7 +185,7 @@ fn every_dev_source_verifies_a_sample_signed_with_the_dev_keys() {
                 .unwrap();
         }
         let verified = verify(
-            &request,
+            request,
             &source,
             &mut Context {
                 certificates: &certificates,
@@ -193,6 +193,6 @@ fn every_dev_source_verifies_a_sample_signed_with_the_dev_keys() {
         )
         .unwrap_or_else(|e| panic!("{id}: {e}"));
         let expected_key = (provider != Provider::Ses).then_some(0);
-        assert_eq!(verified.key_index, expected_key, "{id}");
+        assert_eq!(verified.key_index(), expected_key, "{id}");
     }
 }

@@ -2,10 +2,9 @@
 //! as its ASCII text) of the raw body. Nothing time-bound is signed: replays are left to
 //! downstream dedupe on `data.id`. MailerSend escapes `/` as `\/`: only raw bytes verify.
 
-use crate::config::{Keys, SourceConfig};
-use crate::crypto;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::config::SourceConfig;
+use crate::outcome::{Authenticated, Rejection};
+use crate::providers::body_hmac_sha256;
 use crate::request::Request;
 use crate::Context;
 
@@ -15,22 +14,10 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Hmac(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
     let signature = request.required_header(SIGNATURE_HEADER)?;
     let expected = hex::decode(signature).map_err(|_| Rejection::bad("signature is not hex"))?;
-    let index = crypto::hmac_sha256_match(keys, &[&request.body], &expected)
-        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
-    Ok(Verified {
-        scheme: Scheme::HmacSha256,
-        key_index: source.key_index(index),
-        signed_at: None,
-        control: None,
-        one_time_token: None,
-    })
+    body_hmac_sha256(request, source, &expected)
 }
 
 #[cfg(test)]
@@ -80,7 +67,7 @@ mod tests {
         assert_eq!(
             check(&["secret-1", "secret-2"], Some(&signature), body)
                 .unwrap()
-                .key_index,
+                .key_index(),
             Some(1)
         );
         let mut flipped = body.to_vec();

@@ -6,13 +6,12 @@
 //!
 //! Nothing time-bound is signed: no replay protection beyond downstream dedupe.
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::form;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
+use mailpipe_model::form;
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-mandrill-signature";
 
@@ -20,11 +19,8 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Hmac(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
+    let keys = source.hmac_keys()?;
     let url = source.webhook_url.as_deref().ok_or_else(|| {
         Rejection::new(
             crate::Reason::NoUsableKey,
@@ -46,15 +42,9 @@ pub(crate) fn verify(
         parts.push(name.as_bytes());
         parts.push(value.as_bytes());
     }
-    let index = crypto::hmac_sha1_match(keys, &parts, &expected)
-        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
-    Ok(Verified {
-        scheme: Scheme::HmacSha1,
-        key_index: source.key_index(index),
-        signed_at: None,
-        control: None,
-        one_time_token: None,
-    })
+    let index =
+        crypto::hmac_sha1_match(keys, &parts, &expected).ok_or_else(Rejection::no_key_verifies)?;
+    Ok(Authenticated::by_key(Scheme::HmacSha1, source, index))
 }
 
 #[cfg(test)]
@@ -137,12 +127,12 @@ mod tests {
             .into_bytes();
         let signature = mandrill_signature("new-key", MD2_URL, &fields);
         assert_eq!(
-            check(&config, Some(&signature), &body).unwrap().key_index,
+            check(&config, Some(&signature), &body).unwrap().key_index(),
             Some(1)
         );
         let old = mandrill_signature("old-key", MD2_URL, &fields);
         assert_eq!(
-            check(&config, Some(&old), &body).unwrap().key_index,
+            check(&config, Some(&old), &body).unwrap().key_index(),
             Some(0)
         );
 

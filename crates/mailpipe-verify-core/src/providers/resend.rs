@@ -8,10 +8,9 @@
 //! The id is stable across retries, so it is a dedupe key, not a replay key: retries of a
 //! failed delivery legitimately reuse it with a fresh timestamp and signature.
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
 
@@ -19,11 +18,8 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Hmac(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
+    let keys = source.hmac_keys()?;
     let prefix = if request.header_str("svix-id")?.is_some() {
         "svix"
     } else {
@@ -56,13 +52,7 @@ pub(crate) fn verify(
         .find_map(|candidate| crypto::hmac_sha256_match(keys, &signed, candidate))
         .ok_or_else(|| Rejection::bad("no v1 signature verifies with any configured key"))?;
     crypto::check_fresh(signed_at, request, source.tolerance)?;
-    Ok(Verified {
-        scheme: Scheme::StandardWebhooksV1,
-        key_index: source.key_index(index),
-        signed_at: Some(signed_at),
-        control: None,
-        one_time_token: None,
-    })
+    Ok(Authenticated::by_key(Scheme::StandardWebhooksV1, source, index).signed_at(signed_at))
 }
 
 #[cfg(test)]
@@ -208,7 +198,7 @@ mod tests {
         assert_eq!(
             check(&[SW1_SECRET, SW2_SECRET], "svix", good, body, 1000)
                 .unwrap()
-                .key_index,
+                .key_index(),
             Some(1)
         );
         assert_eq!(

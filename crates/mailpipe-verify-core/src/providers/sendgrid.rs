@@ -10,10 +10,9 @@ use p256::ecdsa::signature::DigestVerifier as _;
 use p256::ecdsa::Signature;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
 
@@ -24,11 +23,8 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Ecdsa(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
+    let keys = source.ecdsa_keys()?;
     let signature = request.required_header(SIGNATURE_HEADER)?;
     let timestamp = request.required_header(TIMESTAMP_HEADER)?;
     let der = crypto::base64_decode(signature)
@@ -42,17 +38,11 @@ pub(crate) fn verify(
     let index = keys
         .iter()
         .position(|key| key.verify_digest(digest.clone(), &signature).is_ok())
-        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
+        .ok_or_else(Rejection::no_key_verifies)?;
     let signed_at = crypto::parse_unix_seconds(timestamp)
         .ok_or_else(|| Rejection::malformed(format!("{TIMESTAMP_HEADER} is not Unix seconds")))?;
     crypto::check_fresh(signed_at, request, source.tolerance)?;
-    Ok(Verified {
-        scheme: Scheme::EcdsaP256Sha256,
-        key_index: source.key_index(index),
-        signed_at: Some(signed_at),
-        control: None,
-        one_time_token: None,
-    })
+    Ok(Authenticated::by_key(Scheme::EcdsaP256Sha256, source, index).signed_at(signed_at))
 }
 
 #[cfg(test)]
@@ -108,7 +98,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (sg1.scheme, sg1.signed_at),
+            (sg1.scheme(), sg1.signed_at()),
             (Scheme::EcdsaP256Sha256, Some(1_600_112_502))
         );
         assert!(check(
@@ -238,7 +228,7 @@ mod tests {
             assert_eq!(
                 check(&keys, &signature, "100", b"[]", 100)
                     .unwrap()
-                    .key_index,
+                    .key_index(),
                 Some(i)
             );
         }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::certificates::CertificateUrl;
 use crate::config::SourceConfig;
 use crate::crypto;
-use crate::outcome::{Reason, Rejection, Scheme, SnsControl, Verified};
+use crate::outcome::{Authenticated, Reason, Rejection, Scheme, SnsControl};
 use crate::request::Request;
 use crate::Context;
 
@@ -77,7 +77,7 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     context: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
+) -> Result<Authenticated, Rejection> {
     let Checked {
         envelope,
         kind,
@@ -133,7 +133,7 @@ pub(crate) fn verify(
         }),
         Kind::UnsubscribeConfirmation => Some(SnsControl::Unsubscribed { topic_arn }),
     };
-    Ok(Verified {
+    Ok(Authenticated {
         scheme: if version_2 {
             Scheme::SnsV2
         } else {
@@ -290,7 +290,8 @@ mod tests {
         request: &Request,
         certificates: &CertificateCache,
     ) -> Result<crate::Verified, Reason> {
-        crate::verify(request, source, &mut Context { certificates }).map_err(|r| r.reason)
+        crate::verify(request.clone(), source, &mut Context { certificates })
+            .map_err(|r| r.rejection.reason)
     }
 
     /// Certificates for `url`: the published one, or one made for a generated key.
@@ -339,7 +340,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(
-                verified.scheme,
+                verified.scheme(),
                 if PUBLISHED[i].0 == "2" {
                     Scheme::SnsV2
                 } else {
@@ -418,7 +419,7 @@ mod tests {
             );
             let verified = run(&config, &notification, &certificates).unwrap();
             assert_eq!(
-                (verified.scheme, verified.control),
+                (verified.scheme(), verified.control()),
                 (
                     if version == 1 {
                         Scheme::SnsV1
@@ -438,7 +439,7 @@ mod tests {
         let Some(SnsControl::ConfirmSubscription {
             subscribe_url,
             topic_arn,
-        }) = confirm.control
+        }) = confirm.control()
         else {
             panic!("{confirm:?}")
         };
@@ -454,8 +455,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            bye.control,
-            Some(SnsControl::Unsubscribed {
+            bye.control(),
+            Some(&SnsControl::Unsubscribed {
                 topic_arn: ARN.into()
             })
         );
