@@ -133,6 +133,9 @@ fn signature_fields(request: &Request) -> Result<SignatureFields, Rejection> {
 
 #[cfg(test)]
 mod tests {
+    //! The published vectors run from `tests/vectors/mailgun/` (one test, `tests/vectors.rs`);
+    //! here are the generated signatures, tampering and edge cases.
+
     use mailpipe_model::Provider;
 
     use crate::testing::{mailgun_signature, request};
@@ -180,8 +183,10 @@ mod tests {
         )
     }
 
+    /// MG-1 itself runs from `tests/vectors/mailgun/`; this checks the signing helper the
+    /// other tests rely on against it.
     #[test]
-    fn derived_vectors_mg1_mg2() {
+    fn signing_helper_reproduces_mg1() {
         // providers.md §5.5: computed from anymail's test inputs with Python hmac and openssl.
         assert_eq!(
             mailgun_signature(
@@ -191,25 +196,6 @@ mod tests {
             ),
             "2a75affe24846ead9e37e614a5e7643a04abf4d5b49b34d224ede9af23a00ccc"
         );
-        let mg1 = json(
-            "1534108637",
-            "651869375b9df3c98fc15c4889b102119add1235c38fc92824",
-            "2a75affe24846ead9e37e614a5e7643a04abf4d5b49b34d224ede9af23a00ccc",
-        );
-        assert_eq!(
-            check(&[KEY], &mg1, "application/json", 1_534_108_637)
-                .unwrap()
-                .signed_at(),
-            Some(1_534_108_637)
-        );
-        let mg2 = "timestamp=1234567890&token=1234567890abcdef1234567890abcdef&signature=3b754b7c269e4c08fb3f5f36b2b5f98e45245965522dc16ca4c9faa0b11b557d&event=delivered";
-        assert!(check(
-            &[KEY],
-            mg2.as_bytes(),
-            "application/x-www-form-urlencoded",
-            1_234_567_890
-        )
-        .is_ok());
     }
 
     #[test]
