@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
 use crate::providers::{json_body, Shape};
+use crate::providers::{no_request_id, with_credentials, Sampler};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -43,6 +44,14 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     );
     (id.clone(), id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SHAPE,
+    ids,
+    request_id: no_request_id,
+    render: |batch, secret, signing| with_credentials(secret, body(batch), signing),
+};
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     json_body(batch, batch.events.iter().map(event).collect())

@@ -7,8 +7,10 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
+use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
 use crate::providers::{forged_key, json_headers, truncated};
+use crate::providers::{no_request_id, Sampler, SINGLE};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -31,6 +33,17 @@ pub(crate) const KINDS: &[Kind] = &[
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.hex(24), rng.hex(24))
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SINGLE,
+    ids,
+    request_id: no_request_id,
+    render: |batch, secret, signing| match secret {
+        Secret::Hmac { key, .. } => Some(render(batch, key, signing)),
+        _ => None,
+    },
+};
 
 pub(crate) fn render(batch: &Batch, key: &str, signing: &Signing) -> Rendered {
     let body = batch.events.first().map(event).unwrap_or_default();

@@ -7,8 +7,10 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
+use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
 use crate::providers::{first_half, forged_key, Shape};
+use crate::providers::{no_request_id, Sampler};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -37,6 +39,21 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     let id = rng.hex(32);
     (id.clone(), id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SHAPE,
+    ids,
+    request_id: no_request_id,
+    render: |batch, secret, signing| match secret {
+        Secret::Hmac {
+            key,
+            webhook_url: Some(url),
+            ..
+        } => Some(render(batch, key, url, signing)),
+        _ => None,
+    },
+};
 
 pub(crate) fn render(batch: &Batch, key: &str, webhook_url: &str, signing: &Signing) -> Rendered {
     let events = serde_json::to_string(&batch.events.iter().map(event).collect::<Vec<_>>())

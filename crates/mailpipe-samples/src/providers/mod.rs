@@ -1,6 +1,7 @@
-//! One module per provider, each with the same surface: `KINDS` (the event types it sends
-//! and their canonical types), `SHAPE` (how it batches), `ids` (its id formats) and
-//! `render` (body and headers, signed as it signs). One `match` from provider to module.
+//! One module per provider, each with the same surface, its [`Sampler`]: `KINDS` (the event
+//! types it sends and their canonical types), `SHAPE` (how it batches), `ids` (its id
+//! formats) and `render` (body and headers, signed as it signs). One `match` from provider
+//! to module.
 //!
 //! Bodies follow each provider's documented format and the shapes
 //! `mailpipe-normalize` reads (its fixtures under `tests/fixtures/` are the reference).
@@ -43,76 +44,65 @@ pub(crate) const SINGLE: Shape = Shape {
     fan_out: &[],
 };
 
-pub(crate) fn kinds(provider: Provider) -> &'static [Kind] {
+/// What the sender needs of one provider; each module has one, `SAMPLER`.
+pub(crate) struct Sampler {
+    /// The event types it sends and their canonical types.
+    pub kinds: &'static [Kind],
+    pub shape: Shape,
+    /// A fresh (event id, message id) in its formats.
+    pub ids: fn(&mut Rng) -> (String, String),
+    /// A fresh id of the request itself, where it has one.
+    pub request_id: fn(&mut Rng) -> String,
+    /// Body and headers, signed with `secret` as it signs; `None` when `secret` is not of
+    /// the kind its spec names.
+    pub render: fn(&Batch, &Secret, &Signing) -> Option<Rendered>,
+}
+
+/// For providers whose requests carry no id of their own.
+pub(crate) fn no_request_id(_: &mut Rng) -> String {
+    String::new()
+}
+
+fn sampler(provider: Provider) -> &'static Sampler {
     match provider {
-        Provider::Sendgrid => sendgrid::KINDS,
-        Provider::Mailgun => mailgun::KINDS,
-        Provider::Postmark => postmark::KINDS,
-        Provider::Ses => ses::KINDS,
-        Provider::Mandrill => mandrill::KINDS,
-        Provider::Sparkpost => sparkpost::KINDS,
-        Provider::Resend => resend::KINDS,
-        Provider::Brevo => brevo::KINDS,
-        Provider::Mailjet => mailjet::KINDS,
-        Provider::Mailersend => mailersend::KINDS,
-        Provider::Postal => postal::KINDS,
-        Provider::Generic => generic::KINDS,
+        Provider::Sendgrid => &sendgrid::SAMPLER,
+        Provider::Mailgun => &mailgun::SAMPLER,
+        Provider::Postmark => &postmark::SAMPLER,
+        Provider::Ses => &ses::SAMPLER,
+        Provider::Mandrill => &mandrill::SAMPLER,
+        Provider::Sparkpost => &sparkpost::SAMPLER,
+        Provider::Resend => &resend::SAMPLER,
+        Provider::Brevo => &brevo::SAMPLER,
+        Provider::Mailjet => &mailjet::SAMPLER,
+        Provider::Mailersend => &mailersend::SAMPLER,
+        Provider::Postal => &postal::SAMPLER,
+        Provider::Generic => &generic::SAMPLER,
     }
 }
 
-pub(crate) fn shape(provider: Provider) -> Shape {
-    match provider {
-        Provider::Sendgrid => sendgrid::SHAPE,
-        Provider::Mandrill => mandrill::SHAPE,
-        Provider::Sparkpost => sparkpost::SHAPE,
-        Provider::Brevo => brevo::SHAPE,
-        Provider::Mailjet => mailjet::SHAPE,
-        Provider::Generic => generic::SHAPE,
-        Provider::Ses => ses::SHAPE,
-        Provider::Mailgun
-        | Provider::Postmark
-        | Provider::Resend
-        | Provider::Mailersend
-        | Provider::Postal => SINGLE,
-    }
+pub(crate) fn kinds(provider: Provider) -> &'static [Kind] {
+    sampler(provider).kinds
+}
+
+pub(crate) fn shape(provider: Provider) -> &'static Shape {
+    &sampler(provider).shape
 }
 
 /// Whether verify rejects a request whose signed timestamp is old, by default (so a stale
 /// request can be made). SES signs one too, but verify checks no SNS age unless a source
 /// sets `sns_max_age_seconds` (SNS retries keep their Timestamp).
 pub(crate) fn signs_timestamp(provider: Provider) -> bool {
-    matches!(
-        provider,
-        Provider::Sendgrid | Provider::Mailgun | Provider::Resend
-    )
+    provider.spec().signs_timestamp
 }
 
 /// A fresh (event id, message id) in the provider's formats.
 pub(crate) fn ids(provider: Provider, rng: &mut Rng) -> (String, String) {
-    match provider {
-        Provider::Sendgrid => sendgrid::ids(rng),
-        Provider::Mailgun => mailgun::ids(rng),
-        Provider::Postmark => postmark::ids(rng),
-        Provider::Ses => ses::ids(rng),
-        Provider::Mandrill => mandrill::ids(rng),
-        Provider::Sparkpost => sparkpost::ids(rng),
-        Provider::Resend => resend::ids(rng),
-        Provider::Brevo => brevo::ids(rng),
-        Provider::Mailjet => mailjet::ids(rng),
-        Provider::Mailersend => mailersend::ids(rng),
-        Provider::Postal => postal::ids(rng),
-        Provider::Generic => generic::ids(rng),
-    }
+    (sampler(provider).ids)(rng)
 }
 
 /// A fresh id of the request itself, where the provider has one.
 pub(crate) fn request_id(provider: Provider, rng: &mut Rng) -> String {
-    match provider {
-        Provider::Ses => rng.uuid(),
-        Provider::Mailgun => rng.hex(50),
-        Provider::Sparkpost => rng.uuid(),
-        _ => String::new(),
-    }
+    (sampler(provider).request_id)(rng)
 }
 
 pub(crate) fn render(
@@ -120,60 +110,33 @@ pub(crate) fn render(
     secret: &Secret,
     signing: &Signing,
 ) -> Result<Rendered, SampleError> {
-    let mismatch = || SampleError::Source {
+    (sampler(batch.provider).render)(batch, secret, signing).ok_or_else(|| SampleError::Source {
         source_id: batch.provider.to_string(),
         problem: "holds keys of another provider".into(),
-    };
-    Ok(match (batch.provider, secret) {
-        (Provider::Sendgrid, Secret::Sendgrid(key)) => sendgrid::render(batch, key, signing),
-        (Provider::Mailgun, Secret::Mailgun(key)) => mailgun::render(batch, key, signing),
-        (
-            Provider::Ses,
-            Secret::Ses {
-                key,
-                topic_arn,
-                certificate_url,
-            },
-        ) => ses::render(batch, key, topic_arn, certificate_url, signing),
-        (Provider::Mandrill, Secret::Mandrill { key, webhook_url }) => {
-            mandrill::render(batch, key, webhook_url, signing)
-        }
-        (Provider::Resend, Secret::Resend(key)) => resend::render(batch, key, signing),
-        (Provider::Mailersend, Secret::Mailersend(key)) => mailersend::render(batch, key, signing),
-        (Provider::Postal, Secret::Postal(key)) => postal::render(batch, key, signing),
-        (
-            Provider::Generic,
-            Secret::Generic {
-                key,
-                header,
-                encoding,
-            },
-        ) => generic::render(batch, key, header, *encoding, signing),
-        (provider, Secret::Credentials(credential)) => {
-            let body = match provider {
-                Provider::Postmark => postmark::body(batch),
-                Provider::Sparkpost => sparkpost::body(batch),
-                Provider::Brevo => brevo::body(batch),
-                Provider::Mailjet => mailjet::body(batch),
-                _ => return Err(mismatch()),
-            };
-            let body = if signing.malformed {
-                truncated(&body)
-            } else {
-                body
-            };
-            let mut headers = json_headers();
-            headers.push((
-                "authorization".into(),
-                credential.authorization(signing.forged),
-            ));
-            if provider == Provider::Sparkpost {
-                headers.push(("x-messagesystems-batch-id".into(), batch.request_id.clone()));
-            }
-            Rendered { headers, body }
-        }
-        _ => return Err(mismatch()),
     })
+}
+
+/// A shared-secret provider's request: `body` (cut when malformed) as JSON, with the
+/// credential as Basic or Bearer `Authorization` (a wrong one when forged).
+pub(crate) fn with_credentials(
+    secret: &Secret,
+    body: Vec<u8>,
+    signing: &Signing,
+) -> Option<Rendered> {
+    let Secret::Credentials(credential) = secret else {
+        return None;
+    };
+    let body = if signing.malformed {
+        truncated(&body)
+    } else {
+        body
+    };
+    let mut headers = json_headers();
+    headers.push((
+        "authorization".into(),
+        credential.authorization(signing.forged),
+    ));
+    Some(Rendered { headers, body })
 }
 
 pub(crate) fn json_headers() -> Vec<(String, String)> {

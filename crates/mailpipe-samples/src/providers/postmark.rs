@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
+use crate::providers::{no_request_id, with_credentials, Sampler, SINGLE};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -28,6 +29,14 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     let id = rng.uuid();
     (id.clone(), id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SINGLE,
+    ids,
+    request_id: no_request_id,
+    render: |batch, secret, signing| with_credentials(secret, body(batch), signing),
+};
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     let record = batch.events.first().map(record).unwrap_or_default();

@@ -6,8 +6,10 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
+use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
 use crate::providers::{json_headers, truncated, Shape};
+use crate::providers::{no_request_id, Sampler};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -37,6 +39,17 @@ pub(crate) const SHAPE: Shape = Shape {
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.base64url(22), rng.base62(22))
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SHAPE,
+    ids,
+    request_id: no_request_id,
+    render: |batch, secret, signing| match secret {
+        Secret::Ecdsa(key) => Some(render(batch, key, signing)),
+        _ => None,
+    },
+};
 
 pub(crate) fn render(batch: &Batch, key: &p256::ecdsa::SigningKey, signing: &Signing) -> Rendered {
     let body = serde_json::to_vec(&batch.events.iter().map(event).collect::<Vec<_>>())

@@ -8,7 +8,9 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
+use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
+use crate::providers::Sampler;
 use crate::providers::{first_half, rsa_signature, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
@@ -39,6 +41,21 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     let message_id = format!("0100019{}-{}-000000", rng.hex(9), rng.uuid());
     (String::new(), message_id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SHAPE,
+    ids,
+    request_id: |rng| rng.uuid(),
+    render: |batch, secret, signing| match secret {
+        Secret::Sns {
+            key,
+            topic_arn,
+            certificate_url,
+        } => Some(render(batch, key, topic_arn, certificate_url, signing)),
+        _ => None,
+    },
+};
 
 pub(crate) fn render(
     batch: &Batch,

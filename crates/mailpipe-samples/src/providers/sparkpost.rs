@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
 use crate::providers::Shape;
+use crate::providers::{with_credentials, Sampler};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -39,6 +40,19 @@ pub(crate) const SHAPE: Shape = Shape {
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.digits(18), rng.digits(17))
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler {
+    kinds: KINDS,
+    shape: SHAPE,
+    ids,
+    request_id: |rng| rng.uuid(),
+    render: |batch, secret, signing| {
+        let mut rendered = with_credentials(secret, body(batch), signing)?;
+        let batch_id = ("x-messagesystems-batch-id".into(), batch.request_id.clone());
+        rendered.headers.push(batch_id);
+        Some(rendered)
+    },
+};
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     serde_json::to_vec(&batch.events.iter().map(event).collect::<Vec<_>>())
