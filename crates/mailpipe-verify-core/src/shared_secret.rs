@@ -47,26 +47,6 @@ pub(crate) fn verify(request: &Request, source: &SourceConfig) -> Result<Authent
     Err(Rejection::bad("credentials match no configured secret"))
 }
 
-/// A request of shared-secret `provider` with Basic credentials, and the source that
-/// accepts them.
-#[cfg(any(test, feature = "testing"))]
-pub(crate) fn example(provider: mailpipe_model::Provider, now: i64) -> crate::testing::Example {
-    use crate::testing::{basic_auth, Example, EXAMPLE_BODY, EXAMPLE_SECRETS};
-    let credentials = EXAMPLE_SECRETS[1];
-    let (user, password) = credentials.split_once(':').expect("user:password");
-    let authorization = basic_auth(user, password);
-    let headers = [("authorization", authorization.as_str())];
-    let options = crate::SourceOptions::default();
-    Example::new(
-        provider,
-        &[credentials],
-        options,
-        &headers,
-        EXAMPLE_BODY,
-        now,
-    )
-}
-
 /// Shared tests of the four shared-secret providers, run from each provider's file with its
 /// own provider id and token headers.
 #[cfg(test)]

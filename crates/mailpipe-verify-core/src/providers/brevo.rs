@@ -5,15 +5,6 @@
 //!
 //! Verified by `shared_secret::verify` (this file holds what is particular to it).
 
-use crate::providers::Implementation;
-use crate::shared_secret;
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify: |request, source, _| shared_secret::verify(request, source),
-    #[cfg(any(test, feature = "testing"))]
-    example: |now| shared_secret::example(mailpipe_model::Provider::Brevo, now),
-};
-
 #[cfg(test)]
 mod tests {
     use mailpipe_model::Provider;

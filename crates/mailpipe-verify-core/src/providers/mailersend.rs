@@ -4,36 +4,11 @@
 
 use crate::config::SourceConfig;
 use crate::outcome::{Authenticated, Rejection};
-use crate::providers::{body_hmac_sha256, Implementation};
+use crate::providers::body_hmac_sha256;
 use crate::request::Request;
 use crate::Context;
 
 pub(crate) const SIGNATURE_HEADER: &str = "signature";
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as MailerSend signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let hmac_key = EXAMPLE_SECRETS[0];
-    let signature = hex::encode(hmac_sha256(hmac_key.as_bytes(), &[EXAMPLE_BODY]));
-    let headers = [("signature", signature.as_str())];
-    Example::new(
-        Provider::Mailersend,
-        &[hmac_key],
-        SourceOptions::default(),
-        &headers,
-        EXAMPLE_BODY,
-        now,
-    )
-}
 
 pub(crate) fn verify(
     request: &Request,

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, OneTimeToken, Rejection, Scheme};
-use crate::providers::Implementation;
 use crate::request::Request;
 use crate::Context;
 use mailpipe_model::form;
@@ -32,34 +31,6 @@ struct SignatureFields {
     timestamp: Option<String>,
     token: Option<String>,
     signature: Option<String>,
-}
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as Mailgun signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let [hmac_key, ..] = EXAMPLE_SECRETS;
-    let ts = now.to_string();
-    let signature = mailgun_signature(hmac_key, &ts, "one-time-token");
-    let body = serde_json::json!({"signature": {"timestamp": ts, "token": "one-time-token", "signature": signature}, "event-data": {"event": "delivered"}});
-    let headers = [("content-type", "application/json")];
-    let body = body.to_string().into_bytes();
-    Example::new(
-        Provider::Mailgun,
-        &[hmac_key],
-        SourceOptions::default(),
-        &headers,
-        &body,
-        now,
-    )
 }
 
 pub(crate) fn verify(

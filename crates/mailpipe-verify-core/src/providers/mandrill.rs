@@ -9,45 +9,11 @@
 use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, Rejection, Scheme};
-use crate::providers::Implementation;
 use crate::request::Request;
 use crate::Context;
 use mailpipe_model::form;
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-mandrill-signature";
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as Mandrill signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let [hmac_key, _, _, mandrill_url] = EXAMPLE_SECRETS;
-    let events = r#"[{"event":"send","ts":1461095246}]"#;
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("mandrill_events", events)
-        .finish();
-    let signature = mandrill_signature(hmac_key, mandrill_url, &[("mandrill_events", events)]);
-    let options = SourceOptions {
-        webhook_url: Some(mandrill_url.into()),
-        ..SourceOptions::default()
-    };
-    let headers = [("x-mandrill-signature", signature.as_str())];
-    Example::new(
-        Provider::Mandrill,
-        &[hmac_key],
-        options,
-        &headers,
-        body.as_bytes(),
-        now,
-    )
-}
 
 pub(crate) fn verify(
     request: &Request,

@@ -1,7 +1,7 @@
-//! One module per provider, each with the same surface — its [`Implementation`]: `verify`
-//! and a signed `example` for tests — and one `match` from provider to module. Adding a
-//! provider is adding a file and an arm. The shared-secret providers (no payload
-//! signature) share `shared_secret`; their files hold what is particular to them.
+//! One module per provider, each with the same surface — `verify(request, source, context)`
+//! — and one `match` from provider to module. Adding a provider is adding a file and an arm.
+//! The shared-secret providers (no payload signature) share `shared_secret::verify`; their
+//! files hold what is particular to them: documentation and tests.
 
 pub(crate) mod brevo;
 pub(crate) mod generic;
@@ -23,37 +23,25 @@ use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
 
-/// What this crate has of one provider; each module has one, `IMPLEMENTATION`.
-pub(crate) struct Implementation {
-    pub verify: fn(&Request, &SourceConfig, &mut Context<'_>) -> Result<Authenticated, Rejection>,
-    /// A signed request of the provider and the source that accepts it, for tests.
-    #[cfg(any(test, feature = "testing"))]
-    pub example: fn(i64) -> crate::testing::Example,
-}
-
-pub(crate) fn implementation(provider: Provider) -> &'static Implementation {
-    match provider {
-        Provider::Sendgrid => &sendgrid::IMPLEMENTATION,
-        Provider::Mailgun => &mailgun::IMPLEMENTATION,
-        Provider::Postmark => &postmark::IMPLEMENTATION,
-        Provider::Ses => &ses::IMPLEMENTATION,
-        Provider::Mandrill => &mandrill::IMPLEMENTATION,
-        Provider::Sparkpost => &sparkpost::IMPLEMENTATION,
-        Provider::Resend => &resend::IMPLEMENTATION,
-        Provider::Brevo => &brevo::IMPLEMENTATION,
-        Provider::Mailjet => &mailjet::IMPLEMENTATION,
-        Provider::Mailersend => &mailersend::IMPLEMENTATION,
-        Provider::Postal => &postal::IMPLEMENTATION,
-        Provider::Generic => &generic::IMPLEMENTATION,
-    }
-}
-
 pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     context: &mut Context<'_>,
 ) -> Result<Authenticated, Rejection> {
-    (implementation(source.provider()).verify)(request, source, context)
+    match source.provider() {
+        Provider::Sendgrid => sendgrid::verify(request, source, context),
+        Provider::Mailgun => mailgun::verify(request, source, context),
+        Provider::Ses => ses::verify(request, source, context),
+        Provider::Mandrill => mandrill::verify(request, source, context),
+        Provider::Resend => resend::verify(request, source, context),
+        Provider::Mailersend => mailersend::verify(request, source, context),
+        Provider::Postal => postal::verify(request, source, context),
+        Provider::Generic => generic::verify(request, source, context),
+        // No payload signature: a shared secret presented as the provider allows.
+        Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
+            crate::shared_secret::verify(request, source)
+        }
+    }
 }
 
 /// HMAC-SHA256 of the raw body with any configured key, compared with `expected` (the

@@ -14,42 +14,11 @@ use sha2::Sha256;
 use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, Rejection, Scheme};
-use crate::providers::Implementation;
 use crate::request::Request;
 use crate::Context;
 
 pub(crate) const SHA256_HEADER: &str = "x-postal-signature-256";
 pub(crate) const SHA1_HEADER: &str = "x-postal-signature";
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as Postal signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let key = &rsa_keys()[1];
-    let sha1 = rsa_sha1_signature(key, EXAMPLE_BODY);
-    let sha256 = rsa_sha256_signature(key, EXAMPLE_BODY);
-    let headers = [
-        ("x-postal-signature", sha1.as_str()),
-        ("x-postal-signature-256", sha256.as_str()),
-    ];
-    let public = rsa_public_key(key);
-    Example::new(
-        Provider::Postal,
-        &[&public],
-        SourceOptions::default(),
-        &headers,
-        EXAMPLE_BODY,
-        now,
-    )
-}
 
 pub(crate) fn verify(
     request: &Request,

@@ -11,40 +11,8 @@
 use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, Rejection, Scheme};
-use crate::providers::Implementation;
 use crate::request::Request;
 use crate::Context;
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as Resend signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let whsec = EXAMPLE_SECRETS[2];
-    let ts = now.to_string();
-    let key = crate::crypto::base64_decode_lenient(&whsec["whsec_".len()..]).expect("base64");
-    let signature = standard_webhooks_signature(&key, "msg_example", &ts, EXAMPLE_BODY);
-    let headers = [
-        ("svix-id", "msg_example"),
-        ("svix-timestamp", ts.as_str()),
-        ("svix-signature", signature.as_str()),
-    ];
-    Example::new(
-        Provider::Resend,
-        &[whsec],
-        SourceOptions::default(),
-        &headers,
-        EXAMPLE_BODY,
-        now,
-    )
-}
 
 pub(crate) fn verify(
     request: &Request,

@@ -13,42 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, Rejection, Scheme};
-use crate::providers::Implementation;
 use crate::request::Request;
 use crate::Context;
 
 pub(crate) const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub(crate) const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as SendGrid signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let key = sendgrid_key();
-    let ts = now.to_string();
-    let signature = sendgrid_signature(&key, &ts, EXAMPLE_BODY);
-    let headers = [
-        ("x-twilio-email-event-webhook-signature", signature.as_str()),
-        ("x-twilio-email-event-webhook-timestamp", ts.as_str()),
-    ];
-    let public = sendgrid_public_key(&key);
-    Example::new(
-        Provider::Sendgrid,
-        &[&public],
-        SourceOptions::default(),
-        &headers,
-        EXAMPLE_BODY,
-        now,
-    )
-}
 
 pub(crate) fn verify(
     request: &Request,

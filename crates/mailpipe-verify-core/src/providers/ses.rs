@@ -20,7 +20,6 @@ use crate::certificates::CertificateUrl;
 use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, Reason, Rejection, Scheme, SnsControl};
-use crate::providers::Implementation;
 use crate::request::Request;
 use crate::Context;
 
@@ -72,47 +71,6 @@ pub(crate) fn required_certificate(
     source: &SourceConfig,
 ) -> Result<CertificateUrl, Rejection> {
     Ok(check_before_fetch(request, source)?.certificate_url)
-}
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify,
-    #[cfg(any(test, feature = "testing"))]
-    example,
-};
-
-/// A request signed as SES (SNS) signs, and the source that accepts it.
-#[cfg(any(test, feature = "testing"))]
-fn example(now: i64) -> crate::testing::Example {
-    use crate::testing::*;
-    use crate::SourceOptions;
-    use mailpipe_model::Provider;
-    let arn = "arn:aws:sns:us-east-1:123456789012:ses-events";
-    let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem";
-    let pem = sns_certificate_pem(&rsa_keys()[0], 0, 2_500_000_000);
-    let timestamp = unix_to_rfc3339(now);
-    let fields = [
-        ("Type", "Notification"),
-        ("MessageId", "m-1"),
-        ("TopicArn", arn),
-        ("Timestamp", timestamp.as_str()),
-        ("Message", "{\"eventType\":\"Delivery\"}"),
-    ];
-    let body = sns_message(&rsa_keys()[0], 2, url, &fields);
-    let options = SourceOptions {
-        sns_topic_arns: vec![arn.into()],
-        ..SourceOptions::default()
-    };
-    let mut example = Example::new(Provider::Ses, &[], options, &[], &body, now);
-    let checked = example
-        .source
-        .urls
-        .certificate_url(url)
-        .expect("allowed URL");
-    example
-        .certificates
-        .insert_pem(checked, pem.as_bytes())
-        .expect("certificate parses");
-    example
 }
 
 pub(crate) fn verify(

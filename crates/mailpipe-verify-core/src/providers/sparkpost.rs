@@ -6,15 +6,6 @@
 //! Verified by `shared_secret::verify`; the legacy header is among SparkPost's
 //! `credential_headers` in its spec (`mailpipe_model`).
 
-use crate::providers::Implementation;
-use crate::shared_secret;
-
-pub(crate) const IMPLEMENTATION: Implementation = Implementation {
-    verify: |request, source, _| shared_secret::verify(request, source),
-    #[cfg(any(test, feature = "testing"))]
-    example: |now| shared_secret::example(mailpipe_model::Provider::Sparkpost, now),
-};
-
 #[cfg(test)]
 mod tests {
     use mailpipe_model::Provider;
