@@ -7,10 +7,10 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{forged_key, json_body, json_headers, truncated, Shape};
-use crate::providers::{no_request_id, Sampler};
+use crate::providers::{
+    forged_key, json_body, json_headers, no_request_id, truncated, Render, Sampler, Shape,
+};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -46,20 +46,13 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     )
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SHAPE,
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
     ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| match secret {
-        Secret::Hmac {
-            key,
-            signature: Some((header, encoding)),
-            ..
-        } => Some(render(batch, key, header, *encoding, signing)),
-        _ => None,
-    },
-};
+    no_request_id,
+    Render::HmacInHeader(render),
+);
 
 pub(crate) fn render(
     batch: &Batch,

@@ -7,10 +7,10 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{forged_key, json_headers, truncated};
-use crate::providers::{no_request_id, Sampler, SINGLE};
+use crate::providers::{
+    forged_key, json_headers, no_request_id, truncated, Render, Sampler, SINGLE,
+};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -34,16 +34,8 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.hex(24), rng.hex(24))
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SINGLE,
-    ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| match secret {
-        Secret::Hmac { key, .. } => Some(render(batch, key, signing)),
-        _ => None,
-    },
-};
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SINGLE, ids, no_request_id, Render::Hmac(render));
 
 pub(crate) fn render(batch: &Batch, key: &str, signing: &Signing) -> Rendered {
     let body = batch.events.first().map(event).unwrap_or_default();

@@ -7,10 +7,8 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{forged_key, json_headers};
-use crate::providers::{Sampler, SINGLE};
+use crate::providers::{forged_key, json_headers, Render, Sampler, SINGLE};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -33,16 +31,8 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.base62(22), rng.hex_upper(16))
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SINGLE,
-    ids,
-    request_id: |rng| rng.hex(50),
-    render: |batch, secret, signing| match secret {
-        Secret::Hmac { key, .. } => Some(render(batch, key, signing)),
-        _ => None,
-    },
-};
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SINGLE, ids, |rng| rng.hex(50), Render::Hmac(render));
 
 pub(crate) fn render(batch: &Batch, key: &str, signing: &Signing) -> Rendered {
     let timestamp = signing.signed_at.to_string();

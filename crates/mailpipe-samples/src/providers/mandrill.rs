@@ -7,10 +7,8 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{first_half, forged_key, Shape};
-use crate::providers::{no_request_id, Sampler};
+use crate::providers::{first_half, forged_key, no_request_id, Render, Sampler, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -40,20 +38,13 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (id.clone(), id)
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SHAPE,
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
     ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| match secret {
-        Secret::Hmac {
-            key,
-            webhook_url: Some(url),
-            ..
-        } => Some(render(batch, key, url, signing)),
-        _ => None,
-    },
-};
+    no_request_id,
+    Render::HmacWithUrl(render),
+);
 
 pub(crate) fn render(batch: &Batch, key: &str, webhook_url: &str, signing: &Signing) -> Rendered {
     let events = serde_json::to_string(&batch.events.iter().map(event).collect::<Vec<_>>())

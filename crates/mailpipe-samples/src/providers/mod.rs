@@ -20,6 +20,8 @@ mod ses;
 mod sparkpost;
 
 use mailpipe_model::Provider;
+use mailpipe_settings::SignatureEncoding;
+use rsa::RsaPrivateKey;
 
 use crate::error::SampleError;
 use crate::keys::Secret;
@@ -53,9 +55,42 @@ pub(crate) struct Sampler {
     pub ids: fn(&mut Rng) -> (String, String),
     /// A fresh id of the request itself, where it has one.
     pub request_id: fn(&mut Rng) -> String,
-    /// Body and headers, signed with `secret` as it signs; `None` when `secret` is not of
-    /// the kind its spec names.
-    pub render: fn(&Batch, &Secret, &Signing) -> Option<Rendered>,
+    pub render: Render,
+}
+
+impl Sampler {
+    pub(crate) const fn new(
+        kinds: &'static [Kind],
+        shape: Shape,
+        ids: fn(&mut Rng) -> (String, String),
+        request_id: fn(&mut Rng) -> String,
+        render: Render,
+    ) -> Sampler {
+        Sampler {
+            kinds,
+            shape,
+            ids,
+            request_id,
+            render,
+        }
+    }
+}
+
+/// How a provider renders a request (body and headers, signed as it signs), by the kind of
+/// signing material it takes (`keys::Secret`); [`render`] hands each the material.
+pub(crate) enum Render {
+    Ecdsa(fn(&Batch, &p256::ecdsa::SigningKey, &Signing) -> Rendered),
+    Rsa(fn(&Batch, &RsaPrivateKey, &Signing) -> Rendered),
+    StandardWebhooks(fn(&Batch, &[u8], &Signing) -> Rendered),
+    Hmac(fn(&Batch, &str, &Signing) -> Rendered),
+    /// HMAC over the signed webhook URL too (Mandrill).
+    HmacWithUrl(fn(&Batch, &str, &str, &Signing) -> Rendered),
+    /// HMAC in a configured header and encoding (generic).
+    HmacInHeader(fn(&Batch, &str, &str, SignatureEncoding, &Signing) -> Rendered),
+    /// SNS: key, TopicArn, certificate URL.
+    Sns(fn(&Batch, &RsaPrivateKey, &str, &str, &Signing) -> Rendered),
+    /// Shared secret: the JSON body, and headers of its own after the credential.
+    Credentials(fn(&Batch) -> Vec<u8>, fn(&Batch) -> Vec<(String, String)>),
 }
 
 /// For providers whose requests carry no id of their own.
@@ -110,33 +145,64 @@ pub(crate) fn render(
     secret: &Secret,
     signing: &Signing,
 ) -> Result<Rendered, SampleError> {
-    (sampler(batch.provider).render)(batch, secret, signing).ok_or_else(|| SampleError::Source {
-        source_id: batch.provider.to_string(),
-        problem: "holds keys of another provider".into(),
+    Ok(match (&sampler(batch.provider).render, secret) {
+        (Render::Ecdsa(render), Secret::Ecdsa(key)) => render(batch, key, signing),
+        (Render::Rsa(render), Secret::Rsa(key)) => render(batch, key, signing),
+        (Render::StandardWebhooks(render), Secret::StandardWebhooks(key)) => {
+            render(batch, key, signing)
+        }
+        (Render::Hmac(render), Secret::Hmac { key, .. }) => render(batch, key, signing),
+        (
+            Render::HmacWithUrl(render),
+            Secret::Hmac {
+                key,
+                webhook_url: Some(url),
+                ..
+            },
+        ) => render(batch, key, url, signing),
+        (
+            Render::HmacInHeader(render),
+            Secret::Hmac {
+                key,
+                signature: Some((header, encoding)),
+                ..
+            },
+        ) => render(batch, key, header, *encoding, signing),
+        (
+            Render::Sns(render),
+            Secret::Sns {
+                key,
+                topic_arn,
+                certificate_url,
+            },
+        ) => render(batch, key, topic_arn, certificate_url, signing),
+        (Render::Credentials(body, extra_headers), Secret::Credentials(credential)) => {
+            let body = body(batch);
+            let body = if signing.malformed {
+                truncated(&body)
+            } else {
+                body
+            };
+            let mut headers = json_headers();
+            headers.push((
+                "authorization".into(),
+                credential.authorization(signing.forged),
+            ));
+            headers.extend(extra_headers(batch));
+            Rendered { headers, body }
+        }
+        _ => {
+            return Err(SampleError::Source {
+                source_id: batch.provider.to_string(),
+                problem: "holds keys of another provider".into(),
+            })
+        }
     })
 }
 
-/// A shared-secret provider's request: `body` (cut when malformed) as JSON, with the
-/// credential as Basic or Bearer `Authorization` (a wrong one when forged).
-pub(crate) fn with_credentials(
-    secret: &Secret,
-    body: Vec<u8>,
-    signing: &Signing,
-) -> Option<Rendered> {
-    let Secret::Credentials(credential) = secret else {
-        return None;
-    };
-    let body = if signing.malformed {
-        truncated(&body)
-    } else {
-        body
-    };
-    let mut headers = json_headers();
-    headers.push((
-        "authorization".into(),
-        credential.authorization(signing.forged),
-    ));
-    Some(Rendered { headers, body })
+/// For shared-secret providers that send no header of their own.
+pub(crate) fn no_extra_headers(_: &Batch) -> Vec<(String, String)> {
+    Vec::new()
 }
 
 pub(crate) fn json_headers() -> Vec<(String, String)> {

@@ -6,10 +6,10 @@ use mailpipe_model::EventType;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_headers, rsa_signature, truncated};
-use crate::providers::{no_request_id, Sampler, SINGLE};
+use crate::providers::{
+    json_headers, no_request_id, rsa_signature, truncated, Render, Sampler, SINGLE,
+};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -32,16 +32,8 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     )
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SINGLE,
-    ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| match secret {
-        Secret::Rsa(key) => Some(render(batch, key, signing)),
-        _ => None,
-    },
-};
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SINGLE, ids, no_request_id, Render::Rsa(render));
 
 pub(crate) fn render(batch: &Batch, key: &rsa::RsaPrivateKey, signing: &Signing) -> Rendered {
     let body = batch.events.first().map(event).unwrap_or_default();

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{no_request_id, with_credentials, Sampler, SINGLE};
+use crate::providers::{no_extra_headers, no_request_id, Render, Sampler, SINGLE};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -30,13 +30,13 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (id.clone(), id)
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SINGLE,
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SINGLE,
     ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| with_credentials(secret, body(batch), signing),
-};
+    no_request_id,
+    Render::Credentials(body, no_extra_headers),
+);
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     let record = batch.events.first().map(record).unwrap_or_default();

@@ -7,10 +7,8 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_headers, truncated};
-use crate::providers::{no_request_id, Sampler, SINGLE};
+use crate::providers::{json_headers, no_request_id, truncated, Render, Sampler, SINGLE};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -33,16 +31,13 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (format!("msg_{}", rng.base62(27)), rng.uuid())
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SINGLE,
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SINGLE,
     ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| match secret {
-        Secret::StandardWebhooks(key) => Some(render(batch, key, signing)),
-        _ => None,
-    },
-};
+    no_request_id,
+    Render::StandardWebhooks(render),
+);
 
 pub(crate) fn render(batch: &Batch, key: &[u8], signing: &Signing) -> Rendered {
     let Some(e) = batch.events.first() else {

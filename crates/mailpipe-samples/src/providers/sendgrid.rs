@@ -6,10 +6,8 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_headers, truncated, Shape};
-use crate::providers::{no_request_id, Sampler};
+use crate::providers::{json_headers, no_request_id, truncated, Render, Sampler, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -40,16 +38,8 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.base64url(22), rng.base62(22))
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SHAPE,
-    ids,
-    request_id: no_request_id,
-    render: |batch, secret, signing| match secret {
-        Secret::Ecdsa(key) => Some(render(batch, key, signing)),
-        _ => None,
-    },
-};
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SHAPE, ids, no_request_id, Render::Ecdsa(render));
 
 pub(crate) fn render(batch: &Batch, key: &p256::ecdsa::SigningKey, signing: &Signing) -> Rendered {
     let body = serde_json::to_vec(&batch.events.iter().map(event).collect::<Vec<_>>())

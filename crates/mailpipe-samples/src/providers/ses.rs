@@ -8,10 +8,8 @@ use mailpipe_verify_core::sign;
 use serde_json::json;
 
 use crate::fake;
-use crate::keys::Secret;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::Sampler;
-use crate::providers::{first_half, rsa_signature, Shape};
+use crate::providers::{first_half, rsa_signature, Render, Sampler, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -42,20 +40,8 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (String::new(), message_id)
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SHAPE,
-    ids,
-    request_id: |rng| rng.uuid(),
-    render: |batch, secret, signing| match secret {
-        Secret::Sns {
-            key,
-            topic_arn,
-            certificate_url,
-        } => Some(render(batch, key, topic_arn, certificate_url, signing)),
-        _ => None,
-    },
-};
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SHAPE, ids, |rng| rng.uuid(), Render::Sns(render));
 
 pub(crate) fn render(
     batch: &Batch,

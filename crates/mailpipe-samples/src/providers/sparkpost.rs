@@ -7,8 +7,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::Shape;
-use crate::providers::{with_credentials, Sampler};
+use crate::providers::{Render, Sampler, Shape};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -41,18 +40,18 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.digits(18), rng.digits(17))
 }
 
-pub(crate) const SAMPLER: Sampler = Sampler {
-    kinds: KINDS,
-    shape: SHAPE,
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
     ids,
-    request_id: |rng| rng.uuid(),
-    render: |batch, secret, signing| {
-        let mut rendered = with_credentials(secret, body(batch), signing)?;
-        let batch_id = ("x-messagesystems-batch-id".into(), batch.request_id.clone());
-        rendered.headers.push(batch_id);
-        Some(rendered)
-    },
-};
+    |rng| rng.uuid(),
+    Render::Credentials(body, batch_id_header),
+);
+
+/// SparkPost names each batch.
+fn batch_id_header(batch: &Batch) -> Vec<(String, String)> {
+    vec![("x-messagesystems-batch-id".into(), batch.request_id.clone())]
+}
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     serde_json::to_vec(&batch.events.iter().map(event).collect::<Vec<_>>())
