@@ -1,11 +1,16 @@
-//! The vocabulary shared by every stage: which providers exist, and the canonical email
-//! event they all normalize to. Pure: no IO, no Kafka.
+//! The vocabulary shared by every stage: which providers exist, the facts about each that
+//! several crates read ([`ProviderSpec`]), the canonical email event they all normalize
+//! to, and the form-body reader two pure crates share. Pure: no IO, no Kafka.
 //!
-//! Invariant: the set of providers is closed; adding one means adding a variant here, and
-//! the compiler then points at every `match` that must handle it.
+//! Invariant: the set of providers is closed; adding one means adding a line to the list
+//! in `provider.rs` (and its spec), and the compiler then points at every `match` that
+//! must handle it.
 
 mod event;
+pub mod form;
 mod provider;
+mod spec;
 
 pub use event::{BounceClass, EmailEvent, EventType, Geo, RejectReason};
 pub use provider::{Provider, UnknownProvider};
+pub use spec::{ProviderSpec, SecretKind, SourceOption};

@@ -1,60 +1,57 @@
-//! The email service providers mailpipe accepts webhooks from.
+//! The email service providers mailpipe accepts webhooks from, declared once: the list
+//! below makes the enum, [`Provider::ALL`], the ids and the link to each provider's
+//! [`ProviderSpec`], so none of them can disagree with another.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// An ESP, by the id used in paths (`/webhooks/{provider}`), config and records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Sendgrid,
-    Mailgun,
-    Postmark,
-    Ses,
-    Mandrill,
-    Sparkpost,
-    Resend,
-    Brevo,
-    Mailjet,
-    Mailersend,
-    Postal,
-    Generic,
+use crate::spec::{self, ProviderSpec};
+
+/// Declares `Provider` from one list of `Variant = "id" => SPEC` lines. Not a registry:
+/// the set stays a closed enum, and every `match` on it still has to handle a new variant.
+macro_rules! providers {
+    ($($variant:ident = $id:literal => $spec:path,)*) => {
+        /// An ESP, by the id used in paths (`/webhooks/{provider}`), config and records.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum Provider {
+            $(#[serde(rename = $id)] $variant,)*
+        }
+
+        impl Provider {
+            /// Every provider, in declaration order.
+            pub const ALL: [Provider; [$($id),*].len()] = [$(Provider::$variant),*];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Provider::$variant => $id,)*
+                }
+            }
+
+            /// What the rest of the code needs to know about this provider.
+            pub const fn spec(self) -> &'static ProviderSpec {
+                match self {
+                    $(Provider::$variant => &$spec,)*
+                }
+            }
+        }
+    };
 }
 
-impl Provider {
-    pub const ALL: [Provider; 12] = [
-        Provider::Sendgrid,
-        Provider::Mailgun,
-        Provider::Postmark,
-        Provider::Ses,
-        Provider::Mandrill,
-        Provider::Sparkpost,
-        Provider::Resend,
-        Provider::Brevo,
-        Provider::Mailjet,
-        Provider::Mailersend,
-        Provider::Postal,
-        Provider::Generic,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Sendgrid => "sendgrid",
-            Provider::Mailgun => "mailgun",
-            Provider::Postmark => "postmark",
-            Provider::Ses => "ses",
-            Provider::Mandrill => "mandrill",
-            Provider::Sparkpost => "sparkpost",
-            Provider::Resend => "resend",
-            Provider::Brevo => "brevo",
-            Provider::Mailjet => "mailjet",
-            Provider::Mailersend => "mailersend",
-            Provider::Postal => "postal",
-            Provider::Generic => "generic",
-        }
-    }
+providers! {
+    Sendgrid = "sendgrid" => spec::SENDGRID,
+    Mailgun = "mailgun" => spec::MAILGUN,
+    Postmark = "postmark" => spec::POSTMARK,
+    Ses = "ses" => spec::SES,
+    Mandrill = "mandrill" => spec::MANDRILL,
+    Sparkpost = "sparkpost" => spec::SPARKPOST,
+    Resend = "resend" => spec::RESEND,
+    Brevo = "brevo" => spec::BREVO,
+    Mailjet = "mailjet" => spec::MAILJET,
+    Mailersend = "mailersend" => spec::MAILERSEND,
+    Postal = "postal" => spec::POSTAL,
+    Generic = "generic" => spec::GENERIC,
 }
 
 impl fmt::Display for Provider {
@@ -91,11 +88,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_round_trip_through_str() {
+    fn ids_round_trip_through_str_and_serde() {
         for p in Provider::ALL {
             assert_eq!(p.as_str().parse::<Provider>(), Ok(p));
             assert_eq!(p.to_string(), p.as_str());
+            let json = format!("\"{p}\"");
+            assert_eq!(serde_json::to_string(&p).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Provider>(&json).unwrap(), p);
         }
         assert!("SendGrid".parse::<Provider>().is_err());
+    }
+
+    #[test]
+    fn all_is_in_declaration_order_without_gaps() {
+        for (i, p) in Provider::ALL.into_iter().enumerate() {
+            assert_eq!(p as usize, i);
+        }
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Borrowed, so the stage can build it from a decoded `mail.verified` record without
 //! copying the body. Nothing Kafka-specific: the stage maps its record onto these fields.
+//! The form reader itself is `mailpipe_model::form`, shared with verification.
+
+use mailpipe_model::form;
 
 /// One verified webhook request, as far as parsing needs it.
 #[derive(Debug, Clone, Copy)]
@@ -62,65 +65,16 @@ impl<'a> ParseInput<'a> {
         if self.media_type().as_deref() == Some("multipart/form-data") {
             if let Some(fields) = self
                 .content_type_parameter("boundary")
-                .and_then(|boundary| multipart_fields(self.body, boundary))
+                .and_then(|boundary| form::multipart_fields(self.body, boundary))
             {
-                return fields;
+                return fields
+                    .into_iter()
+                    .map(|(name, content)| (name, String::from_utf8_lossy(&content).into_owned()))
+                    .collect();
             }
         }
-        form_urlencoded::parse(self.body)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
+        form::urlencoded_pairs(self.body)
     }
-}
-
-/// The named parts of a `multipart/form-data` body as (name, text) pairs, in order;
-/// `None` when the body is not multipart with this boundary. File parts (the attached
-/// original message) are kept as text like any other; parsers only read known names.
-fn multipart_fields(body: &[u8], boundary: &str) -> Option<Vec<(String, String)>> {
-    if boundary.is_empty() || boundary.len() > 200 {
-        return None;
-    }
-    let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    let mut fields = Vec::new();
-    let mut rest = &body[find(body, delimiter)? + delimiter.len()..];
-    loop {
-        if rest.starts_with(b"--") {
-            return Some(fields);
-        }
-        rest = rest.strip_prefix(b"\r\n")?;
-        let end = find(rest, delimiter)?;
-        // The CRLF before a delimiter belongs to the delimiter, not to the part.
-        let part = rest[..end].strip_suffix(b"\r\n")?;
-        let header_end = find(part, b"\r\n\r\n")?;
-        let headers = std::str::from_utf8(&part[..header_end]).ok()?;
-        if let Some(name) = part_name(headers) {
-            let content = String::from_utf8_lossy(&part[header_end + 4..]).into_owned();
-            fields.push((name, content));
-        }
-        rest = &rest[end + delimiter.len()..];
-    }
-}
-
-/// The `name` parameter of a part's `Content-Disposition: form-data` header.
-fn part_name(headers: &str) -> Option<String> {
-    let disposition = headers.split("\r\n").find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case("content-disposition")
-            .then_some(value)
-    })?;
-    disposition.split(';').skip(1).find_map(|param| {
-        let (key, value) = param.split_once('=')?;
-        (key.trim() == "name").then(|| value.trim().trim_matches('"').to_string())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use mailpipe_model::Provider;
+use mailpipe_model::{Provider, SecretKind, SourceOption};
 use mailpipe_settings::{Settings, SignatureEncoding, SourceSettings};
 use mailpipe_verify_core::DEFAULT_SIGNATURE_HEADER;
 use p256::pkcs8::DecodePrivateKey as _;
@@ -76,29 +76,29 @@ impl Credential {
     }
 }
 
-/// The signing material of one provider's source.
+/// The signing material of one provider's source, by the kind of secret its spec names
+/// (`mailpipe_model::SecretKind`), so a provider of a known kind needs nothing here.
 #[derive(Clone)]
 pub enum Secret {
-    Sendgrid(p256::ecdsa::SigningKey),
-    Mailgun(String),
+    /// The private half of a P-256 key (SendGrid).
+    Ecdsa(p256::ecdsa::SigningKey),
+    /// The private half of an RSA key (Postal).
+    Rsa(RsaPrivateKey),
+    /// The raw key bytes behind a `whsec_` secret (Resend).
+    StandardWebhooks(Vec<u8>),
+    /// An HMAC key, with the settings the provider's spec says it takes.
+    Hmac {
+        key: String,
+        /// Providers taking `webhook_url` (Mandrill): it is signed.
+        webhook_url: Option<String>,
+        /// Providers taking `signature_header` (generic): header, lower-case, and encoding.
+        signature: Option<(String, SignatureEncoding)>,
+    },
     Credentials(Credential),
-    Ses {
+    Sns {
         key: RsaPrivateKey,
         topic_arn: String,
         certificate_url: String,
-    },
-    Mandrill {
-        key: String,
-        webhook_url: String,
-    },
-    /// The raw key bytes behind the `whsec_` secret.
-    Resend(Vec<u8>),
-    Mailersend(String),
-    Postal(RsaPrivateKey),
-    Generic {
-        key: String,
-        header: String,
-        encoding: SignatureEncoding,
     },
 }
 
@@ -202,13 +202,14 @@ fn secret(
                 problem: "has no secret to sign with".into(),
             })
     };
-    Ok(match provider {
-        Provider::Sendgrid => Secret::Sendgrid(
+    let spec = provider.spec();
+    Ok(match spec.secrets {
+        SecretKind::EcdsaP256PublicKey => Secret::Ecdsa(
             p256::ecdsa::SigningKey::from_pkcs8_pem(&read(dir, SENDGRID_KEY_FILE)?)
                 .map_err(|e| key_error(dir, SENDGRID_KEY_FILE, &e))?,
         ),
-        Provider::Postal => Secret::Postal(rsa_key(dir, POSTAL_KEY_FILE)?),
-        Provider::Ses => Secret::Ses {
+        SecretKind::RsaPublicKey => Secret::Rsa(rsa_key(dir, POSTAL_KEY_FILE)?),
+        SecretKind::AmazonCertificate => Secret::Sns {
             key: rsa_key(dir, SNS_KEY_FILE)?,
             topic_arn: source.sns_topic_arns.first().cloned().ok_or_else(|| {
                 SampleError::Source {
@@ -218,22 +219,31 @@ fn secret(
             })?,
             certificate_url: sns_certificate_url.into(),
         },
-        Provider::Mailgun => Secret::Mailgun(first()?),
-        Provider::Mailersend => Secret::Mailersend(first()?),
-        Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
-            Secret::Credentials(Credential::parse(&first()?))
-        }
-        Provider::Mandrill => Secret::Mandrill {
+        SecretKind::SharedSecret => Secret::Credentials(Credential::parse(&first()?)),
+        SecretKind::HmacKey => Secret::Hmac {
             key: first()?,
-            webhook_url: source
-                .webhook_url
-                .clone()
-                .ok_or_else(|| SampleError::Source {
-                    source_id: id.into(),
-                    problem: "has no webhook_url (Mandrill signs it)".into(),
-                })?,
+            webhook_url: if spec.takes(SourceOption::WebhookUrl) {
+                Some(source.webhook_url.clone().ok_or_else(|| {
+                    let mut name = provider.to_string();
+                    name[..1].make_ascii_uppercase();
+                    SampleError::Source {
+                        source_id: id.into(),
+                        problem: format!("has no webhook_url ({name} signs it)"),
+                    }
+                })?)
+            } else {
+                None
+            },
+            signature: spec.takes(SourceOption::SignatureHeader).then(|| {
+                let header = source
+                    .signature_header
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SIGNATURE_HEADER.into())
+                    .to_ascii_lowercase();
+                (header, source.signature_encoding)
+            }),
         },
-        Provider::Resend => {
+        SecretKind::StandardWebhooksSecret => {
             let secret = first()?;
             let lenient = GeneralPurpose::new(
                 &base64::alphabet::STANDARD,
@@ -247,17 +257,8 @@ fn secret(
                     source_id: id.into(),
                     problem: "secret is not a whsec_ base64 secret".into(),
                 })?;
-            Secret::Resend(key)
+            Secret::StandardWebhooks(key)
         }
-        Provider::Generic => Secret::Generic {
-            key: first()?,
-            header: source
-                .signature_header
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SIGNATURE_HEADER.into())
-                .to_ascii_lowercase(),
-            encoding: source.signature_encoding,
-        },
     })
 }
 

@@ -90,12 +90,13 @@ fn verify(
         certificates.insert_pem(url, &pem).unwrap();
     }
     mailpipe_verify_core::verify(
-        &raw,
+        raw,
         &source,
         &mut Context {
             certificates: &certificates,
         },
     )
+    .map_err(|rejected| rejected.rejection)
 }
 
 fn parse(

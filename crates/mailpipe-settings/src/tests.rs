@@ -327,6 +327,36 @@ fn verify_problems_name_their_keys() {
     });
 }
 
+/// The wording of the provider-option problems, which the providers' specs now drive.
+#[test]
+fn provider_option_problems_keep_their_wording() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let body = "[sources.a]\nprovider = \"sendgrid\"\nwebhook_url = \"https://x\"\n\
+                    sns_topic_arns = [\"arn:aws:sns:x:1:t\"]\nsns_insecure_loopback = true\n\
+                    signature_encoding = \"base64\"\ntoken_header = \"x-t\"\n\
+                    [sources.b]\nprovider = \"ses\"\nsecrets = [\"x\"]\n\
+                    timestamp_tolerance_seconds = 60\n";
+        assert_eq!(
+            problems_of(jail, body),
+            [
+                "sources.a.webhook_url: only used by mandrill",
+                "sources.a.sns_topic_arns: only used by ses",
+                "sources.a.sns_insecure_loopback: only used by ses",
+                "sources.a.signature_header: signature_header and signature_encoding are only \
+                 used by generic",
+                "sources.a.token_header: only used by postmark, sparkpost, brevo and mailjet",
+                "sources.b.timestamp_tolerance_seconds: not used by ses (SNS retries keep their \
+                 Timestamp, so no age is checked by default); set sns_max_age_seconds to limit \
+                 the age",
+                "sources.b.secrets: ses sources take no secrets: SNS messages are signed by \
+                 Amazon; list sns_topic_arns",
+            ]
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn dedupe_defaults_load_and_problems_name_their_keys() {
     Jail::expect_with(|jail| {

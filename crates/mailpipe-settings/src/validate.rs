@@ -1,6 +1,8 @@
 //! Semantic checks that serde cannot express. All problems are collected, not just the
 //! first, so an operator fixes a config file in one pass.
 
+use mailpipe_model::{SecretKind, SourceOption};
+
 use crate::{Provider, Settings};
 
 const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -476,9 +478,11 @@ impl Settings {
                     "must be 1..=604800",
                 );
             }
-            let only = |wanted: &[Provider]| wanted.contains(&provider);
+            let spec = provider.spec();
+            let takes = |option| spec.takes(option);
             check(
-                source.timestamp_tolerance_seconds.is_none() || !only(&[Provider::Ses]),
+                source.timestamp_tolerance_seconds.is_none()
+                    || takes(SourceOption::TimestampTolerance),
                 "timestamp_tolerance_seconds",
                 "not used by ses (SNS retries keep their Timestamp, so no age is checked by \
                  default); set sns_max_age_seconds to limit the age",
@@ -491,9 +495,9 @@ impl Settings {
                 );
             }
             check(
-                source.webhook_url.is_none() || only(&[Provider::Mandrill]),
+                source.webhook_url.is_none() || takes(SourceOption::WebhookUrl),
                 "webhook_url",
-                "only used by mandrill",
+                &only_used_by(SourceOption::WebhookUrl),
             );
             if let Some(url) = &source.webhook_url {
                 check(
@@ -502,28 +506,29 @@ impl Settings {
                     "expected an http(s) URL",
                 );
             }
-            let ses_only = "only used by ses";
+            let sns_only = only_used_by(SourceOption::Sns);
+            let sns = takes(SourceOption::Sns);
             check(
-                source.sns_topic_arns.is_empty() || only(&[Provider::Ses]),
+                source.sns_topic_arns.is_empty() || sns,
                 "sns_topic_arns",
-                ses_only,
+                &sns_only,
             );
             check(
-                source.sns_certificate_hosts.is_empty() || only(&[Provider::Ses]),
+                source.sns_certificate_hosts.is_empty() || sns,
                 "sns_certificate_hosts",
-                ses_only,
+                &sns_only,
             );
             check(
-                !source.sns_insecure_loopback || only(&[Provider::Ses]),
+                !source.sns_insecure_loopback || sns,
                 "sns_insecure_loopback",
-                ses_only,
+                &sns_only,
             );
             check(
-                source.sns_max_age_seconds.is_none() || only(&[Provider::Ses]),
+                source.sns_max_age_seconds.is_none() || sns,
                 "sns_max_age_seconds",
-                ses_only,
+                &sns_only,
             );
-            check(source.secrets.is_empty() || !only(&[Provider::Ses]), "secrets", "ses sources take no secrets: SNS messages are signed by Amazon; list sns_topic_arns");
+            check(source.secrets.is_empty() || spec.secrets != SecretKind::AmazonCertificate, "secrets", "ses sources take no secrets: SNS messages are signed by Amazon; list sns_topic_arns");
             for arn in &source.sns_topic_arns {
                 check(
                     arn.starts_with("arn:") && arn.contains(":sns:"),
@@ -538,23 +543,20 @@ impl Settings {
                     "expected lower-case host names; `*` may stand for one whole label",
                 );
             }
-            let generic_only = source.signature_header.is_some()
+            let signature_options = source.signature_header.is_some()
                 || source.signature_encoding != crate::SignatureEncoding::Hex;
             check(
-                !generic_only || only(&[Provider::Generic]),
+                !signature_options || takes(SourceOption::SignatureHeader),
                 "signature_header",
-                "signature_header and signature_encoding are only used by generic",
+                &format!(
+                    "signature_header and signature_encoding are {}",
+                    only_used_by(SourceOption::SignatureHeader)
+                ),
             );
-            let token_providers = [
-                Provider::Postmark,
-                Provider::Sparkpost,
-                Provider::Brevo,
-                Provider::Mailjet,
-            ];
             check(
-                source.token_header.is_none() || only(&token_providers),
+                source.token_header.is_none() || takes(SourceOption::TokenHeader),
                 "token_header",
-                "only used by postmark, sparkpost, brevo and mailjet",
+                &only_used_by(SourceOption::TokenHeader),
             );
             for (key, name) in [
                 ("signature_header", &source.signature_header),
@@ -567,6 +569,18 @@ impl Settings {
         }
         problems
     }
+}
+
+/// "only used by mandrill", "only used by postmark, sparkpost, brevo and mailjet": the
+/// providers whose spec takes `option`, in `Provider::ALL` order.
+fn only_used_by(option: SourceOption) -> String {
+    let users: Vec<&str> = Provider::taking(option).map(Provider::as_str).collect();
+    let list = match users.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "no provider".to_string(),
+    };
+    format!("only used by {list}")
 }
 
 /// A host name, or a pattern whose `*` labels each match one DNS label.

@@ -35,8 +35,8 @@ use mailpipe_stage::{
 };
 use mailpipe_telemetry::names;
 use mailpipe_verify_core::{
-    required_certificate, strip_credentials, CertificateCache, CertificateUrl, Context, Reason,
-    Rejection, Request, SnsControl, SourceConfig, SourceOptions, Verified,
+    required_certificate, CertificateCache, CertificateUrl, Context, Reason, Rejected, Rejection,
+    Request, SnsControl, SourceConfig, StrippedRequest, Verified,
 };
 use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
@@ -152,7 +152,7 @@ impl VerifyHandler {
     /// certificate is fetched).
     async fn output_of(
         &mut self,
-        mut request: Request,
+        request: Request,
         envelope: Envelope,
         fetch: Fetch,
     ) -> Result<Option<OutRecord>, StageError> {
@@ -163,7 +163,7 @@ impl VerifyHandler {
                 clip(&envelope.source),
                 clip(&envelope.provider)
             ));
-            self.sources.strip_all(&mut request.headers);
+            let request = StrippedRequest::of_unknown_source(request);
             let provider = envelope.provider.parse::<Provider>().ok();
             let labels = Labels {
                 provider: provider.map_or("unknown", Provider::as_str),
@@ -177,35 +177,29 @@ impl VerifyHandler {
             provider: source.provider().as_str(),
             source: source_id.to_string(),
         };
-        let result = match self.verifier.verify(&request, source, fetch).await {
+        let result = match self.verifier.verify(request, source, fetch).await {
             Checked::Deferred => return Ok(None),
-            Checked::Done(Ok(verified)) => {
-                self.tokens
-                    .accept(&request, labels.provider, verified)
-                    .await
-            }
-            Checked::Done(Err(rejection)) => Err(rejection),
+            Checked::Done(Ok(verified)) => self.tokens.accept(labels.provider, verified).await,
+            Checked::Done(Err(rejected)) => Err(rejected),
         };
-        strip_credentials(source, &mut request.headers);
         match result {
             Ok(verified) => {
                 let outcome = self.verifier.act_on(&verified, &labels).await;
-                let record =
-                    records::verified_record(request, envelope, &verified, &outcome, now_ms());
+                let key_index = verified
+                    .key_index()
+                    .map_or_else(|| "none".to_string(), |i| i.to_string());
+                let record = records::verified_record(verified, envelope, &outcome, now_ms());
                 let kind = match outcome {
                     Outcome::Events => "events",
                     Outcome::Control { .. } => "control",
                 };
-                let key_index = verified
-                    .key_index
-                    .map_or_else(|| "none".to_string(), |i| i.to_string());
                 metrics::counter!(names::VERIFY_VERIFIED, "provider" => labels.provider,
                     "source" => labels.source, "kind" => kind, "key_index" => key_index)
                 .increment(1);
                 let size_hint = record.body.len() + 512;
                 self.verified.record(key, &record, size_hint).map(Some)
             }
-            Err(rejection) => self
+            Err(Rejected { rejection, request }) => self
                 .rejected(request, envelope, &rejection, &labels, key)
                 .map(Some),
         }
@@ -213,7 +207,7 @@ impl VerifyHandler {
 
     fn rejected(
         &self,
-        request: Request,
+        request: StrippedRequest,
         envelope: Envelope,
         rejection: &Rejection,
         labels: &Labels,
@@ -222,7 +216,7 @@ impl VerifyHandler {
         metrics::counter!(names::VERIFY_REJECTED, "provider" => labels.provider,
             "source" => labels.source.clone(), "reason" => rejection.reason.as_str())
         .increment(1);
-        tracing::info!(request_id = %request.request_id, provider = labels.provider,
+        tracing::info!(request_id = %request.request().request_id, provider = labels.provider,
             source = %labels.source, reason = rejection.reason.as_str(),
             detail = %rejection.detail, "request rejected");
         let record = records::rejected_record(request, envelope, rejection, now_ms());
@@ -241,9 +235,6 @@ struct Labels {
 struct Sources {
     settings: Settings,
     configs: HashMap<String, SourceConfig>,
-    /// One empty source per provider: stripping with all of them removes every provider's
-    /// credential headers, for requests whose source is unknown.
-    every_provider: Vec<SourceConfig>,
 }
 
 impl Sources {
@@ -262,14 +253,9 @@ impl Sources {
             configs.insert(id.clone(), config);
         }
         tracing::info!(sources = configs.len(), "sources loaded");
-        let every_provider = Provider::ALL
-            .iter()
-            .map(|p| SourceConfig::new(*p, &[], SourceOptions::default()))
-            .collect();
         Sources {
             settings: settings.clone(),
             configs,
-            every_provider,
         }
     }
 
@@ -278,12 +264,6 @@ impl Sources {
         let provider = envelope.provider.parse::<Provider>().ok()?;
         let (id, _) = self.settings.source(provider, Some(&envelope.source))?;
         self.configs.get(id).map(|config| (id, config))
-    }
-
-    fn strip_all(&self, headers: &mut Vec<(String, Vec<u8>)>) {
-        for config in &self.every_provider {
-            strip_credentials(config, headers);
-        }
     }
 }
 
@@ -311,8 +291,10 @@ enum Fetch {
 }
 
 /// What [`Verifier::verify`] came to.
+// One per request, moved once: boxing the variant that carries the request buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum Checked {
-    Done(Result<Verified, Rejection>),
+    Done(Result<Verified, Rejected>),
     /// The certificate is neither cached nor known to fail: fetch it, then verify again.
     Deferred,
 }
@@ -337,15 +319,21 @@ impl Verifier {
     /// Verifies, once the SNS certificate the request needs is at hand: cached, or a
     /// rejection remembered for its URL, or (with [`Fetch::Now`]) fetched within the
     /// budget; with [`Fetch::Later`] a missing one defers the request.
-    async fn verify(&mut self, request: &Request, source: &SourceConfig, fetch: Fetch) -> Checked {
-        let url = match required_certificate(request, source) {
+    async fn verify(&mut self, request: Request, source: &SourceConfig, fetch: Fetch) -> Checked {
+        let rejected = |request, rejection| {
+            Checked::Done(Err(Rejected {
+                rejection,
+                request: StrippedRequest::new(source, request),
+            }))
+        };
+        let url = match required_certificate(&request, source) {
             Ok(url) => url,
-            Err(rejection) => return Checked::Done(Err(rejection)),
+            Err(rejection) => return rejected(request, rejection),
         };
         if let Some(url) = url.filter(|url| !self.certificates.contains(url)) {
             if let Some(rejection) = self.failures.get(url.as_str(), Instant::now()) {
                 metrics::counter!(names::VERIFY_FETCH_FAILURES_REMEMBERED).increment(1);
-                return Checked::Done(Err(rejection));
+                return rejected(request, rejection);
             }
             match fetch {
                 Fetch::Later => {
@@ -360,7 +348,7 @@ impl Verifier {
                         .get_within(url.as_str(), Purpose::Certificate, self.budget)
                         .await;
                     if let Err(rejection) = self.keep(url, fetched) {
-                        return Checked::Done(Err(rejection));
+                        return rejected(request, rejection);
                     }
                 }
             }
@@ -456,7 +444,7 @@ impl Verifier {
 
     /// What a verified request is: events, or an SNS control message, confirmed here.
     async fn act_on(&self, verified: &Verified, labels: &Labels) -> Outcome {
-        let action = match &verified.control {
+        let action = match verified.control() {
             None => return Outcome::Events,
             Some(SnsControl::ConfirmSubscription {
                 topic_arn,
@@ -509,7 +497,7 @@ fn clip(text: &str) -> &str {
 mod tests {
     use super::*;
     use mailpipe_avro::records::VerifiedKind;
-    use mailpipe_verify_core::testing;
+    use mailpipe_verify_core::{testing, SourceOptions};
 
     fn settings_with(sources: &[(&str, Provider)]) -> Settings {
         let mut settings = Settings::load_from(None).unwrap();
@@ -546,8 +534,7 @@ mod tests {
 
     #[test]
     fn unknown_sources_lose_every_providers_credential_headers() {
-        let sources = Sources::new(&settings_with(&[]));
-        let mut headers: Vec<(String, Vec<u8>)> = [
+        let headers: Vec<(String, Vec<u8>)> = [
             "authorization",
             "x-twilio-email-event-webhook-signature",
             "svix-signature",
@@ -560,7 +547,11 @@ mod tests {
         .iter()
         .map(|n| (n.to_string(), b"secret".to_vec()))
         .collect();
-        sources.strip_all(&mut headers);
+        let request = StrippedRequest::of_unknown_source(Request {
+            headers,
+            ..Request::default()
+        });
+        let headers = &request.request().headers;
         let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["content-type"]);
     }
@@ -574,15 +565,14 @@ mod tests {
             let example = testing::example(provider, now);
             let mut verifier = Verifier::new(&settings_with(&[])).unwrap();
             verifier.certificates = example.certificates.clone();
-            let mut request = example.request.clone();
+            let request = example.request.clone();
             let Checked::Done(verified) = verifier
-                .verify(&request, &example.source, Fetch::Later)
+                .verify(request, &example.source, Fetch::Later)
                 .await
             else {
                 panic!("{provider}: deferred although its certificate is cached");
             };
             let verified = verified.unwrap_or_else(|e| panic!("{provider}: {e}"));
-            strip_credentials(&example.source, &mut request.headers);
             let labels = Labels {
                 provider: provider.as_str(),
                 source: "s".into(),
@@ -590,9 +580,8 @@ mod tests {
             let outcome = verifier.act_on(&verified, &labels).await;
             assert_eq!(outcome, Outcome::Events, "{provider}");
             let record = records::verified_record(
-                request,
+                verified,
                 envelope(provider.as_str(), "s"),
-                &verified,
                 &outcome,
                 now * 1000,
             );
@@ -648,7 +637,9 @@ mod tests {
         let mut verifier = Verifier::new(&settings).unwrap();
         for _ in 0..2 {
             assert!(matches!(
-                verifier.verify(&request, &source, Fetch::Later).await,
+                verifier
+                    .verify(request.clone(), &source, Fetch::Later)
+                    .await,
                 Checked::Deferred
             ));
         }
@@ -666,7 +657,8 @@ mod tests {
         );
         for fetch in [Fetch::Now, Fetch::Later] {
             let started = std::time::Instant::now();
-            let Checked::Done(Err(rejection)) = verifier.verify(&request, &source, fetch).await
+            let Checked::Done(Err(Rejected { rejection, .. })) =
+                verifier.verify(request.clone(), &source, fetch).await
             else {
                 panic!("not rejected");
             };

@@ -1,9 +1,12 @@
 //! Pure conversions between the topics' records and the library's [`Request`]: a raw record
 //! is split into the request verification reads and the few fields it does not (moved,
 //! not copied), and joined back into a verified or rejected record afterwards.
+//!
+//! Invariant: the builders take only what the library hands back stripped of credentials
+//! ([`Verified`], [`StrippedRequest`]), so no record can carry a credential header.
 
 use mailpipe_avro::records::{Header, RawRecord, RejectedRecord, VerifiedKind, VerifiedRecord};
-use mailpipe_verify_core::{Rejection, Request, Verified};
+use mailpipe_verify_core::{Rejection, Request, StrippedRequest, Verified};
 
 /// What verification does not read from a raw record, kept to rebuild the output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,15 +58,15 @@ pub const SNS_SUBSCRIPTION_CONFIRMATION_FAILED: &str = "sns_subscription_confirm
 /// A signed UnsubscribeConfirmation: informational, nothing was done.
 pub const SNS_UNSUBSCRIBE_CONFIRMED: &str = "sns_unsubscribe_confirmed";
 
-/// The `mail.verified` record of a request that passed verification. `request.headers`
-/// must already be stripped of credentials.
+/// The `mail.verified` record of a request that passed verification.
 pub fn verified_record(
-    request: Request,
+    verified: Verified,
     envelope: Envelope,
-    verified: &Verified,
     outcome: &Outcome,
     verified_at_ms: i64,
 ) -> VerifiedRecord {
+    let key_index = verified.key_index().and_then(|i| i32::try_from(i).ok());
+    let request = verified.into_request().into_inner();
     let (kind, control_action) = match outcome {
         Outcome::Events => (VerifiedKind::Events, None),
         Outcome::Control { action } => (VerifiedKind::Control, Some((*action).to_string())),
@@ -82,19 +85,19 @@ pub fn verified_record(
         verified_at: verified_at_ms,
         kind,
         control_action,
-        key_index: verified.key_index.and_then(|i| i32::try_from(i).ok()),
+        key_index,
     }
 }
 
-/// The `mail.rejected` record of a request that failed verification. `request.headers`
-/// must already be stripped of credentials; the rejection's detail is secret-free by the
-/// library's contract.
+/// The `mail.rejected` record of a request that failed verification. The rejection's
+/// detail is secret-free by the library's contract.
 pub fn rejected_record(
-    request: Request,
+    request: StrippedRequest,
     envelope: Envelope,
     rejection: &Rejection,
     rejected_at_ms: i64,
 ) -> RejectedRecord {
+    let request = request.into_inner();
     RejectedRecord {
         request_id: request.request_id,
         received_at: request.received_at_ms,
@@ -115,7 +118,8 @@ pub fn rejected_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailpipe_verify_core::{Reason, Scheme, SnsControl};
+    use mailpipe_model::Provider;
+    use mailpipe_verify_core::{testing, Reason, Scheme, SnsControl, SourceConfig, SourceOptions};
 
     fn raw() -> RawRecord {
         RawRecord {
@@ -141,14 +145,12 @@ mod tests {
         }
     }
 
-    fn verified(key_index: Option<usize>) -> Verified {
-        Verified {
-            scheme: Scheme::BasicAuth,
-            key_index,
-            signed_at: None,
-            control: None,
-            one_time_token: None,
-        }
+    fn postmark() -> SourceConfig {
+        SourceConfig::new(Provider::Postmark, &[], SourceOptions::default())
+    }
+
+    fn verified(request: Request, key_index: Option<usize>) -> Verified {
+        testing::verified(&postmark(), request, Scheme::BasicAuth, key_index, None)
     }
 
     #[test]
@@ -183,7 +185,7 @@ mod tests {
     #[test]
     fn verified_events_record_keeps_the_raw_fields() {
         let (request, envelope) = split(raw());
-        let record = verified_record(request, envelope, &verified(Some(1)), &Outcome::Events, 42);
+        let record = verified_record(verified(request, Some(1)), envelope, &Outcome::Events, 42);
         let original = raw();
         assert_eq!(record.request_id, original.request_id);
         assert_eq!(record.received_at, original.received_at);
@@ -204,19 +206,15 @@ mod tests {
     #[test]
     fn control_record_names_its_action_and_sns_has_no_key_index() {
         let (request, envelope) = split(raw());
-        let sns = Verified {
-            scheme: Scheme::SnsV2,
-            key_index: None,
-            signed_at: Some(1),
-            control: Some(SnsControl::Unsubscribed {
-                topic_arn: "arn".into(),
-            }),
-            one_time_token: None,
-        };
+        let ses = SourceConfig::new(Provider::Ses, &[], SourceOptions::default());
+        let control = Some(SnsControl::Unsubscribed {
+            topic_arn: "arn".into(),
+        });
+        let sns = testing::verified(&ses, request, Scheme::SnsV2, None, control);
         let outcome = Outcome::Control {
             action: SNS_SUBSCRIPTION_CONFIRMED,
         };
-        let record = verified_record(request, envelope, &sns, &outcome, 7);
+        let record = verified_record(sns, envelope, &outcome, 7);
         assert_eq!(record.kind, VerifiedKind::Control);
         assert_eq!(
             record.control_action.as_deref(),
@@ -228,8 +226,8 @@ mod tests {
     #[test]
     fn key_index_beyond_i32_is_dropped_not_wrapped() {
         let (request, envelope) = split(raw());
-        let huge = verified(Some(usize::MAX));
-        let record = verified_record(request, envelope, &huge, &Outcome::Events, 0);
+        let huge = verified(request, Some(usize::MAX));
+        let record = verified_record(huge, envelope, &Outcome::Events, 0);
         assert_eq!(record.key_index, None);
     }
 
@@ -237,6 +235,7 @@ mod tests {
     fn rejected_record_carries_reason_name_and_detail() {
         let (mut request, envelope) = split(raw());
         request.headers.retain(|(name, _)| name != "x-odd");
+        let request = StrippedRequest::new(&postmark(), request);
         let rejection = Rejection::new(Reason::StaleTimestamp, "timestamp is 400 s from receipt");
         let record = rejected_record(request, envelope, &rejection, 99);
         assert_eq!(record.reason, "stale_timestamp");

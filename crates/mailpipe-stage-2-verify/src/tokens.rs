@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mailpipe_runtime::backoff;
 use mailpipe_telemetry::names;
-use mailpipe_verify_core::{OneTimeToken, Reason, Rejection, Request, Verified};
+use mailpipe_verify_core::{OneTimeToken, Reason, Rejected, Rejection, Verified};
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
@@ -73,18 +73,22 @@ impl UsedTokens {
     /// token is recorded in Redis as this request's; another request's token is a replay.
     pub async fn accept(
         &mut self,
-        request: &Request,
         provider: &str,
         verified: Verified,
-    ) -> Result<Verified, Rejection> {
-        let Some(token) = &verified.one_time_token else {
+    ) -> Result<Verified, Rejected> {
+        let Some(token) = verified.one_time_token() else {
             return Ok(verified);
         };
+        let request = verified.request();
         let now_secs = mailpipe_stage::now_ms() / 1000;
         let ttl = ttl_secs(token, request.received_at_secs(), now_secs);
-        self.record(provider, &token.token, &request.request_id, ttl)
-            .await?;
-        Ok(verified)
+        match self
+            .record(provider, &token.token, &request.request_id, ttl)
+            .await
+        {
+            Ok(()) => Ok(verified),
+            Err(rejection) => Err(verified.reject(rejection)),
+        }
     }
 
     /// Records `token` as used by `request_id` for `ttl` seconds, unless another request

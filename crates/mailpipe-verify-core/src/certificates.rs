@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn cache_is_bounded_and_refuses_garbage() {
         let policy = aws();
-        let pem = include_bytes!("providers/fixtures/sns-published-test-cert.pem");
+        let pem = include_bytes!("../tests/vectors/sns-published-test-cert.pem");
         let mut cache = CertificateCache::new(1);
         let first = policy
             .certificate_url("https://sns.a-1.amazonaws.com/1.pem")

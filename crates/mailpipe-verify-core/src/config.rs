@@ -5,13 +5,14 @@
 
 use std::fmt;
 
-use mailpipe_model::Provider;
+use mailpipe_model::{Provider, SecretKind, SourceOption};
 use mailpipe_settings::{SignatureEncoding, SourceSettings, VerifySettings};
 use p256::pkcs8::DecodePublicKey as _;
 use rsa::pkcs1::DecodeRsaPublicKey as _;
 
 use crate::certificates::{UrlPolicy, DEFAULT_SNS_HOSTS};
 use crate::crypto;
+use crate::outcome::{Reason, Rejection};
 
 /// Header of the generic provider's signature when none is configured.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "x-signature";
@@ -106,42 +107,44 @@ impl SourceConfig {
             secret_index: &mut secret_index,
         };
         let non_empty = |bytes: Vec<u8>| (!bytes.is_empty()).then_some(bytes);
-        let keys = match provider {
-            Provider::Sendgrid => {
+        let spec = provider.spec();
+        let keys = match spec.secrets {
+            SecretKind::EcdsaP256PublicKey => {
                 Keys::Ecdsa(parsed.each("a P-256 public key (base64 DER or PEM)", ecdsa_key))
             }
-            Provider::Postal => {
+            SecretKind::RsaPublicKey => {
                 Keys::Rsa(parsed.each("an RSA public key (base64 DER or PEM)", rsa_key))
             }
-            Provider::Resend => Keys::Hmac(parsed.each("a whsec_ signing secret (base64)", |s| {
-                non_empty(crypto::base64_decode_lenient(
-                    s.strip_prefix("whsec_").unwrap_or(s),
-                )?)
-            })),
-            Provider::Mailgun | Provider::Mandrill | Provider::Mailersend | Provider::Generic => {
+            SecretKind::StandardWebhooksSecret => {
+                Keys::Hmac(parsed.each("a whsec_ signing secret (base64)", |s| {
+                    non_empty(crypto::base64_decode_lenient(
+                        s.strip_prefix("whsec_").unwrap_or(s),
+                    )?)
+                }))
+            }
+            SecretKind::HmacKey => {
                 Keys::Hmac(parsed.each("a non-empty key", |s| non_empty(s.as_bytes().to_vec())))
             }
-            Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
+            SecretKind::SharedSecret => {
                 Keys::Credentials(parsed.each("a non-empty user:password or token", |s| {
                     (!s.is_empty()).then(|| crypto::credential_digest(s.as_bytes()))
                 }))
             }
-            Provider::Ses => {
+            SecretKind::AmazonCertificate => {
                 if !secrets.is_empty() {
-                    problems.push(
-                        "secrets: ses takes none (SNS signs with Amazon's certificate); ignored"
-                            .into(),
-                    );
+                    problems.push(format!(
+                        "secrets: {provider} takes none (SNS signs with Amazon's certificate); ignored"
+                    ));
                 }
                 Keys::Sns
             }
         };
-        if provider == Provider::Mandrill && options.webhook_url.is_none() {
-            problems.push(
-                "webhook_url: required for mandrill (it is signed); every request fails".into(),
-            );
+        if spec.takes(SourceOption::WebhookUrl) && options.webhook_url.is_none() {
+            problems.push(format!(
+                "webhook_url: required for {provider} (it is signed); every request fails"
+            ));
         }
-        if provider == Provider::Ses && options.sns_topic_arns.is_empty() {
+        if spec.secrets == SecretKind::AmazonCertificate && options.sns_topic_arns.is_empty() {
             problems.push("sns_topic_arns: none allowed; every request fails".into());
         }
         let hosts = if options.sns_certificate_hosts.is_empty() {
@@ -194,16 +197,58 @@ impl SourceConfig {
             Keys::Rsa(k) => !k.is_empty(),
             Keys::Credentials(k) => !k.is_empty(),
             Keys::Hmac(k) => {
-                !k.is_empty() && (self.provider != Provider::Mandrill || self.webhook_url.is_some())
+                !k.is_empty()
+                    && (!self.provider.spec().takes(SourceOption::WebhookUrl)
+                        || self.webhook_url.is_some())
             }
             Keys::Sns => !self.topic_arns.is_empty(),
         }
+    }
+
+    /// The usable keys of each kind; asking for a kind the provider does not use is a
+    /// programming error, answered as `no_usable_key` rather than a panic.
+    pub(crate) fn hmac_keys(&self) -> Result<&[Vec<u8>], Rejection> {
+        usable(match &self.keys {
+            Keys::Hmac(keys) => keys,
+            _ => &[],
+        })
+    }
+
+    pub(crate) fn ecdsa_keys(&self) -> Result<&[p256::ecdsa::VerifyingKey], Rejection> {
+        usable(match &self.keys {
+            Keys::Ecdsa(keys) => keys,
+            _ => &[],
+        })
+    }
+
+    pub(crate) fn rsa_keys(&self) -> Result<&[rsa::RsaPublicKey], Rejection> {
+        usable(match &self.keys {
+            Keys::Rsa(keys) => keys,
+            _ => &[],
+        })
+    }
+
+    pub(crate) fn credential_digests(&self) -> Result<&[[u8; 32]], Rejection> {
+        usable(match &self.keys {
+            Keys::Credentials(digests) => digests,
+            _ => &[],
+        })
     }
 
     /// The configured secret's index for the `i`-th usable key.
     pub(crate) fn key_index(&self, i: usize) -> Option<usize> {
         self.secret_index.get(i).copied()
     }
+}
+
+fn usable<T>(keys: &[T]) -> Result<&[T], Rejection> {
+    if keys.is_empty() {
+        return Err(Rejection::new(
+            Reason::NoUsableKey,
+            "source has no usable key of the kind this provider needs",
+        ));
+    }
+    Ok(keys)
 }
 
 /// Parses every secret one way, remembering which ones were usable.

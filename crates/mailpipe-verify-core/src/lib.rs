@@ -1,7 +1,9 @@
 //! Authenticity of ESP webhooks, provider by provider: signatures, shared credentials,
 //! signed timestamps and one-time tokens. The verify stage calls [`verify`] for each
-//! `mail.raw` record; what passes goes on (after [`strip_credentials`]), what fails is
-//! rejected with a [`Reason`] from a closed set.
+//! `mail.raw` record; what passes goes on as a [`Verified`], what fails as a [`Rejected`]
+//! with a [`Reason`] from a closed set. Both hold the request already stripped of
+//! credentials ([`StrippedRequest`]), which no code outside this crate can make otherwise:
+//! a caller cannot forward a request it forgot to strip.
 //!
 //! Invariant: pure. No Kafka, HTTP, Redis, filesystem or clock inside: the request carries
 //! its receipt time, SNS certificates come through a [`CertificateStore`] the caller fills
@@ -16,7 +18,6 @@
 mod certificates;
 mod config;
 mod crypto;
-mod form;
 mod outcome;
 mod providers;
 mod request;
@@ -35,9 +36,9 @@ pub use certificates::{
 pub use config::{SourceConfig, SourceOptions, DEFAULT_SIGNATURE_HEADER};
 pub use mailpipe_model::Provider;
 pub use mailpipe_settings::SignatureEncoding;
-pub use outcome::{OneTimeToken, Reason, Rejection, Scheme, SnsControl, Verified};
+pub use outcome::{OneTimeToken, Reason, Rejected, Rejection, Scheme, SnsControl, Verified};
 pub use request::Request;
-pub use strip::strip_credentials;
+pub use strip::StrippedRequest;
 
 /// The state verification reads besides the request: SNS certificates fetched by the
 /// caller.
@@ -45,25 +46,35 @@ pub struct Context<'a> {
     pub certificates: &'a dyn CertificateStore,
 }
 
-/// Checks that `request` really comes from `source`'s provider account.
+/// Checks that `request` really comes from `source`'s provider account, and strips its
+/// credentials either way.
 ///
 /// Time: signed timestamps are judged against `request.received_at_ms`, the receiver's
 /// clock at receipt, so a verify stage that lags or replays `mail.raw` stays correct.
+// Both outcomes carry the request they were given (moved, not copied); boxing the rejected
+// one would only add an allocation per rejection.
+#[allow(clippy::result_large_err)]
 pub fn verify(
-    request: &Request,
+    request: Request,
     source: &SourceConfig,
     context: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    if !source.is_usable() {
-        return Err(Rejection::new(
+) -> Result<Verified, Rejected> {
+    let checked = if source.is_usable() {
+        providers::verify(&request, source, context)
+    } else {
+        Err(Rejection::new(
             Reason::NoUsableKey,
             format!(
                 "source of provider {} has no usable key or required setting",
                 source.provider()
             ),
-        ));
+        ))
+    };
+    let request = StrippedRequest::new(source, request);
+    match checked {
+        Ok(how) => Ok(Verified { how, request }),
+        Err(rejection) => Err(Rejected { rejection, request }),
     }
-    providers::verify(request, source, context)
 }
 
 /// The SNS certificate `verify` will need for this request, if any: `Some` only for SES,

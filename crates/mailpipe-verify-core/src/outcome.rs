@@ -1,10 +1,15 @@
-//! What verification answers: [`Verified`] (how the request was authenticated) or a
-//! [`Rejection`] whose [`Reason`] comes from a closed set, for metrics and `mail.rejected`.
+//! What verification answers: [`Verified`] (how the request was authenticated, and the
+//! request stripped of credentials) or [`Rejected`] (a [`Rejection`] whose [`Reason`]
+//! comes from a closed set, for metrics and `mail.rejected`, and the stripped request).
 //!
 //! Invariant: a rejection's detail never contains a secret, a signature or a credential;
 //! it names what was wrong ("no v1 signature matched"), never the values involved.
 
 use std::fmt;
+
+use crate::config::SourceConfig;
+use crate::request::Request;
+use crate::strip::StrippedRequest;
 
 /// Why a request was rejected. The set is closed: metrics labels and the rejected topic's
 /// `reason` field take exactly these values ([`Reason::as_str`]).
@@ -94,6 +99,10 @@ impl Rejection {
         Rejection::new(Reason::BadSignature, detail)
     }
 
+    pub(crate) fn no_key_verifies() -> Rejection {
+        Rejection::bad("signature does not verify with any configured key")
+    }
+
     pub(crate) fn malformed(detail: impl Into<String>) -> Rejection {
         Rejection::new(Reason::MalformedRequest, detail)
     }
@@ -144,21 +153,105 @@ impl Scheme {
     }
 }
 
-/// A request that passed verification.
+/// How a request was authenticated, as a provider's check found it. Crate-private: the
+/// outside only ever sees it inside a [`Verified`], next to the stripped request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Authenticated {
+    pub(crate) scheme: Scheme,
+    pub(crate) key_index: Option<usize>,
+    pub(crate) signed_at: Option<i64>,
+    pub(crate) control: Option<SnsControl>,
+    pub(crate) one_time_token: Option<OneTimeToken>,
+}
+
+impl Authenticated {
+    /// Authenticated by `scheme` with the `i`-th usable key of `source`; nothing signed in
+    /// time, no token, no control message.
+    pub(crate) fn by_key(scheme: Scheme, source: &SourceConfig, i: usize) -> Authenticated {
+        Authenticated {
+            scheme,
+            key_index: source.key_index(i),
+            signed_at: None,
+            control: None,
+            one_time_token: None,
+        }
+    }
+
+    /// The same, with the signed timestamp (Unix seconds) that was checked.
+    pub(crate) fn signed_at(mut self, at: i64) -> Authenticated {
+        self.signed_at = Some(at);
+        self
+    }
+}
+
+/// A request that passed verification, holding the request with its credentials already
+/// stripped. Only [`crate::verify`] makes one, so whoever holds a `Verified` holds a
+/// request that is both authentic and safe to forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    pub scheme: Scheme,
+    pub(crate) how: Authenticated,
+    pub(crate) request: StrippedRequest,
+}
+
+impl Verified {
+    pub fn scheme(&self) -> Scheme {
+        self.how.scheme
+    }
+
     /// Index into the source's `secrets` of the one that verified (none for SNS, whose key
     /// comes from Amazon's certificate): shows when an old key stops being used.
-    pub key_index: Option<usize>,
+    pub fn key_index(&self) -> Option<usize> {
+        self.how.key_index
+    }
+
     /// The signed timestamp (Unix seconds), for providers that sign one.
-    pub signed_at: Option<i64>,
+    pub fn signed_at(&self) -> Option<i64> {
+        self.how.signed_at
+    }
+
     /// Set for SNS control messages, which are not email events.
-    pub control: Option<SnsControl>,
+    pub fn control(&self) -> Option<&SnsControl> {
+        self.how.control.as_ref()
+    }
+
     /// Set for Mailgun: the signed one-time token. The request is authentic only if no
     /// other request used this token: the caller must record it (first use wins) before
     /// accepting the request; the verify stage does so in Redis, shared by every instance.
-    pub one_time_token: Option<OneTimeToken>,
+    pub fn one_time_token(&self) -> Option<&OneTimeToken> {
+        self.how.one_time_token.as_ref()
+    }
+
+    /// The request, credentials stripped.
+    pub fn request(&self) -> &Request {
+        self.request.request()
+    }
+
+    pub fn into_request(self) -> StrippedRequest {
+        self.request
+    }
+
+    /// Turns this request down after all (e.g. its one-time token was already used): the
+    /// stripped request goes on to the rejected topic.
+    pub fn reject(self, rejection: Rejection) -> Rejected {
+        Rejected {
+            rejection,
+            request: self.request,
+        }
+    }
+}
+
+/// A request that failed verification, with its credentials stripped as well: a rejected
+/// record is read by as many people as a verified one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub rejection: Rejection,
+    pub request: StrippedRequest,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.rejection.fmt(f)
+    }
 }
 
 /// A signed one-time token and how long it must be remembered to refuse its replays.

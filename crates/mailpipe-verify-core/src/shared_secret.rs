@@ -3,23 +3,17 @@
 //! the webhook URL, a bearer token, or a custom header. Any configured secret presented in
 //! any of these forms passes.
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 
 /// Verifies the `Authorization` header (Basic or Bearer), the source's `token_header`, and
-/// the provider's own token headers `provider_headers`.
-pub(crate) fn verify(
-    request: &Request,
-    source: &SourceConfig,
-    provider_headers: &[&str],
-) -> Result<Verified, Rejection> {
-    let digests = keys_of(source, |keys| match keys {
-        Keys::Credentials(digests) => Some(digests.as_slice()),
-        _ => None,
-    })?;
+/// the provider's own token headers (the `credential_headers` of its spec, e.g.
+/// SparkPost's legacy `x-messagesystems-webhook-token`).
+pub(crate) fn verify(request: &Request, source: &SourceConfig) -> Result<Authenticated, Rejection> {
+    let provider_headers = source.provider().spec().credential_headers;
+    let digests = source.credential_digests()?;
     let mut presented: Vec<(Scheme, Vec<u8>)> = Vec::new();
     if let Some(authorization) = request.header_str("authorization")? {
         let (scheme, value) = authorization.split_once(' ').unwrap_or((authorization, ""));
@@ -47,13 +41,7 @@ pub(crate) fn verify(
     }
     for (scheme, credential) in &presented {
         if let Some(i) = crypto::credential_match(digests, credential) {
-            return Ok(Verified {
-                scheme: *scheme,
-                key_index: source.key_index(i),
-                signed_at: None,
-                control: None,
-                one_time_token: None,
-            });
+            return Ok(Authenticated::by_key(*scheme, source, i));
         }
     }
     Err(Rejection::bad("credentials match no configured secret"))
@@ -87,20 +75,20 @@ pub(crate) mod tests {
         let verify = |headers: &[(&str, &str)]| verify_with(&config, &request(headers, b"{}", 0));
 
         let ok = verify(&[("authorization", &basic_auth("hook", "s3cret"))]).unwrap();
-        assert_eq!((ok.scheme, ok.key_index), (Scheme::BasicAuth, Some(1)));
+        assert_eq!((ok.scheme(), ok.key_index()), (Scheme::BasicAuth, Some(1)));
         let old = verify(&[("authorization", &basic_auth("old-user", "old-pw"))]).unwrap();
         assert_eq!(
-            old.key_index,
+            old.key_index(),
             Some(0),
             "rotation: the old secret still verifies"
         );
         let bearer = verify(&[("authorization", "Bearer tok-123")]).unwrap();
         assert_eq!(
-            (bearer.scheme, bearer.key_index),
+            (bearer.scheme(), bearer.key_index()),
             (Scheme::BearerToken, Some(2))
         );
         let header = verify(&[("x-webhook-token", "tok-123")]).unwrap();
-        assert_eq!(header.scheme, Scheme::HeaderToken);
+        assert_eq!(header.scheme(), Scheme::HeaderToken);
 
         let reason = |headers: &[(&str, &str)]| verify(headers).unwrap_err().reason;
         assert_eq!(reason(&[]), Reason::MissingSignature);

@@ -1,58 +1,69 @@
 //! Credentials must not travel past verification: `mail.verified` is read by more teams than
-//! `mail.raw`. [`strip_credentials`] removes them from a verified request's headers.
+//! `mail.raw`. A [`StrippedRequest`] is a request without them, and the only form in which
+//! a request leaves this crate: [`crate::verify`] strips as it answers, and a request of an
+//! unknown source is stripped of every provider's credentials.
 //!
-//! Removed for every provider: `authorization`, `proxy-authorization`. Per provider also:
-//! - sendgrid: `x-twilio-email-event-webhook-signature` (its timestamp header stays)
-//! - mandrill: `x-mandrill-signature`
-//! - resend: `svix-signature`, `webhook-signature` (ids and timestamps stay: dedupe keys)
-//! - mailersend: `signature`
-//! - postal: `x-postal-signature`, `x-postal-signature-256` (the key id stays)
-//! - sparkpost: `x-messagesystems-webhook-token`
-//! - postmark, sparkpost, brevo, mailjet: the source's `token_header`
-//! - generic: the source's `signature_header`
-//! - mailgun, ses: nothing more; their signatures are inside the body, and are not secrets.
+//! Removed for every provider: `authorization`, `proxy-authorization`; per provider, the
+//! `credential_headers` of its spec (`mailpipe_model::ProviderSpec`) and the header its
+//! source configures (`token_header`, or generic's `signature_header`). Mailgun and SES
+//! sign inside the body, with signatures that are not secrets.
 
-use mailpipe_model::Provider;
+use mailpipe_model::{Provider, SourceOption};
 
-use crate::config::SourceConfig;
+use crate::config::{SourceConfig, DEFAULT_SIGNATURE_HEADER};
+use crate::request::Request;
 
 const ALWAYS: [&str; 2] = ["authorization", "proxy-authorization"];
 
-fn provider_headers(provider: Provider) -> &'static [&'static str] {
-    match provider {
-        Provider::Sendgrid => &["x-twilio-email-event-webhook-signature"],
-        Provider::Mandrill => &["x-mandrill-signature"],
-        Provider::Resend => &["svix-signature", "webhook-signature"],
-        Provider::Mailersend => &["signature"],
-        Provider::Postal => &["x-postal-signature", "x-postal-signature-256"],
-        Provider::Sparkpost => &["x-messagesystems-webhook-token"],
-        Provider::Mailgun
-        | Provider::Ses
-        | Provider::Postmark
-        | Provider::Brevo
-        | Provider::Mailjet
-        | Provider::Generic => &[],
+/// A request whose credential headers are gone. Made only here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrippedRequest(Request);
+
+impl StrippedRequest {
+    /// Strips the credential headers of `source`'s provider. Public because stripping is
+    /// always safe; what no one outside can do is make a [`crate::Verified`].
+    pub fn new(source: &SourceConfig, mut request: Request) -> StrippedRequest {
+        let spec = source.provider().spec();
+        let configured: Option<&str> = if spec.takes(SourceOption::SignatureHeader) {
+            Some(&source.signature_header)
+        } else if spec.takes(SourceOption::TokenHeader) {
+            source.token_header.as_deref()
+        } else {
+            None
+        };
+        let strip = ALWAYS
+            .iter()
+            .chain(spec.credential_headers)
+            .copied()
+            .chain(configured);
+        remove(&mut request.headers, strip);
+        StrippedRequest(request)
+    }
+
+    /// Strips every provider's credential headers (and the default signature header), for
+    /// a request that names no configured source.
+    pub fn of_unknown_source(mut request: Request) -> StrippedRequest {
+        let every = Provider::ALL
+            .iter()
+            .flat_map(|p| p.spec().credential_headers)
+            .chain(&ALWAYS)
+            .copied()
+            .chain([DEFAULT_SIGNATURE_HEADER]);
+        remove(&mut request.headers, every);
+        StrippedRequest(request)
+    }
+
+    pub fn request(&self) -> &Request {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> Request {
+        self.0
     }
 }
 
-/// Removes the credential headers of `source`'s provider (see the module docs) in place.
-pub fn strip_credentials(source: &SourceConfig, headers: &mut Vec<(String, Vec<u8>)>) {
-    let configured: Option<&str> = match source.provider() {
-        Provider::Generic => Some(&source.signature_header),
-        Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
-            source.token_header.as_deref()
-        }
-        _ => None,
-    };
-    headers.retain(|(name, _)| {
-        let secret = ALWAYS
-            .iter()
-            .chain(provider_headers(source.provider()))
-            .copied()
-            .chain(configured)
-            .any(|strip| name.eq_ignore_ascii_case(strip));
-        !secret
-    });
+fn remove<'a>(headers: &mut Vec<(String, Vec<u8>)>, names: impl Iterator<Item = &'a str> + Clone) {
+    headers.retain(|(name, _)| !names.clone().any(|strip| name.eq_ignore_ascii_case(strip)));
 }
 
 #[cfg(test)]
@@ -69,9 +80,12 @@ mod tests {
 
     fn kept(provider: Provider, options: SourceOptions, names: &[&str]) -> Vec<String> {
         let source = SourceConfig::new(provider, &[], options);
-        let mut h = headers(names);
-        strip_credentials(&source, &mut h);
-        h.into_iter().map(|(n, _)| n).collect()
+        let request = Request {
+            headers: headers(names),
+            ..Request::default()
+        };
+        let stripped = StrippedRequest::new(&source, request).into_inner();
+        stripped.headers.into_iter().map(|(n, _)| n).collect()
     }
 
     #[test]

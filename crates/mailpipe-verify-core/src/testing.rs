@@ -14,8 +14,12 @@ use rsa::pkcs8::EncodePublicKey as _;
 use rsa::RsaPrivateKey;
 use sha2::Sha256;
 
+use crate::outcome::Authenticated;
 pub use crate::sign::*;
-use crate::{CertificateCache, Context, Rejection, Request, SourceConfig, Verified};
+use crate::strip::StrippedRequest;
+use crate::{
+    CertificateCache, Context, Rejection, Request, Scheme, SnsControl, SourceConfig, Verified,
+};
 
 /// A request with these headers and body, received at `received_at_secs`.
 pub fn request(headers: &[(&str, &str)], body: &[u8], received_at_secs: i64) -> Request {
@@ -37,12 +41,34 @@ pub fn request(headers: &[(&str, &str)], body: &[u8], received_at_secs: i64) -> 
 pub fn verify_with(source: &SourceConfig, request: &Request) -> Result<Verified, Rejection> {
     let certificates = CertificateCache::new(1);
     crate::verify(
-        request,
+        request.clone(),
         source,
         &mut Context {
             certificates: &certificates,
         },
     )
+    .map_err(|rejected| rejected.rejection)
+}
+
+/// A [`Verified`] as verification makes one (`request` stripped as `source` says), with
+/// the given outcome: for tests of code that consumes one, such as the stage's records.
+pub fn verified(
+    source: &SourceConfig,
+    request: Request,
+    scheme: Scheme,
+    key_index: Option<usize>,
+    control: Option<SnsControl>,
+) -> Verified {
+    Verified {
+        how: Authenticated {
+            scheme,
+            key_index,
+            signed_at: None,
+            control,
+            one_time_token: None,
+        },
+        request: StrippedRequest::new(source, request),
+    }
 }
 
 /// A fresh P-256 key, as SendGrid holds one per account.

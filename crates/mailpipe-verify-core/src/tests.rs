@@ -13,12 +13,13 @@ const NOW: i64 = 1_700_000_000;
 
 fn run(example: &Example, request: &crate::Request) -> Result<crate::Verified, crate::Rejection> {
     verify(
-        request,
+        request.clone(),
         &example.source,
         &mut Context {
             certificates: &example.certificates,
         },
     )
+    .map_err(|rejected| rejected.rejection)
 }
 
 #[test]
@@ -33,7 +34,7 @@ fn every_provider_verifies_its_signed_example() {
         let verified =
             run(&example, &example.request).unwrap_or_else(|r| panic!("{provider}: {r}"));
         assert!(
-            verified.key_index.is_some() || provider == Provider::Ses,
+            verified.key_index().is_some() || provider == Provider::Ses,
             "{provider}"
         );
     }
@@ -45,13 +46,17 @@ fn every_provider_fails_closed_without_keys() {
         let example = example(provider, NOW);
         let empty = crate::SourceConfig::new(provider, &[], crate::SourceOptions::default());
         let err = verify(
-            &example.request,
+            example.request.clone(),
             &empty,
             &mut Context {
                 certificates: &example.certificates,
             },
         );
-        assert_eq!(err.unwrap_err().reason, Reason::NoUsableKey, "{provider}");
+        assert_eq!(
+            err.unwrap_err().rejection.reason,
+            Reason::NoUsableKey,
+            "{provider}"
+        );
     }
 }
 

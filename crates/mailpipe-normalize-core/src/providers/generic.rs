@@ -35,16 +35,31 @@ use crate::json::{self, Json, Object, Shape};
 use crate::timestamp;
 
 pub(crate) fn parse(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
+    parse_as(Provider::Generic, input)
+}
+
+/// The canonical shape, for `provider`: any provider that sends mailpipe's own shape (a
+/// relay, a variant of generic signed differently) parses with this, its events carrying
+/// its own id.
+pub(crate) fn parse_as(
+    provider: Provider,
+    input: &ParseInput<'_>,
+) -> Result<Vec<EmailEvent>, ParseError> {
     let text = json::utf8(input.body, "body")?;
     json::events(text, Shape::ObjectOrArray, "body")?
         .into_iter()
-        .map(|raw| event(input, raw.raw, &raw.object))
+        .map(|raw| event(provider, input, raw.raw, &raw.object))
         .collect()
 }
 
-fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, ParseError> {
+fn event(
+    provider: Provider,
+    input: &ParseInput<'_>,
+    raw: &str,
+    o: &Object,
+) -> Result<EmailEvent, ParseError> {
     let name = o.required_str("event_type")?;
-    let mut e = new_event(input, Provider::Generic, name, raw);
+    let mut e = new_event(input, provider, name, raw);
     e.event_type = EventType::from_symbol(name).unwrap_or(EventType::Unknown);
     match o.get("occurred_at") {
         None | Some(Json::Null) => {}
@@ -79,7 +94,7 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
     e.event_id = match text("event_id") {
         Some(id) => id,
         None => hashed(
-            Provider::Generic,
+            provider,
             input.source,
             &[
                 Some(name),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_body, Shape};
+use crate::providers::{json_body, no_extra_headers, no_request_id, Render, Sampler, Shape};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -43,6 +43,14 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     );
     (id.clone(), id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
+    ids,
+    no_request_id,
+    Render::Credentials(body, no_extra_headers),
+);
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     json_body(batch, batch.events.iter().map(event).collect())

@@ -8,7 +8,9 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{forged_key, json_body, json_headers, truncated, Shape};
+use crate::providers::{
+    forged_key, json_body, json_headers, no_request_id, truncated, Render, Sampler, Shape,
+};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -43,6 +45,14 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
         format!("crm-msg-{}", rng.digits(9)),
     )
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
+    ids,
+    no_request_id,
+    Render::HmacInHeader(render),
+);
 
 pub(crate) fn render(
     batch: &Batch,

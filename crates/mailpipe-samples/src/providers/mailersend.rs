@@ -8,7 +8,9 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{forged_key, json_headers, truncated};
+use crate::providers::{
+    forged_key, json_headers, no_request_id, truncated, Render, Sampler, SINGLE,
+};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -31,6 +33,9 @@ pub(crate) const KINDS: &[Kind] = &[
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.hex(24), rng.hex(24))
 }
+
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SINGLE, ids, no_request_id, Render::Hmac(render));
 
 pub(crate) fn render(batch: &Batch, key: &str, signing: &Signing) -> Rendered {
     let body = batch.events.first().map(event).unwrap_or_default();

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{forged_key, json_headers};
+use crate::providers::{forged_key, json_headers, Render, Sampler, SINGLE};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -30,6 +30,9 @@ pub(crate) const KINDS: &[Kind] = &[
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.base62(22), rng.hex_upper(16))
 }
+
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SINGLE, ids, |rng| rng.hex(50), Render::Hmac(render));
 
 pub(crate) fn render(batch: &Batch, key: &str, signing: &Signing) -> Rendered {
     let timestamp = signing.signed_at.to_string();

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{first_half, forged_key, Shape};
+use crate::providers::{first_half, forged_key, no_request_id, Render, Sampler, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -37,6 +37,14 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     let id = rng.hex(32);
     (id.clone(), id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
+    ids,
+    no_request_id,
+    Render::HmacWithUrl(render),
+);
 
 pub(crate) fn render(batch: &Batch, key: &str, webhook_url: &str, signing: &Signing) -> Rendered {
     let events = serde_json::to_string(&batch.events.iter().map(event).collect::<Vec<_>>())

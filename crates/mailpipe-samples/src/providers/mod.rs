@@ -1,6 +1,7 @@
-//! One module per provider, each with the same surface: `KINDS` (the event types it sends
-//! and their canonical types), `SHAPE` (how it batches), `ids` (its id formats) and
-//! `render` (body and headers, signed as it signs). One `match` from provider to module.
+//! One module per provider, each with the same surface, its [`Sampler`]: `KINDS` (the event
+//! types it sends and their canonical types), `SHAPE` (how it batches), `ids` (its id
+//! formats) and `render` (body and headers, signed as it signs). One `match` from provider
+//! to module.
 //!
 //! Bodies follow each provider's documented format and the shapes
 //! `mailpipe-normalize` reads (its fixtures under `tests/fixtures/` are the reference).
@@ -19,6 +20,8 @@ mod ses;
 mod sparkpost;
 
 use mailpipe_model::Provider;
+use mailpipe_settings::SignatureEncoding;
+use rsa::RsaPrivateKey;
 
 use crate::error::SampleError;
 use crate::keys::Secret;
@@ -43,76 +46,98 @@ pub(crate) const SINGLE: Shape = Shape {
     fan_out: &[],
 };
 
-pub(crate) fn kinds(provider: Provider) -> &'static [Kind] {
-    match provider {
-        Provider::Sendgrid => sendgrid::KINDS,
-        Provider::Mailgun => mailgun::KINDS,
-        Provider::Postmark => postmark::KINDS,
-        Provider::Ses => ses::KINDS,
-        Provider::Mandrill => mandrill::KINDS,
-        Provider::Sparkpost => sparkpost::KINDS,
-        Provider::Resend => resend::KINDS,
-        Provider::Brevo => brevo::KINDS,
-        Provider::Mailjet => mailjet::KINDS,
-        Provider::Mailersend => mailersend::KINDS,
-        Provider::Postal => postal::KINDS,
-        Provider::Generic => generic::KINDS,
+/// What the sender needs of one provider; each module has one, `SAMPLER`.
+pub(crate) struct Sampler {
+    /// The event types it sends and their canonical types.
+    pub kinds: &'static [Kind],
+    pub shape: Shape,
+    /// A fresh (event id, message id) in its formats.
+    pub ids: fn(&mut Rng) -> (String, String),
+    /// A fresh id of the request itself, where it has one.
+    pub request_id: fn(&mut Rng) -> String,
+    pub render: Render,
+}
+
+impl Sampler {
+    pub(crate) const fn new(
+        kinds: &'static [Kind],
+        shape: Shape,
+        ids: fn(&mut Rng) -> (String, String),
+        request_id: fn(&mut Rng) -> String,
+        render: Render,
+    ) -> Sampler {
+        Sampler {
+            kinds,
+            shape,
+            ids,
+            request_id,
+            render,
+        }
     }
 }
 
-pub(crate) fn shape(provider: Provider) -> Shape {
+/// How a provider renders a request (body and headers, signed as it signs), by the kind of
+/// signing material it takes (`keys::Secret`); [`render`] hands each the material.
+pub(crate) enum Render {
+    Ecdsa(fn(&Batch, &p256::ecdsa::SigningKey, &Signing) -> Rendered),
+    Rsa(fn(&Batch, &RsaPrivateKey, &Signing) -> Rendered),
+    StandardWebhooks(fn(&Batch, &[u8], &Signing) -> Rendered),
+    Hmac(fn(&Batch, &str, &Signing) -> Rendered),
+    /// HMAC over the signed webhook URL too (Mandrill).
+    HmacWithUrl(fn(&Batch, &str, &str, &Signing) -> Rendered),
+    /// HMAC in a configured header and encoding (generic).
+    HmacInHeader(fn(&Batch, &str, &str, SignatureEncoding, &Signing) -> Rendered),
+    /// SNS: key, TopicArn, certificate URL.
+    Sns(fn(&Batch, &RsaPrivateKey, &str, &str, &Signing) -> Rendered),
+    /// Shared secret: the JSON body, and headers of its own after the credential.
+    Credentials(fn(&Batch) -> Vec<u8>, fn(&Batch) -> Vec<(String, String)>),
+}
+
+/// For providers whose requests carry no id of their own.
+pub(crate) fn no_request_id(_: &mut Rng) -> String {
+    String::new()
+}
+
+fn sampler(provider: Provider) -> &'static Sampler {
     match provider {
-        Provider::Sendgrid => sendgrid::SHAPE,
-        Provider::Mandrill => mandrill::SHAPE,
-        Provider::Sparkpost => sparkpost::SHAPE,
-        Provider::Brevo => brevo::SHAPE,
-        Provider::Mailjet => mailjet::SHAPE,
-        Provider::Generic => generic::SHAPE,
-        Provider::Ses => ses::SHAPE,
-        Provider::Mailgun
-        | Provider::Postmark
-        | Provider::Resend
-        | Provider::Mailersend
-        | Provider::Postal => SINGLE,
+        Provider::Sendgrid => &sendgrid::SAMPLER,
+        Provider::Mailgun => &mailgun::SAMPLER,
+        Provider::Postmark => &postmark::SAMPLER,
+        Provider::Ses => &ses::SAMPLER,
+        Provider::Mandrill => &mandrill::SAMPLER,
+        Provider::Sparkpost => &sparkpost::SAMPLER,
+        Provider::Resend => &resend::SAMPLER,
+        Provider::Brevo => &brevo::SAMPLER,
+        Provider::Mailjet => &mailjet::SAMPLER,
+        Provider::Mailersend => &mailersend::SAMPLER,
+        Provider::Postal => &postal::SAMPLER,
+        Provider::Generic => &generic::SAMPLER,
     }
+}
+
+pub(crate) fn kinds(provider: Provider) -> &'static [Kind] {
+    sampler(provider).kinds
+}
+
+pub(crate) fn shape(provider: Provider) -> &'static Shape {
+    &sampler(provider).shape
 }
 
 /// Whether verify rejects a request whose signed timestamp is old, by default (so a stale
 /// request can be made). SES signs one too, but verify checks no SNS age unless a source
 /// sets `sns_max_age_seconds` (SNS retries keep their Timestamp).
 pub(crate) fn signs_timestamp(provider: Provider) -> bool {
-    matches!(
-        provider,
-        Provider::Sendgrid | Provider::Mailgun | Provider::Resend
-    )
+    provider.spec().signs_timestamp
 }
 
 /// A fresh (event id, message id) in the provider's formats.
 pub(crate) fn ids(provider: Provider, rng: &mut Rng) -> (String, String) {
-    match provider {
-        Provider::Sendgrid => sendgrid::ids(rng),
-        Provider::Mailgun => mailgun::ids(rng),
-        Provider::Postmark => postmark::ids(rng),
-        Provider::Ses => ses::ids(rng),
-        Provider::Mandrill => mandrill::ids(rng),
-        Provider::Sparkpost => sparkpost::ids(rng),
-        Provider::Resend => resend::ids(rng),
-        Provider::Brevo => brevo::ids(rng),
-        Provider::Mailjet => mailjet::ids(rng),
-        Provider::Mailersend => mailersend::ids(rng),
-        Provider::Postal => postal::ids(rng),
-        Provider::Generic => generic::ids(rng),
-    }
+    (sampler(provider).ids)(rng)
 }
 
 /// A fresh id of the request itself, where the provider has one.
 pub(crate) fn request_id(provider: Provider, rng: &mut Rng) -> String {
-    match provider {
-        Provider::Ses => rng.uuid(),
-        Provider::Mailgun => rng.hex(50),
-        Provider::Sparkpost => rng.uuid(),
-        _ => String::new(),
-    }
+    (sampler(provider).request_id)(rng)
 }
 
 pub(crate) fn render(
@@ -120,43 +145,39 @@ pub(crate) fn render(
     secret: &Secret,
     signing: &Signing,
 ) -> Result<Rendered, SampleError> {
-    let mismatch = || SampleError::Source {
-        source_id: batch.provider.to_string(),
-        problem: "holds keys of another provider".into(),
-    };
-    Ok(match (batch.provider, secret) {
-        (Provider::Sendgrid, Secret::Sendgrid(key)) => sendgrid::render(batch, key, signing),
-        (Provider::Mailgun, Secret::Mailgun(key)) => mailgun::render(batch, key, signing),
+    Ok(match (&sampler(batch.provider).render, secret) {
+        (Render::Ecdsa(render), Secret::Ecdsa(key)) => render(batch, key, signing),
+        (Render::Rsa(render), Secret::Rsa(key)) => render(batch, key, signing),
+        (Render::StandardWebhooks(render), Secret::StandardWebhooks(key)) => {
+            render(batch, key, signing)
+        }
+        (Render::Hmac(render), Secret::Hmac { key, .. }) => render(batch, key, signing),
         (
-            Provider::Ses,
-            Secret::Ses {
+            Render::HmacWithUrl(render),
+            Secret::Hmac {
+                key,
+                webhook_url: Some(url),
+                ..
+            },
+        ) => render(batch, key, url, signing),
+        (
+            Render::HmacInHeader(render),
+            Secret::Hmac {
+                key,
+                signature: Some((header, encoding)),
+                ..
+            },
+        ) => render(batch, key, header, *encoding, signing),
+        (
+            Render::Sns(render),
+            Secret::Sns {
                 key,
                 topic_arn,
                 certificate_url,
             },
-        ) => ses::render(batch, key, topic_arn, certificate_url, signing),
-        (Provider::Mandrill, Secret::Mandrill { key, webhook_url }) => {
-            mandrill::render(batch, key, webhook_url, signing)
-        }
-        (Provider::Resend, Secret::Resend(key)) => resend::render(batch, key, signing),
-        (Provider::Mailersend, Secret::Mailersend(key)) => mailersend::render(batch, key, signing),
-        (Provider::Postal, Secret::Postal(key)) => postal::render(batch, key, signing),
-        (
-            Provider::Generic,
-            Secret::Generic {
-                key,
-                header,
-                encoding,
-            },
-        ) => generic::render(batch, key, header, *encoding, signing),
-        (provider, Secret::Credentials(credential)) => {
-            let body = match provider {
-                Provider::Postmark => postmark::body(batch),
-                Provider::Sparkpost => sparkpost::body(batch),
-                Provider::Brevo => brevo::body(batch),
-                Provider::Mailjet => mailjet::body(batch),
-                _ => return Err(mismatch()),
-            };
+        ) => render(batch, key, topic_arn, certificate_url, signing),
+        (Render::Credentials(body, extra_headers), Secret::Credentials(credential)) => {
+            let body = body(batch);
             let body = if signing.malformed {
                 truncated(&body)
             } else {
@@ -167,13 +188,21 @@ pub(crate) fn render(
                 "authorization".into(),
                 credential.authorization(signing.forged),
             ));
-            if provider == Provider::Sparkpost {
-                headers.push(("x-messagesystems-batch-id".into(), batch.request_id.clone()));
-            }
+            headers.extend(extra_headers(batch));
             Rendered { headers, body }
         }
-        _ => return Err(mismatch()),
+        _ => {
+            return Err(SampleError::Source {
+                source_id: batch.provider.to_string(),
+                problem: "holds keys of another provider".into(),
+            })
+        }
     })
+}
+
+/// For shared-secret providers that send no header of their own.
+pub(crate) fn no_extra_headers(_: &Batch) -> Vec<(String, String)> {
+    Vec::new()
 }
 
 pub(crate) fn json_headers() -> Vec<(String, String)> {

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_headers, rsa_signature, truncated};
+use crate::providers::{
+    json_headers, no_request_id, rsa_signature, truncated, Render, Sampler, SINGLE,
+};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -29,6 +31,9 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
         rng.between(1_000_000, 9_999_999_999).to_string(),
     )
 }
+
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SINGLE, ids, no_request_id, Render::Rsa(render));
 
 pub(crate) fn render(batch: &Batch, key: &rsa::RsaPrivateKey, signing: &Signing) -> Rendered {
     let body = batch.events.first().map(event).unwrap_or_default();

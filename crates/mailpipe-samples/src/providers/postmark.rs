@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
+use crate::providers::{no_extra_headers, no_request_id, Render, Sampler, SINGLE};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -28,6 +29,14 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     let id = rng.uuid();
     (id.clone(), id)
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SINGLE,
+    ids,
+    no_request_id,
+    Render::Credentials(body, no_extra_headers),
+);
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {
     let record = batch.events.first().map(record).unwrap_or_default();

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_headers, truncated};
+use crate::providers::{json_headers, no_request_id, truncated, Render, Sampler, SINGLE};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -30,6 +30,14 @@ pub(crate) const KINDS: &[Kind] = &[
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (format!("msg_{}", rng.base62(27)), rng.uuid())
 }
+
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SINGLE,
+    ids,
+    no_request_id,
+    Render::StandardWebhooks(render),
+);
 
 pub(crate) fn render(batch: &Batch, key: &[u8], signing: &Signing) -> Rendered {
     let Some(e) = batch.events.first() else {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{json_headers, truncated, Shape};
+use crate::providers::{json_headers, no_request_id, truncated, Render, Sampler, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -37,6 +37,9 @@ pub(crate) const SHAPE: Shape = Shape {
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.base64url(22), rng.base62(22))
 }
+
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SHAPE, ids, no_request_id, Render::Ecdsa(render));
 
 pub(crate) fn render(batch: &Batch, key: &p256::ecdsa::SigningKey, signing: &Signing) -> Rendered {
     let body = serde_json::to_vec(&batch.events.iter().map(event).collect::<Vec<_>>())

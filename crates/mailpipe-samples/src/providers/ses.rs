@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::{first_half, rsa_signature, Shape};
+use crate::providers::{first_half, rsa_signature, Render, Sampler, Shape};
 use crate::render::{Rendered, Signing};
 use crate::rng::Rng;
 
@@ -39,6 +39,9 @@ pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     let message_id = format!("0100019{}-{}-000000", rng.hex(9), rng.uuid());
     (String::new(), message_id)
 }
+
+pub(crate) const SAMPLER: Sampler =
+    Sampler::new(KINDS, SHAPE, ids, |rng| rng.uuid(), Render::Sns(render));
 
 pub(crate) fn render(
     batch: &Batch,

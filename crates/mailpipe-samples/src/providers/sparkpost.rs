@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::fake;
 use crate::plan::{Batch, Kind, PlannedEvent};
-use crate::providers::Shape;
+use crate::providers::{Render, Sampler, Shape};
 use crate::rng::Rng;
 
 #[rustfmt::skip]
@@ -38,6 +38,19 @@ pub(crate) const SHAPE: Shape = Shape {
 /// (`event_id`, `transmission_id`): decimal strings.
 pub(crate) fn ids(rng: &mut Rng) -> (String, String) {
     (rng.digits(18), rng.digits(17))
+}
+
+pub(crate) const SAMPLER: Sampler = Sampler::new(
+    KINDS,
+    SHAPE,
+    ids,
+    |rng| rng.uuid(),
+    Render::Credentials(body, batch_id_header),
+);
+
+/// SparkPost names each batch.
+fn batch_id_header(batch: &Batch) -> Vec<(String, String)> {
+    vec![("x-messagesystems-batch-id".into(), batch.request_id.clone())]
 }
 
 pub(crate) fn body(batch: &Batch) -> Vec<u8> {

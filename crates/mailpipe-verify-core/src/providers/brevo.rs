@@ -2,20 +2,8 @@
 //! the URL, or a bearer token configured at creation (`"auth": {"type": "bearer", …}`, sent
 //! as `Authorization: Bearer …`), or custom headers (the source's `token_header`). No
 //! timestamp: replay protection is downstream dedupe.
-
-use crate::config::SourceConfig;
-use crate::outcome::{Rejection, Verified};
-use crate::request::Request;
-use crate::shared_secret;
-use crate::Context;
-
-pub(crate) fn verify(
-    request: &Request,
-    source: &SourceConfig,
-    _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    shared_secret::verify(request, source, &[])
-}
+//!
+//! Verified by `shared_secret::verify` (this file holds what is particular to it).
 
 #[cfg(test)]
 mod tests {

@@ -4,10 +4,10 @@
 
 use mailpipe_settings::SignatureEncoding;
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, Rejection};
+use crate::providers::body_hmac_sha256;
 use crate::request::Request;
 use crate::Context;
 
@@ -15,26 +15,14 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Hmac(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
     let signature = request.required_header(&source.signature_header)?;
     let expected = match source.signature_encoding {
         SignatureEncoding::Hex => hex::decode(signature).ok(),
         SignatureEncoding::Base64 => crypto::base64_decode(signature),
     }
     .ok_or_else(|| Rejection::bad("signature is not in the configured encoding"))?;
-    let index = crypto::hmac_sha256_match(keys, &[&request.body], &expected)
-        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
-    Ok(Verified {
-        scheme: Scheme::HmacSha256,
-        key_index: source.key_index(index),
-        signed_at: None,
-        control: None,
-        one_time_token: None,
-    })
+    body_hmac_sha256(request, source, &expected)
 }
 
 #[cfg(test)]
@@ -70,7 +58,7 @@ mod tests {
         assert_eq!(
             check(&hex_source, &[("x-signature", &hex::encode(&mac))], body)
                 .unwrap()
-                .key_index,
+                .key_index(),
             Some(1)
         );
         let b64_source = source(&["k2"], Some("X-Hook-Signature"), SignatureEncoding::Base64);

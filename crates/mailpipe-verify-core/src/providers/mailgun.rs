@@ -11,13 +11,12 @@
 
 use serde::Deserialize;
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::form;
-use crate::outcome::{OneTimeToken, Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, OneTimeToken, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
+use mailpipe_model::form;
 
 /// Longest token accepted (Mailgun's are 50 characters); bounds the replay cache's memory.
 const MAX_TOKEN_LEN: usize = 256;
@@ -38,11 +37,8 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _context: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Hmac(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
+    let keys = source.hmac_keys()?;
     let fields = signature_fields(request)?;
     let (Some(timestamp), Some(token), Some(signature)) =
         (fields.timestamp, fields.token, fields.signature)
@@ -55,7 +51,7 @@ pub(crate) fn verify(
         hex::decode(signature.trim()).map_err(|_| Rejection::bad("signature is not hex"))?;
     let index =
         crypto::hmac_sha256_match(keys, &[timestamp.as_bytes(), token.as_bytes()], &expected)
-            .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
+            .ok_or_else(Rejection::no_key_verifies)?;
     let signed_at = crypto::parse_unix_seconds(&timestamp)
         .ok_or_else(|| Rejection::malformed("signature timestamp is not Unix seconds"))?;
     crypto::check_fresh(signed_at, request, source.tolerance)?;
@@ -70,7 +66,7 @@ pub(crate) fn verify(
     let remember_for_secs = u64::try_from(window_left.saturating_add(source.tolerance))
         .unwrap_or(u64::MAX)
         .max(1);
-    Ok(Verified {
+    Ok(Authenticated {
         scheme: Scheme::HmacSha256,
         key_index: source.key_index(index),
         signed_at: Some(signed_at),
@@ -137,6 +133,9 @@ fn signature_fields(request: &Request) -> Result<SignatureFields, Rejection> {
 
 #[cfg(test)]
 mod tests {
+    //! The published vectors run from `tests/vectors/mailgun/` (one test, `tests/vectors.rs`);
+    //! here are the generated signatures, tampering and edge cases.
+
     use mailpipe_model::Provider;
 
     use crate::testing::{mailgun_signature, request};
@@ -163,13 +162,13 @@ mod tests {
     fn run(source: &SourceConfig, request: &Request) -> Result<crate::Verified, Reason> {
         let certificates = CertificateCache::new(1);
         crate::verify(
-            request,
+            request.clone(),
             source,
             &mut Context {
                 certificates: &certificates,
             },
         )
-        .map_err(|r| r.reason)
+        .map_err(|r| r.rejection.reason)
     }
 
     fn check(
@@ -184,8 +183,10 @@ mod tests {
         )
     }
 
+    /// MG-1 itself runs from `tests/vectors/mailgun/`; this checks the signing helper the
+    /// other tests rely on against it.
     #[test]
-    fn derived_vectors_mg1_mg2() {
+    fn signing_helper_reproduces_mg1() {
         // providers.md §5.5: computed from anymail's test inputs with Python hmac and openssl.
         assert_eq!(
             mailgun_signature(
@@ -195,25 +196,6 @@ mod tests {
             ),
             "2a75affe24846ead9e37e614a5e7643a04abf4d5b49b34d224ede9af23a00ccc"
         );
-        let mg1 = json(
-            "1534108637",
-            "651869375b9df3c98fc15c4889b102119add1235c38fc92824",
-            "2a75affe24846ead9e37e614a5e7643a04abf4d5b49b34d224ede9af23a00ccc",
-        );
-        assert_eq!(
-            check(&[KEY], &mg1, "application/json", 1_534_108_637)
-                .unwrap()
-                .signed_at,
-            Some(1_534_108_637)
-        );
-        let mg2 = "timestamp=1234567890&token=1234567890abcdef1234567890abcdef&signature=3b754b7c269e4c08fb3f5f36b2b5f98e45245965522dc16ca4c9faa0b11b557d&event=delivered";
-        assert!(check(
-            &[KEY],
-            mg2.as_bytes(),
-            "application/x-www-form-urlencoded",
-            1_234_567_890
-        )
-        .is_ok());
     }
 
     #[test]
@@ -348,17 +330,25 @@ mod tests {
         let body = json("500", "tok", &mailgun_signature(KEY, "500", "tok"));
         let at = |now| request(&[("content-type", "application/json")], &body, now);
         let verified = run(&config, &at(500)).unwrap();
-        assert_eq!(verified.key_index, Some(1), "rotation");
+        assert_eq!(verified.key_index(), Some(1), "rotation");
         assert_eq!(
-            verified.one_time_token,
-            Some(OneTimeToken {
+            verified.one_time_token(),
+            Some(&OneTimeToken {
                 token: "tok".into(),
                 remember_for_secs: 300 + 300
             })
         );
-        let late = run(&config, &at(790)).unwrap().one_time_token.unwrap();
+        let late = run(&config, &at(790))
+            .unwrap()
+            .one_time_token()
+            .cloned()
+            .unwrap();
         assert_eq!(late.remember_for_secs, 10 + 300);
-        let early = run(&config, &at(210)).unwrap().one_time_token.unwrap();
+        let early = run(&config, &at(210))
+            .unwrap()
+            .one_time_token()
+            .cloned()
+            .unwrap();
         assert_eq!(early.remember_for_secs, 590 + 300);
         // Verification itself keeps no state: the same token verifies again; refusing the
         // second use is the caller's part.

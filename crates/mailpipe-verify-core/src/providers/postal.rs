@@ -11,10 +11,9 @@ use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier as _;
 use sha2::Sha256;
 
-use crate::config::{Keys, SourceConfig};
+use crate::config::SourceConfig;
 use crate::crypto;
-use crate::outcome::{Rejection, Scheme, Verified};
-use crate::providers::keys_of;
+use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
 
@@ -25,11 +24,8 @@ pub(crate) fn verify(
     request: &Request,
     source: &SourceConfig,
     _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    let keys = keys_of(source, |keys| match keys {
-        Keys::Rsa(keys) => Some(keys.as_slice()),
-        _ => None,
-    })?;
+) -> Result<Authenticated, Rejection> {
+    let keys = source.rsa_keys()?;
     // Presence, even empty, of the SHA-256 header decides: no fallback once it is there.
     let (scheme, encoded) = if request.header(SHA256_HEADER)?.is_some() {
         (
@@ -54,14 +50,8 @@ pub(crate) fn verify(
     let index = keys
         .iter()
         .position(verifies)
-        .ok_or_else(|| Rejection::bad("signature does not verify with any configured key"))?;
-    Ok(Verified {
-        scheme,
-        key_index: source.key_index(index),
-        signed_at: None,
-        control: None,
-        one_time_token: None,
-    })
+        .ok_or_else(Rejection::no_key_verifies)?;
+    Ok(Authenticated::by_key(scheme, source, index))
 }
 
 #[cfg(test)]
@@ -102,7 +92,10 @@ mod tests {
             BODY,
         )
         .unwrap();
-        assert_eq!((both.scheme, both.key_index), (Scheme::RsaSha256, Some(1)));
+        assert_eq!(
+            (both.scheme(), both.key_index()),
+            (Scheme::RsaSha256, Some(1))
+        );
         let legacy = check(
             &config,
             &[(SHA1_HEADER, &rsa_sha1_signature(old, BODY))],
@@ -110,7 +103,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (legacy.scheme, legacy.key_index),
+            (legacy.scheme(), legacy.key_index()),
             (Scheme::RsaSha1, Some(0))
         );
         // PEM and bare PKCS#1 keys are accepted too.

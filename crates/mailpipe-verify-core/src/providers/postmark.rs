@@ -3,20 +3,8 @@
 //! static secret sent as `Authorization: Bearer …` or in the source's `token_header`.
 //! There is no timestamp, hence no replay protection beyond TLS; downstream dedupe counts
 //! each event once.
-
-use crate::config::SourceConfig;
-use crate::outcome::{Rejection, Verified};
-use crate::request::Request;
-use crate::shared_secret;
-use crate::Context;
-
-pub(crate) fn verify(
-    request: &Request,
-    source: &SourceConfig,
-    _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    shared_secret::verify(request, source, &[])
-}
+//!
+//! Verified by `shared_secret::verify` (this file holds what is particular to it).
 
 #[cfg(test)]
 mod tests {

@@ -2,23 +2,9 @@
 //! a static bearer token (or a custom header, the source's `token_header`) can be sent with
 //! `custom_headers`; the deprecated `auth_token` arrives in `X-MessageSystems-Webhook-Token`.
 //! OAuth2 client-credentials would need a token endpoint of ours and is not supported.
-
-use crate::config::SourceConfig;
-use crate::outcome::{Rejection, Verified};
-use crate::request::Request;
-use crate::shared_secret;
-use crate::Context;
-
-/// SparkPost's legacy `auth_token` header.
-pub(crate) const LEGACY_TOKEN_HEADER: &str = "x-messagesystems-webhook-token";
-
-pub(crate) fn verify(
-    request: &Request,
-    source: &SourceConfig,
-    _: &mut Context<'_>,
-) -> Result<Verified, Rejection> {
-    shared_secret::verify(request, source, &[LEGACY_TOKEN_HEADER])
-}
+//!
+//! Verified by `shared_secret::verify`; the legacy header is among SparkPost's
+//! `credential_headers` in its spec (`mailpipe_model`).
 
 #[cfg(test)]
 mod tests {
@@ -47,7 +33,9 @@ mod tests {
             )
         };
         assert_eq!(
-            verify_with(&source, &ping("legacy-token")).unwrap().scheme,
+            verify_with(&source, &ping("legacy-token"))
+                .unwrap()
+                .scheme(),
             Scheme::HeaderToken
         );
         assert_eq!(

@@ -1,18 +1,20 @@
 //! Form bodies: `application/x-www-form-urlencoded` (Mandrill, legacy Mailgun) and the
-//! text fields of `multipart/form-data` (legacy Mailgun events that attach a message).
-//! Only what verification needs; never panics on hostile input.
+//! named parts of `multipart/form-data` (legacy Mailgun events that attach a message).
+//! Verification reads them to check signatures, normalization to read events: one reader
+//! for both. Never panics on hostile input.
 
 /// Decoded `key=value` pairs in order, `+` and percent escapes decoded. Invalid UTF-8 is
 /// replaced (U+FFFD): providers send UTF-8, and a forger still needs the key.
-pub(crate) fn urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+pub fn urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
 /// The named parts of a `multipart/form-data` body as (name, content) pairs, in order.
-/// `None` when the body is not multipart with this boundary.
-pub(crate) fn multipart_fields(body: &[u8], boundary: &str) -> Option<Vec<(String, Vec<u8>)>> {
+/// `None` when the body is not multipart with this boundary. File parts (an attached
+/// original message) are kept like any other; callers only read the names they know.
+pub fn multipart_fields(body: &[u8], boundary: &str) -> Option<Vec<(String, Vec<u8>)>> {
     if boundary.is_empty() || boundary.len() > 200 {
         return None;
     }
