@@ -712,6 +712,11 @@ cmd_up() {
                 launch "$stage" env -u MAILPIPE_RUN_DIR "${instance[@]}" \
                     MAILPIPE_SOURCES__SES__SNS_INSECURE_LOOPBACK=true "$bin"
                 ;;
+            rules)
+                # Stages run in a directory of their own: the rules file by its full path.
+                launch "$stage" env -u MAILPIPE_RUN_DIR "${instance[@]}" \
+                    MAILPIPE_RULES__FILE="${MAILPIPE_RULES__FILE:-$REPO_ROOT/config/rules.toml}" "$bin"
+                ;;
             *) launch "$stage" env -u MAILPIPE_RUN_DIR "${instance[@]}" "$bin" ;;
         esac
         started_stages+=("$stage")

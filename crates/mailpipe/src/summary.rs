@@ -11,14 +11,17 @@ use mailpipe_settings::Settings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Deserialize;
 
-/// The topics of the flow, in pipeline order.
-const FLOW: [Topic; 6] = [
+/// The topics of the flow, in pipeline order (the rules stage's last: what the rules did,
+/// and the suppressions they made).
+const FLOW: [Topic; 8] = [
     Topic::Raw,
     Topic::Verified,
     Topic::Rejected,
     Topic::Events,
     Topic::EventsUnique,
     Topic::Dlq,
+    Topic::Actions,
+    Topic::Suppressions,
 ];
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
