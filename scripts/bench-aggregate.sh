@@ -16,5 +16,5 @@ profile_flag=()
 if [[ "${PROFILE:-debug}" == "release" ]]; then
     profile_flag=(--release)
 fi
-exec cargo test "${profile_flag[@]}" -p mailpipe-tests --test aggregate_bench -- \
+exec cargo test "${profile_flag[@]}" -p mailpipe-tests --test it -- aggregate_bench:: \
     --ignored --nocapture --test-threads=1

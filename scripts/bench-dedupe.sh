@@ -14,5 +14,5 @@ profile_flag=()
 if [[ "${PROFILE:-debug}" == "release" ]]; then
     profile_flag=(--release)
 fi
-exec cargo test "${profile_flag[@]}" -p mailpipe-tests --test dedupe_bench -- \
+exec cargo test "${profile_flag[@]}" -p mailpipe-tests --test it -- dedupe_bench:: \
     --ignored --nocapture --test-threads=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bench of the whole pipeline: receiver and every stage as separate release processes fed by
 # `mailpipe send-samples` (all twelve providers), in two phases, each on fresh topics and a
-# fresh database (tests/tests/pipeline_bench.rs):
+# fresh database (tests/tests/it/pipeline_bench.rs):
 #   1. capacity: sustained events/s from the receiver to ClickHouse, posting as fast as it
 #      can (goal >= 5,000 events/s);
 #   2. fixed load: latency from the receiver taking a request to its rows being queryable
@@ -64,5 +64,5 @@ unset MAILPIPE_RUN_DIR
 
 # The bench starts the binaries next to its own (release) test executable.
 cargo build -q --release --workspace --bins
-exec cargo test -q --release -p mailpipe-tests --test pipeline_bench -- \
+exec cargo test -q --release -p mailpipe-tests --test it -- pipeline_bench:: \
     --ignored --nocapture --test-threads=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bench of the cost of exactly-once per stage (issue 16): the verify, normalize and dedupe
 # release binaries each work through the same pre-filled input with kafka.exactly_once off
-# and on (tests/tests/stage_bench.rs); prints input records/s of both and the ratio on/off
+# and on (tests/tests/it/stage_bench.rs); prints input records/s of both and the ratio on/off
 # (goal >= 0.8) as a Markdown table. Figures only, nothing is asserted.
 #
 # Needs a running stack (scripts/stack.sh up) and its env, e.g.
@@ -18,5 +18,5 @@ unset MAILPIPE_RUN_DIR
 
 # The bench starts the stage binaries next to its own (release) test executable.
 cargo build -q --release --workspace --bins
-exec cargo test -q --release -p mailpipe-tests --test stage_bench -- \
+exec cargo test -q --release -p mailpipe-tests --test it -- stage_bench:: \
     --ignored --nocapture --test-threads=1

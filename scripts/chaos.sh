@@ -3,12 +3,12 @@
 # and check that nothing is lost. They are #[ignore]d in `make test` because each loads the
 # local broker for minutes, enough to make other tests' produce calls time out when run next
 # to them. First the kill tests of the stages that read a topic and write topics
-# (tests/tests/{verify,normalize,dedupe}_kill.rs, harness crates/mailpipe-test-support/src/
+# (tests/tests/it/{verify,normalize,dedupe}_kill.rs, harness crates/mailpipe-test-support/src/
 # kill.rs): the stage binary takes 50,000 inputs while it is SIGKILLed at least 5 times at
 # seeded random points and restarted with the same instance id; its output topics, read
 # read_committed, must hold every expected output exactly once (0 missing, 0 extra) with
 # each key's outputs in input order. Then the aggregate kill test (100,000 events, counts in
-# ClickHouse). Last, the chaos test (tests/tests/chaos.rs): the whole pipeline takes
+# ClickHouse). Last, the chaos test (tests/tests/it/chaos.rs): the whole pipeline takes
 # `mailpipe send-samples` traffic (CHAOS_EVENTS, default 100,000 events, 10 % of requests
 # posted twice) while a random process is SIGKILLed every 2-6 s and restarted; it prints
 # sent / unique / in ClickHouse / lost / duplicated and checks mail.events.unique, read
@@ -18,7 +18,8 @@
 # its own (run directory MAILPIPE_CHAOS_RUN_DIR, default <repo>/.run/chaos, fresh data;
 # ports as for scripts/stack.sh), always stopped at the
 # end — or, when MAILPIPE_KAFKA__BROKERS is already set (a stack's env.sh sourced), against
-# that stack. CHAOS_TESTS="chaos" runs only the named test targets. VERIFY_KILL_SEED /
+# that stack. CHAOS_TESTS="chaos" runs only the named test files (modules of the
+# integration-test binary `it`). VERIFY_KILL_SEED /
 # VERIFY_KILL_COUNT, NORMALIZE_KILL_SEED / NORMALIZE_KILL_COUNT, DEDUPE_KILL_SEED /
 # DEDUPE_KILL_COUNT, AGG_KILL_SEED / AGG_KILL_COUNT and CHAOS_EVENTS / CHAOS_SEED /
 # CHAOS_DUPLICATES / CHAOS_DRAIN_SECONDS tune the tests. MAILPIPE_KAFKA__EXACTLY_ONCE=false
@@ -31,7 +32,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 STACK=$REPO_ROOT/scripts/stack.sh
 CHAOS_RUN_DIR=${MAILPIPE_CHAOS_RUN_DIR:-$REPO_ROOT/.run/chaos}
-# The integration-test targets holding the kill tests, in this order.
+# The files (modules of the integration-test binary `it`) holding the kill tests, in this
+# order; each runs alone, by a module filter, one test at a time.
 read -r -a CHAOS_TESTS <<<"${CHAOS_TESTS:-verify_kill normalize_kill dedupe_kill aggregate_kill chaos}"
 # mailpipe's settings read every MAILPIPE_* variable as a config key.
 unset MAILPIPE_RUN_DIR
@@ -75,6 +77,11 @@ else
 fi
 
 for test in "${CHAOS_TESTS[@]}"; do
-    step "cargo test -p mailpipe-tests --test $test -- --ignored"
-    cargo test -p mailpipe-tests --test "$test" -- --ignored --nocapture --test-threads=1
+    # A filter that matches nothing would pass silently: refuse a name with no file.
+    if [[ ! -f tests/tests/it/$test.rs ]]; then
+        printf 'chaos: no test file tests/tests/it/%s.rs (CHAOS_TESTS)\n' "$test" >&2
+        exit 2
+    fi
+    step "cargo test -p mailpipe-tests --test it -- $test:: --ignored"
+    cargo test -p mailpipe-tests --test it -- "$test::" --ignored --nocapture --test-threads=1
 done

@@ -79,7 +79,7 @@ fi
 # test with 100,000 events, plus the per-stage kill tests.
 TEST_CHAOS_EVENTS=${TEST_CHAOS_EVENTS:-10000}
 if ((TEST_CHAOS_EVENTS > 0)); then
-    step "short crash test: tests/tests/chaos.rs with CHAOS_EVENTS=$TEST_CHAOS_EVENTS"
-    CHAOS_EVENTS=$TEST_CHAOS_EVENTS cargo test -p mailpipe-tests --test chaos -- \
+    step "short crash test: tests/tests/it/chaos.rs with CHAOS_EVENTS=$TEST_CHAOS_EVENTS"
+    CHAOS_EVENTS=$TEST_CHAOS_EVENTS cargo test -p mailpipe-tests --test it -- chaos:: \
         --ignored --nocapture --test-threads=1
 fi

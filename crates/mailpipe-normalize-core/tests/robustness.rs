@@ -5,21 +5,11 @@
 mod common;
 
 use mailpipe_normalize_core::{max_events, parse, EmailEvent, ParseFailure, ParseInput, Provider};
+use mailpipe_samples::rng::Rng;
 
-/// xorshift64*: small, deterministic, good enough to shake parsers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// Uniform in `0..n`, as an index (the workspace's one seeded generator, SplitMix64).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
 }
 
 fn run(
@@ -172,17 +162,17 @@ fn a_large_batch_of_small_real_events_is_accepted() {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let alphabet = b"{}[]\":,0123456789.-eE truefalsnul\\/u\x00\xff\xc3event";
     for provider in Provider::ALL {
         for _ in 0..300 {
-            let len = rng.below(200);
+            let len = below(&mut rng, 200);
             let body: Vec<u8> = (0..len)
                 .map(|_| {
-                    if rng.below(2) == 0 {
-                        alphabet[rng.below(alphabet.len())]
+                    if below(&mut rng, 2) == 0 {
+                        rng.pick(alphabet)
                     } else {
-                        rng.next() as u8
+                        rng.next_u64() as u8
                     }
                 })
                 .collect();
@@ -193,7 +183,7 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn mutated_fixtures_never_panic() {
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut rng = Rng::new(0xD1B5_4A32_D192_ED03);
     let fixtures = common::all();
     let tokens: [&[u8]; 12] = [
         b"{", b"}", b"[", b"]", b"\"", b",", b":", b"null", b"1e999", b"-1", b"\\u0000", b"\xff",
@@ -201,15 +191,15 @@ fn mutated_fixtures_never_panic() {
     for fixture in &fixtures {
         for _ in 0..60 {
             let mut body = fixture.body.clone();
-            for _ in 0..=rng.below(4) {
-                let at = rng.below(body.len() + 1);
-                match rng.below(4) {
-                    0 if at < body.len() => body[at] ^= 1 << rng.below(8),
+            for _ in 0..=below(&mut rng, 4) {
+                let at = below(&mut rng, body.len() + 1);
+                match below(&mut rng, 4) {
+                    0 if at < body.len() => body[at] ^= 1 << below(&mut rng, 8),
                     1 if at < body.len() => {
-                        drop(body.drain(at..(at + rng.below(16)).min(body.len())))
+                        drop(body.drain(at..(at + below(&mut rng, 16)).min(body.len())))
                     }
                     2 => body
-                        .splice(at..at, tokens[rng.below(tokens.len())].iter().copied())
+                        .splice(at..at, rng.pick(&tokens).iter().copied())
                         .for_each(drop),
                     _ => body.truncate(at),
                 }

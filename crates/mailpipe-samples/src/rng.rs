@@ -3,7 +3,9 @@
 //! Written here rather than taken from `rand`: sample traffic must be the same for the same
 //! `--seed` across builds and dependency upgrades, and `rand`'s generators do not promise
 //! stable output across versions. SplitMix64 is tiny, fast and statistically good enough
-//! for fake data; nothing here is cryptographic.
+//! for fake data; nothing here is cryptographic. It is the workspace's one seeded generator:
+//! the kill tests' schedules (`mailpipe-test-support`) and the normalize parsers' robustness
+//! test use it too.
 
 /// SplitMix64 (Steele, Lea, Flood 2014), as used to seed xoshiro.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! `scripts/test.sh`), with the local defaults of design.md §3.6.
 
 pub mod broker;
+pub mod event;
 pub mod kill;
 pub mod lag;
 pub mod metrics;
@@ -15,6 +16,8 @@ pub mod redis;
 /// The seeded generator of the sample traffic (SplitMix64), so a failing kill schedule can
 /// be replayed from its printed seed.
 pub use mailpipe_samples::rng::Rng;
+
+pub use event::EventBuilder;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -420,31 +423,14 @@ impl<T> HeldTail<T> {
 /// as the stage tests feed `mail.events`; `copy` > 0 is an ESP retry of it (same
 /// `event_id`, another raw request and raw event).
 pub fn delivered_event(seq: usize, copy: usize, recipients: usize) -> EmailEvent {
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: mailpipe_model::EventType::Delivered,
-        provider_event: "delivered".into(),
-        provider: mailpipe_model::Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient_domain: Some("example.com".into()),
-        recipient: Some(format!("user{}@example.com", seq % recipients)),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: None,
-        tags: Vec::new(),
-        metadata: std::collections::BTreeMap::new(),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: Some("250 ok".into()),
-        description: None,
-        raw_request_id: format!("req-{seq}-{copy}"),
-        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"),
-    }
+    EventBuilder::delivered(format!("ev-{seq}"))
+        .at(event::DEFAULT_AT_MS + seq as i64)
+        .recipient(format!("user{}@example.com", seq % recipients))
+        .message_id(format!("msg-{seq}"))
+        .mta_response("250 ok")
+        .raw_request_id(format!("req-{seq}-{copy}"))
+        .raw_event(format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"))
+        .build()
 }
 
 #[cfg(test)]

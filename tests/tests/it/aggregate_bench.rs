@@ -10,7 +10,6 @@
 //! and, to tell where the stage's time goes, the consumer loop alone over the same topic
 //! and the Avro decoding alone (field by field, and the generic way).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,12 +18,14 @@ use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::consumer::{Delivery, Handler, HandlerError, LoopConfig};
 use mailpipe_kafka::{Topic, TopicNames};
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::{EmailEvent, EventType};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_stage_5_aggregate::decode::EventReader;
 use mailpipe_stage_5_aggregate::row::EventRow;
-use mailpipe_test_support::{committed_total, create_topic, dev_settings, env_or, unique_name};
+use mailpipe_test_support::{
+    committed_total, create_topic, dev_settings, env_or, unique_name, EventBuilder,
+};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -32,31 +33,24 @@ const PARTITIONS: i32 = 4;
 
 fn event(seq: usize, occurred_at: i64) -> EmailEvent {
     let types = [EventType::Delivered, EventType::Opened, EventType::Clicked];
-    EmailEvent {
-        event_id: format!("bench-{seq}"),
-        event_type: types[seq % types.len()],
-        provider_event: "open".into(),
-        provider: Provider::Sendgrid,
-        source: "sendgrid".into(),
-        occurred_at,
-        received_at: occurred_at,
-        recipient: Some(format!("user{}@example.com", seq % 5_000)),
-        recipient_domain: Some("example.com".into()),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: Some(format!("campaign-{}", seq % 10)),
-        tags: vec!["newsletter".into()],
-        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
-        reject_reason: None,
-        bounce_class: None,
-        url: Some("https://example.com/landing".into()),
-        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
-        ip: Some("192.0.2.1".into()),
-        geo: None,
-        mta_response: None,
-        description: None,
-        raw_request_id: format!("req-{seq}"),
-        raw_event: format!("{{\"sg_event_id\":\"bench-{seq}\",\"event\":\"open\"}}"),
-    }
+    EventBuilder::new(format!("bench-{seq}"))
+        .event_type(types[seq % types.len()])
+        .provider_event("open")
+        .source("sendgrid")
+        .at(occurred_at)
+        .recipient(format!("user{}@example.com", seq % 5_000))
+        .message_id(format!("msg-{seq}"))
+        .campaign_id(format!("campaign-{}", seq % 10))
+        .tag("newsletter")
+        .metadata("seq", seq.to_string())
+        .url("https://example.com/landing")
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64)")
+        .ip("192.0.2.1")
+        .raw_request_id(format!("req-{seq}"))
+        .raw_event(format!(
+            "{{\"sg_event_id\":\"bench-{seq}\",\"event\":\"open\"}}"
+        ))
+        .build()
 }
 
 struct Bench {

@@ -10,43 +10,33 @@ use std::time::Duration;
 
 use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_kafka::{Handler, Topic, TopicNames};
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::{EmailEvent, EventType};
 use mailpipe_settings::Settings;
 use mailpipe_stage::{DeadLetters, Emitter, Stage};
 use mailpipe_stage_4_dedupe::emit::ForwardAll;
 use mailpipe_stage_4_dedupe::{seen, DedupeHandler};
-use mailpipe_test_support::{create_topic, dev_settings, unique_name};
+use mailpipe_test_support::{create_topic, dev_settings, unique_name, EventBuilder};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 fn event(seq: usize, copy: usize) -> EmailEvent {
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: EventType::Opened,
-        provider_event: "open".into(),
-        provider: Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient: Some(format!("user{}@example.com", seq % 1000)),
-        recipient_domain: Some("example.com".into()),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: Some("spring".into()),
-        tags: vec!["newsletter".into()],
-        metadata: Default::default(),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: Some("Mozilla/5.0".into()),
-        ip: Some("192.0.2.1".into()),
-        geo: None,
-        mta_response: None,
-        description: None,
-        raw_request_id: format!("req-{seq}-{copy}"),
-        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"event\":\"open\",\"copy\":{copy}}}"),
-    }
+    EventBuilder::new(format!("ev-{seq}"))
+        .event_type(EventType::Opened)
+        .provider_event("open")
+        .at(1_717_000_000_000 + seq as i64)
+        .recipient(format!("user{}@example.com", seq % 1000))
+        .message_id(format!("msg-{seq}"))
+        .campaign_id("spring")
+        .tag("newsletter")
+        .user_agent("Mozilla/5.0")
+        .ip("192.0.2.1")
+        .raw_request_id(format!("req-{seq}-{copy}"))
+        .raw_event(format!(
+            "{{\"sg_event_id\":\"ev-{seq}\",\"event\":\"open\",\"copy\":{copy}}}"
+        ))
+        .build()
 }
 
 /// A fresh topic prefix holding `distinct` events plus 30 % copies; returns settings and

@@ -11,7 +11,8 @@
 //! `mailpipe_test_support::kill`.
 //!
 //! Ignored in `make test`; `make chaos` (scripts/chaos.sh) runs it, or by hand against a
-//! running stack: `cargo test -p mailpipe-tests --test normalize_kill -- --ignored --nocapture`.
+//! running stack:
+//! `cargo test -p mailpipe-tests --test it -- normalize_kill:: --ignored --nocapture`.
 //! The binary must be built (`cargo build -p mailpipe-stage-3-normalize`).
 //! `NORMALIZE_KILL_SEED` replays one schedule.
 

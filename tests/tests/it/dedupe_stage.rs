@@ -14,14 +14,14 @@ use mailpipe_avro::{
     EMAIL_EVENT_SCHEMA,
 };
 use mailpipe_kafka::{Topic, TopicNames};
-use mailpipe_model::{EmailEvent, EventType, Provider};
+use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
 use mailpipe_stage_4_dedupe::seen::{confirmed, coordinates, dedupe_key};
 use mailpipe_test_support::other_client::subject_schema_ids;
 use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{
     consume_exactly, create_topic, dev_settings, free_port, schema_registry_url, unique_name,
-    wait_for_committed_total,
+    wait_for_committed_total, EventBuilder,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -30,32 +30,15 @@ use tokio_util::sync::CancellationToken;
 
 /// Event `seq` of the stream; `copy` > 0 is an ESP retry of it (same id, new request).
 fn event(seq: usize, copy: usize) -> EmailEvent {
-    let recipient = format!("user{}@example.com", seq % 17);
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: EventType::Delivered,
-        provider_event: "delivered".into(),
-        provider: Provider::Sendgrid,
-        source: "main".into(),
-        occurred_at: 1_717_000_000_000 + seq as i64,
-        received_at: 1_717_000_000_000 + seq as i64,
-        recipient_domain: Some("example.com".into()),
-        recipient: Some(recipient),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: None,
-        tags: Vec::new(),
-        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: Some("250 ok".into()),
-        description: None,
-        raw_request_id: format!("req-{seq}-{copy}"),
-        raw_event: format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"),
-    }
+    EventBuilder::delivered(format!("ev-{seq}"))
+        .at(1_717_000_000_000 + seq as i64)
+        .recipient(format!("user{}@example.com", seq % 17))
+        .message_id(format!("msg-{seq}"))
+        .metadata("seq", seq.to_string())
+        .mta_response("250 ok")
+        .raw_request_id(format!("req-{seq}-{copy}"))
+        .raw_event(format!("{{\"sg_event_id\":\"ev-{seq}\",\"copy\":{copy}}}"))
+        .build()
 }
 
 /// `n` distinct events, 30 % of them sent twice: the copy right behind (same batch) for

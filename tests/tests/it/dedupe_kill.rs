@@ -11,7 +11,7 @@
 //!
 //! Ignored in `make test`: a long run that loads the local broker heavily. `make chaos`
 //! (scripts/chaos.sh) runs it, or by hand against a running stack:
-//! `cargo test -p mailpipe-tests --test dedupe_kill -- --ignored --nocapture`.
+//! `cargo test -p mailpipe-tests --test it -- dedupe_kill:: --ignored --nocapture`.
 //! The binary must be built (`cargo build -p mailpipe-stage-4-dedupe`); its log is kept in a
 //! temporary file when the test fails. `DEDUPE_KILL_SEED` replays one schedule.
 

@@ -19,6 +19,7 @@ use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_test_support::{
     committed_total, consume_exactly, create_topic, dev_settings, free_port, unique_name,
+    EventBuilder,
 };
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
@@ -36,39 +37,26 @@ const TYPES: [EventType; 5] = [
 
 fn event(seq: usize, occurred_at: i64) -> EmailEvent {
     let domain = ["example.com", "example.org", "example.net"][seq % 3];
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type: TYPES[seq % TYPES.len()],
-        provider_event: "x".into(),
-        provider: if seq.is_multiple_of(2) {
-            Provider::Sendgrid
-        } else {
-            Provider::Mailgun
-        },
-        source: if seq.is_multiple_of(2) {
-            "sendgrid".into()
-        } else {
-            "mailgun".into()
-        },
-        occurred_at,
-        received_at: occurred_at + 1_500,
-        recipient: Some(format!("user{}@{domain}", seq % 23)),
-        recipient_domain: Some(domain.into()),
-        message_id: Some(format!("msg-{seq}")),
-        campaign_id: seq.is_multiple_of(4).then(|| "spring".to_string()),
-        tags: vec!["t".into()],
-        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
-        reject_reason: None,
-        bounce_class: None,
-        url: None,
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: None,
-        description: None,
-        raw_request_id: format!("req-{seq}"),
-        raw_event: format!("{{\"id\":{seq}}}"),
-    }
+    let provider = if seq.is_multiple_of(2) {
+        Provider::Sendgrid
+    } else {
+        Provider::Mailgun
+    };
+    EventBuilder::new(format!("ev-{seq}"))
+        .event_type(TYPES[seq % TYPES.len()])
+        .provider_event("x")
+        .provider(provider)
+        .source(provider.as_str())
+        .at(occurred_at)
+        .received_at(occurred_at + 1_500)
+        .recipient(format!("user{}@{domain}", seq % 23))
+        .message_id(format!("msg-{seq}"))
+        .campaign_id(seq.is_multiple_of(4).then_some("spring"))
+        .tag("t")
+        .metadata("seq", seq.to_string())
+        .raw_request_id(format!("req-{seq}"))
+        .raw_event(format!("{{\"id\":{seq}}}"))
+        .build()
 }
 
 /// Events `first..first+n`, each 5th one written twice (a copy right behind or later).

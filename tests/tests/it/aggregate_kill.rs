@@ -24,7 +24,7 @@ use mailpipe_stage::Stage;
 use mailpipe_test_support::metrics::messages_consumed;
 use mailpipe_test_support::pipeline::Pipeline;
 use mailpipe_test_support::{
-    committed_total, create_topic, dev_settings, produce_events, HeldTail, Rng,
+    committed_total, create_topic, dev_settings, produce_events, EventBuilder, HeldTail, Rng,
 };
 
 const DISTINCT: usize = 90_000;
@@ -83,31 +83,21 @@ fn event(seq: usize, rng: &mut Rng) -> EmailEvent {
     if seq % LATE_EVERY == LATE_EVERY - 1 {
         occurred_at -= LATE_BY_MS;
     }
-    EmailEvent {
-        event_id: format!("ev-{seq}"),
-        event_type,
-        provider_event: event_type.as_str().into(),
-        provider,
-        source: provider.as_str().into(),
-        occurred_at,
-        received_at: occurred_at + 700,
-        recipient: Some(format!("user{recipient_no}@{domain}")),
-        recipient_domain: Some(domain.into()),
-        message_id: Some(format!("msg-{}", seq / 3)),
-        campaign_id: (!seq.is_multiple_of(4)).then(|| format!("campaign-{}", seq % 7)),
-        tags: vec!["kill".into()],
-        metadata: BTreeMap::from([("seq".to_string(), seq.to_string())]),
-        reject_reason: None,
-        bounce_class: None,
-        url: (event_type == EventType::Clicked).then(|| "https://example.com/x".to_string()),
-        user_agent: None,
-        ip: None,
-        geo: None,
-        mta_response: None,
-        description: None,
-        raw_request_id: format!("req-{seq}"),
-        raw_event: format!("{{\"id\":{seq}}}"),
-    }
+    EventBuilder::new(format!("ev-{seq}"))
+        .event_type(event_type)
+        .provider(provider)
+        .source(provider.as_str())
+        .at(occurred_at)
+        .received_at(occurred_at + 700)
+        .recipient(format!("user{recipient_no}@{domain}"))
+        .message_id(format!("msg-{}", seq / 3))
+        .campaign_id((!seq.is_multiple_of(4)).then(|| format!("campaign-{}", seq % 7)))
+        .tag("kill")
+        .metadata("seq", seq.to_string())
+        .url((event_type == EventType::Clicked).then_some("https://example.com/x"))
+        .raw_request_id(format!("req-{seq}"))
+        .raw_event(format!("{{\"id\":{seq}}}"))
+        .build()
 }
 
 /// The distinct events, and the input: each distinct event in order, every COPY_EVERY-th

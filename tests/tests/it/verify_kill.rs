@@ -12,7 +12,8 @@
 //! not asserted. The harness: `mailpipe_test_support::kill`.
 //!
 //! Ignored in `make test`; `make chaos` (scripts/chaos.sh) runs it, or by hand against a
-//! running stack: `cargo test -p mailpipe-tests --test verify_kill -- --ignored --nocapture`.
+//! running stack:
+//! `cargo test -p mailpipe-tests --test it -- verify_kill:: --ignored --nocapture`.
 //! The binaries must be built (`cargo build -p mailpipe-stage-2-verify -p mailpipe`).
 //! `VERIFY_KILL_SEED` replays one schedule.
 

@@ -9,7 +9,7 @@
 //! Ignored in `make test`: about one run in four stalls after the broker is back (the
 //! restarted stage is assigned its partitions, then no output reaches the reader, no
 //! error logged; no copy and no loss seen in any run). Not understood yet; by hand:
-//! `cargo test -p mailpipe-tests --test transaction_abort -- --ignored --nocapture`.
+//! `cargo test -p mailpipe-tests --test it -- transaction_abort:: --ignored --nocapture`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
