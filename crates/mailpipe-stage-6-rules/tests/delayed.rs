@@ -4,12 +4,16 @@
 
 use mailpipe_model::{EmailEvent, EventType};
 use mailpipe_rules_core::load;
-use mailpipe_stage_6_rules::process::{fire_due, process, ProcessConfig};
-use mailpipe_stage_6_rules::{Op, RulesState};
-use mailpipe_test_support::{delivered_event, redis_url, unique_name};
+use mailpipe_stage_6_rules::process::{fire_due, process};
+use mailpipe_stage_6_rules::Op;
+use mailpipe_test_support::unique_name;
 
-const HOUR: i64 = 3_600_000;
-const T0: i64 = 1_717_000_000_000;
+mod common;
+use common::{config, state, HOUR, T0};
+
+fn event(seq: usize, recipient: &str, event_type: EventType, at: i64) -> EmailEvent {
+    common::event(seq, recipient, event_type, None, at)
+}
 
 const NUDGE: &str = r#"
 [[rule]]
@@ -25,30 +29,6 @@ value = "{{ recipient }}"
 [rule.then.guard]
 threshold = { events = ["clicked"], per = "recipient", within = "48h", at_most = 0 }
 "#;
-
-async fn state(prefix: &str) -> RulesState {
-    let client = redis::Client::open(redis_url()).expect("redis url");
-    let connection = client
-        .get_connection_manager()
-        .await
-        .expect("redis is up (make up)");
-    RulesState::new(connection, prefix.to_string())
-}
-
-fn config() -> ProcessConfig {
-    ProcessConfig {
-        score_window_ms: 90 * 24 * HOUR,
-        publish_topics: vec![String::from("marketing.reengage")],
-    }
-}
-
-fn event(seq: usize, recipient: &str, event_type: EventType, at: i64) -> EmailEvent {
-    let mut e = delivered_event(seq, 0, 1);
-    e.event_type = event_type;
-    e.recipient = Some(recipient.to_string());
-    e.occurred_at = at;
-    e
-}
 
 #[tokio::test]
 async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {

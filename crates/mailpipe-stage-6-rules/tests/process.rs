@@ -4,47 +4,16 @@
 
 use mailpipe_model::{BounceClass, EmailEvent, EventType};
 use mailpipe_rules_core::{load, RuleSet};
-use mailpipe_stage_6_rules::process::{process, EventOutputs, ProcessConfig};
-use mailpipe_stage_6_rules::{Op, RulesState};
-use mailpipe_test_support::{delivered_event, redis_url, unique_name};
+use mailpipe_stage_6_rules::process::{process, EventOutputs};
+use mailpipe_stage_6_rules::Op;
+use mailpipe_test_support::unique_name;
 
-const HOUR: i64 = 3_600_000;
+mod common;
+use common::{config, event, state, HOUR};
 
 fn default_rules() -> RuleSet {
     let text = include_str!("../../../config/rules.toml");
     load(text).expect("the default rules load")
-}
-
-async fn state(prefix: &str) -> RulesState {
-    let client = redis::Client::open(redis_url()).expect("redis url");
-    let connection = client
-        .get_connection_manager()
-        .await
-        .expect("redis is up (make up)");
-    RulesState::new(connection, prefix.to_string())
-}
-
-fn config() -> ProcessConfig {
-    ProcessConfig {
-        score_window_ms: 90 * 24 * HOUR,
-        publish_topics: vec![String::from("crm.events")],
-    }
-}
-
-fn event(
-    seq: usize,
-    recipient: &str,
-    event_type: EventType,
-    class: Option<BounceClass>,
-    at: i64,
-) -> EmailEvent {
-    let mut e = delivered_event(seq, 0, 1);
-    e.event_type = event_type;
-    e.bounce_class = class;
-    e.recipient = Some(recipient.to_string());
-    e.recipient_domain = recipient.rsplit_once('@').map(|(_, d)| d.to_string());
-    e.occurred_at = at;
-    e
 }
 
 fn decisions(outputs: &[EventOutputs]) -> Vec<Vec<(String, &'static str, &'static str)>> {

@@ -11,15 +11,13 @@ use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{BounceClass, EmailEvent, EventType};
 use mailpipe_settings::Settings;
-use mailpipe_test_support::{
-    consume_exactly, create_topic, delivered_event, dev_settings, unique_name,
-};
+use mailpipe_test_support::{consume_exactly, create_topic, dev_settings, unique_name};
+
+mod common;
+use common::{event, HOUR, T0};
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
-
-const HOUR: i64 = 3_600_000;
-const T0: i64 = 1_717_000_000_000;
 
 const DOMAIN_RULE: &str = r#"
 [[rule]]
@@ -130,22 +128,6 @@ struct Suppression {
     recipient: String,
     suppressed: bool,
     origin: String,
-}
-
-fn event(
-    seq: usize,
-    recipient: &str,
-    event_type: EventType,
-    class: Option<BounceClass>,
-    at: i64,
-) -> EmailEvent {
-    let mut e = delivered_event(seq, 0, 1);
-    e.event_type = event_type;
-    e.bounce_class = class;
-    e.recipient = Some(recipient.to_string());
-    e.recipient_domain = recipient.rsplit_once('@').map(|(_, d)| d.to_string());
-    e.occurred_at = at;
-    e
 }
 
 // The stage runs in this test's runtime: several threads, so the test's own waiting never
