@@ -92,6 +92,9 @@ impl RuleSet {
         if !rule.enabled {
             return Err(format!("rule {} is disabled", rule.id));
         }
+        if rule.dry_run {
+            return Err(format!("rule {} is in dry run", rule.id));
+        }
         let action = rule
             .actions
             .get(due.action_index)

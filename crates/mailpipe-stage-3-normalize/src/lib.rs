@@ -100,6 +100,13 @@ impl NormalizeHandler {
                 return Err(StageError::permanent(reason, e.to_string()));
             }
         };
+        if events.is_empty() {
+            // A request that holds no email event (Postal's report on a message it
+            // received): completed without output, counted, never silently.
+            metrics::counter!(names::NORMALIZE_REQUESTS_WITHOUT_EVENTS,
+                "provider" => provider.as_str())
+            .increment(1);
+        }
         let mut out = Vec::with_capacity(events.len());
         for event in &events {
             let payload = self.events_encoder.encode(event);

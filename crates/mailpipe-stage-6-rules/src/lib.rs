@@ -48,8 +48,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         outputs,
         shutdown.clone(),
     ));
-    let consumed =
-        mailpipe_stage::run_consumer(Stage::Rules, &settings, handler, shutdown.clone()).await;
+    let consumer = mailpipe_stage::run_consumer(Stage::Rules, &settings, handler, shutdown.clone());
+    tokio::pin!(consumer);
+    let mut scheduler = scheduler;
+    // The stage is all three tasks: if the scheduler ends before shutdown (it cannot
+    // produce or reach Redis at start, or panicked), the stage stops too, rather than run
+    // on without firing delayed actions.
+    let consumed = tokio::select! {
+        consumed = &mut consumer => consumed,
+        ended = &mut scheduler => {
+            shutdown.cancel();
+            let consumed = consumer.await;
+            let _ = reload.await;
+            return match ended {
+                Ok(Ok(())) => consumed,
+                Ok(Err(e)) => Err(e.context("the scheduler of due actions stopped")),
+                Err(e) => Err(anyhow::anyhow!("the scheduler of due actions panicked: {e}")),
+            };
+        }
+    };
     shutdown.cancel();
     let _ = reload.await;
     match scheduler.await {

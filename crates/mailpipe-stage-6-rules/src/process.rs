@@ -118,7 +118,8 @@ async fn evaluate(
     for (event, plan) in events.iter().zip(&plans) {
         let mut snapshot = StateSnapshot::new();
         for lookup in &plan.lookups {
-            if let Some(answer) = answers.next().and_then(engine_answer) {
+            let answer = answers.next().map(|a| not_by(a, &event.event_id));
+            if let Some(answer) = answer.and_then(engine_answer) {
                 snapshot.insert(lookup.clone(), answer);
             }
         }
@@ -218,6 +219,7 @@ fn decide(
                     execute(
                         params,
                         event,
+                        event_time_ms(event),
                         &action.idempotency_key,
                         &origin,
                         config,
@@ -281,7 +283,8 @@ pub async fn fire_due(
         let mut out = EventOutputs::default();
         let Ok(scheduled) = serde_json::from_str::<Scheduled>(&payload) else {
             // Written by this stage, so only a foreign or corrupted value lands here: it is
-            // forgotten, on record, never retried forever.
+            // dropped from the schedule with an error in the log (there is no event to
+            // write a record about), never retried forever.
             tracing::error!(%action_id, "a scheduled action cannot be read back; dropped from the schedule");
             fired.push(Fired {
                 action_id,
@@ -303,9 +306,11 @@ pub async fn fire_due(
         let verdict = rules.check_guard(&scheduled.due, &snapshot);
         let (decision, result) = if verdict.run {
             let origin = format!("rule:{}", scheduled.due.rule_id);
+            // A delayed action acts at its due time (its score counts from then).
             let result = execute(
                 &scheduled.params,
                 &scheduled.due.event,
+                scheduled.due.due_at_ms,
                 &action_id,
                 &origin,
                 config,
@@ -345,16 +350,17 @@ pub async fn fire_due(
 }
 
 /// Applies one executed action now: its state change (queued in `effects`) and records.
+#[allow(clippy::too_many_arguments)]
 pub fn execute(
     params: &ActionParams,
     event: &EmailEvent,
+    at: i64,
     action_id: &str,
     origin: &str,
     config: &ProcessConfig,
     effects: &mut Vec<Op>,
     out: &mut EventOutputs,
 ) -> Outcome {
-    let at = event_time_ms(event);
     match params {
         ActionParams::Suppress {
             recipient,
@@ -470,6 +476,24 @@ fn lookup_op(lookup: &Lookup, at_ms: i64, config: &ProcessConfig) -> Op {
             scope: GLOBAL_SCOPE.to_string(),
             recipient: recipient.clone(),
         },
+    }
+}
+
+/// A suppression this very event made (a redelivery, or a batch retried after its effects
+/// were written) is not a suppression for it: the event decides as it did the first time.
+fn not_by(answer: Answer, event_id: &str) -> Answer {
+    match &answer {
+        Answer::Suppression(Some(record)) => {
+            let made_by = serde_json::from_str::<serde_json::Value>(record)
+                .ok()
+                .and_then(|v| v.get("event_id")?.as_str().map(str::to_string));
+            if made_by.as_deref() == Some(event_id) {
+                Answer::Suppression(None)
+            } else {
+                answer
+            }
+        }
+        _ => answer,
     }
 }
 

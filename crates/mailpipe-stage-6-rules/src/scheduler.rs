@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use mailpipe_kafka::OutRecord;
 use mailpipe_runtime::backoff;
 use mailpipe_settings::Settings;
 use mailpipe_telemetry::names;
@@ -59,7 +58,10 @@ pub async fn run(
     }
 }
 
-/// One round: fire, produce, unschedule. Answers how many fired.
+/// One round: fire, then per action produce its records and unschedule it. Answers how
+/// many fired. A record Kafka refuses for good (too large, an unknown topic) is logged and
+/// its action unscheduled, so one bad action never holds the schedule; any other produce
+/// error ends the round (the rest fire again in the next).
 async fn round(
     rules: &SharedRules,
     state: &mut crate::state::RulesState,
@@ -69,27 +71,25 @@ async fn round(
 ) -> anyhow::Result<usize> {
     let now = now_ms();
     let fired = fire_due(&rules.current(), state, config, now, ROUND).await?;
-    let mut unschedule = Vec::with_capacity(fired.len());
     for action in &fired {
         for record in outputs.records(&action.outputs)? {
-            produce(producer, &record).await?;
+            let sent = producer
+                .send(record.future_record(), Duration::from_secs(30))
+                .await;
+            if let Err((e, _)) = sent {
+                if !mailpipe_kafka::transaction::is_permanent(&e) {
+                    anyhow::bail!("producing a fired action's record to {}: {e}", record.topic);
+                }
+                tracing::error!(action_id = %action.action_id, topic = %record.topic, error = %e,
+                    "a fired action's record can never be produced; the action is dropped");
+            }
         }
-        unschedule.push(Op::Unschedule {
+        let unschedule = Op::Unschedule {
             id: action.action_id.clone(),
             now_ms: now,
-        });
+        };
+        state.apply(&[unschedule]).await?;
+        metrics::counter!(names::RULES_DUE_FIRED).increment(1);
     }
-    state.apply(&unschedule).await?;
-    metrics::counter!(names::RULES_DUE_FIRED).increment(fired.len() as u64);
     Ok(fired.len())
-}
-
-async fn produce(producer: &FutureProducer, record: &OutRecord) -> anyhow::Result<()> {
-    producer
-        .send(record.future_record(), Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| {
-            anyhow::anyhow!("producing a fired action's record to {}: {e}", record.topic)
-        })?;
-    Ok(())
 }

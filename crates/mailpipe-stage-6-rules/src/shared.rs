@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mailpipe_rules_core::{load, RuleSet};
 use mailpipe_telemetry::names;
@@ -53,8 +53,9 @@ pub fn load_file(path: &Path) -> Result<RuleSet, Vec<String>> {
     })
 }
 
-/// Reloads `rules` from `path` when the file changes (checked every `every`) or on
-/// SIGHUP, until `shutdown`. A file that does not load is refused with every error
+/// Reloads `rules` from `path` when the file's content changes (checked every `every`:
+/// its bytes are compared, not its mtime, so a write in progress that a coarse mtime
+/// hides is still picked up once finished) or on SIGHUP, until `shutdown`. A file that does not load is refused with every error
 /// logged, and the rules in force stay.
 pub async fn reload_on_change(
     rules: SharedRules,
@@ -62,7 +63,7 @@ pub async fn reload_on_change(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut seen = modified(&path);
+    let mut seen = content(&path);
     let mut hangups = hangups();
     loop {
         let forced = tokio::select! {
@@ -70,7 +71,7 @@ pub async fn reload_on_change(
             _ = tokio::time::sleep(every) => false,
             _ = next_hangup(&mut hangups) => true,
         };
-        let now = modified(&path);
+        let now = content(&path);
         if !forced && now == seen {
             continue;
         }
@@ -93,8 +94,8 @@ pub async fn reload_on_change(
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn content(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
 }
 
 #[cfg(unix)]

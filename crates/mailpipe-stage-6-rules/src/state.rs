@@ -141,18 +141,19 @@ return 0
 /// KEYS[1] cooldown key, KEYS[2] limit key (same hash slot: both carry `{rule}`).
 /// ARGV: claimant, at, cooldown ms (0: none), cooldown ttl ms, limit (0: none), limit
 /// expired bound (inclusive), limit ttl ms. The cooldown's value is `<at> <claimant>`.
-/// Answers 1 granted, 2 cooled down, 3 limited.
+/// Answers 1 granted, 2 cooled down, 3 limited. A malformed cooldown value counts as none.
 const CLAIM: &str = r"
 local claimant, at = ARGV[1], tonumber(ARGV[2])
 local cooldown, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
 if limit > 0 and redis.call('ZSCORE', KEYS[2], claimant) then return 1 end
+local held_at = nil
 if cooldown > 0 then
   local held = redis.call('GET', KEYS[1])
-  if held then
-    local space = string.find(held, ' ', 1, true)
-    local held_at, holder = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
-    if holder == claimant then return 1 end
-    if math.abs(at - held_at) < cooldown then return 2 end
+  local space = held and string.find(held, ' ', 1, true)
+  if space then
+    held_at = tonumber(string.sub(held, 1, space - 1))
+    if string.sub(held, space + 1) == claimant then return 1 end
+    if held_at and math.abs(at - held_at) < cooldown then return 2 end
   end
 end
 if limit > 0 then
@@ -161,7 +162,9 @@ if limit > 0 then
   redis.call('ZADD', KEYS[2], ARGV[2], claimant)
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
-if cooldown > 0 then
+-- The cooldown remembers the latest execution by event time: a late, older event that
+-- was granted does not move it back.
+if cooldown > 0 and (held_at == nil or at > held_at) then
   redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. claimant, 'PX', ARGV[4])
 end
 return 1
@@ -316,7 +319,7 @@ impl RulesState {
                         .key(self.key("series", series))
                         .arg(member)
                         .arg(at_ms)
-                        .arg(at_ms.saturating_sub(retain))
+                        .arg(trim_point(*at_ms).saturating_sub(retain))
                         .arg(retain),
                 );
             }
@@ -352,7 +355,7 @@ impl RulesState {
                         .arg(cooldown_ms)
                         .arg(cooldown_ttl)
                         .arg(max)
-                        .arg(at_ms.saturating_sub(window_ms))
+                        .arg(trim_point(*at_ms).saturating_sub(window_ms))
                         .arg(window_ms.saturating_mul(2)),
                 );
             }
@@ -449,7 +452,7 @@ impl RulesState {
                 .key(self.key("score", recipient))
                 .arg(member)
                 .arg(at_ms)
-                .arg(at_ms.saturating_sub(window_ms.saturating_mul(2)))
+                .arg(trim_point(at_ms).saturating_sub(window_ms.saturating_mul(2)))
                 .arg(format!("({}", at_ms.saturating_sub(window_ms)))
                 .arg(window_ms.saturating_mul(2)),
         );
@@ -458,10 +461,24 @@ impl RulesState {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Where trimming counts back from: the entry's time, but never later than the wall clock,
+/// so one event dated in the future (a provider's skewed clock, seconds taken for
+/// milliseconds) cannot trim away a series, a score or a limit's history.
+fn trim_point(at_ms: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(i64::MAX, |d| {
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        });
+    at_ms.min(now)
+}
+
 fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
+    // Only the reply's shape: a reply can hold scheduled payloads (webhook headers,
+    // recipients), which never go into an error or a log line.
     let unexpected = |name: &'static str, reply: &Value| StateError::Reply {
         op: name,
-        reply: format!("{reply:?}"),
+        reply: shape(reply),
     };
     Ok(match op {
         Op::Count { .. } => match reply {
@@ -506,6 +523,19 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
         | Op::Suppress { .. }
         | Op::Unsuppress { .. } => Answer::Done,
     })
+}
+
+/// A reply's kind and size, never its content.
+fn shape(reply: &Value) -> String {
+    match reply {
+        Value::Nil => "nil".into(),
+        Value::Int(_) => "an integer".into(),
+        Value::BulkString(b) => format!("a string of {} bytes", b.len()),
+        Value::Array(items) => format!("an array of {}", items.len()),
+        Value::SimpleString(_) => "a status".into(),
+        Value::Okay => "OK".into(),
+        _ => "another kind of reply".into(),
+    }
 }
 
 #[cfg(test)]

@@ -262,3 +262,63 @@ async fn publish_writes_only_to_the_allowed_topics() {
         ("skipped", "publish topic not in [rules] publish_topics")
     );
 }
+
+const SUPPRESS_THEN_PUBLISH: &str = r#"
+[[rule]]
+id = "suppress"
+priority = 100
+[rule.when]
+event_types = ["complained"]
+[[rule.then]]
+action = "suppress"
+reason = "complaint"
+
+[[rule]]
+id = "tell-crm"
+priority = 10
+[rule.when]
+event_types = ["complained"]
+[[rule.then]]
+action = "publish"
+topic = "crm.events"
+value = "{{ recipient }}"
+"#;
+
+#[tokio::test]
+async fn a_redelivered_event_is_not_held_back_by_the_suppression_it_made_itself() {
+    let rules = load(SUPPRESS_THEN_PUBLISH).expect("the test rules load");
+    let prefix = format!("{}:", unique_name("rules-own"));
+    let mut state = state(&prefix).await;
+    let complaint = [event(
+        300,
+        "own@x.example",
+        EventType::Complained,
+        None,
+        1_717_000_000_000,
+    )];
+    let first = process(&rules, &mut state, &config(), &complaint, 0)
+        .await
+        .unwrap();
+    let again = process(&rules, &mut state, &config(), &complaint, 0)
+        .await
+        .unwrap();
+    assert_eq!(decisions(&first), decisions(&again));
+    assert_eq!(again[0].publishes.len(), 1, "{again:?}");
+    // Another event of the same recipient is held back by that suppression.
+    let later = [event(
+        301,
+        "own@x.example",
+        EventType::Complained,
+        None,
+        1_717_000_100_000,
+    )];
+    let later = process(&rules, &mut state, &config(), &later, 0)
+        .await
+        .unwrap();
+    let held: Vec<&str> = later[0]
+        .actions
+        .iter()
+        .map(|a| a.decision.as_str())
+        .collect();
+    assert_eq!(held, ["executed", "suppressed_recipient"]);
+}

@@ -102,6 +102,23 @@ async fn a_cooldown_holds_by_event_time_and_grants_its_holder_again() {
 }
 
 #[tokio::test]
+async fn a_late_older_event_does_not_move_the_cooldown_back() {
+    use ClaimAnswer::*;
+    let mut state = state().await;
+    let hour = 3_600_000;
+    let bob = Some(("recipient:bob@x", hour));
+    let answers = state
+        .apply(&[
+            claim("b", 10 * hour, bob, None),            // 10:00 executes
+            claim("a", 8 * hour, bob, None),             // a late 08:00 event: 2 h apart, executes
+            claim("c", 10 * hour + hour / 2, bob, None), // 10:30: still within 10:00's hour
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, [Granted, Granted, CooledDown].map(Answer::Claim));
+}
+
+#[tokio::test]
 async fn a_cooled_down_event_does_not_use_up_the_limit() {
     use ClaimAnswer::*;
     let mut state = state().await;

@@ -42,6 +42,10 @@ pub const RECEIVER_READY: &str = "mailpipe_receiver_ready";
 // Stages (labels: stage, reason / provider, event_type).
 pub const DEAD_LETTERS: &str = "mailpipe_dead_letters_total";
 pub const NORMALIZE_EVENTS: &str = "mailpipe_normalize_events_total";
+/// Verified requests that hold no email event (label provider), e.g. Postal's reports on
+/// incoming mail.
+pub const NORMALIZE_REQUESTS_WITHOUT_EVENTS: &str =
+    "mailpipe_normalize_requests_without_events_total";
 
 // Verify stage. Labels: provider and source are configured ids ("unknown" when the record
 // names none that is configured), reason the closed set of mailpipe_verify_core::Reason.
