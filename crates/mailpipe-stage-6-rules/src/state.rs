@@ -266,6 +266,30 @@ impl RulesState {
         }
     }
 
+    /// Every suppressed recipient of `scope` with its record, read in pages (`HSCAN`: Redis
+    /// stays responsive however long the list is).
+    pub async fn suppressions(&mut self, scope: &str) -> Result<Vec<(String, String)>, StateError> {
+        let key = self.key("suppressions", scope);
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.connection)
+                .await?;
+            out.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn load_scripts(&mut self) -> Result<(), StateError> {
         let mut pipe = redis::pipe();
         let scripts = [

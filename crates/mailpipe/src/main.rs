@@ -20,6 +20,7 @@ mod read;
 mod rules;
 mod samples;
 mod summary;
+mod suppressions;
 
 use std::path::PathBuf;
 
@@ -54,6 +55,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Check a rules file, or explain what its rules do to an event.
     Rules(rules::RulesArgs),
+    /// List, check, add or remove suppressed recipients (the rules' suppression list).
+    Suppressions(suppressions::SuppressionsArgs),
     /// Print records of mail.rejected, mail.dlq or the event topics as JSON lines.
     Read(read::ReadArgs),
     /// Records per topic, and distinct events per provider and type in ClickHouse.
@@ -132,6 +135,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&settings)?);
         }
         Command::Read(args) => read::run(&settings, &args).await?,
+        Command::Suppressions(args) => {
+            if !suppressions::run(&settings, &args).await? {
+                // `check` of a recipient that is not suppressed: a clear answer, exit 1.
+                std::process::exit(1);
+            }
+        }
         Command::Summary(args) => summary::run(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
