@@ -34,7 +34,7 @@ STACK=$REPO_ROOT/scripts/stack.sh
 CHAOS_RUN_DIR=${MAILPIPE_CHAOS_RUN_DIR:-$REPO_ROOT/.run/chaos}
 # The files (modules of the integration-test binary `it`) holding the kill tests, in this
 # order; each runs alone, by a module filter, one test at a time.
-read -r -a CHAOS_TESTS <<<"${CHAOS_TESTS:-verify_kill normalize_kill dedupe_kill aggregate_kill chaos}"
+read -r -a CHAOS_TESTS <<<"${CHAOS_TESTS:-verify_kill normalize_kill dedupe_kill aggregate_kill rules_kill chaos}"
 # mailpipe's settings read every MAILPIPE_* variable as a config key.
 unset MAILPIPE_RUN_DIR
 

@@ -47,6 +47,7 @@ mod aggregate_kill;
 mod chaos;
 mod dedupe_kill;
 mod normalize_kill;
+mod rules_kill;
 mod verify_kill;
 
 mod aggregate_bench;
