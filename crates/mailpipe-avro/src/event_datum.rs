@@ -30,31 +30,7 @@ use crate::datum::{
 use crate::{parse_schema, AvroError, RegisteredSchema, EMAIL_EVENT_SCHEMA};
 
 /// The schema's fields in order, as [`EventEncoder::encode`] writes them.
-pub const FIELDS: [&str; 23] = [
-    "event_id",
-    "event_type",
-    "provider_event",
-    "provider",
-    "source",
-    "occurred_at",
-    "received_at",
-    "recipient",
-    "recipient_domain",
-    "message_id",
-    "campaign_id",
-    "tags",
-    "metadata",
-    "reject_reason",
-    "bounce_class",
-    "url",
-    "user_agent",
-    "ip",
-    "geo",
-    "mta_response",
-    "description",
-    "raw_request_id",
-    "raw_event",
-];
+pub const FIELDS: [&str; 23] = mailpipe_model::EVENT_FIELD_NAMES;
 
 /// Encodes canonical events as Confluent-framed `mail.events` records.
 #[derive(Debug, Clone)]

@@ -15,6 +15,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::Provider;
 
+/// The names of [`EmailEvent`]'s fields, in the order of `schemas/email_event.avsc`: the
+/// Avro encoder checks the schema against it, the rules engine knows the variables a rule
+/// may name from it.
+pub const EVENT_FIELD_NAMES: [&str; 23] = [
+    "event_id",
+    "event_type",
+    "provider_event",
+    "provider",
+    "source",
+    "occurred_at",
+    "received_at",
+    "recipient",
+    "recipient_domain",
+    "message_id",
+    "campaign_id",
+    "tags",
+    "metadata",
+    "reject_reason",
+    "bounce_class",
+    "url",
+    "user_agent",
+    "ip",
+    "geo",
+    "mta_response",
+    "description",
+    "raw_request_id",
+    "raw_event",
+];
+
 /// One event of one recipient, as reported by an ESP, in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailEvent {

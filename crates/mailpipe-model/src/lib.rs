@@ -11,6 +11,6 @@ pub mod form;
 mod provider;
 mod spec;
 
-pub use event::{BounceClass, EmailEvent, EventType, Geo, RejectReason};
+pub use event::{BounceClass, EmailEvent, EventType, Geo, RejectReason, EVENT_FIELD_NAMES};
 pub use provider::{Provider, UnknownProvider};
 pub use spec::{ProviderSpec, SecretKind, SourceOption};

@@ -12,32 +12,23 @@ use serde::Serialize;
 
 /// Names an expression or template may use, as in `schemas/email_event.avsc`, plus
 /// `event_time` (the time the engine counts by: `occurred_at`, else `received_at`).
-pub const EVENT_FIELDS: [&str; 24] = [
-    "event_id",
-    "event_type",
-    "provider_event",
-    "provider",
-    "source",
-    "occurred_at",
-    "received_at",
-    "event_time",
-    "recipient",
-    "recipient_domain",
-    "message_id",
-    "campaign_id",
-    "tags",
-    "metadata",
-    "reject_reason",
-    "bounce_class",
-    "url",
-    "user_agent",
-    "ip",
-    "geo",
-    "mta_response",
-    "description",
-    "raw_request_id",
-    "raw_event",
-];
+pub const EVENT_FIELDS: [&str; 24] = {
+    // The event's own fields (mailpipe-model's list) and `event_time`, after `received_at`.
+    let own = mailpipe_model::EVENT_FIELD_NAMES;
+    let mut all = [""; 24];
+    let mut i = 0;
+    let mut j = 0;
+    while i < own.len() {
+        all[j] = own[i];
+        j += 1;
+        if matches!(own[i].as_bytes(), b"received_at") {
+            all[j] = "event_time";
+            j += 1;
+        }
+        i += 1;
+    }
+    all
+};
 
 /// Names a template may use: the event's fields and `rule` (`rule.id`, `rule.description`,
 /// `rule.version`).

@@ -70,7 +70,7 @@ pub async fn process(
     decided_at: i64,
 ) -> Result<Vec<EventOutputs>, StateError> {
     let evaluations = evaluate(rules, state, config, events).await?;
-    let claims = claim(state, events, &evaluations).await?;
+    let claims = claim(state, &evaluations).await?;
     let mut effects = Vec::new();
     let mut outputs = Vec::with_capacity(events.len());
     for ((event, evaluation), claims) in events.iter().zip(&evaluations).zip(claims) {
@@ -132,7 +132,6 @@ async fn evaluate(
 /// result per rule (index into the evaluation's rules).
 async fn claim(
     state: &mut RulesState,
-    events: &[EmailEvent],
     evaluations: &[Evaluation],
 ) -> Result<Vec<Vec<Option<ClaimResult>>>, StateError> {
     let mut ops = Vec::new();
@@ -170,7 +169,6 @@ async fn claim(
             _ => None,
         };
     }
-    debug_assert_eq!(results.len(), events.len());
     Ok(results)
 }
 

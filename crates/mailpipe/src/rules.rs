@@ -2,12 +2,12 @@
 //! engine without Kafka or Redis, for whoever writes rules.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use mailpipe_model::EmailEvent;
-use mailpipe_rules_core::{load, RuleSet, StateSnapshot};
+use mailpipe_rules_core::{RuleSet, StateSnapshot};
 
 #[derive(Debug, Args)]
 pub struct RulesArgs {
@@ -86,20 +86,15 @@ pub fn run(args: &RulesArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Loads a rules file, or fails listing every error as `FILE:LINE:COLUMN: message`.
-pub fn load_file(file: &PathBuf) -> anyhow::Result<RuleSet> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading rules file {}", file.display()))?;
-    load(&text).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}:{e}", file.display()))
-            .collect();
+/// Loads a rules file as the stage does, or fails listing every error as
+/// `FILE:LINE:COLUMN: message`.
+fn load_file(file: &Path) -> anyhow::Result<RuleSet> {
+    mailpipe_stage_6_rules::shared::load_file(file).map_err(|errors| {
         anyhow::anyhow!(
             "{} error(s) in {}:\n{}",
             errors.len(),
             file.display(),
-            lines.join("\n")
+            errors.join("\n")
         )
     })
 }
