@@ -3,8 +3,8 @@
 # and check that nothing is lost. They are #[ignore]d in `make test` because each loads the
 # local broker for minutes, enough to make other tests' produce calls time out when run next
 # to them. First the kill tests of the stages that read a topic and write topics
-# (tests/tests/it/{verify,normalize,dedupe}_kill.rs, harness crates/mailpipe-test-support/src/
-# kill.rs): the stage binary takes 50,000 inputs while it is SIGKILLed at least 5 times at
+# (tests/tests/it/{verify,normalize,dedupe,rules}_kill.rs, harness crates/mailpipe-test-support/src/
+# kill.rs): the stage binary takes 30,000-50,000 inputs while it is SIGKILLed at least 5 times at
 # seeded random points and restarted with the same instance id; its output topics, read
 # read_committed, must hold every expected output exactly once (0 missing, 0 extra) with
 # each key's outputs in input order. Then the aggregate kill test (100,000 events, counts in
