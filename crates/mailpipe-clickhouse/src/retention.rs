@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use crate::{client, with_timeout, ClickHouseError};
 
-/// The tables whose partitions retention drops; both are partitioned by `toYYYYMM`.
-pub const RETAINED_TABLES: [&str; 2] = ["email_events", "email_stats_1m"];
+/// The tables whose partitions retention drops; each is partitioned by `toYYYYMM` of its
+/// event time (`suppressions` is not: the list is kept whatever its age).
+pub const RETAINED_TABLES: [&str; 3] = ["email_events", "email_stats_1m", "rule_executions"];
 
 /// One dropped (or, in a dry run, droppable) partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +94,10 @@ pub async fn drop_expired(
         settings,
         ch.query(
             "SELECT DISTINCT table, partition FROM system.parts \
-             WHERE database = ? AND active AND table IN ('email_events', 'email_stats_1m')",
+             WHERE database = ? AND active AND has(?, table)",
         )
         .bind(db.as_str())
+        .bind(RETAINED_TABLES.as_slice())
         .fetch_all(),
     )
     .await?;

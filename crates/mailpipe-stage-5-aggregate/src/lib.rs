@@ -1,6 +1,7 @@
 //! The aggregate stage: `mail.events.unique` → ClickHouse `email_events` (one row per
 //! distinct event) and `email_stats_1m` (one-minute roll-ups), exact after any crash or
-//! replay.
+//! replay; and the rules stage's records, `mail.actions` → `rule_executions` and
+//! `mail.suppressions` → `suppressions` ([`actions`]), so analysts query those too.
 //!
 //! Why the counts are exact:
 //! - `email_events` is a ReplacingMergeTree whose sorting key is made only of the event's
@@ -16,6 +17,7 @@
 //!   between replays the batch, which re-inserts identical rows and recomputes the same
 //!   windows.
 
+pub mod actions;
 pub mod decode;
 pub mod loader;
 pub mod row;
@@ -23,17 +25,20 @@ pub mod windows;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mailpipe_kafka::{Delivery, Handler, HandlerError};
+use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{Emission, InputRef, Origin, Stage, StageError, StageHandler, StageKit};
+use mailpipe_stage::{
+    decode_retrying, Emission, InputRef, Origin, Stage, StageError, StageHandler, StageKit,
+};
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::{ActionRecord, ActionRow, SuppressionRecord, SuppressionRow};
 use crate::decode::EventReader;
-use crate::loader::{BatchLimits, Loader, Pending};
+use crate::loader::{BatchLimits, Loader, Pending, Row};
 use crate::row::EventRow;
 use crate::windows::{Timeliness, Watermarks};
 
@@ -54,6 +59,8 @@ pub struct AggregateHandler {
     kit: StageKit,
     reader: EventReader,
     watermarks: Watermarks,
+    actions_topic: String,
+    suppressions_topic: String,
     to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
     loader: Option<JoinHandle<()>>,
 }
@@ -69,10 +76,41 @@ impl StageHandler for AggregateHandler {
         Ok(AggregateHandler {
             reader: EventReader::new()?,
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
+            actions_topic: kit.topic(Topic::Actions),
+            suppressions_topic: kit.topic(Topic::Suppressions),
             to_loader: Some(tx),
             loader: Some(tokio::spawn(loader::run(loader, limits, rx))),
             kit,
         })
+    }
+}
+
+impl AggregateHandler {
+    /// The row of one consumed record, by its topic.
+    async fn row<M: Message>(&mut self, message: &M) -> Result<Row, StageError> {
+        let payload = message.payload().unwrap_or_default();
+        let codec = self.kit.codec();
+        if message.topic() == self.actions_topic {
+            let record: ActionRecord = decode_retrying(codec, payload).await?;
+            return Ok(Row::Action(ActionRow::from(record)));
+        }
+        if message.topic() == self.suppressions_topic {
+            let record: SuppressionRecord = decode_retrying(codec, payload).await?;
+            let row = SuppressionRow::new(record, message.partition(), message.offset());
+            return Ok(Row::Suppression(row));
+        }
+        let event = self.reader.read(codec, payload).await?;
+        metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
+            .increment(1);
+        let row = EventRow::from_event(event);
+        if self
+            .watermarks
+            .observe(message.partition(), row.occurred_at)
+            == Timeliness::Late
+        {
+            metrics::counter!(names::AGGREGATE_LATE_EVENTS).increment(1);
+        }
+        Ok(Row::Event(row))
     }
 }
 
@@ -81,9 +119,8 @@ impl Handler for AggregateHandler {
         let arrived = tokio::time::Instant::now();
         let mut pending = Vec::with_capacity(batch.len());
         for Delivery { message, ack } in batch {
-            let payload = message.payload().unwrap_or_default();
-            let event = match self.reader.read(self.kit.codec(), payload).await {
-                Ok(event) => event,
+            let row = match self.row(&message).await {
+                Ok(row) => row,
                 Err(StageError::Permanent { reason, detail }) => {
                     let origin = Origin::default();
                     let record = self
@@ -101,16 +138,6 @@ impl Handler for AggregateHandler {
                 }
                 Err(e) => return Err(e.into()),
             };
-            metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
-                .increment(1);
-            let row = EventRow::from_event(event);
-            if self
-                .watermarks
-                .observe(message.partition(), row.occurred_at)
-                == Timeliness::Late
-            {
-                metrics::counter!(names::AGGREGATE_LATE_EVENTS).increment(1);
-            }
             pending.push(Pending { row, ack, arrived });
         }
         if let Some(newest) = self.watermarks.newest() {

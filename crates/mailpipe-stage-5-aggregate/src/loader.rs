@@ -2,9 +2,11 @@
 //!
 //! A batch is sent when it reaches `max_rows` or `max_bytes`, or `max_wait` after its first
 //! row. Loading a batch is two steps, each retried with backoff until it succeeds: insert
-//! the rows into `email_events` (the same rows again after an ambiguous failure, so the
-//! retry writes the same bytes, and the table's engine collapses whatever the failed try
-//! may have stored), then recompute every window the batch touched into `email_stats_1m`.
+//! the rows into their tables, `email_events` and, for the rules stage's records,
+//! `rule_executions` and `suppressions` (the same rows again after an ambiguous failure, so
+//! the retry writes the same bytes, and the tables' engines collapse whatever the failed try
+//! may have stored), then recompute every window the batch's events touched into
+//! `email_stats_1m`.
 //! The two steps run in two tasks, so the next insert overlaps the previous
 //! recomputation, and batches inserted meanwhile are recomputed together (a window's
 //! recomputation costs about the same for one row or thousands). Only after its windows
@@ -22,13 +24,33 @@ use mailpipe_telemetry::names;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::actions::{ActionRow, SuppressionRow};
 use crate::row::EventRow;
 use crate::windows::{recompute_statements, window_ranges, window_start};
 
-/// One event to load and the ack completed once it is in both tables.
+/// A row for one of the tables the stage loads.
+#[derive(Debug)]
+pub enum Row {
+    Event(EventRow),
+    Action(ActionRow),
+    Suppression(SuppressionRow),
+}
+
+impl Row {
+    fn approximate_bytes(&self) -> usize {
+        match self {
+            Row::Event(r) => r.approximate_bytes(),
+            Row::Action(r) => r.approximate_bytes(),
+            Row::Suppression(r) => r.approximate_bytes(),
+        }
+    }
+}
+
+/// One record's row to load and the ack completed once it is loaded (for an event: in
+/// `email_events` and its window recomputed).
 #[derive(Debug)]
 pub struct Pending {
-    pub row: EventRow,
+    pub row: Row,
     pub ack: Ack,
     /// When the stage received it: a batch is due `max_wait` after its oldest row
     /// arrived, including time spent queued behind the previous load.
@@ -57,6 +79,8 @@ impl From<&AggregateSettings> for BatchLimits {
 #[derive(Debug, Default)]
 pub struct Batch {
     rows: Vec<EventRow>,
+    actions: Vec<ActionRow>,
+    suppressions: Vec<SuppressionRow>,
     acks: Vec<Ack>,
     bytes: usize,
     windows: BTreeSet<u32>,
@@ -66,23 +90,30 @@ pub struct Batch {
 impl Batch {
     pub fn push(&mut self, pending: Pending) {
         self.bytes += pending.row.approximate_bytes();
-        self.windows.insert(window_start(pending.row.occurred_at));
-        self.rows.push(pending.row);
+        match pending.row {
+            Row::Event(row) => {
+                self.windows.insert(window_start(row.occurred_at));
+                self.rows.push(row);
+            }
+            Row::Action(row) => self.actions.push(row),
+            Row::Suppression(row) => self.suppressions.push(row),
+        }
         self.acks.push(pending.ack);
         let started = self.started.get_or_insert(pending.arrived);
         *started = (*started).min(pending.arrived);
     }
 
+    /// Rows of every table.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.acks.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.acks.is_empty()
     }
 
     pub fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.rows.len() >= limits.max_rows || self.bytes >= limits.max_bytes
+        self.len() >= limits.max_rows || self.bytes >= limits.max_bytes
     }
 
     /// When the batch must be sent even if not full; `None` while empty.
@@ -120,22 +151,24 @@ impl Loader {
         }
     }
 
-    /// Step 1: inserts the batch's rows into `email_events`, retrying with the same rows
+    /// Step 1: inserts the batch's rows into their tables, retrying with the same rows
     /// until it succeeds. Its windows and acks go on to [`Loader::recompute`].
     pub async fn insert_batch(&self, batch: Batch) -> Inserted {
         let Batch {
             rows,
+            actions,
+            suppressions,
             acks,
             windows,
             started,
             ..
         } = batch;
         let took = Instant::now();
-        self.until_ok("insert", || self.insert(&rows)).await;
-        tracing::debug!(rows = rows.len(), took = ?took.elapsed(), "batch inserted");
-        metrics::counter!(names::AGGREGATE_ROWS_INSERTED, "table" => "email_events")
-            .increment(rows.len() as u64);
-        metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(rows.len() as f64);
+        self.insert_all("email_events", &rows).await;
+        self.insert_all("rule_executions", &actions).await;
+        self.insert_all("suppressions", &suppressions).await;
+        tracing::debug!(rows = acks.len(), took = ?took.elapsed(), "batch inserted");
+        metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(acks.len() as f64);
         Inserted {
             windows,
             acks,
@@ -166,12 +199,28 @@ impl Loader {
         }
     }
 
-    async fn insert(&self, rows: &[EventRow]) -> Result<(), ClickHouseError> {
+    /// Inserts `rows` (if any) into `table`, retrying until it succeeds.
+    async fn insert_all<T>(&self, table: &'static str, rows: &[T])
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite,
+    {
+        if rows.is_empty() {
+            return;
+        }
+        self.until_ok("insert", || self.insert(table, rows)).await;
+        metrics::counter!(names::AGGREGATE_ROWS_INSERTED, "table" => table)
+            .increment(rows.len() as u64);
+    }
+
+    async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<(), ClickHouseError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite,
+    {
         let limit = Duration::from_millis(self.settings.timeout_ms);
         let write = async {
             let mut insert = self
                 .client
-                .insert::<EventRow>("email_events")
+                .insert::<T>(table)
                 .await?
                 .with_timeouts(Some(limit), Some(limit));
             for row in rows {

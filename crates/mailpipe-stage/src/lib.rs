@@ -65,13 +65,20 @@ impl Stage {
         }
     }
 
-    /// The topic the stage consumes.
+    /// The topic the stage consumes (its events; see [`Stage::inputs`]).
     pub fn input(self) -> Topic {
+        self.inputs()[0]
+    }
+
+    /// Every topic the stage consumes: the aggregate stage also loads the rules stage's
+    /// records into ClickHouse.
+    pub fn inputs(self) -> &'static [Topic] {
         match self {
-            Stage::Verify => Topic::Raw,
-            Stage::Normalize => Topic::Verified,
-            Stage::Dedupe => Topic::Events,
-            Stage::Aggregate | Stage::Rules => Topic::EventsUnique,
+            Stage::Verify => &[Topic::Raw],
+            Stage::Normalize => &[Topic::Verified],
+            Stage::Dedupe => &[Topic::Events],
+            Stage::Aggregate => &[Topic::EventsUnique, Topic::Actions, Topic::Suppressions],
+            Stage::Rules => &[Topic::EventsUnique],
         }
     }
 
@@ -118,7 +125,8 @@ pub async fn run_consumer<H: Handler>(
     handler: H,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let topic = TopicNames::new(&settings.kafka.topic_prefix).name(stage.input());
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let topics: Vec<String> = stage.inputs().iter().map(|t| names.name(*t)).collect();
     let client = mailpipe_kafka::consumer_config_for_records_up_to(
         &settings.kafka,
         &stage.group_id(settings),
@@ -130,7 +138,7 @@ pub async fn run_consumer<H: Handler>(
     } else {
         None
     };
-    mailpipe_kafka::consumer::run(client, &[topic], config, handler, transactions, shutdown)
+    mailpipe_kafka::consumer::run(client, &topics, config, handler, transactions, shutdown)
         .await
         .with_context(|| format!("{} consumer loop", stage.name()))
 }

@@ -70,6 +70,9 @@ async fn bench(name: &str) -> Bench {
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let input = names.name(Topic::EventsUnique);
     create_topic(&input, PARTITIONS).await;
+    // The stage also loads the rules stage's records (none here).
+    create_topic(&names.name(Topic::Actions), 1).await;
+    create_topic(&names.name(Topic::Suppressions), 1).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse");
     migrate(&settings.clickhouse, &load_migrations(&dir).unwrap())

@@ -175,6 +175,9 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let input_topic = names.name(Topic::EventsUnique);
     create_topic(&input_topic, PARTITIONS).await;
+    // The stage also loads the rules stage's records (none here).
+    create_topic(&names.name(Topic::Actions), 1).await;
+    create_topic(&names.name(Topic::Suppressions), 1).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let migrations_dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse");

@@ -3,7 +3,9 @@
 //! and `sum(events) FINAL`, per event type too; a late event is counted in its own minute;
 //! the migrations apply on a fresh database and a second run is a no-op; and a ClickHouse
 //! outage of 15 s holds the stream and loses nothing. Records of another (compatible) writer
-//! schema are read the generic way; undecodable ones become dead letters.
+//! schema are read the generic way; undecodable ones become dead letters. The rules stage's
+//! records load into `rule_executions` (a copy collapses, a delayed action keeps both its
+//! rows) and `suppressions` (the newest change of a key is its state).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailpipe_avro::records::DeadLetterRecord;
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA};
+use mailpipe_avro::{
+    AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA, RULE_ACTION_SCHEMA,
+    SUPPRESSION_SCHEMA,
+};
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
@@ -93,6 +98,8 @@ async fn setup(name: &str) -> Setup {
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let input = names.name(Topic::EventsUnique);
     create_topic(&input, PARTITIONS).await;
+    create_topic(&names.name(Topic::Actions), PARTITIONS).await;
+    create_topic(&names.name(Topic::Suppressions), PARTITIONS).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
     Setup {
@@ -127,10 +134,34 @@ impl Setup {
     }
 
     async fn produce_payloads(&self, records: &[(String, Vec<u8>)]) {
+        self.produce_to(&self.input, records).await;
+    }
+
+    /// Encodes `values` with `schema` for `topic` and writes them there, in order.
+    async fn produce_records<T: serde::Serialize>(
+        &self,
+        topic: Topic,
+        schema: &str,
+        values: &[(String, T)],
+    ) {
+        let topic = TopicNames::new(&self.settings.kafka.topic_prefix).name(topic);
+        let schema = self
+            .codec
+            .register(&TopicSchema::new(&topic, schema).unwrap())
+            .await
+            .unwrap();
+        let records: Vec<(String, Vec<u8>)> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), schema.encode(v, 256).unwrap()))
+            .collect();
+        self.produce_to(&topic, &records).await;
+    }
+
+    async fn produce_to(&self, topic: &str, records: &[(String, Vec<u8>)]) {
         let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
         let mut deliveries = Vec::new();
         for (key, payload) in records {
-            let record = FutureRecord::to(&self.input)
+            let record = FutureRecord::to(topic)
                 .key(key.as_bytes())
                 .payload(payload.as_slice());
             deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
@@ -148,9 +179,13 @@ impl Setup {
     }
 
     fn committed(&self) -> i64 {
+        self.committed_of(&self.input)
+    }
+
+    fn committed_of(&self, topic: &str) -> i64 {
         committed_total(
             &Stage::Aggregate.group_id(&self.settings),
-            &self.input,
+            topic,
             PARTITIONS,
         )
     }
@@ -491,4 +526,204 @@ async fn a_clickhouse_outage_holds_the_stream_and_loses_nothing() {
     shutdown.cancel();
     stage.await.unwrap();
     drop(clickhouse);
+}
+
+/// A `mail.actions` record as the rules stage writes it (schemas/rule_action.avsc).
+#[derive(Debug, Clone, serde::Serialize)]
+struct ActionRecord {
+    action_id: String,
+    rule_id: String,
+    rule_version: String,
+    action_index: i32,
+    action: Symbol,
+    parameters: BTreeMap<String, String>,
+    decision: Symbol,
+    outcome: Symbol,
+    event_id: String,
+    event_type: &'static str,
+    provider: &'static str,
+    source: String,
+    recipient: Option<String>,
+    campaign_id: Option<String>,
+    occurred_at: i64,
+    decided_at: i64,
+    due_at: i64,
+    detail: String,
+}
+
+/// The symbols of the record's enums used here (an Avro enum is written from a unit
+/// variant, not from a string).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Symbol {
+    Suppress,
+    Executed,
+    Scheduled,
+    Applied,
+}
+
+/// A `mail.suppressions` record (schemas/suppression.avsc).
+#[derive(Debug, Clone, serde::Serialize)]
+struct SuppressionRecord {
+    recipient: String,
+    scope: String,
+    suppressed: bool,
+    reason: String,
+    origin: String,
+    event_id: Option<String>,
+    at: i64,
+}
+
+fn action(seq: usize, outcome: Symbol, decided_at: i64) -> ActionRecord {
+    ActionRecord {
+        action_id: format!("suppress-complainers/ev-{seq}/0"),
+        rule_id: "suppress-complainers".into(),
+        rule_version: "v1".into(),
+        action_index: 0,
+        action: Symbol::Suppress,
+        parameters: BTreeMap::from([
+            ("reason".to_string(), "complaint".to_string()),
+            ("recipient".to_string(), format!("user{seq}@example.com")),
+        ]),
+        decision: Symbol::Executed,
+        outcome,
+        event_id: format!("ev-{seq}"),
+        event_type: "complained",
+        provider: "sendgrid",
+        source: "sendgrid".into(),
+        recipient: Some(format!("user{seq}@example.com")),
+        campaign_id: None,
+        occurred_at: BASE_MS + seq as i64,
+        decided_at,
+        due_at: decided_at,
+        detail: String::new(),
+    }
+}
+
+fn suppression(recipient: &str, suppressed: bool, at: i64) -> (String, SuppressionRecord) {
+    let record = SuppressionRecord {
+        recipient: recipient.to_string(),
+        scope: "all".into(),
+        suppressed,
+        reason: if suppressed { "complaint" } else { "operator" }.into(),
+        origin: "rule:suppress-complainers".into(),
+        event_id: None,
+        at,
+    };
+    (format!("all:{recipient}"), record)
+}
+
+#[tokio::test]
+async fn rules_records_load_into_rule_executions_and_suppressions() {
+    let s = setup("agg_rules").await;
+    s.migrate().await;
+    // 300 actions, each 3rd written twice (a redelivery: the same record again, with a later
+    // decision time, as an at-least-once rules stage would write it); the first 10 are
+    // delayed, so each also has its `scheduled` record before the `applied` one.
+    let mut actions = Vec::new();
+    for seq in 0..300 {
+        if seq < 10 {
+            actions.push(action(seq, Symbol::Scheduled, BASE_MS));
+        }
+        actions.push(action(seq, Symbol::Applied, BASE_MS + 1_000));
+        if seq % 3 == 0 {
+            actions.push(action(seq, Symbol::Applied, BASE_MS + 2_000));
+        }
+    }
+    let keyed: Vec<(String, ActionRecord)> = actions
+        .iter()
+        .map(|a| (a.action_id.clone(), a.clone()))
+        .collect();
+    s.produce_records(Topic::Actions, RULE_ACTION_SCHEMA, &keyed)
+        .await;
+    // 100 recipients suppressed; of them every 4th is lifted afterwards, and every 8th
+    // suppressed again after that (a later record of the same key wins, whatever its time).
+    let mut changes = Vec::new();
+    for i in 0..100 {
+        changes.push(suppression(
+            &format!("s{i}@example.com"),
+            true,
+            BASE_MS + 10,
+        ));
+    }
+    for i in (0..100).step_by(4) {
+        changes.push(suppression(
+            &format!("s{i}@example.com"),
+            false,
+            BASE_MS + 5,
+        ));
+    }
+    for i in (0..100).step_by(8) {
+        changes.push(suppression(&format!("s{i}@example.com"), true, BASE_MS + 1));
+    }
+    s.produce_records(Topic::Suppressions, SUPPRESSION_SCHEMA, &changes)
+        .await;
+
+    let (shutdown, stage) = s.start_stage();
+    let names = TopicNames::new(&s.settings.kafka.topic_prefix);
+    let (actions_topic, suppressions_topic) =
+        (names.name(Topic::Actions), names.name(Topic::Suppressions));
+    let started = Instant::now();
+    while (s.committed_of(&actions_topic) < actions.len() as i64
+        || s.committed_of(&suppressions_topic) < changes.len() as i64)
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(s.committed_of(&actions_topic), actions.len() as i64);
+    assert_eq!(s.committed_of(&suppressions_topic), changes.len() as i64);
+
+    let rows = s
+        .count("SELECT count() FROM {db}.rule_executions FINAL")
+        .await;
+    assert_eq!(
+        rows, 310,
+        "300 applied actions and 10 scheduled ones, copies collapsed"
+    );
+    let scheduled = s
+        .count("SELECT count() FROM {db}.rule_executions FINAL WHERE outcome = 'scheduled'")
+        .await;
+    assert_eq!(scheduled, 10);
+    let with_params = s
+        .count(
+            "SELECT count() FROM {db}.rule_executions FINAL \
+             WHERE parameter_values[indexOf(parameter_keys, 'reason')] = 'complaint' \
+             AND recipient = parameter_values[indexOf(parameter_keys, 'recipient')]",
+        )
+        .await;
+    assert_eq!(with_params, 310, "parameters kept as parallel arrays");
+
+    let keys = s.count("SELECT count() FROM {db}.suppressions FINAL").await;
+    assert_eq!(keys, 100, "one row per (scope, recipient)");
+    let suppressed = s
+        .count("SELECT count() FROM {db}.suppressions FINAL WHERE suppressed = 1")
+        .await;
+    // 100 - 25 lifted + 13 suppressed again (0, 8, ..., 96).
+    assert_eq!(suppressed, 88);
+    let lifted_then_again = s
+        .count(
+            "SELECT count() FROM {db}.suppressions FINAL \
+             WHERE recipient = 's8@example.com' AND suppressed = 1",
+        )
+        .await;
+    assert_eq!(lifted_then_again, 1, "the newest change of a key wins");
+
+    // Retention covers rule_executions (partitioned by the event's month), never the list.
+    let forty_days_later = BASE_MS / 1000 + 40 * 86_400;
+    let droppable = mailpipe_clickhouse::retention::drop_expired(
+        &s.settings.clickhouse,
+        1,
+        forty_days_later,
+        true,
+    )
+    .await
+    .unwrap();
+    let droppable: Vec<(String, u32)> = droppable
+        .into_iter()
+        .map(|p| (p.table, p.partition))
+        .collect();
+    assert_eq!(droppable, [("rule_executions".to_string(), 202611)]);
+    shutdown.cancel();
+    stage.await.unwrap();
+    s.drop_database().await;
 }
