@@ -250,7 +250,7 @@ impl RuleSet {
 
 /// Suppression stops actions aimed at the recipient's mailbox or profile; `suppress` and
 /// `unsuppress` themselves always run.
-fn blockable(kind: &ActionKind) -> bool {
+pub(crate) fn blockable(kind: &ActionKind) -> bool {
     !matches!(kind, ActionKind::Suppress { .. })
 }
 

@@ -1,5 +1,6 @@
-//! Delayed actions that re-check: when an action with a `guard` comes due, the stage asks
-//! which state the guard needs, fetches it, and asks whether the action still runs.
+//! Delayed actions that re-check: when a delayed action comes due, the stage asks which
+//! state its `guard` needs (and whether the recipient was suppressed meanwhile, when the rule
+//! respects suppression), fetches it, and asks whether the action still runs.
 //!
 //! Windows in a guard end at the due time, so "no click within 48 h of the open" reads the
 //! 48 h after the open. A delayed action whose rule was removed or changed (another version)
@@ -31,17 +32,33 @@ pub struct GuardVerdict {
     pub reason: String,
     /// The guard's conditions, when it has one and was evaluated.
     pub guard: Option<WhenOutcome>,
+    /// The recipient was suppressed by the time the action came due (the action is not
+    /// run; recorded as `suppressed_recipient`, not as a failed guard).
+    pub suppressed: bool,
 }
 
 impl RuleSet {
-    /// The state a due action's guard needs (none when it has no guard).
+    /// The state a due action's check needs: its guard's, and the recipient's suppression
+    /// when the rule respects it and the action is one suppression stops.
     pub fn guard_lookups(&self, due: &DueAction) -> Vec<Lookup> {
-        let Some(guard) = self.find_guard(due).ok().flatten() else {
-            return Vec::new();
+        let mut lookups = match self.find_guard(due).ok().flatten() {
+            Some(guard) => {
+                let empty = StateSnapshot::new();
+                let ctx = EvalContext::new(&due.event, due.due_at_ms, &empty, false, &self.cel_env);
+                guard.lookups(&ctx).unwrap_or_default()
+            }
+            None => Vec::new(),
         };
-        let empty = StateSnapshot::new();
-        let ctx = EvalContext::new(&due.event, due.due_at_ms, &empty, false, &self.cel_env);
-        guard.lookups(&ctx).unwrap_or_default()
+        lookups.extend(self.due_suppression_lookup(due));
+        lookups
+    }
+
+    fn due_suppression_lookup(&self, due: &DueAction) -> Option<Lookup> {
+        let rule = self.rule(&due.rule_id)?;
+        let action = rule.actions.get(due.action_index)?;
+        let needed = rule.respect_suppression && crate::engine::blockable(&action.kind);
+        let recipient = due.event.recipient.clone()?;
+        needed.then_some(Lookup::Suppressed { recipient })
     }
 
     /// Whether a due action still runs, given the state fetched for [`Self::guard_lookups`].
@@ -52,16 +69,30 @@ impl RuleSet {
                     run: false,
                     reason,
                     guard: None,
+                    suppressed: false,
                 }
             }
-            Ok(None) => {
-                return GuardVerdict {
-                    run: true,
-                    reason: "no guard".into(),
-                    guard: None,
-                }
-            }
-            Ok(Some(guard)) => guard,
+            Ok(guard) => guard,
+        };
+        let suppressed = self
+            .due_suppression_lookup(due)
+            .and_then(|l| state.flag(&l))
+            .unwrap_or(false);
+        if suppressed {
+            return GuardVerdict {
+                run: false,
+                reason: "the recipient was suppressed before the action came due".into(),
+                guard: None,
+                suppressed: true,
+            };
+        }
+        let Some(guard) = guard else {
+            return GuardVerdict {
+                run: true,
+                reason: "no guard".into(),
+                guard: None,
+                suppressed: false,
+            };
         };
         let ctx = EvalContext::new(&due.event, due.due_at_ms, state, true, &self.cel_env);
         let outcome = guard.evaluate(&ctx);
@@ -76,6 +107,7 @@ impl RuleSet {
             run: outcome.matched,
             reason,
             guard: Some(outcome),
+            suppressed: false,
         }
     }
 

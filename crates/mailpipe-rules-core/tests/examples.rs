@@ -69,21 +69,29 @@ fn re_engage_openers_who_did_not_click_within_48h() {
         key,
         from_ms,
         until_ms,
-    }] = &lookups[..]
+    }, Lookup::Suppressed { recipient }] = &lookups[..]
     else {
         panic!("{lookups:?}")
     };
+    assert_eq!(Some(recipient), open.recipient.as_ref());
     assert_eq!(
         (key.counter.as_str(), *from_ms, *until_ms),
         ("clicked/recipient", open.occurred_at, due.due_at_ms)
     );
-    let clicks = |n| -> StateSnapshot {
+    let state = |n, suppressed| -> StateSnapshot {
         lookups
             .iter()
-            .map(|l| (l.clone(), Answer::Count(n)))
+            .map(|l| match l {
+                Lookup::Suppressed { .. } => (l.clone(), Answer::Flag(suppressed)),
+                _ => (l.clone(), Answer::Count(n)),
+            })
             .collect()
     };
+    let clicks = |n| state(n, false);
     assert!(rules.check_guard(&due, &clicks(0)).run);
+    // Suppressed meanwhile (a complaint after the open): the nudge is not sent.
+    let suppressed = rules.check_guard(&due, &state(0, true));
+    assert!(!suppressed.run && suppressed.suppressed, "{suppressed:?}");
     let clicked = rules.check_guard(&due, &clicks(1));
     assert!(!clicked.run);
     assert!(

@@ -316,6 +316,8 @@ pub async fn fire_due(
                 &mut out,
             );
             (Decision::Executed, result)
+        } else if verdict.suppressed {
+            (Decision::SuppressedRecipient, Outcome::Skipped)
         } else {
             (Decision::GuardFailed, Outcome::Skipped)
         };

@@ -39,6 +39,7 @@ async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {
     let opens = [
         event(1, "quiet@x.example", EventType::Opened, T0),
         event(2, "clicker@x.example", EventType::Opened, T0),
+        event(4, "complainer@x.example", EventType::Opened, T0),
     ];
     let decided = process(&rules, &mut state, &config, &opens, T0)
         .await
@@ -54,7 +55,11 @@ async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {
         .collect();
     assert_eq!(
         outcomes,
-        [("executed", "scheduled"), ("executed", "scheduled")]
+        [
+            ("executed", "scheduled"),
+            ("executed", "scheduled"),
+            ("executed", "scheduled")
+        ]
     );
     assert!(
         decided.iter().all(|o| o.publishes.is_empty()),
@@ -70,6 +75,13 @@ async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {
     process(&rules, &mut state, &config, &click, T0)
         .await
         .unwrap();
+    // Another opener is suppressed before the nudge is due (a complaint, say).
+    let suppress = Op::Suppress {
+        scope: mailpipe_stage_6_rules::process::GLOBAL_SCOPE.to_string(),
+        recipient: "complainer@x.example".to_string(),
+        record: "{}".to_string(),
+    };
+    state.apply(&[suppress]).await.unwrap();
 
     let early = fire_due(&rules, &mut state, &config, T0 + 47 * HOUR, 100)
         .await
@@ -98,6 +110,12 @@ async fn a_delayed_action_fires_when_due_unless_its_guard_failed() {
             (
                 "clicker@x.example".to_string(),
                 "guard_failed",
+                "skipped",
+                0
+            ),
+            (
+                "complainer@x.example".to_string(),
+                "suppressed_recipient",
                 "skipped",
                 0
             ),
