@@ -53,9 +53,11 @@ bench: install build ## benchmarks (release builds); they print figures, they as
 fuzz: ## run every cargo-fuzz target FUZZ_SECONDS (default 30) each; installs nightly + cargo-fuzz if missing
 	@scripts/fuzz.sh
 
-fmt: ## format the code
+fmt: ## format the code (provider modules by name: cargo fmt does not follow macro-declared modules)
 	$(CARGO) fmt --all
+	rustfmt --edition 2021 crates/*/src/providers/*.rs
 
 lint: ## check formatting and run clippy (warnings are errors)
 	$(CARGO) fmt --all --check
+	rustfmt --edition 2021 --check crates/*/src/providers/*.rs
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -9,6 +9,7 @@
 mod event;
 pub mod form;
 mod provider;
+mod providers;
 mod spec;
 
 pub use event::{BounceClass, EmailEvent, EventType, Geo, RejectReason, EVENT_FIELD_NAMES};

@@ -1,11 +1,12 @@
-//! One [`ProviderSpec`] per provider: the facts about it that more than one crate reads
+//! What a [`ProviderSpec`] says: the facts about a provider that more than one crate reads
 //! (what its secrets are, which headers carry credentials, which source settings it
-//! takes). Settings validation, verification's key parsing and credential stripping, and
-//! the sample sender all read them from here instead of keeping their own lists.
+//! takes). Each provider's spec is in its file, `src/providers/<module>.rs`. Settings
+//! validation, verification's key parsing and credential stripping, and the sample sender
+//! all read them through [`Provider::spec`] instead of keeping their own lists.
 //!
-//! Invariant: a fact about a provider that two crates need lives here, once. What only one
-//! crate needs (a payload format, a signature algorithm) stays in that crate's file for
-//! the provider.
+//! Invariant: a fact about a provider that two crates need lives in its spec, once. What
+//! only one crate needs (a payload format, a signature algorithm) stays in that crate's file
+//! for the provider.
 
 use crate::Provider;
 
@@ -76,92 +77,20 @@ impl Provider {
     }
 }
 
-use SourceOption::{SignatureHeader, Sns, TimestampTolerance, TokenHeader, WebhookUrl};
+use SourceOption::{TimestampTolerance, TokenHeader};
 
-const SHARED_SECRET: ProviderSpec = ProviderSpec {
+/// The spec of the providers that present a shared secret instead of signing.
+pub(crate) const SHARED_SECRET: ProviderSpec = ProviderSpec {
     secrets: SecretKind::SharedSecret,
     credential_headers: &[],
     options: &[TimestampTolerance, TokenHeader],
     signs_timestamp: false,
 };
 
-pub(crate) const SENDGRID: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::EcdsaP256PublicKey,
-    // Its timestamp header stays: it is not a secret.
-    credential_headers: &["x-twilio-email-event-webhook-signature"],
-    options: &[TimestampTolerance],
-    signs_timestamp: true,
-};
-
-/// The signature is inside the body, and is not a secret.
-pub(crate) const MAILGUN: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::HmacKey,
-    credential_headers: &[],
-    options: &[TimestampTolerance],
-    signs_timestamp: true,
-};
-
-pub(crate) const POSTMARK: ProviderSpec = SHARED_SECRET;
-
-/// The signature is inside the body, and is not a secret.
-pub(crate) const SES: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::AmazonCertificate,
-    credential_headers: &[],
-    options: &[Sns],
-    signs_timestamp: false,
-};
-
-pub(crate) const MANDRILL: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::HmacKey,
-    credential_headers: &["x-mandrill-signature"],
-    options: &[TimestampTolerance, WebhookUrl],
-    signs_timestamp: false,
-};
-
-/// The legacy `auth_token` header is a credential.
-pub(crate) const SPARKPOST: ProviderSpec = ProviderSpec {
-    credential_headers: &["x-messagesystems-webhook-token"],
-    ..SHARED_SECRET
-};
-
-/// Ids and timestamps stay: they are dedupe keys, not secrets.
-pub(crate) const RESEND: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::StandardWebhooksSecret,
-    credential_headers: &["svix-signature", "webhook-signature"],
-    options: &[TimestampTolerance],
-    signs_timestamp: true,
-};
-
-pub(crate) const BREVO: ProviderSpec = SHARED_SECRET;
-
-pub(crate) const MAILJET: ProviderSpec = SHARED_SECRET;
-
-pub(crate) const MAILERSEND: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::HmacKey,
-    credential_headers: &["signature"],
-    options: &[TimestampTolerance],
-    signs_timestamp: false,
-};
-
-/// The key id header stays: it is not a secret.
-pub(crate) const POSTAL: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::RsaPublicKey,
-    credential_headers: &["x-postal-signature", "x-postal-signature-256"],
-    options: &[TimestampTolerance],
-    signs_timestamp: false,
-};
-
-/// Its signature header is configured (`signature_header`).
-pub(crate) const GENERIC: ProviderSpec = ProviderSpec {
-    secrets: SecretKind::HmacKey,
-    credential_headers: &[],
-    options: &[TimestampTolerance, SignatureHeader],
-    signs_timestamp: false,
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use SourceOption::Sns;
 
     #[test]
     fn credential_headers_are_lower_case_and_options_sensible() {

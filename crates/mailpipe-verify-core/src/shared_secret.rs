@@ -49,6 +49,32 @@ pub(crate) fn verify(request: &Request, source: &SourceConfig) -> Result<Authent
 
 /// Shared tests of the four shared-secret providers, run from each provider's file with its
 /// own provider id and token headers.
+/// A correctly signed example request of a shared-secret provider: Basic credentials.
+#[cfg(any(test, feature = "testing"))]
+#[allow(unused_variables)]
+pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
+    use crate::testing::*;
+    let mut parts = ExampleParts::new(now);
+    let (secrets, headers, body) = {
+        let ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ..
+        } = parts;
+        let (ts, body) = (parts.ts.clone(), parts.body.clone());
+        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let (user, password) = credentials.split_once(':').expect("user:password");
+        (
+            vec![credentials.into()],
+            vec![("authorization".into(), basic_auth(user, password))],
+            body,
+        )
+    };
+    parts.signed(secrets, headers, body)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use mailpipe_model::Provider;

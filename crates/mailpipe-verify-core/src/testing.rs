@@ -157,133 +157,68 @@ pub const EXAMPLE_SECRETS: [&str; 4] = [
 ];
 
 pub fn example(provider: crate::Provider, now: i64) -> Example {
-    use crate::{Provider, SourceOptions};
-    let [hmac_key, credentials, whsec, mandrill_url] = EXAMPLE_SECRETS;
-    let ts = now.to_string();
-    let body = br#"[{"event":"delivered","email":"a@example.com"}]"#.to_vec();
-    let mut options = SourceOptions::default();
-    let mut certificates = CertificateCache::new(2);
-    let (secrets, headers, body): (Vec<String>, Vec<(String, String)>, Vec<u8>) = match provider {
-        Provider::Sendgrid => {
-            let key = sendgrid_key();
-            let headers = vec![
-                (
-                    "x-twilio-email-event-webhook-signature".into(),
-                    sendgrid_signature(&key, &ts, &body),
-                ),
-                ("x-twilio-email-event-webhook-timestamp".into(), ts.clone()),
-            ];
-            (vec![sendgrid_public_key(&key)], headers, body)
-        }
-        Provider::Mailgun => {
-            let signature = mailgun_signature(hmac_key, &ts, "one-time-token");
-            let body = serde_json::json!({"signature": {"timestamp": ts, "token": "one-time-token", "signature": signature}, "event-data": {"event": "delivered"}});
-            (
-                vec![hmac_key.into()],
-                vec![("content-type".into(), "application/json".into())],
-                body.to_string().into_bytes(),
-            )
-        }
-        Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
-            let (user, password) = credentials.split_once(':').expect("user:password");
-            (
-                vec![credentials.into()],
-                vec![("authorization".into(), basic_auth(user, password))],
-                body,
-            )
-        }
-        Provider::Ses => {
-            let arn = "arn:aws:sns:us-east-1:123456789012:ses-events";
-            let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem";
-            let pem = sns_certificate_pem(&rsa_keys()[0], 0, 2_500_000_000);
-            let checked = crate::certificates::UrlPolicy {
-                hosts: crate::DEFAULT_SNS_HOSTS.map(String::from).to_vec(),
-                insecure_loopback: false,
-            }
-            .certificate_url(url)
-            .expect("allowed URL");
-            certificates
-                .insert_pem(checked, pem.as_bytes())
-                .expect("certificate parses");
-            options.sns_topic_arns = vec![arn.into()];
-            let timestamp = unix_to_rfc3339(now);
-            let fields = [
-                ("Type", "Notification"),
-                ("MessageId", "m-1"),
-                ("TopicArn", arn),
-                ("Timestamp", timestamp.as_str()),
-                ("Message", "{\"eventType\":\"Delivery\"}"),
-            ];
-            (vec![], vec![], sns_message(&rsa_keys()[0], 2, url, &fields))
-        }
-        Provider::Mandrill => {
-            options.webhook_url = Some(mandrill_url.into());
-            let events = r#"[{"event":"send","ts":1461095246}]"#;
-            let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("mandrill_events", events)
-                .finish();
-            let signature =
-                mandrill_signature(hmac_key, mandrill_url, &[("mandrill_events", events)]);
-            (
-                vec![hmac_key.into()],
-                vec![("x-mandrill-signature".into(), signature)],
-                body.into_bytes(),
-            )
-        }
-        Provider::Resend => {
-            let key =
-                crate::crypto::base64_decode_lenient(&whsec["whsec_".len()..]).expect("base64");
-            let headers = vec![
-                ("svix-id".into(), "msg_example".into()),
-                ("svix-timestamp".into(), ts.clone()),
-                (
-                    "svix-signature".into(),
-                    standard_webhooks_signature(&key, "msg_example", &ts, &body),
-                ),
-            ];
-            (vec![whsec.into()], headers, body)
-        }
-        Provider::Mailersend => {
-            let signature = hex::encode(hmac_sha256(hmac_key.as_bytes(), &[&body]));
-            (
-                vec![hmac_key.into()],
-                vec![("signature".into(), signature)],
-                body,
-            )
-        }
-        Provider::Postal => {
-            let key = &rsa_keys()[1];
-            let headers = vec![
-                ("x-postal-signature".into(), rsa_sha1_signature(key, &body)),
-                (
-                    "x-postal-signature-256".into(),
-                    rsa_sha256_signature(key, &body),
-                ),
-            ];
-            (vec![rsa_public_key(key)], headers, body)
-        }
-        Provider::Generic => {
-            let signature = hex::encode(hmac_sha256(hmac_key.as_bytes(), &[&body]));
-            (
-                vec![hmac_key.into()],
-                vec![("x-signature".into(), signature)],
-                body,
-            )
-        }
-    };
-    let headers: Vec<(&str, &str)> = headers
+    let parts = crate::providers::example(provider, now);
+    let headers: Vec<(&str, &str)> = parts
+        .headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     Example {
-        source: SourceConfig::new(provider, &secrets, options),
-        request: request(&headers, &body, now),
-        certificates,
+        source: SourceConfig::new(provider, &parts.secrets, parts.options),
+        request: request(&headers, &parts.body, now),
+        certificates: parts.certificates,
+    }
+}
+
+/// What a provider's `example(now)` (in its module) makes: the example secrets and a
+/// default body to start from, then the source's secrets and options, the signed request's
+/// headers and body, and the certificates that verify it.
+pub(crate) struct ExampleParts {
+    pub hmac_key: &'static str,
+    pub credentials: &'static str,
+    pub whsec: &'static str,
+    pub mandrill_url: &'static str,
+    /// `now` as decimal Unix seconds.
+    pub ts: String,
+    pub body: Vec<u8>,
+    pub options: crate::SourceOptions,
+    pub certificates: CertificateCache,
+    pub secrets: Vec<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl ExampleParts {
+    pub(crate) fn new(now: i64) -> ExampleParts {
+        let [hmac_key, credentials, whsec, mandrill_url] = EXAMPLE_SECRETS;
+        ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ts: now.to_string(),
+            body: br#"[{"event":"delivered","email":"a@example.com"}]"#.to_vec(),
+            options: crate::SourceOptions::default(),
+            certificates: CertificateCache::new(2),
+            secrets: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn signed(
+        mut self,
+        secrets: Vec<String>,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> ExampleParts {
+        self.secrets = secrets;
+        self.headers = headers;
+        self.body = body;
+        self
     }
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SS.000Z` (civil-from-days, Howard Hinnant).
-fn unix_to_rfc3339(secs: i64) -> String {
+pub(crate) fn unix_to_rfc3339(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -1,23 +1,10 @@
 //! One module per provider, each with the same surface, its [`Sampler`]: `KINDS` (the event
 //! types it sends and their canonical types), `SHAPE` (how it batches), `ids` (its id
-//! formats) and `render` (body and headers, signed as it signs). One `match` from provider
-//! to module.
+//! formats) and `render` (body and headers, signed as it signs). The modules and the one
+//! `match` from provider to module are declared from `mailpipe_model::for_each_provider!`.
 //!
 //! Bodies follow each provider's documented format and the shapes
 //! `mailpipe-normalize` reads (its fixtures under `tests/fixtures/` are the reference).
-
-mod brevo;
-mod generic;
-mod mailersend;
-mod mailgun;
-mod mailjet;
-mod mandrill;
-mod postal;
-mod postmark;
-mod resend;
-mod sendgrid;
-mod ses;
-mod sparkpost;
 
 use mailpipe_model::Provider;
 use mailpipe_settings::SignatureEncoding;
@@ -98,22 +85,20 @@ pub(crate) fn no_request_id(_: &mut Rng) -> String {
     String::new()
 }
 
-fn sampler(provider: Provider) -> &'static Sampler {
-    match provider {
-        Provider::Sendgrid => &sendgrid::SAMPLER,
-        Provider::Mailgun => &mailgun::SAMPLER,
-        Provider::Postmark => &postmark::SAMPLER,
-        Provider::Ses => &ses::SAMPLER,
-        Provider::Mandrill => &mandrill::SAMPLER,
-        Provider::Sparkpost => &sparkpost::SAMPLER,
-        Provider::Resend => &resend::SAMPLER,
-        Provider::Brevo => &brevo::SAMPLER,
-        Provider::Mailjet => &mailjet::SAMPLER,
-        Provider::Mailersend => &mailersend::SAMPLER,
-        Provider::Postal => &postal::SAMPLER,
-        Provider::Generic => &generic::SAMPLER,
-    }
+/// The provider modules and the `match` from provider to module, from the one list.
+macro_rules! providers {
+    ($($module:ident $variant:ident $id:literal,)*) => {
+        $(mod $module;)*
+
+        fn sampler(provider: Provider) -> &'static Sampler {
+            match provider {
+                $(Provider::$variant => &$module::SAMPLER,)*
+            }
+        }
+    };
 }
+
+mailpipe_model::for_each_provider!(providers);
 
 pub(crate) fn kinds(provider: Provider) -> &'static [Kind] {
     sampler(provider).kinds

@@ -131,6 +131,33 @@ fn signature_fields(request: &Request) -> Result<SignatureFields, Rejection> {
     }
 }
 
+/// A correctly signed example request (`crate::testing::example`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(unused_variables)]
+pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
+    use crate::testing::*;
+    let mut parts = ExampleParts::new(now);
+    let (secrets, headers, body) = {
+        let ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ..
+        } = parts;
+        let (ts, body) = (parts.ts.clone(), parts.body.clone());
+        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let signature = mailgun_signature(hmac_key, &ts, "one-time-token");
+        let body = serde_json::json!({"signature": {"timestamp": ts, "token": "one-time-token", "signature": signature}, "event-data": {"event": "delivered"}});
+        (
+            vec![hmac_key.into()],
+            vec![("content-type".into(), "application/json".into())],
+            body.to_string().into_bytes(),
+        )
+    };
+    parts.signed(secrets, headers, body)
+}
+
 #[cfg(test)]
 mod tests {
     //! The published vectors run from `tests/vectors/mailgun/` (one test, `tests/vectors.rs`);

@@ -47,6 +47,37 @@ pub(crate) fn verify(
     Ok(Authenticated::by_key(Scheme::HmacSha1, source, index))
 }
 
+/// A correctly signed example request (`crate::testing::example`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(unused_variables)]
+pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
+    use crate::testing::*;
+    let mut parts = ExampleParts::new(now);
+    let (secrets, headers, body) = {
+        let ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ..
+        } = parts;
+        let (ts, body) = (parts.ts.clone(), parts.body.clone());
+        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        options.webhook_url = Some(mandrill_url.into());
+        let events = r#"[{"event":"send","ts":1461095246}]"#;
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("mandrill_events", events)
+            .finish();
+        let signature = mandrill_signature(hmac_key, mandrill_url, &[("mandrill_events", events)]);
+        (
+            vec![hmac_key.into()],
+            vec![("x-mandrill-signature".into(), signature)],
+            body.into_bytes(),
+        )
+    };
+    parts.signed(secrets, headers, body)
+}
+
 #[cfg(test)]
 mod tests {
     //! The published vectors run from `tests/vectors/mandrill/` (one test, `tests/vectors.rs`);

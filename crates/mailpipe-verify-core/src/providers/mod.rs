@@ -1,20 +1,9 @@
 //! One module per provider, each with the same surface — `verify(request, source, context)`
-//! — and one `match` from provider to module. Adding a provider is adding a file and an arm.
-//! The shared-secret providers (no payload signature) share `shared_secret::verify`; their
-//! files hold what is particular to them: documentation and tests.
-
-pub(crate) mod brevo;
-pub(crate) mod generic;
-pub(crate) mod mailersend;
-pub(crate) mod mailgun;
-pub(crate) mod mailjet;
-pub(crate) mod mandrill;
-pub(crate) mod postal;
-pub(crate) mod postmark;
-pub(crate) mod resend;
-pub(crate) mod sendgrid;
-pub(crate) mod ses;
-pub(crate) mod sparkpost;
+//! and, for tests, `example(now)`, a correctly signed request — and one `match` from
+//! provider to module, both declared from `mailpipe_model::for_each_provider!`: a new
+//! provider is its file here, nothing else. The shared-secret providers (no payload
+//! signature) delegate to `shared_secret::verify`; their files hold what is particular to
+//! them: documentation and tests.
 
 use mailpipe_model::Provider;
 
@@ -23,26 +12,32 @@ use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
 use crate::Context;
 
-pub(crate) fn verify(
-    request: &Request,
-    source: &SourceConfig,
-    context: &mut Context<'_>,
-) -> Result<Authenticated, Rejection> {
-    match source.provider() {
-        Provider::Sendgrid => sendgrid::verify(request, source, context),
-        Provider::Mailgun => mailgun::verify(request, source, context),
-        Provider::Ses => ses::verify(request, source, context),
-        Provider::Mandrill => mandrill::verify(request, source, context),
-        Provider::Resend => resend::verify(request, source, context),
-        Provider::Mailersend => mailersend::verify(request, source, context),
-        Provider::Postal => postal::verify(request, source, context),
-        Provider::Generic => generic::verify(request, source, context),
-        // No payload signature: a shared secret presented as the provider allows.
-        Provider::Postmark | Provider::Sparkpost | Provider::Brevo | Provider::Mailjet => {
-            crate::shared_secret::verify(request, source)
+/// The provider modules and the `match`es from provider to module, from the one list.
+macro_rules! providers {
+    ($($module:ident $variant:ident $id:literal,)*) => {
+        $(pub(crate) mod $module;)*
+
+        pub(crate) fn verify(
+            request: &Request,
+            source: &SourceConfig,
+            context: &mut Context<'_>,
+        ) -> Result<Authenticated, Rejection> {
+            match source.provider() {
+                $(Provider::$variant => $module::verify(request, source, context),)*
+            }
         }
-    }
+
+        /// The provider's signed example request (`crate::testing::example`).
+        #[cfg(any(test, feature = "testing"))]
+        pub(crate) fn example(provider: Provider, now: i64) -> crate::testing::ExampleParts {
+            match provider {
+                $(Provider::$variant => $module::example(now),)*
+            }
+        }
+    };
 }
+
+mailpipe_model::for_each_provider!(providers);
 
 /// HMAC-SHA256 of the raw body with any configured key, compared with `expected` (the
 /// signature a provider sent, already decoded): MailerSend's and generic senders' scheme.

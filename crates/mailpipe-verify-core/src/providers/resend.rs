@@ -55,6 +55,36 @@ pub(crate) fn verify(
     Ok(Authenticated::by_key(Scheme::StandardWebhooksV1, source, index).signed_at(signed_at))
 }
 
+/// A correctly signed example request (`crate::testing::example`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(unused_variables)]
+pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
+    use crate::testing::*;
+    let mut parts = ExampleParts::new(now);
+    let (secrets, headers, body) = {
+        let ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ..
+        } = parts;
+        let (ts, body) = (parts.ts.clone(), parts.body.clone());
+        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let key = crate::crypto::base64_decode_lenient(&whsec["whsec_".len()..]).expect("base64");
+        let headers = vec![
+            ("svix-id".into(), "msg_example".into()),
+            ("svix-timestamp".into(), ts.clone()),
+            (
+                "svix-signature".into(),
+                standard_webhooks_signature(&key, "msg_example", &ts, &body),
+            ),
+        ];
+        (vec![whsec.into()], headers, body)
+    };
+    parts.signed(secrets, headers, body)
+}
+
 #[cfg(test)]
 mod tests {
     //! The published vectors run from `tests/vectors/resend/` (one test, `tests/vectors.rs`);

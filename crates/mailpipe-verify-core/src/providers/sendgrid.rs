@@ -45,6 +45,35 @@ pub(crate) fn verify(
     Ok(Authenticated::by_key(Scheme::EcdsaP256Sha256, source, index).signed_at(signed_at))
 }
 
+/// A correctly signed example request (`crate::testing::example`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(unused_variables)]
+pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
+    use crate::testing::*;
+    let mut parts = ExampleParts::new(now);
+    let (secrets, headers, body) = {
+        let ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ..
+        } = parts;
+        let (ts, body) = (parts.ts.clone(), parts.body.clone());
+        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let key = sendgrid_key();
+        let headers = vec![
+            (
+                "x-twilio-email-event-webhook-signature".into(),
+                sendgrid_signature(&key, &ts, &body),
+            ),
+            ("x-twilio-email-event-webhook-timestamp".into(), ts.clone()),
+        ];
+        (vec![sendgrid_public_key(&key)], headers, body)
+    };
+    parts.signed(secrets, headers, body)
+}
+
 #[cfg(test)]
 mod tests {
     //! The published vectors run from `tests/vectors/sendgrid/` (one test, `tests/vectors.rs`);

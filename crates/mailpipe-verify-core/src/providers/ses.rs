@@ -242,6 +242,48 @@ fn canonical_string(envelope: &Envelope, kind: Kind) -> Result<String, Rejection
     Ok(canonical)
 }
 
+/// A correctly signed example request (`crate::testing::example`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(unused_variables)]
+pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
+    use crate::testing::*;
+    let mut parts = ExampleParts::new(now);
+    let (secrets, headers, body) = {
+        let ExampleParts {
+            hmac_key,
+            credentials,
+            whsec,
+            mandrill_url,
+            ..
+        } = parts;
+        let (ts, body) = (parts.ts.clone(), parts.body.clone());
+        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let arn = "arn:aws:sns:us-east-1:123456789012:ses-events";
+        let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem";
+        let pem = sns_certificate_pem(&rsa_keys()[0], 0, 2_500_000_000);
+        let checked = crate::certificates::UrlPolicy {
+            hosts: crate::DEFAULT_SNS_HOSTS.map(String::from).to_vec(),
+            insecure_loopback: false,
+        }
+        .certificate_url(url)
+        .expect("allowed URL");
+        certificates
+            .insert_pem(checked, pem.as_bytes())
+            .expect("certificate parses");
+        options.sns_topic_arns = vec![arn.into()];
+        let timestamp = unix_to_rfc3339(now);
+        let fields = [
+            ("Type", "Notification"),
+            ("MessageId", "m-1"),
+            ("TopicArn", arn),
+            ("Timestamp", timestamp.as_str()),
+            ("Message", "{\"eventType\":\"Delivery\"}"),
+        ];
+        (vec![], vec![], sns_message(&rsa_keys()[0], 2, url, &fields))
+    };
+    parts.signed(secrets, headers, body)
+}
+
 #[cfg(test)]
 mod tests {
     //! The published vectors run from `tests/vectors/ses/` (one test, `tests/vectors.rs`);
