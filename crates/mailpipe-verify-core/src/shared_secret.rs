@@ -7,11 +7,17 @@ use crate::config::SourceConfig;
 use crate::crypto;
 use crate::outcome::{Authenticated, Rejection, Scheme};
 use crate::request::Request;
+use crate::Context;
 
 /// Verifies the `Authorization` header (Basic or Bearer), the source's `token_header`, and
 /// the provider's own token headers (the `credential_headers` of its spec, e.g.
-/// SparkPost's legacy `x-messagesystems-webhook-token`).
-pub(crate) fn verify(request: &Request, source: &SourceConfig) -> Result<Authenticated, Rejection> {
+/// SparkPost's legacy `x-messagesystems-webhook-token`). The shared-secret providers'
+/// modules re-export it as their `verify`.
+pub(crate) fn verify(
+    request: &Request,
+    source: &SourceConfig,
+    _context: &mut Context<'_>,
+) -> Result<Authenticated, Rejection> {
     let provider_headers = source.provider().spec().credential_headers;
     let digests = source.credential_digests()?;
     let mut presented: Vec<(Scheme, Vec<u8>)> = Vec::new();

@@ -6,20 +6,10 @@
 //!
 //! Verified by `shared_secret::verify` (this file holds what is particular to it).
 
-/// No payload signature: a shared secret presented as the provider allows.
-pub(crate) fn verify(
-    request: &crate::request::Request,
-    source: &crate::config::SourceConfig,
-    _context: &mut crate::Context<'_>,
-) -> Result<crate::outcome::Authenticated, crate::outcome::Rejection> {
-    crate::shared_secret::verify(request, source)
-}
-
-/// A correctly signed example request (`crate::testing::example`).
+// No payload signature: a shared secret presented as the provider allows.
 #[cfg(any(test, feature = "testing"))]
-pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
-    crate::shared_secret::example(now)
-}
+pub(crate) use crate::shared_secret::example;
+pub(crate) use crate::shared_secret::verify;
 
 #[cfg(test)]
 mod tests {
