@@ -2,10 +2,8 @@
 //! confirmations): a closed set, written to `mail.verified`'s `control_action` and used as
 //! the `action` label of `mailpipe_verify_control_total`.
 //!
-//! Invariant: the strings are the ones `records` ships (`records::SNS_*`); a record's
-//! `control_action` never changes for the same action.
-
-use crate::records;
+//! Invariant: a record's `control_action` never changes for the same action (a test pins
+//! the shipped strings).
 
 /// One SNS control action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,11 +27,11 @@ impl ControlAction {
     /// The `control_action` value and metric label.
     pub fn as_str(self) -> &'static str {
         match self {
-            ControlAction::SubscriptionConfirmed => records::SNS_SUBSCRIPTION_CONFIRMED,
-            ControlAction::SubscriptionConfirmationFailed => {
-                records::SNS_SUBSCRIPTION_CONFIRMATION_FAILED
-            }
-            ControlAction::UnsubscribeConfirmed => records::SNS_UNSUBSCRIBE_CONFIRMED,
+            ControlAction::SubscriptionConfirmed => "sns_subscription_confirmed",
+            // The SubscribeURL answered with a permanent error (e.g. an expired token).
+            ControlAction::SubscriptionConfirmationFailed => "sns_subscription_confirmation_failed",
+            // A signed UnsubscribeConfirmation: informational, nothing was done.
+            ControlAction::UnsubscribeConfirmed => "sns_unsubscribe_confirmed",
         }
     }
 }

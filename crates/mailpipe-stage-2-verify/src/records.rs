@@ -8,6 +8,8 @@
 use mailpipe_avro::records::{Header, RawRecord, RejectedRecord, VerifiedKind, VerifiedRecord};
 use mailpipe_verify_core::{Rejection, Request, StrippedRequest, Verified};
 
+use crate::control::ControlAction;
+
 /// What verification does not read from a raw record, kept to rebuild the output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -48,15 +50,8 @@ pub enum Outcome {
     /// The body carries ESP events for normalize.
     Events,
     /// An SNS protocol message verify handled itself; `action` says what it did.
-    Control { action: &'static str },
+    Control { action: ControlAction },
 }
-
-/// Control actions written to `control_action` (a closed set, also a metric label).
-pub const SNS_SUBSCRIPTION_CONFIRMED: &str = "sns_subscription_confirmed";
-/// The SubscribeURL answered with a permanent error (e.g. an expired token).
-pub const SNS_SUBSCRIPTION_CONFIRMATION_FAILED: &str = "sns_subscription_confirmation_failed";
-/// A signed UnsubscribeConfirmation: informational, nothing was done.
-pub const SNS_UNSUBSCRIBE_CONFIRMED: &str = "sns_unsubscribe_confirmed";
 
 /// The `mail.verified` record of a request that passed verification.
 pub fn verified_record(
@@ -69,7 +64,7 @@ pub fn verified_record(
     let request = verified.into_request().into_inner();
     let (kind, control_action) = match outcome {
         Outcome::Events => (VerifiedKind::Events, None),
-        Outcome::Control { action } => (VerifiedKind::Control, Some((*action).to_string())),
+        Outcome::Control { action } => (VerifiedKind::Control, Some(action.as_str().to_string())),
     };
     VerifiedRecord {
         request_id: request.request_id,
@@ -212,7 +207,7 @@ mod tests {
         });
         let sns = testing::verified(&ses, request, Scheme::SnsV2, None, control);
         let outcome = Outcome::Control {
-            action: SNS_SUBSCRIPTION_CONFIRMED,
+            action: ControlAction::SubscriptionConfirmed,
         };
         let record = verified_record(sns, envelope, &outcome, 7);
         assert_eq!(record.kind, VerifiedKind::Control);
