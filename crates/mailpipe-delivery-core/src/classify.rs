@@ -49,10 +49,13 @@ pub enum TransportFailure {
     BodyTooLarge,
     /// The SSRF guard refused the address the target resolved to.
     SsrfRefused,
+    /// The request cannot be made at all (no or a non-http(s) URL, an invalid method, no
+    /// signing secret configured): nothing was sent.
+    InvalidRequest,
 }
 
 impl TransportFailure {
-    pub const ALL: [TransportFailure; 7] = [
+    pub const ALL: [TransportFailure; 8] = [
         TransportFailure::Timeout,
         TransportFailure::ConnectRefused,
         TransportFailure::Connection,
@@ -60,6 +63,7 @@ impl TransportFailure {
         TransportFailure::Tls,
         TransportFailure::BodyTooLarge,
         TransportFailure::SsrfRefused,
+        TransportFailure::InvalidRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +75,7 @@ impl TransportFailure {
             TransportFailure::Tls => "tls",
             TransportFailure::BodyTooLarge => "body_too_large",
             TransportFailure::SsrfRefused => "ssrf_refused",
+            TransportFailure::InvalidRequest => "invalid_request",
         }
     }
 }
@@ -133,6 +138,7 @@ pub enum FailReason {
     ClientError,
     BodyTooLarge,
     SsrfRefused,
+    InvalidRequest,
 }
 
 impl FailReason {
@@ -142,6 +148,7 @@ impl FailReason {
             FailReason::ClientError => "client_error",
             FailReason::BodyTooLarge => "body_too_large",
             FailReason::SsrfRefused => "ssrf_refused",
+            FailReason::InvalidRequest => "invalid_request",
         }
     }
 }
@@ -185,6 +192,9 @@ pub fn classify(result: AttemptResult) -> Verdict {
             },
             TransportFailure::SsrfRefused => Verdict::Fail {
                 reason: FailReason::SsrfRefused,
+            },
+            TransportFailure::InvalidRequest => Verdict::Fail {
+                reason: FailReason::InvalidRequest,
             },
             TransportFailure::Timeout
             | TransportFailure::ConnectRefused
@@ -305,6 +315,7 @@ mod tests {
             (TransportFailure::Tls, "retry", "tls"),
             (TransportFailure::BodyTooLarge, "fail", "body_too_large"),
             (TransportFailure::SsrfRefused, "fail", "ssrf_refused"),
+            (TransportFailure::InvalidRequest, "fail", "invalid_request"),
         ];
         assert_eq!(cases.len(), TransportFailure::ALL.len());
         for (failure, verdict, reason) in cases {

@@ -45,6 +45,7 @@ pub struct Settings {
     pub dedupe: DedupeSettings,
     pub aggregate: AggregateSettings,
     pub rules: RulesSettings,
+    pub delivery: DeliverySettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -270,6 +271,56 @@ pub struct RulesSettings {
     pub publish_topics: Vec<String>,
 }
 
+/// Outbound webhook delivery (`mailpipe-deliver`). `Debug` shows how many secrets, never
+/// them.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Standard Webhooks signing secrets (`whsec_…`); all sign every request.
+    pub secrets: Vec<String>,
+    /// Targets allowed to resolve to internal addresses (`host[:port]` or CIDR).
+    pub allow_targets: Vec<String>,
+    /// Waits between attempts (`5s`, `2m`, `1h`…).
+    pub schedule: Vec<String>,
+    /// Each wait varies by ± this fraction.
+    pub jitter: f64,
+    pub connect_timeout_ms: u64,
+    pub timeout_ms: u64,
+    pub max_response_bytes: usize,
+    pub retry_after_max_seconds: u64,
+    pub target_concurrency: usize,
+    pub target_rate_per_second: f64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+    pub breaker_max_cooldown_ms: u64,
+    pub redis_prefix: String,
+    pub redis_timeout_ms: u64,
+    pub lease_ms: u64,
+}
+
+impl std::fmt::Debug for DeliverySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliverySettings")
+            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("allow_targets", &self.allow_targets)
+            .field("schedule", &self.schedule)
+            .field("jitter", &self.jitter)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("retry_after_max_seconds", &self.retry_after_max_seconds)
+            .field("target_concurrency", &self.target_concurrency)
+            .field("target_rate_per_second", &self.target_rate_per_second)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
+            .field("breaker_max_cooldown_ms", &self.breaker_max_cooldown_ms)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("lease_ms", &self.lease_ms)
+            .finish()
+    }
+}
+
 /// The aggregate stage (`mailpipe-aggregate`): batched loads into ClickHouse.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -313,6 +364,7 @@ pub struct StageMetricsListen {
     pub dedupe: std::net::SocketAddr,
     pub aggregate: std::net::SocketAddr,
     pub rules: std::net::SocketAddr,
+    pub deliver: std::net::SocketAddr,
 }
 
 /// The edge receiver (`mailpipe-receiver`): listener, limits and guards.

@@ -173,6 +173,33 @@ impl Settings {
             "dedupe.redis_timeout_ms",
             format!("must be 10..=60000, got {}", self.dedupe.redis_timeout_ms),
         );
+        let delivery = &self.delivery;
+        check(
+            delivery.timeout_ms >= delivery.connect_timeout_ms && delivery.connect_timeout_ms > 0,
+            "delivery.timeout_ms",
+            "must be at least delivery.connect_timeout_ms, which must be > 0".into(),
+        );
+        check(
+            delivery.lease_ms > delivery.timeout_ms,
+            "delivery.lease_ms",
+            format!(
+                "must be longer than delivery.timeout_ms ({}), got {}",
+                delivery.timeout_ms, delivery.lease_ms
+            ),
+        );
+        check(
+            delivery.target_concurrency >= 1 && delivery.target_rate_per_second > 0.0,
+            "delivery.target_concurrency",
+            "target_concurrency must be >= 1 and target_rate_per_second > 0".into(),
+        );
+        check(
+            delivery
+                .secrets
+                .iter()
+                .all(|s| s.trim_start().starts_with("whsec_")),
+            "delivery.secrets",
+            "every secret must be a Standard Webhooks secret, whsec_ + base64".into(),
+        );
         let rules = &self.rules;
         check(
             !rules.file.as_os_str().is_empty(),

@@ -115,6 +115,29 @@ impl DeadLetters {
         )
     }
 
+    /// The dead letter of an input kept by the stage past its commit (a `webhook` action
+    /// whose delivery failed for good): its coordinates, key and value as they were read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn kept(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: DeadLetterReason,
+        detail: String,
+    ) -> Result<OutRecord, StageError> {
+        let input = Input {
+            topic,
+            partition,
+            offset,
+            key,
+            origin: Origin::default(),
+        };
+        self.letter(&input, reason, detail, payload)
+    }
+
     /// The dead letter of an input one of whose output records can never be produced (over
     /// a size limit, or refused by the broker for good): reason `unproducible`, the
     /// produce error as detail, and the input's value cut to [`UNPRODUCIBLE_PAYLOAD_BYTES`]

@@ -54,6 +54,9 @@ pub enum DeadLetterReason {
     NoEventId,
     /// One of the input's outputs can never be produced (see `crate::emit`).
     Unproducible,
+    /// A `webhook` action's delivery failed for good (a permanent answer, or every retry
+    /// of the schedule used up); the detail names the last status or error.
+    DeliveryFailed,
 }
 
 impl DeadLetterReason {
@@ -65,6 +68,7 @@ impl DeadLetterReason {
             DeadLetterReason::Unparseable(failure) => failure.as_str(),
             DeadLetterReason::NoEventId => "no_event_id",
             DeadLetterReason::Unproducible => "unproducible",
+            DeadLetterReason::DeliveryFailed => "delivery_failed",
         }
     }
 
@@ -75,6 +79,7 @@ impl DeadLetterReason {
             DeadLetterReason::UnknownProvider,
             DeadLetterReason::NoEventId,
             DeadLetterReason::Unproducible,
+            DeadLetterReason::DeliveryFailed,
         ];
         all.extend(ParseFailure::ALL.map(DeadLetterReason::Unparseable));
         all

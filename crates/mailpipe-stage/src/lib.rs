@@ -52,6 +52,7 @@ pub enum Stage {
     Dedupe,
     Aggregate,
     Rules,
+    Deliver,
 }
 
 impl Stage {
@@ -62,6 +63,7 @@ impl Stage {
             Stage::Dedupe => "dedupe",
             Stage::Aggregate => "aggregate",
             Stage::Rules => "rules",
+            Stage::Deliver => "deliver",
         }
     }
 
@@ -79,13 +81,15 @@ impl Stage {
             Stage::Dedupe => &[Topic::Events],
             Stage::Aggregate => &[Topic::EventsUnique, Topic::Actions, Topic::Suppressions],
             Stage::Rules => &[Topic::EventsUnique],
+            Stage::Deliver => &[Topic::Actions],
         }
     }
 
     /// Whether the stage runs in exactly-once mode: it writes topics (the aggregate stage
-    /// writes ClickHouse) and `[kafka] exactly_once` is on.
+    /// writes ClickHouse, the deliver stage Redis and HTTP targets) and `[kafka]
+    /// exactly_once` is on.
     pub fn exactly_once(self, settings: &Settings) -> bool {
-        settings.kafka.exactly_once && self != Stage::Aggregate
+        settings.kafka.exactly_once && !matches!(self, Stage::Aggregate | Stage::Deliver)
     }
 
     /// Consumer group id: one group per stage, prefixed like the topics so two deployments
@@ -102,6 +106,7 @@ impl Stage {
             Stage::Dedupe => m.dedupe,
             Stage::Aggregate => m.aggregate,
             Stage::Rules => m.rules,
+            Stage::Deliver => m.deliver,
         }
     }
 }

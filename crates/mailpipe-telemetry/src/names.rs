@@ -81,6 +81,23 @@ pub const RULES_RELOADS: &str = "mailpipe_rules_reloads_total";
 pub const RULES_LOADED: &str = "mailpipe_rules_loaded";
 pub const RULES_DUE_FIRED: &str = "mailpipe_rules_due_fired_total";
 
+// Outbound delivery (mailpipe-deliver).
+/// Webhook actions taken in from mail.actions and scheduled.
+pub const DELIVERY_ENQUEUED: &str = "mailpipe_delivery_enqueued_total";
+/// Attempts by target and verdict (`delivered`, `retry`, `fail`, `disable_target`) and reason.
+pub const DELIVERY_ATTEMPTS: &str = "mailpipe_delivery_attempts_total";
+/// Seconds one attempt took, by target.
+pub const DELIVERY_ATTEMPT_SECONDS: &str = "mailpipe_delivery_attempt_seconds";
+/// Deliveries that ended, by target and outcome (`delivered`, `failed`).
+pub const DELIVERY_OUTCOMES: &str = "mailpipe_delivery_outcomes_total";
+/// Attempts put off without being made, by target and why (`breaker_open`, `rate_limited`,
+/// `target_disabled`).
+pub const DELIVERY_DEFERRED: &str = "mailpipe_delivery_deferred_total";
+/// Breaker state per target: 0 closed, 1 half open, 2 open.
+pub const DELIVERY_BREAKER_STATE: &str = "mailpipe_delivery_breaker_state";
+/// Redis errors of the delivery store (each retried).
+pub const DELIVERY_STORE_ERRORS: &str = "mailpipe_delivery_store_errors_total";
+
 // Aggregate stage. Labels: table is email_events or email_stats_1m, step insert or
 // recompute, outcome ok or error.
 pub const AGGREGATE_EVENTS: &str = "mailpipe_aggregate_events_total";
@@ -106,6 +123,7 @@ pub fn describe_all() {
     describe_verify();
     describe_dedupe();
     describe_aggregate();
+    describe_delivery();
     describe_counter!(
         KAFKA_MESSAGES_CONSUMED,
         "Messages received from Kafka by the consumer loop"
@@ -310,5 +328,38 @@ fn describe_aggregate() {
     describe_counter!(
         AGGREGATE_PARTITIONS_DROPPED,
         "Monthly partitions dropped by retention, by table"
+    );
+}
+
+
+fn describe_delivery() {
+    describe_counter!(
+        DELIVERY_ENQUEUED,
+        "Webhook actions taken in from mail.actions and put on the delivery schedule"
+    );
+    describe_counter!(
+        DELIVERY_ATTEMPTS,
+        "Delivery attempts by target, verdict (delivered, retry, fail, disable_target) and reason"
+    );
+    describe_histogram!(
+        DELIVERY_ATTEMPT_SECONDS,
+        Unit::Seconds,
+        "Time of one delivery attempt (connect to the end of the response), by target"
+    );
+    describe_counter!(
+        DELIVERY_OUTCOMES,
+        "Deliveries that ended, by target and outcome (delivered, failed)"
+    );
+    describe_counter!(
+        DELIVERY_DEFERRED,
+        "Attempts put off without being made, by target and why (breaker_open, rate_limited, target_busy, target_disabled)"
+    );
+    describe_gauge!(
+        DELIVERY_BREAKER_STATE,
+        "Circuit breaker per target: 0 closed, 1 half open, 2 open"
+    );
+    describe_counter!(
+        DELIVERY_STORE_ERRORS,
+        "Failed calls to the delivery store in Redis (retried with backoff)"
     );
 }

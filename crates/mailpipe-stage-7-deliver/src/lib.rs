@@ -1,0 +1,253 @@
+//! The deliver stage (issue 19): `webhook` actions of `mail.actions` become HTTP requests
+//! signed per Standard Webhooks, delivered once even when the target is down for hours.
+//!
+//! - [`Intake`] reads `mail.actions` (its own consumer group, at least once) and puts each
+//!   executed, pending `webhook` action on the durable schedule in Redis ([`store`]); an
+//!   action already pending or ended is not added again, so a redelivered record is
+//!   harmless. Its offset is committed once Redis has it.
+//! - [`worker`] claims due deliveries and attempts them ([`http`]: the SSRF guard, the
+//!   signature, timeouts), per target limited and behind a circuit breaker; the retry
+//!   schedule, `Retry-After`, 410 and the verdicts are `mailpipe-delivery-core`'s.
+//! - The outbox flusher writes each ended delivery's record to `mail.actions` (outcome
+//!   `delivered` or `failed`) and, for a failure, a dead letter.
+//!
+//! A separate binary rather than a part of the rules stage: the rules stage commits in
+//! Kafka transactions and must never wait on a slow target; delivery scales by targets and
+//! retries, not by partitions of events.
+
+pub mod http;
+pub mod job;
+pub mod outcome;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
+use mailpipe_settings::Settings;
+use mailpipe_stage::{
+    decode_retrying, DeadLetterReason, Emission, InputRef, Origin, Output, Stage, StageError,
+    StageHandler, StageKit,
+};
+use mailpipe_telemetry::names;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{ActionView, Job};
+use crate::outcome::Ended;
+use crate::store::{Store, StoreError};
+
+/// Connects the delivery store.
+pub fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
+    let d = &settings.delivery;
+    let timeout = Duration::from_millis(d.redis_timeout_ms);
+    let connection = mailpipe_runtime::redis::connect(&settings.redis.url, timeout)?;
+    Ok(Store::new(connection, d.redis_prefix.clone(), timeout))
+}
+
+/// Runs the stage until `shutdown`: intake, worker and outbox flusher; if one of them
+/// ends early, the others are stopped too.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = connect_store(&settings)?;
+    let worker = Arc::new(worker::Worker::new(&settings.delivery, store.clone())?);
+    let kit = StageKit::new(Stage::Deliver, &settings).await?;
+    let actions = kit.output(Topic::Actions).await?;
+    let flusher = tokio::spawn(flush_outbox(
+        kit.clone(),
+        actions,
+        mailpipe_stage::create_producer(&settings)?,
+        store.clone(),
+        shutdown.clone(),
+    ));
+    let mut delivering = tokio::spawn(worker.run(shutdown.clone()));
+    let intake = Intake { kit, store };
+    let consumer =
+        mailpipe_stage::run_consumer(Stage::Deliver, &settings, intake, shutdown.clone());
+    tokio::pin!(consumer);
+    // The stage is all three tasks: if the worker ends before shutdown (it panicked), the
+    // stage stops too rather than take deliveries in that nothing attempts.
+    let (consumed, delivered) = tokio::select! {
+        consumed = &mut consumer => {
+            shutdown.cancel();
+            (consumed, delivering.await)
+        }
+        delivered = &mut delivering => {
+            shutdown.cancel();
+            (consumer.await, delivered)
+        }
+    };
+    let flushed = flusher.await;
+    consumed?;
+    delivered.map_err(|e| anyhow::anyhow!("the delivery worker panicked: {e}"))??;
+    flushed.map_err(|e| anyhow::anyhow!("the outbox flusher panicked: {e}"))?;
+    Ok(())
+}
+
+/// Takes `webhook` actions in from `mail.actions`.
+pub struct Intake {
+    kit: StageKit,
+    store: Store,
+}
+
+impl StageHandler for Intake {
+    async fn build(kit: StageKit) -> anyhow::Result<Intake> {
+        let store = connect_store(kit.settings())?;
+        Ok(Intake { kit, store })
+    }
+}
+
+impl Handler for Intake {
+    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        for Delivery { message, ack } in batch {
+            let payload = message.payload().unwrap_or_default();
+            let action: ActionView = match decode_retrying(self.kit.codec(), payload).await {
+                Ok(a) => a,
+                Err(StageError::Permanent { reason, detail }) => {
+                    let origin = Origin::default();
+                    let record = self
+                        .kit
+                        .dead_letters()
+                        .record(&message, reason, detail, origin)?;
+                    let emission: Emission = Emission {
+                        input: InputRef::new(&message, origin),
+                        records: vec![record],
+                        ack,
+                        tag: None,
+                    };
+                    self.kit.emitter().emit(vec![emission]).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if action.is_pending_webhook() {
+                let now = worker::now_ms();
+                let job = Job {
+                    origin: job::Origin::new(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                        payload,
+                    ),
+                    action,
+                    attempts: 0,
+                    created_ms: now,
+                    last: None,
+                };
+                let mut failures = 0;
+                loop {
+                    match self.store.enqueue(&job, now).await {
+                        Ok(added) => {
+                            if added {
+                                metrics::counter!(names::DELIVERY_ENQUEUED).increment(1);
+                            }
+                            break;
+                        }
+                        // The batch holds while Redis is away: nothing is skipped.
+                        Err(e) => {
+                            metrics::counter!(names::DELIVERY_STORE_ERRORS).increment(1);
+                            tracing::warn!(error = %e, "delivery store unavailable; the batch waits");
+                            failures += 1;
+                            tokio::time::sleep(mailpipe_runtime::backoff(failures)).await;
+                        }
+                    }
+                }
+            }
+            ack.complete();
+        }
+        Ok(())
+    }
+}
+
+/// Writes ended deliveries' records (and dead letters) from the outbox, then forgets them;
+/// at least once (a record written twice has the same action id and outcome).
+async fn flush_outbox(
+    kit: StageKit,
+    actions: Output,
+    producer: FutureProducer,
+    store: Store,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0;
+    loop {
+        let flushed = flush_once(&kit, &actions, &producer, &store).await;
+        let pause = match flushed {
+            Ok(n) if n > 0 => Duration::ZERO,
+            Ok(_) => {
+                failures = 0;
+                Duration::from_millis(200)
+            }
+            Err(e) => {
+                metrics::counter!(names::DELIVERY_STORE_ERRORS).increment(1);
+                tracing::warn!(error = %e, "writing delivery outcomes failed; retrying");
+                failures += 1;
+                mailpipe_runtime::backoff(failures)
+            }
+        };
+        if shutdown.is_cancelled() && pause > Duration::ZERO {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled(), if pause > Duration::from_millis(200) => return,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Produce(String),
+}
+
+async fn flush_once(
+    kit: &StageKit,
+    actions: &Output,
+    producer: &FutureProducer,
+    store: &Store,
+) -> Result<usize, FlushError> {
+    let outbox = store.outbox().await?;
+    let mut written = Vec::new();
+    for (id, json) in outbox {
+        let ended: Ended = match serde_json::from_str(&json) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(action_id = %id, error = %e, "an outbox entry is unreadable; dropped");
+                written.push(id);
+                continue;
+            }
+        };
+        let mut records = vec![actions
+            .record(Some(id.clone().into_bytes()), &ended.record, 512)
+            .map_err(|e| FlushError::Produce(e.to_string()))?];
+        if let Some(why) = &ended.dead_letter {
+            let o = &ended.origin;
+            let letter = kit
+                .dead_letters()
+                .kept(
+                    &o.topic,
+                    o.partition,
+                    o.offset,
+                    Some(id.as_bytes()),
+                    &o.payload_bytes(),
+                    DeadLetterReason::DeliveryFailed,
+                    why.clone(),
+                )
+                .map_err(|e| FlushError::Produce(e.to_string()))?;
+            records.push(letter);
+        }
+        for record in &records {
+            producer
+                .send(record.future_record(), Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
+        }
+        written.push(id);
+    }
+    let n = written.len();
+    store.outbox_written(&written).await?;
+    Ok(n)
+}

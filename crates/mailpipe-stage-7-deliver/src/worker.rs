@@ -1,0 +1,350 @@
+//! The delivery loop: claims due deliveries from the store and runs each in a task of its
+//! own, so one slow target never holds another's; per target, at most
+//! `target_concurrency` attempts at once, `target_rate_per_second` attempts per second,
+//! and a circuit breaker. Every attempt's result is stored before anything else happens:
+//! the next due time (retry), or the end (outcome record and, for a failure, dead letter,
+//! through the outbox).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailpipe_delivery_core::{
+    classify, Admission, BreakerConfig, BreakerState, CircuitBreaker, RetrySchedule, TokenBucket,
+    Verdict,
+};
+use mailpipe_settings::DeliverySettings;
+use mailpipe_telemetry::names;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::Sender;
+use crate::job::{webhook_id, Job, LastAttempt};
+use crate::outcome::{Ended, Outcome};
+use crate::store::{Store, StoreError};
+
+/// A deferred attempt of a disabled target is looked at again after this (so enabling a
+/// target sends what waited for it within seconds).
+const DISABLED_RECHECK_MS: i64 = 5_000;
+/// Deliveries in flight at once, over every target.
+const MAX_IN_FLIGHT: usize = 512;
+
+struct TargetState {
+    slots: Semaphore,
+    control: Mutex<(CircuitBreaker, TokenBucket)>,
+}
+
+/// Shared by the loop and the attempt tasks.
+pub struct Worker {
+    store: Store,
+    sender: Sender,
+    schedule: RetrySchedule,
+    settings: DeliverySettings,
+    breaker: BreakerConfig,
+    targets: Mutex<HashMap<String, Arc<TargetState>>>,
+    disabled: Mutex<BTreeMap<String, String>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Worker {
+    pub fn new(settings: &DeliverySettings, store: Store) -> anyhow::Result<Worker> {
+        let schedule = RetrySchedule::parse(&settings.schedule, settings.jitter)
+            .map_err(|e| anyhow::anyhow!("[delivery] schedule: {e}"))?;
+        let breaker = BreakerConfig {
+            failure_threshold: settings.breaker_failures,
+            cooldown: Duration::from_millis(settings.breaker_cooldown_ms),
+            max_cooldown: Duration::from_millis(settings.breaker_max_cooldown_ms),
+            probe_timeout: Duration::from_millis(settings.lease_ms),
+        };
+        CircuitBreaker::new(breaker).map_err(|e| anyhow::anyhow!("[delivery] breaker: {e}"))?;
+        TokenBucket::new(settings.target_rate_per_second, 1, 0)
+            .map_err(|e| anyhow::anyhow!("[delivery] target_rate_per_second: {e}"))?;
+        Ok(Worker {
+            sender: Sender::new(settings)?,
+            store,
+            schedule,
+            settings: settings.clone(),
+            breaker,
+            targets: Mutex::new(HashMap::new()),
+            disabled: Mutex::new(BTreeMap::new()),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
+    }
+
+    fn target(&self, target: &str, now_ms: i64) -> Arc<TargetState> {
+        let mut targets = self.targets.lock().expect("targets lock");
+        targets
+            .entry(target.to_string())
+            .or_insert_with(|| {
+                let burst = self.settings.target_rate_per_second.ceil().max(1.0) as u32;
+                Arc::new(TargetState {
+                    slots: Semaphore::new(self.settings.target_concurrency),
+                    control: Mutex::new((
+                        CircuitBreaker::new(self.breaker).expect("checked in new"),
+                        TokenBucket::new(self.settings.target_rate_per_second, burst, now_ms)
+                            .expect("checked in new"),
+                    )),
+                })
+            })
+            .clone()
+    }
+
+    /// Claims and starts due deliveries until `shutdown`; then waits for the attempts
+    /// under way (each stores its result).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut failures = 0;
+        let mut last_disabled_refresh = i64::MIN;
+        loop {
+            let now = now_ms();
+            if now.saturating_sub(last_disabled_refresh) >= 1_000 {
+                match self.store.disabled().await {
+                    Ok(d) => *self.disabled.lock().expect("disabled lock") = d,
+                    Err(e) => store_error("reading disabled targets", &e),
+                }
+                last_disabled_refresh = now;
+            }
+            let free = self.in_flight.available_permits().min(200);
+            let claimed = if free == 0 {
+                Ok(Vec::new())
+            } else {
+                let lease_until = now + i64::try_from(self.settings.lease_ms).unwrap_or(60_000);
+                self.store.claim(now, lease_until, free).await
+            };
+            let pause = match claimed {
+                Ok(jobs) => {
+                    failures = 0;
+                    let full = !jobs.is_empty() && jobs.len() == free;
+                    for job in jobs {
+                        let permit = self
+                            .in_flight
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("never closed");
+                        let worker = self.clone();
+                        tokio::spawn(async move {
+                            worker.deliver(job).await;
+                            drop(permit);
+                        });
+                    }
+                    if full {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_millis(100)
+                    }
+                }
+                Err(e) => {
+                    store_error("claiming due deliveries", &e);
+                    failures += 1;
+                    mailpipe_runtime::backoff(failures)
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        // Attempts under way finish and store their results (bounded by the timeout).
+        let _ = self.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
+        Ok(())
+    }
+
+    /// One claimed delivery: deferred (target disabled, breaker open, rate limit) or
+    /// attempted, and the result stored.
+    async fn deliver(&self, mut job: Job) {
+        let now = now_ms();
+        let (request, target) = match (job.request(), job.target()) {
+            (Ok(r), Some(t)) => (r, t),
+            (Err(e), _) => return self.end(job, Outcome::Failed, format!("failed: {e}")).await,
+            (Ok(_), None) => {
+                let detail = "failed: the url has no host".to_string();
+                return self.end(job, Outcome::Failed, detail).await;
+            }
+        };
+        if self
+            .disabled
+            .lock()
+            .expect("disabled lock")
+            .contains_key(&target)
+        {
+            return self
+                .defer(&job, &target, "target_disabled", now + DISABLED_RECHECK_MS)
+                .await;
+        }
+        let state = self.target(&target, now);
+        // Not waited for: a claimed delivery holds a lease, and waiting here behind a slow
+        // target could outlast it.
+        let Ok(_slot) = state.slots.try_acquire() else {
+            return self.defer(&job, &target, "target_busy", now + 250).await;
+        };
+        let now = now_ms();
+        let admitted = {
+            let mut control = state.control.lock().expect("control lock");
+            let (breaker, bucket) = &mut *control;
+            match bucket.try_take(now) {
+                Err(wait_ms) => Err((
+                    "rate_limited",
+                    now + i64::try_from(wait_ms).unwrap_or(1_000),
+                )),
+                Ok(()) => match breaker.admit(now) {
+                    Admission::Allowed(ticket) => Ok(ticket),
+                    Admission::Refused { until_ms } => Err(("breaker_open", until_ms)),
+                },
+            }
+        };
+        let ticket = match admitted {
+            Ok(ticket) => ticket,
+            Err((why, until)) => return self.defer(&job, &target, why, until).await,
+        };
+        let attempted = self
+            .sender
+            .attempt(&request, &webhook_id(job.id()), now / 1000)
+            .await;
+        let verdict = classify(attempted.result);
+        let done = now_ms();
+        {
+            let mut control = state.control.lock().expect("control lock");
+            let breaker = &mut control.0;
+            if verdict.trips_breaker() {
+                breaker.record_failure(ticket, done);
+            } else {
+                breaker.record_success(ticket, done);
+            }
+            let state_value = match breaker.state() {
+                BreakerState::Closed { .. } => 0.0,
+                BreakerState::HalfOpen { .. } => 1.0,
+                BreakerState::Open { .. } => 2.0,
+            };
+            metrics::gauge!(names::DELIVERY_BREAKER_STATE, "target" => target.clone())
+                .set(state_value);
+        }
+        metrics::counter!(names::DELIVERY_ATTEMPTS, "target" => target.clone(),
+            "verdict" => verdict.as_str(), "reason" => verdict.reason())
+        .increment(1);
+        metrics::histogram!(names::DELIVERY_ATTEMPT_SECONDS, "target" => target.clone())
+            .record(attempted.latency.as_secs_f64());
+        job.attempts += 1;
+        job.last = Some(LastAttempt {
+            at_ms: now,
+            status: attempted.status,
+            error: attempted.error.clone(),
+            latency_ms: u64::try_from(attempted.latency.as_millis()).unwrap_or(u64::MAX),
+        });
+        let summary = |what: &str| {
+            let status = attempted
+                .status
+                .map_or_else(|| verdict.reason().to_string(), |s| format!("HTTP {s}"));
+            format!(
+                "{what}: {status} in {} ms, attempt {}{}",
+                attempted.latency.as_millis(),
+                job.attempts,
+                if attempted.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", attempted.error)
+                }
+            )
+        };
+        match verdict {
+            Verdict::Delivered => {
+                let detail = summary("delivered");
+                self.end(job, Outcome::Delivered, detail).await;
+            }
+            Verdict::Retry { retry_after, .. } => {
+                let random = random_unit();
+                match self
+                    .schedule
+                    .next_with_retry_after(job.attempts, random, retry_after)
+                {
+                    Some(wait) => {
+                        let due = done + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+                        self.store_until_ok("rescheduling", || self.store.reschedule(&job, due))
+                            .await;
+                    }
+                    None => {
+                        let detail = summary("failed after the last retry");
+                        self.end(job, Outcome::Failed, detail).await;
+                    }
+                }
+            }
+            Verdict::Fail { .. } => {
+                let detail = summary("failed");
+                self.end(job, Outcome::Failed, detail).await;
+            }
+            Verdict::DisableTarget => {
+                let why = format!("410 Gone at {done} for {}", job.id());
+                self.store_until_ok("disabling a target", || self.store.disable(&target, &why))
+                    .await;
+                tracing::warn!(%target, "target answered 410 Gone: disabled until an operator enables it");
+                let detail = summary("failed, target disabled");
+                self.end(job, Outcome::Failed, detail).await;
+            }
+        }
+    }
+
+    async fn defer(&self, job: &Job, target: &str, why: &'static str, until_ms: i64) {
+        metrics::counter!(names::DELIVERY_DEFERRED, "target" => target.to_string(), "why" => why)
+            .increment(1);
+        self.store_until_ok("deferring", || self.store.reschedule(job, until_ms))
+            .await;
+    }
+
+    async fn end(&self, job: Job, outcome: Outcome, detail: String) {
+        let ended = Ended::new(&job, outcome, detail, now_ms());
+        let target = job.target().unwrap_or_default();
+        let outcome_label = match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "failed",
+        };
+        metrics::counter!(names::DELIVERY_OUTCOMES, "target" => target, "outcome" => outcome_label)
+            .increment(1);
+        let json = match serde_json::to_string(&ended) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "an outcome record does not serialize");
+                return;
+            }
+        };
+        let failed = outcome == Outcome::Failed;
+        self.store_until_ok("ending a delivery", || {
+            self.store.finish(&job, &json, failed)
+        })
+        .await;
+    }
+
+    /// Runs a store call until it succeeds: an attempt's result is never dropped (while
+    /// Redis is away the delivery keeps its lease, and is claimed again after it).
+    async fn store_until_ok<F, Fut, T>(&self, what: &'static str, mut call: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut failures = 0;
+        loop {
+            match call().await {
+                Ok(v) => return v,
+                Err(e) => {
+                    store_error(what, &e);
+                    failures += 1;
+                    tokio::time::sleep(mailpipe_runtime::backoff(failures)).await;
+                }
+            }
+        }
+    }
+}
+
+fn store_error(what: &str, e: &StoreError) {
+    metrics::counter!(names::DELIVERY_STORE_ERRORS).increment(1);
+    tracing::warn!(error = %e, "delivery store: {what} failed; retrying");
+}
+
+pub fn now_ms() -> i64 {
+    mailpipe_stage::now_ms()
+}
+
+/// A number in [0, 1) from the OS, for jitter.
+fn random_unit() -> f64 {
+    use rand_core::RngCore as _;
+    let bits = rand_core::OsRng.next_u64() >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}

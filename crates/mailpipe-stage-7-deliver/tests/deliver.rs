@@ -1,0 +1,434 @@
+//! The deliver stage against the real broker, registry and Redis, run in process, with
+//! HTTP targets on loopback (allowed explicitly in the test config): a target that fails
+//! then succeeds gets exactly one successful delivery, every attempt signed (checked by the
+//! verify stage's Standard Webhooks implementation) under the same `webhook-id`;
+//! `Retry-After` is honoured; a 410 disables the target until it is enabled; a slow target
+//! does not delay another; without the allow setting a loopback or metadata address is
+//! refused, visibly, and dead-lettered.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use mailpipe_avro::{AvroCodec, TopicSchema, RULE_ACTION_SCHEMA};
+use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_model::Provider;
+use mailpipe_settings::Settings;
+use mailpipe_test_support::{consume_exactly, create_topic, dev_settings, unique_name};
+use mailpipe_verify_core::{testing, SourceConfig, SourceOptions};
+use rdkafka::producer::FutureRecord;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One request a target received.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A target on loopback answering the n-th request with `answers[n]` (the last one
+/// repeated), after `delay`.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Target {
+    async fn start(
+        answers: Vec<(u16, Vec<(&'static str, &'static str)>)>,
+        delay: Duration,
+    ) -> Target {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let answers = Arc::new(answers);
+        let handler = move |headers: HeaderMap, body: Bytes| {
+            let log = log.clone();
+            let answers = answers.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                let n = {
+                    let mut log = log.lock().unwrap();
+                    log.push(Received {
+                        at: Instant::now(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: body.to_vec(),
+                    });
+                    log.len() - 1
+                };
+                let (status, extra) = answers[n.min(answers.len() - 1)].clone();
+                let mut response =
+                    (StatusCode::from_u16(status).unwrap(), "answer").into_response();
+                for (k, v) in extra {
+                    response.headers_mut().insert(k, v.parse().unwrap());
+                }
+                response
+            }
+        };
+        let app = axum::Router::new().route("/hook", axum::routing::any(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Target { addr, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// The schema's enum symbols used here.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Symbol {
+    Webhook,
+    Executed,
+    Pending,
+}
+
+/// A pending `webhook` action as the rules stage writes it.
+#[derive(Debug, Clone, Serialize)]
+struct ActionRecord {
+    action_id: String,
+    rule_id: String,
+    rule_version: String,
+    action_index: i32,
+    action: Symbol,
+    parameters: BTreeMap<String, String>,
+    decision: Symbol,
+    outcome: Symbol,
+    event_id: String,
+    event_type: String,
+    provider: String,
+    source: String,
+    recipient: Option<String>,
+    campaign_id: Option<String>,
+    occurred_at: i64,
+    decided_at: i64,
+    due_at: i64,
+    detail: String,
+}
+
+fn webhook(event: &str, url: &str) -> ActionRecord {
+    ActionRecord {
+        action_id: format!("notify-crm/{event}/0"),
+        rule_id: "notify-crm".into(),
+        rule_version: "v1".into(),
+        action_index: 0,
+        action: Symbol::Webhook,
+        parameters: BTreeMap::from([
+            ("url".to_string(), url.to_string()),
+            ("method".to_string(), "POST".to_string()),
+            ("header.x-team".to_string(), "mail".to_string()),
+            ("body".to_string(), format!("{{\"event\":\"{event}\"}}")),
+        ]),
+        decision: Symbol::Executed,
+        outcome: Symbol::Pending,
+        event_id: event.into(),
+        event_type: "complained".into(),
+        provider: "sendgrid".into(),
+        source: "sendgrid".into(),
+        recipient: Some("ann@example.com".into()),
+        campaign_id: None,
+        occurred_at: 1_700_000_000_000,
+        decided_at: 1_700_000_000_000,
+        due_at: 1_700_000_000_000,
+        detail: String::new(),
+    }
+}
+
+/// What the stage writes back (the fields checked here).
+#[derive(Debug, Deserialize)]
+struct Outcome {
+    action_id: String,
+    outcome: String,
+    parameters: BTreeMap<String, String>,
+    detail: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeadLetter {
+    stage: String,
+    reason: String,
+    detail: String,
+}
+
+struct Setup {
+    settings: Settings,
+    names: TopicNames,
+}
+
+async fn setup(name: &str, allow: &[&str]) -> Setup {
+    let mut settings = dev_settings();
+    settings.kafka.topic_prefix = format!("{}.", unique_name(name));
+    settings.delivery.redis_prefix = format!("{}:", unique_name(name));
+    settings.delivery.secrets = vec![SECRET.into()];
+    settings.delivery.allow_targets = allow.iter().map(|s| s.to_string()).collect();
+    settings.delivery.schedule = vec!["300ms".into(), "300ms".into(), "300ms".into()];
+    settings.delivery.jitter = 0.0;
+    settings.delivery.timeout_ms = 10_000;
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    create_topic(&names.name(Topic::Actions), 2).await;
+    create_topic(&names.name(Topic::Dlq), 1).await;
+    Setup { settings, names }
+}
+
+impl Setup {
+    async fn produce(&self, actions: &[ActionRecord]) {
+        let topic = self.names.name(Topic::Actions);
+        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
+        let schema = codec
+            .register(&TopicSchema::new(&topic, RULE_ACTION_SCHEMA).unwrap())
+            .await
+            .unwrap();
+        let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
+        for a in actions {
+            let payload = schema.encode(a, 512).unwrap();
+            let record = FutureRecord::to(&topic)
+                .key(a.action_id.as_bytes())
+                .payload(payload.as_slice());
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    }
+
+    fn start(
+        &self,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let shutdown = CancellationToken::new();
+        let stage = tokio::spawn(mailpipe_stage_7_deliver::run(
+            self.settings.clone(),
+            shutdown.clone(),
+        ));
+        (shutdown, stage)
+    }
+
+    /// The outcome records among the first `n` records of `mail.actions` after the inputs.
+    async fn outcomes(&self, inputs: usize, n: usize) -> Vec<Outcome> {
+        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
+        let mut out = Vec::new();
+        for (_, value) in consume_exactly(&self.names.name(Topic::Actions), inputs + n).await {
+            let o: Outcome = codec.decode(&value).await.unwrap();
+            if o.outcome != "pending" {
+                out.push(o);
+            }
+        }
+        out
+    }
+
+    async fn dead_letters(&self, n: usize) -> Vec<DeadLetter> {
+        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
+        let mut out = Vec::new();
+        for (_, value) in consume_exactly(&self.names.name(Topic::Dlq), n).await {
+            out.push(codec.decode(&value).await.unwrap());
+        }
+        out
+    }
+
+    fn store(&self) -> mailpipe_stage_7_deliver::store::Store {
+        mailpipe_stage_7_deliver::connect_store(&self.settings).unwrap()
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Verifies a received request as the verify stage verifies a Resend (Standard Webhooks)
+/// webhook: an implementation of the spec of its own, checked against svix's vectors.
+fn verifies(r: &Received) -> bool {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let now = mailpipe_stage::now_ms() / 1000;
+    let source = SourceConfig::new(Provider::Resend, &[SECRET.into()], SourceOptions::default());
+    testing::verify_with(&source, &testing::request(&headers, &r.body, now)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_failing_twice_gets_one_signed_delivery_under_one_webhook_id() {
+    let s = setup("deliver-retry", &["127.0.0.1"]).await;
+    let target = Target::start(
+        vec![(503, vec![]), (500, vec![]), (200, vec![])],
+        Duration::ZERO,
+    )
+    .await;
+    s.produce(&[webhook("ev-1", &target.url())]).await;
+    let (shutdown, stage) = s.start();
+    let outcomes = s.outcomes(1, 1).await;
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].outcome, "delivered", "{outcomes:?}");
+    assert_eq!(outcomes[0].action_id, "notify-crm/ev-1/0");
+    assert_eq!(outcomes[0].parameters["attempts"], "3");
+    assert_eq!(outcomes[0].parameters["status"], "200");
+    // Nothing more comes: one successful delivery.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let received = target.received();
+    assert_eq!(received.len(), 3);
+    for r in &received {
+        assert_eq!(r.header("webhook-id"), Some("notify-crm/ev-1/0"));
+        assert_eq!(r.header("x-team"), Some("mail"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.body, b"{\"event\":\"ev-1\"}");
+        assert!(verifies(r), "the signature verifies: {:?}", r.headers);
+    }
+    let mut forged = received[2].clone();
+    forged.body = b"{\"event\":\"ev-2\"}".to_vec();
+    assert!(!verifies(&forged), "a changed body does not verify");
+    // The schedule's waits (300 ms) separate the attempts.
+    assert!(received[1].at - received[0].at >= Duration::from_millis(250));
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_after_is_honoured() {
+    let s = setup("deliver-retry-after", &["127.0.0.1"]).await;
+    let target = Target::start(
+        vec![(429, vec![("retry-after", "2")]), (200, vec![])],
+        Duration::ZERO,
+    )
+    .await;
+    s.produce(&[webhook("ev-1", &target.url())]).await;
+    let (shutdown, stage) = s.start();
+    let outcomes = s.outcomes(1, 1).await;
+    assert_eq!(outcomes[0].outcome, "delivered");
+    let received = target.received();
+    assert_eq!(received.len(), 2);
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= Duration::from_millis(1_900),
+        "waited {gap:?}, not the 2 s asked"
+    );
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_410_disables_the_target_until_it_is_enabled() {
+    let s = setup("deliver-gone", &["127.0.0.1"]).await;
+    let target = Target::start(vec![(410, vec![]), (200, vec![])], Duration::ZERO).await;
+    s.produce(&[webhook("ev-1", &target.url())]).await;
+    let (shutdown, stage) = s.start();
+    let outcomes = s.outcomes(1, 1).await;
+    assert_eq!(outcomes[0].outcome, "failed", "{outcomes:?}");
+    assert!(
+        outcomes[0].detail.contains("target disabled"),
+        "{outcomes:?}"
+    );
+    let store = s.store();
+    let target_key = format!("http://{}", target.addr);
+    assert!(store.disabled().await.unwrap().contains_key(&target_key));
+    let letters = s.dead_letters(1).await;
+    assert_eq!(
+        (letters[0].stage.as_str(), letters[0].reason.as_str()),
+        ("deliver", "delivery_failed")
+    );
+    // While disabled, another delivery to it waits, unattempted.
+    s.produce(&[webhook("ev-2", &target.url())]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(target.received().len(), 1);
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0.id(), "notify-crm/ev-2/0");
+    // Enabled again (as `mailpipe deliveries enable` does), what waited goes out.
+    assert!(store.enable(&target_key).await.unwrap());
+    wait_for("the second delivery", Duration::from_secs(10), || {
+        target.received().len() == 2
+    })
+    .await;
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_target_does_not_delay_another() {
+    let s = setup("deliver-slow", &["127.0.0.1"]).await;
+    let slow = Target::start(vec![(200, vec![])], Duration::from_secs(4)).await;
+    let fast = Target::start(vec![(200, vec![])], Duration::ZERO).await;
+    let mut actions: Vec<ActionRecord> = (0..8)
+        .map(|i| webhook(&format!("slow-{i}"), &slow.url()))
+        .collect();
+    actions.push(webhook("fast-1", &fast.url()));
+    s.produce(&actions).await;
+    let started = Instant::now();
+    let (shutdown, stage) = s.start();
+    wait_for(
+        "the fast target's delivery",
+        Duration::from_secs(10),
+        || !fast.received().is_empty(),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the fast target waited {:?} behind the slow one",
+        started.elapsed()
+    );
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loopback_and_metadata_addresses_are_refused_without_the_allow_setting() {
+    let s = setup("deliver-ssrf", &[]).await;
+    let target = Target::start(vec![(200, vec![])], Duration::ZERO).await;
+    let by_name = format!("http://localhost:{}/hook", target.addr.port());
+    s.produce(&[
+        webhook("ev-1", &by_name),
+        webhook("ev-2", "http://169.254.169.254/latest/meta-data/"),
+    ])
+    .await;
+    let (shutdown, stage) = s.start();
+    let mut outcomes = s.outcomes(2, 2).await;
+    outcomes.sort_by(|a, b| a.action_id.cmp(&b.action_id));
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    for o in &outcomes {
+        assert_eq!(o.outcome, "failed", "{o:?}");
+        assert!(o.detail.contains("SSRF"), "{o:?}");
+    }
+    assert!(outcomes[0].detail.contains("loopback"), "{:?}", outcomes[0]);
+    assert!(outcomes[1].detail.contains("metadata"), "{:?}", outcomes[1]);
+    assert!(target.received().is_empty(), "nothing reached the target");
+    let letters = s.dead_letters(2).await;
+    assert!(letters
+        .iter()
+        .all(|l| l.reason == "delivery_failed" && l.detail.contains("SSRF")));
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
