@@ -8,6 +8,8 @@
 //! - `mailpipe read rejected|dlq|events|events-unique`: records as JSON lines.
 //! - `mailpipe summary [--expect samples.json]`: records per topic and distinct events per
 //!   provider and type in ClickHouse (compared with what send-samples got accepted).
+//! - `mailpipe deliveries list|failed|retry|disable|enable|disabled`: the outbound webhook
+//!   delivery schedule, for operators.
 //! - `mailpipe retention [--dry-run]`: drops ClickHouse monthly partitions older than
 //!   `[aggregate] retention_months`.
 //! - `mailpipe send-samples`: DEVELOPMENT ONLY; posts correctly signed sample webhooks of
@@ -15,6 +17,7 @@
 //! - `mailpipe serve-dev-cert`: DEVELOPMENT ONLY; serves the development SNS certificate on
 //!   loopback for the SES samples.
 
+mod deliveries;
 mod inspect;
 mod read;
 mod rules;
@@ -57,6 +60,8 @@ enum Command {
     Rules(rules::RulesArgs),
     /// List, check, add or remove suppressed recipients (the rules' suppression list).
     Suppressions(suppressions::SuppressionsArgs),
+    /// Outbound webhook deliveries: list, failed, retry, disable, enable, disabled.
+    Deliveries(deliveries::DeliveriesArgs),
     /// Print records of mail.rejected, mail.dlq or the event topics as JSON lines.
     Read(read::ReadArgs),
     /// Records per topic, and distinct events per provider and type in ClickHouse.
@@ -141,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Deliveries(args) => deliveries::run(&settings, &args).await?,
         Command::Summary(args) => summary::run(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
