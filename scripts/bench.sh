@@ -40,6 +40,12 @@ if [[ -x scripts/bench-dedupe.sh ]]; then
     PROFILE=release scripts/bench-dedupe.sh
 fi
 
+if [[ -x scripts/bench-rules.sh ]]; then
+    echo
+    echo "==> rules: events/s through the stage with 100 rules vs a no-op forwarder"
+    PROFILE=release scripts/bench-rules.sh
+fi
+
 if [[ -x scripts/bench-stages.sh ]]; then
     echo
     echo "==> exactly-once cost: verify, normalize, dedupe with kafka.exactly_once off vs on"

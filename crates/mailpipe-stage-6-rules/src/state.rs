@@ -13,8 +13,19 @@
 //! more. That is what lets a redelivered event (after a crash or an aborted transaction)
 //! be evaluated again without counting twice.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
+
+/// Redis round trips attempted by this process's [`RulesState`]s (failed ones included),
+/// for the bench's round-trips-per-event figure.
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Redis round trips attempted so far by every [`RulesState`] of this process.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
 
 /// What can go wrong talking to the state store. Every variant is transient for the stage:
 /// it holds the partition and retries, it never skips an event.
@@ -273,6 +284,7 @@ impl RulesState {
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
+            ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
             let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
                 .arg(&key)
                 .arg(cursor)
@@ -292,6 +304,7 @@ impl RulesState {
 
     async fn load_scripts(&mut self) -> Result<(), StateError> {
         let mut pipe = redis::pipe();
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
         let scripts = [
             &self.increment,
             &self.claim,
@@ -312,6 +325,7 @@ impl RulesState {
         for op in ops {
             self.push(&mut pipe, op);
         }
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
         let replies: Vec<Value> = pipe.query_async(&mut self.connection).await?;
         if replies.len() != ops.len() {
             return Err(StateError::ReplyCount {

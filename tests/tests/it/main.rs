@@ -53,4 +53,5 @@ mod verify_kill;
 mod aggregate_bench;
 mod dedupe_bench;
 mod pipeline_bench;
+mod rules_bench;
 mod stage_bench;
