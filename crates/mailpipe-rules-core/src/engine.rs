@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use mailpipe_model::EmailEvent;
+use mailpipe_model::{EmailEvent, EventType};
 
 use crate::action::ActionKind;
 use crate::compile::Rule;
@@ -28,6 +28,10 @@ pub struct RuleSet {
     pub(crate) cel_env: Arc<cel::Env>,
     /// Every counter any rule reads, with the longest window it is read over.
     counters: Vec<(CounterDef, u64)>,
+    /// Per event type (in `EventType::ALL`'s order), the enabled rules that can match an
+    /// event of that type, in evaluation order: the rules a plan visits (most rules name
+    /// the event types they are about).
+    candidates: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -62,12 +66,34 @@ impl RuleSet {
             let entry = longest.entry(def).or_default();
             *entry = (*entry).max(within);
         }
+        let candidates = EventType::ALL
+            .iter()
+            .map(|t| {
+                let may_match = |(_, r): &(usize, &Rule)| r.enabled && r.when.may_hold_for(*t);
+                rules
+                    .iter()
+                    .enumerate()
+                    .filter(may_match)
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
         RuleSet {
             rules,
             templates,
             cel_env,
             counters: longest.into_iter().collect(),
+            candidates,
         }
+    }
+
+    /// The enabled rules that can match `event` (indexes), in evaluation order.
+    fn candidates(&self, event: &EmailEvent) -> &[usize] {
+        let position = EventType::ALL
+            .iter()
+            .position(|t| *t == event.event_type)
+            .unwrap_or_default();
+        &self.candidates[position]
     }
 
     pub fn len(&self) -> usize {
@@ -97,6 +123,12 @@ impl RuleSet {
     /// The state to fetch before evaluating `event`: counter increments to apply first,
     /// then lookups to read. Both may be empty (most events need nothing).
     pub fn plan(&self, event: &EmailEvent) -> StatePlan {
+        self.plan_open(event).0
+    }
+
+    /// [`RuleSet::plan`], and the rules it left open: those `event`'s stateless conditions
+    /// do not already rule out, for [`RuleSet::evaluate_matched`].
+    pub fn plan_open(&self, event: &EmailEvent) -> (StatePlan, OpenRules) {
         let at_ms = event_time_ms(event);
         let increments = self
             .counters
@@ -114,10 +146,14 @@ impl RuleSet {
         let empty = StateSnapshot::new();
         let ctx = EvalContext::new(event, at_ms, &empty, false, &self.cel_env);
         let mut lookups = BTreeSet::new();
-        for rule in self.rules.iter().filter(|r| r.enabled) {
+        let mut open = Vec::new();
+        // A rule that cannot match the event's type needs nothing (its lookups are None).
+        for &index in self.candidates(event) {
+            let rule = &self.rules[index];
             let Some(needed) = rule.when.lookups(&ctx) else {
                 continue;
             };
+            open.push(index);
             let certain_match = needed.is_empty();
             lookups.extend(needed);
             if let Some(lookup) = suppression_lookup(rule, event) {
@@ -127,29 +163,61 @@ impl RuleSet {
                 break;
             }
         }
-        StatePlan {
+        let plan = StatePlan {
             increments,
             lookups: lookups.into_iter().collect(),
-        }
+        };
+        (plan, OpenRules(open))
     }
 
     /// Evaluates every enabled rule on `event` with the state fetched for its plan.
     pub fn evaluate(&self, event: &EmailEvent, state: &StateSnapshot) -> Evaluation {
-        self.run(event, state, false)
+        self.run(event, state, Outcomes::Evaluated)
+    }
+
+    /// What the stage needs of [`RuleSet::evaluate`]: the outcomes of the rules that
+    /// matched, exactly as `evaluate` gives them and in the same order, given the rules
+    /// `event`'s plan left `open` ([`RuleSet::plan_open`]); the others are not visited
+    /// again, and no outcome is built for a rule that does not match.
+    pub fn evaluate_matched(
+        &self,
+        event: &EmailEvent,
+        state: &StateSnapshot,
+        open: &OpenRules,
+    ) -> Evaluation {
+        self.run(event, state, Outcomes::Matched(&open.0))
     }
 
     pub(crate) fn run(
         &self,
         event: &EmailEvent,
         state: &StateSnapshot,
-        explain: bool,
+        outcomes_of: Outcomes,
     ) -> Evaluation {
         let at_ms = event_time_ms(event);
+        let explain = matches!(outcomes_of, Outcomes::Explained);
         let ctx = EvalContext::new(event, at_ms, state, explain, &self.cel_env);
         let vars = EventVars::of(event);
         let mut stopped_by: Option<&str> = None;
         let mut outcomes = Vec::new();
-        for rule in &self.rules {
+        // Matched outcomes only: the rules the plan ruled out are not visited (they would
+        // not be listed), and after a `stop` nothing more matches.
+        let rules: Box<dyn Iterator<Item = &Rule>> = match outcomes_of {
+            Outcomes::Matched(open) => Box::new(open.iter().filter_map(|&i| self.rules.get(i))),
+            _ => Box::new(self.rules.iter()),
+        };
+        for rule in rules {
+            let skipped = !rule.enabled || stopped_by.is_some();
+            if matches!(outcomes_of, Outcomes::Matched(_)) {
+                if stopped_by.is_some() {
+                    break;
+                }
+                if skipped || !rule.when.holds(&ctx) {
+                    continue;
+                }
+            } else if skipped && !explain {
+                continue;
+            }
             let mut outcome = RuleOutcome {
                 rule_id: rule.id.clone(),
                 rule_version: rule.version.clone(),
@@ -173,9 +241,7 @@ impl RuleSet {
                 }
                 outcome.when = Some(when);
             }
-            if explain || outcome.status == RuleStatus::Evaluated {
-                outcomes.push(outcome);
-            }
+            outcomes.push(outcome);
         }
         Evaluation {
             event_id: event.event_id.clone(),
@@ -248,6 +314,23 @@ impl RuleSet {
     }
 }
 
+/// The rules an event's plan left open ([`RuleSet::plan_open`]): the indexes of those
+/// its stateless conditions did not rule out, in evaluation order. Meaningful only with
+/// that event and this rule set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenRules(Vec<usize>);
+
+/// Which rules' outcomes an evaluation lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcomes<'o> {
+    /// The rules that matched among those open ([`RuleSet::evaluate_matched`]).
+    Matched(&'o [usize]),
+    /// Every rule evaluated: enabled and not stopped ([`RuleSet::evaluate`]).
+    Evaluated,
+    /// Every rule, with explanations ([`RuleSet::explain`]).
+    Explained,
+}
+
 /// Suppression stops actions aimed at the recipient's mailbox or profile; `suppress` and
 /// `unsuppress` themselves always run.
 pub(crate) fn blockable(kind: &ActionKind) -> bool {
@@ -265,4 +348,97 @@ fn suppression_lookup(rule: &Rule, event: &EmailEvent) -> Option<Lookup> {
             })
         })
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use mailpipe_model::EventType;
+
+    const RULES: &str = r#"
+[[rule]]
+id = "all"
+[rule.when]
+event_types = ["opened"]
+tags = ["x"]
+[[rule.then]]
+action = "score"
+add = 1.0
+
+[[rule]]
+id = "any"
+[rule.when]
+match = "any"
+event_types = ["opened"]
+tags = ["x"]
+[[rule.then]]
+action = "score"
+add = 1.0
+
+[[rule]]
+id = "three-of-three"
+[rule.when]
+at_least = 3
+event_types = ["opened", "clicked"]
+providers = ["ses"]
+tags = ["x"]
+[[rule.then]]
+action = "score"
+add = 1.0
+
+[[rule]]
+id = "two-of-three"
+[rule.when]
+at_least = 2
+event_types = ["opened"]
+providers = ["ses"]
+tags = ["x"]
+[[rule.then]]
+action = "score"
+add = 1.0
+
+[[rule]]
+id = "no-types"
+[rule.when]
+tags = ["x"]
+[[rule.then]]
+action = "score"
+add = 1.0
+
+[[rule]]
+id = "off"
+enabled = false
+[rule.when]
+event_types = ["opened"]
+[[rule.then]]
+action = "score"
+add = 1.0
+"#;
+
+    #[test]
+    fn candidates_are_the_enabled_rules_an_event_type_can_match() {
+        let rules = crate::load(RULES).unwrap();
+        let candidates = |t: EventType| {
+            let mut event = crate::vars::sample_event(&[]);
+            event.event_type = t;
+            let mut ids: Vec<&str> = rules
+                .candidates(&event)
+                .iter()
+                .map(|&i| rules.rules[i].id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(
+            candidates(EventType::Opened),
+            ["all", "any", "no-types", "three-of-three", "two-of-three"]
+        );
+        assert_eq!(
+            candidates(EventType::Clicked),
+            ["any", "no-types", "three-of-three", "two-of-three"]
+        );
+        assert_eq!(
+            candidates(EventType::Delivered),
+            ["any", "no-types", "two-of-three"]
+        );
+    }
 }

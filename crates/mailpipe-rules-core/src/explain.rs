@@ -27,7 +27,7 @@ pub struct Explanation {
 impl RuleSet {
     /// Explains the evaluation of `event` over `state`.
     pub fn explain(&self, event: &EmailEvent, state: &StateSnapshot) -> Explanation {
-        let evaluation = self.run(event, state, true);
+        let evaluation = self.run(event, state, crate::engine::Outcomes::Explained);
         Explanation {
             event_id: evaluation.event_id,
             event_time_ms: evaluation.event_time_ms,

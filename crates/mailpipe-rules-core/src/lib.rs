@@ -5,7 +5,9 @@
 //! 1. [`RuleSet::plan`] → counter increments and state [`Lookup`]s; the stage applies and
 //!    reads them in one atomic round trip and fills a [`StateSnapshot`];
 //! 2. [`RuleSet::evaluate`] → per rule: matched or not, rendered actions with idempotency
-//!    keys and due times, and a [`Pending`] decision (maybe a [`Claim`] for cooldown/limit);
+//!    keys and due times, and a [`Pending`] decision (maybe a [`Claim`] for cooldown/limit)
+//!    ([`RuleSet::plan_open`] and [`RuleSet::evaluate_matched`]: the same for the matched
+//!    rules only, not evaluating again what the plan ruled out; what the stage uses);
 //! 3. the stage takes the claims atomically, then [`RuleOutcome::decide`] (or [`finish`])
 //!    gives each action's final [`Decision`]; executed `suppress`, `score`, `segment`
 //!    actions are the state changes it then makes.
@@ -43,7 +45,7 @@ pub use decision::{
     PlannedAction, RuleOutcome, RuleStatus,
 };
 pub use duration::{format_duration_ms, parse_duration_ms};
-pub use engine::{RuleInfo, RuleSet};
+pub use engine::{OpenRules, RuleInfo, RuleSet};
 pub use error::{Location, RuleError, RuleErrorKind};
 pub use explain::Explanation;
 pub use guard::{DueAction, GuardVerdict};

@@ -188,6 +188,13 @@ proptest! {
         let first = rules.evaluate(&event, &state);
         let second = rules.evaluate(&event, &state);
         prop_assert_eq!(format!("{first:?}"), format!("{second:?}"));
+        // The stage's evaluation is the matched rules of this one, unchanged.
+        let (open_plan, open) = rules.plan_open(&event);
+        prop_assert_eq!(&open_plan, &plan);
+        let matched = rules.evaluate_matched(&event, &state, &open);
+        let mut want = first.clone();
+        want.rules.retain(|r| r.matched());
+        prop_assert_eq!(format!("{matched:?}"), format!("{want:?}"));
         for outcome in &first.rules {
             for claim in [None, Some(ClaimResult::Granted), Some(ClaimResult::Limited)] {
                 let _ = outcome.decide(claim);

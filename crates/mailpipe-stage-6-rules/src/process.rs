@@ -94,7 +94,7 @@ async fn evaluate(
     config: &ProcessConfig,
     events: &[EmailEvent],
 ) -> Result<Vec<Evaluation>, StateError> {
-    let plans: Vec<_> = events.iter().map(|e| rules.plan(e)).collect();
+    let (plans, open): (Vec<_>, Vec<_>) = events.iter().map(|e| rules.plan_open(e)).unzip();
     let mut ops = Vec::new();
     for plan in &plans {
         for increment in &plan.increments {
@@ -115,7 +115,7 @@ async fn evaluate(
     let answers = state.apply(&ops).await?;
     let mut answers = answers.into_iter().skip(first_lookup);
     let mut evaluations = Vec::with_capacity(events.len());
-    for (event, plan) in events.iter().zip(&plans) {
+    for ((event, plan), open) in events.iter().zip(&plans).zip(&open) {
         let mut snapshot = StateSnapshot::new();
         for lookup in &plan.lookups {
             let answer = answers.next().map(|a| not_by(a, &event.event_id));
@@ -123,7 +123,7 @@ async fn evaluate(
                 snapshot.insert(lookup.clone(), answer);
             }
         }
-        evaluations.push(rules.evaluate(event, &snapshot));
+        evaluations.push(rules.evaluate_matched(event, &snapshot, open));
     }
     Ok(evaluations)
 }

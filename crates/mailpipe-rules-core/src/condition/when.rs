@@ -6,9 +6,11 @@
 //! [`When::lookups`] asks for state only when the stateless part left the outcome open, so
 //! plan and evaluation always agree on what was needed.
 
+use mailpipe_model::EventType;
 use serde::Serialize;
 
 use super::counting::CounterDef;
+use super::fields::Field;
 use super::{Condition, EvalContext};
 use crate::state::Lookup;
 
@@ -47,10 +49,49 @@ pub struct WhenOutcome {
 
 impl When {
     pub(crate) fn evaluate(&self, ctx: &EvalContext<'_>) -> WhenOutcome {
+        let mut reports = Vec::new();
+        let (matched, decided_by) = self.walk(ctx, |report| reports.push(report));
+        WhenOutcome {
+            matched,
+            decided_by,
+            conditions: reports,
+        }
+    }
+
+    /// Whether it can match an event of `event_type` at all: false when its `event_types`
+    /// conditions that leave that type out are more than it can afford to fail (one, for
+    /// `all`). Exact, so a rule set can skip such rules for such events unevaluated.
+    pub(crate) fn may_hold_for(&self, event_type: EventType) -> bool {
+        let failing = self
+            .conditions
+            .iter()
+            .filter(|c| match c {
+                Condition::OneOf(one_of) => {
+                    one_of.field == Field::EventType
+                        && !one_of.values.iter().any(|v| v == event_type.as_str())
+                }
+                _ => false,
+            })
+            .count();
+        self.conditions.len() - failing >= self.needed
+    }
+
+    /// Whether it matches: [`When::evaluate`]'s `matched`, without building the reports.
+    pub(crate) fn holds(&self, ctx: &EvalContext<'_>) -> bool {
+        self.walk(ctx, |_| {}).0
+    }
+
+    /// Evaluates the conditions in order, handing each one's report to `record`, until the
+    /// outcome is certain (unless explaining); answers whether it matched and which
+    /// condition decided.
+    fn walk(
+        &self,
+        ctx: &EvalContext<'_>,
+        mut record: impl FnMut(ConditionReport),
+    ) -> (bool, Option<ConditionReport>) {
         let total = self.conditions.len();
         let (mut passed, mut failed) = (0, 0);
         let mut decided_by = None;
-        let mut reports = Vec::new();
         for (index, condition) in self.conditions.iter().enumerate() {
             let (ok, detail) = condition.evaluate(ctx);
             if ok {
@@ -68,16 +109,12 @@ impl When {
             if certain && decided_by.is_none() {
                 decided_by = Some(report.clone());
             }
-            reports.push(report);
+            record(report);
             if decided_by.is_some() && !ctx.explain {
                 break;
             }
         }
-        WhenOutcome {
-            matched: passed >= self.needed,
-            decided_by,
-            conditions: reports,
-        }
+        (passed >= self.needed, decided_by)
     }
 
     /// The state needed to decide for this event: `None` when the stateless conditions
