@@ -5,8 +5,10 @@
 //! Absent optional fields are `null`: templates render them as empty text, expressions can
 //! test `recipient == null`. `geo` is always an object so `geo.country` is never undefined.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use cel::common::types::{CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
+use cel::common::value::{CowVal, Val};
 use mailpipe_model::{EmailEvent, EventType, Geo, Provider};
 use serde::Serialize;
 
@@ -141,6 +143,77 @@ impl<'a> EventVars<'a> {
     }
 }
 
+/// The variables of CEL expressions, looked up when an expression reads one: nothing is
+/// converted for a field no expression reads, and text is borrowed from the event, not
+/// copied. The values are those the event's JSON form gives (as templates see it): absent
+/// fields are `null`, `metadata` and `geo` are maps, and a time, a number of JSON, is a
+/// `uint` (`int` if negative) — a test checks every field against that form.
+impl cel::context::VariableResolver for EventVars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let value = match variable {
+            "event_id" => text(self.event_id),
+            "event_type" => text(self.event_type),
+            "provider_event" => text(self.provider_event),
+            "provider" => text(self.provider),
+            "source" => text(self.source),
+            "occurred_at" => number(self.occurred_at),
+            "received_at" => number(self.received_at),
+            "event_time" => number(self.event_time),
+            "recipient" => optional_text(self.recipient),
+            "recipient_domain" => optional_text(self.recipient_domain),
+            "message_id" => optional_text(self.message_id),
+            "campaign_id" => optional_text(self.campaign_id),
+            "tags" => Box::new(CelList::from(
+                self.tags.iter().map(|t| text(t)).collect::<Vec<_>>(),
+            )),
+            "metadata" => map(self.metadata.iter().map(|(k, v)| (k.as_str(), text(v)))),
+            "reject_reason" => optional_text(self.reject_reason),
+            "bounce_class" => optional_text(self.bounce_class),
+            "url" => optional_text(self.url),
+            "user_agent" => optional_text(self.user_agent),
+            "ip" => optional_text(self.ip),
+            "geo" => map([
+                ("country", optional_text(self.geo.country)),
+                ("region", optional_text(self.geo.region)),
+                ("city", optional_text(self.geo.city)),
+            ]),
+            "mta_response" => optional_text(self.mta_response),
+            "description" => optional_text(self.description),
+            "raw_request_id" => text(self.raw_request_id),
+            "raw_event" => text(self.raw_event),
+            _ => return None,
+        };
+        Some(CowVal::Owned(value))
+    }
+}
+
+fn text(value: &str) -> Box<dyn Val + '_> {
+    Box::new(CelString::from(value))
+}
+
+fn optional_text(value: Option<&str>) -> Box<dyn Val + '_> {
+    match value {
+        Some(value) => text(value),
+        None => Box::new(CelNull),
+    }
+}
+
+/// A number as JSON carries it into CEL: non-negative ones are `uint`s.
+fn number(value: i64) -> Box<dyn Val + 'static> {
+    match u64::try_from(value) {
+        Ok(value) => Box::new(CelUInt::from(value)),
+        Err(_) => Box::new(cel::common::types::CelInt::from(value)),
+    }
+}
+
+fn map<'b>(entries: impl IntoIterator<Item = (&'b str, Box<dyn Val + 'b>)>) -> Box<dyn Val + 'b> {
+    let entries: HashMap<CelMapKey<'b>, Box<dyn Val + 'b>> = entries
+        .into_iter()
+        .map(|(key, value)| (CelMapKey::from(key), value))
+        .collect();
+    Box::new(CelMap::from(entries))
+}
+
 /// The time the engine counts and schedules by: when the event happened, or when it was
 /// received when the provider gave no time.
 pub fn event_time_ms(event: &EmailEvent) -> i64 {
@@ -208,6 +281,49 @@ mod tests {
             "rule.id",
         ] {
             assert!(!is_known_path(path, &EVENT_FIELDS), "{path}");
+        }
+    }
+
+    /// The resolver gives every field, with the value the event's JSON form gives it (what
+    /// expressions saw when their variables were built from that form).
+    #[test]
+    fn expressions_see_every_field_as_its_json_form() {
+        let mut full = sample_event(&["plan".to_string()]);
+        full.bounce_class = Some(mailpipe_model::BounceClass::Hard);
+        full.reject_reason = Some(mailpipe_model::RejectReason::Invalid);
+        let mut bare = EmailEvent {
+            recipient: None,
+            recipient_domain: None,
+            message_id: None,
+            campaign_id: None,
+            tags: Vec::new(),
+            metadata: BTreeMap::new(),
+            url: None,
+            user_agent: None,
+            ip: None,
+            geo: None,
+            mta_response: None,
+            description: None,
+            ..sample_event(&[])
+        };
+        bare.occurred_at = -5;
+        let env = std::sync::Arc::new(cel::Env::stdlib());
+        for event in [&full, &bare] {
+            let vars = EventVars::of(event);
+            let json = serde_json::to_value(&vars).unwrap();
+            let mut resolved = cel::Context::with_env(env.clone());
+            resolved.set_variable_resolver(&vars);
+            for name in EVENT_FIELDS {
+                let mut from_json = cel::Context::with_env(env.clone());
+                from_json.add_variable_from_value(name, cel::to_value(&json[name]).unwrap());
+                let program = cel::Program::compile(name).unwrap();
+                assert!(program.execute(&resolved).is_ok(), "{name}");
+                assert_eq!(
+                    program.execute(&resolved),
+                    program.execute(&from_json),
+                    "{name}"
+                );
+            }
         }
     }
 

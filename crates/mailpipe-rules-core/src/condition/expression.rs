@@ -10,13 +10,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr, IdedExpr};
-use cel::{Context, Env, Program, Value};
+use cel::{Env, Program, Value};
 use toml::Spanned;
 
 use super::EvalContext;
 use crate::compile::Sink;
 use crate::error::RuleErrorKind;
-use crate::vars::{is_known_path, EventVars, EVENT_FIELDS};
+use crate::vars::{is_known_path, EVENT_FIELDS};
 
 #[derive(Debug)]
 pub(crate) struct Expression {
@@ -57,11 +57,7 @@ impl Expression {
     }
 
     pub(crate) fn evaluate(&self, ctx: &EvalContext<'_>) -> (bool, String) {
-        let context = match ctx.cel_context() {
-            Ok(context) => context,
-            Err(e) => return (false, ctx.detail(|| format!("event not expressible: {e}"))),
-        };
-        match self.program.execute(context) {
+        match self.program.execute(&ctx.cel_context()) {
             Ok(Value::Bool(true)) => (true, ctx.detail(|| format!("{} is true", self.source))),
             Ok(Value::Bool(false)) => (false, ctx.detail(|| format!("{} is false", self.source))),
             Ok(other) => (
@@ -132,23 +128,6 @@ fn free_variables(expr: &IdedExpr, bound: &mut Vec<String>, free: &mut BTreeSet<
 /// The standard CEL environment the rules compile and run in, built once per rule set.
 pub(crate) fn environment() -> Arc<Env> {
     Arc::new(Env::stdlib())
-}
-
-/// A CEL context holding the event's fields as variables.
-pub(crate) fn context_of(
-    vars: &EventVars<'_>,
-    env: &Arc<Env>,
-) -> Result<Context<'static, 'static>, String> {
-    let json = serde_json::to_value(vars).map_err(|e| e.to_string())?;
-    let serde_json::Value::Object(fields) = json else {
-        return Err("event variables are not an object".into());
-    };
-    let mut context = Context::with_env(Arc::clone(env));
-    for (name, value) in fields {
-        let value = cel::to_value(&value).map_err(|e| e.to_string())?;
-        context.add_variable_from_value(name, value);
-    }
-    Ok(context)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ pub(crate) mod pattern;
 pub(crate) mod time_window;
 pub(crate) mod when;
 
-use std::cell::OnceCell;
 use std::sync::Arc;
 
 use mailpipe_model::EmailEvent;
@@ -93,7 +92,7 @@ impl Condition {
 }
 
 /// What conditions read for one event: the event, the end of counting windows, the state
-/// snapshot, and (built on first use, shared by every rule) the event as CEL variables.
+/// snapshot, and the event's variables for CEL expressions (resolved as they are read).
 pub(crate) struct EvalContext<'a> {
     pub event: &'a EmailEvent,
     /// End of sliding windows: the event's time, or a delayed action's due time.
@@ -102,7 +101,7 @@ pub(crate) struct EvalContext<'a> {
     /// Whether to write explanations (off on the stage's hot path).
     pub explain: bool,
     cel_env: &'a Arc<cel::Env>,
-    cel: OnceCell<Result<cel::Context<'static, 'static>, String>>,
+    vars: EventVars<'a>,
 }
 
 impl<'a> EvalContext<'a> {
@@ -119,7 +118,7 @@ impl<'a> EvalContext<'a> {
             state,
             explain,
             cel_env,
-            cel: OnceCell::new(),
+            vars: EventVars::of(event),
         }
     }
 
@@ -132,11 +131,11 @@ impl<'a> EvalContext<'a> {
         }
     }
 
-    pub(crate) fn cel_context(&self) -> Result<&cel::Context<'static, 'static>, &str> {
-        self.cel
-            .get_or_init(|| expression::context_of(&EventVars::of(self.event), self.cel_env))
-            .as_ref()
-            .map_err(String::as_str)
+    /// A CEL context over the event's fields.
+    pub(crate) fn cel_context(&self) -> cel::Context<'_, '_> {
+        let mut context = cel::Context::with_env(Arc::clone(self.cel_env));
+        context.set_variable_resolver(&self.vars);
+        context
     }
 }
 
