@@ -126,7 +126,7 @@ impl Handler for RulesHandler {
         let mut events = Vec::with_capacity(batch.len());
         let mut plans = Vec::with_capacity(batch.len());
         for delivery in &batch {
-            match self.kit.decode::<EmailEvent>(&delivery.message).await {
+            match self.kit.decode_event(&delivery.message).await {
                 Ok(event) => {
                     plans.push(Ok(events.len()));
                     events.push(event);

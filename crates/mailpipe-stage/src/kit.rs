@@ -10,11 +10,14 @@
 //! (deferred, its ack held) — never nothing; a transient or fatal error stops the stage
 //! (the input is processed again after the restart), it never skips the input.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema};
+use mailpipe_avro::event_datum::EventDecoder;
+use mailpipe_avro::{schema_id, AvroCodec, RegisteredSchema, TopicSchema};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic, TopicNames};
+use mailpipe_model::EmailEvent;
 use mailpipe_settings::Settings;
 use rdkafka::message::{Message, OwnedMessage};
 use serde::de::DeserializeOwned;
@@ -35,6 +38,40 @@ pub struct StageKit {
     topics: TopicNames,
     dead_letters: DeadLetters,
     emitter: Emitter,
+    events: Arc<EventReader>,
+}
+
+/// Reads email event records (`mail.events`, `mail.events.unique`) field by field when
+/// their writer schema is the one this build ships — the usual case, several times faster
+/// than the registry converter and serde, which build an Avro value tree first (see
+/// `mailpipe_avro::event_datum`) — and the generic way otherwise (an older or newer writer
+/// schema, resolved against ours).
+#[derive(Debug)]
+struct EventReader {
+    decoder: EventDecoder,
+    /// Writer schema id → whether it is ours (field by field) or not (generic).
+    direct: Mutex<HashMap<u32, bool>>,
+}
+
+impl EventReader {
+    async fn is_direct(&self, codec: &AvroCodec, id: u32) -> bool {
+        let known = self.direct.lock().ok().and_then(|d| d.get(&id).copied());
+        if let Some(direct) = known {
+            return direct;
+        }
+        let direct = match codec.writer_schema(id).await {
+            Ok(writer) => self.decoder.reads(&writer),
+            // Unreachable registry: the generic way retries; ask again next time.
+            Err(e) if e.is_retriable() => return false,
+            // An id the registry does not have, or a schema that does not parse: the
+            // generic way reports it (the record is dead-lettered).
+            Err(_) => false,
+        };
+        if let Ok(mut known) = self.direct.lock() {
+            known.insert(id, direct);
+        }
+        direct
+    }
 }
 
 /// An output topic with its registered schema.
@@ -71,6 +108,10 @@ impl StageKit {
         let codec = AvroCodec::new(&settings.schema_registry.url)?;
         let dead_letters = DeadLetters::new(stage, settings, &codec).await?;
         let emitter = crate::emitter(stage, settings, dead_letters.clone())?;
+        let events = EventReader {
+            decoder: EventDecoder::new()?,
+            direct: Mutex::new(HashMap::new()),
+        };
         Ok(StageKit {
             stage,
             settings: settings.clone(),
@@ -78,6 +119,7 @@ impl StageKit {
             topics: TopicNames::new(&settings.kafka.topic_prefix),
             dead_letters,
             emitter,
+            events: Arc::new(events),
         })
     }
 
@@ -136,6 +178,20 @@ impl StageKit {
         message: &OwnedMessage,
     ) -> Result<T, StageError> {
         decode_retrying(&self.codec, message.payload().unwrap_or_default()).await
+    }
+
+    /// Decodes an email event input as [`StageKit::decode`] does (same event, same
+    /// errors), field by field when its writer schema is ours.
+    pub async fn decode_event(&self, message: &OwnedMessage) -> Result<EmailEvent, StageError> {
+        let payload = message.payload().unwrap_or_default();
+        if let Some(id) = schema_id(payload) {
+            if self.events.is_direct(&self.codec, id).await {
+                return self.events.decoder.decode(&payload[5..]).map_err(|e| {
+                    StageError::permanent(crate::DeadLetterReason::Undecodable, e.to_string())
+                });
+            }
+        }
+        decode_retrying(&self.codec, payload).await
     }
 
     /// The per-message frame: decode `message`, let `handler` process it, and turn a
