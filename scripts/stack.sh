@@ -484,9 +484,10 @@ start_service() {
             ;;
         redis)
             [[ -n $bin ]] || { err "redis-server not found; run 'make install' (or scripts/stack.sh install)"; return 1; }
-            # A cache for dedupe keys locally: no snapshots, no AOF.
+            # Persistent (AOF, fsync every second): the rules' schedule of delayed actions
+            # and the delivery schedule must survive a restart of Redis.
             launch redis "$bin" --port "$REDIS_PORT" --bind 127.0.0.1 \
-                --save "" --appendonly no --daemonize no --logfile "" \
+                --save "" --appendonly yes --appendfsync everysec --daemonize no --logfile "" \
                 --dir "$DATA_DIR/redis"
             ;;
         schema-registry)

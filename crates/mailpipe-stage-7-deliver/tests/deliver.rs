@@ -3,8 +3,9 @@
 //! then succeeds gets exactly one successful delivery, every attempt signed (checked by the
 //! verify stage's Standard Webhooks implementation) under the same `webhook-id`;
 //! `Retry-After` is honoured; a 410 disables the target until it is enabled; a slow target
-//! does not delay another; without the allow setting a loopback or metadata address is
-//! refused, visibly, and dead-lettered.
+//! does not delay another; the circuit breaker opens after consecutive failures and a
+//! probe closes it; without the allow setting a loopback or metadata address is refused,
+//! visibly, and dead-lettered.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -429,6 +430,47 @@ async fn loopback_and_metadata_addresses_are_refused_without_the_allow_setting()
     assert!(letters
         .iter()
         .all(|l| l.reason == "delivery_failed" && l.detail.contains("SSRF")));
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_breaker_opens_after_consecutive_failures_and_a_probe_closes_it() {
+    let mut s = setup("deliver-breaker", &["127.0.0.1"]).await;
+    s.settings.delivery.schedule = vec!["100ms".into(); 10];
+    s.settings.delivery.breaker_failures = 3;
+    s.settings.delivery.breaker_cooldown_ms = 2_000;
+    let target = Target::start(
+        vec![(503, vec![]), (503, vec![]), (503, vec![]), (200, vec![])],
+        Duration::ZERO,
+    )
+    .await;
+    s.produce(&[webhook("ev-1", &target.url())]).await;
+    let (shutdown, stage) = s.start();
+    let outcomes = s.outcomes(1, 1).await;
+    assert_eq!(outcomes[0].outcome, "delivered", "{outcomes:?}");
+    let received = target.received();
+    assert_eq!(received.len(), 4);
+    // Three failures 100 ms apart open the breaker: the fourth attempt (the probe) waits
+    // for the 2 s cooldown, not the schedule's 100 ms.
+    assert!(received[2].at - received[1].at < Duration::from_millis(1_000));
+    let held = received[3].at - received[2].at;
+    assert!(
+        held >= Duration::from_millis(1_900),
+        "the probe came after {held:?}"
+    );
+    // The probe succeeded: the breaker is closed, the next delivery goes at once.
+    let sent = Instant::now();
+    s.produce(&[webhook("ev-2", &target.url())]).await;
+    wait_for("the next delivery", Duration::from_secs(10), || {
+        target.received().len() == 5
+    })
+    .await;
+    assert!(
+        sent.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        sent.elapsed()
+    );
     shutdown.cancel();
     stage.await.unwrap().unwrap();
 }
