@@ -101,7 +101,7 @@ SERVICES="kafka clickhouse redis schema-registry"
 # serve-dev-cert`: DEVELOPMENT ONLY, it serves config/dev-keys/sns-signing-cert.pem on
 # loopback so SES samples verify locally (the verify stage started here accepts an http://
 # loopback certificate URL for that; see README "Sample traffic").
-STAGES=${STACK_STAGES-sns-cert receiver verify normalize dedupe aggregate rules console}
+STAGES=${STACK_STAGES-sns-cert receiver verify normalize dedupe aggregate rules deliver console}
 
 # clickhouse-server lives in /usr/sbin, which is not on every user's PATH.
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
