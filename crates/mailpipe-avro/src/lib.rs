@@ -48,6 +48,9 @@ pub const RULE_ACTION_SCHEMA: &str = include_str!("../../../schemas/rule_action.
 /// Schema of `mail.suppressions` records (the suppression list, compacted).
 pub const SUPPRESSION_SCHEMA: &str = include_str!("../../../schemas/suppression.avsc");
 
+/// Schema of `mail.deliveries` records (one per outbound delivery attempt).
+pub const DELIVERY_ATTEMPT_SCHEMA: &str = include_str!("../../../schemas/delivery_attempt.avsc");
+
 /// Every schema this crate ships, by file name, for checks and tooling.
 pub const ALL_SCHEMAS: &[(&str, &str)] = &[
     ("raw_request.avsc", RAW_REQUEST_SCHEMA),
@@ -57,6 +60,7 @@ pub const ALL_SCHEMAS: &[(&str, &str)] = &[
     ("dead_letter.avsc", DEAD_LETTER_SCHEMA),
     ("rule_action.avsc", RULE_ACTION_SCHEMA),
     ("suppression.avsc", SUPPRESSION_SCHEMA),
+    ("delivery_attempt.avsc", DELIVERY_ATTEMPT_SCHEMA),
 ];
 
 #[derive(Debug, thiserror::Error)]

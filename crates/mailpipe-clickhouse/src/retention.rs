@@ -9,7 +9,12 @@ use crate::{client, with_timeout, ClickHouseError};
 
 /// The tables whose partitions retention drops; each is partitioned by `toYYYYMM` of its
 /// event time (`suppressions` is not: the list is kept whatever its age).
-pub const RETAINED_TABLES: [&str; 3] = ["email_events", "email_stats_1m", "rule_executions"];
+pub const RETAINED_TABLES: [&str; 4] = [
+    "email_events",
+    "email_stats_1m",
+    "rule_executions",
+    "delivery_attempts",
+];
 
 /// One dropped (or, in a dry run, droppable) partition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,10 +20,11 @@ pub enum Topic {
     EventsUnique,
     Actions,
     Suppressions,
+    Deliveries,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 8] = [
+    pub const ALL: [Topic; 9] = [
         Topic::Raw,
         Topic::Verified,
         Topic::Rejected,
@@ -32,6 +33,7 @@ impl Topic {
         Topic::EventsUnique,
         Topic::Actions,
         Topic::Suppressions,
+        Topic::Deliveries,
     ];
 
     /// The name without prefix, as in the public contract.
@@ -45,6 +47,7 @@ impl Topic {
             Topic::EventsUnique => "mail.events.unique",
             Topic::Actions => "mail.actions",
             Topic::Suppressions => "mail.suppressions",
+            Topic::Deliveries => "mail.deliveries",
         }
     }
 
@@ -60,6 +63,7 @@ impl Topic {
             Topic::Dlq => Some(mailpipe_avro::DEAD_LETTER_SCHEMA),
             Topic::Actions => Some(mailpipe_avro::RULE_ACTION_SCHEMA),
             Topic::Suppressions => Some(mailpipe_avro::SUPPRESSION_SCHEMA),
+            Topic::Deliveries => Some(mailpipe_avro::DELIVERY_ATTEMPT_SCHEMA),
         }
     }
 
@@ -74,6 +78,7 @@ impl Topic {
             Topic::EventsUnique => p.events_unique,
             Topic::Actions => p.actions,
             Topic::Suppressions => p.suppressions,
+            Topic::Deliveries => p.deliveries,
         }
     }
 

@@ -195,6 +195,7 @@ pub struct TopicPartitions {
     pub events_unique: i32,
     pub actions: i32,
     pub suppressions: i32,
+    pub deliveries: i32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -301,7 +302,10 @@ pub struct DeliverySettings {
 impl std::fmt::Debug for DeliverySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeliverySettings")
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("allow_targets", &self.allow_targets)
             .field("schedule", &self.schedule)
             .field("jitter", &self.jitter)

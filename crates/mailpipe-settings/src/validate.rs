@@ -76,6 +76,7 @@ impl Settings {
             ("events_unique", p.events_unique),
             ("actions", p.actions),
             ("suppressions", p.suppressions),
+            ("deliveries", p.deliveries),
         ] {
             check(
                 (1..=10_000).contains(&count),

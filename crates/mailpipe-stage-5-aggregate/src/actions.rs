@@ -1,6 +1,7 @@
-//! The rules stage's records as ClickHouse rows: a `mail.actions` record becomes a
-//! `rule_executions` row (schemas/clickhouse/003_rule_executions.sql), a
-//! `mail.suppressions` record a `suppressions` row (004_suppressions.sql).
+//! The rules and deliver stages' records as ClickHouse rows: a `mail.actions` record
+//! becomes a `rule_executions` row (schemas/clickhouse/003_rule_executions.sql), a
+//! `mail.suppressions` record a `suppressions` row (004_suppressions.sql), a
+//! `mail.deliveries` record a `delivery_attempts` row (005_delivery_attempts.sql).
 //!
 //! The records are read with the registry's resolution (`decode_retrying`), so any writer
 //! version of their schemas reads; enums arrive as their symbol. Absent values become ''.
@@ -171,6 +172,79 @@ impl SuppressionRow {
             + self.origin.len()
             + self.event_id.len()
             + 40
+    }
+}
+
+/// A `mail.deliveries` record (schemas/delivery_attempt.avsc).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttemptRecord {
+    pub action_id: String,
+    pub webhook_id: String,
+    pub rule_id: String,
+    pub event_id: String,
+    pub target: String,
+    pub attempt: i32,
+    pub at: i64,
+    pub status: Option<i32>,
+    pub latency_ms: i64,
+    pub verdict: String,
+    pub reason: String,
+    pub error: String,
+    pub next_attempt_at: i64,
+}
+
+/// One row of `delivery_attempts`, fields in column order (status 0: no answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
+pub struct AttemptRow {
+    pub action_id: String,
+    pub webhook_id: String,
+    pub rule_id: String,
+    pub event_id: String,
+    pub target: String,
+    pub attempt: i32,
+    pub at: u32,
+    pub at_ms: i64,
+    pub status: u16,
+    pub latency_ms: i64,
+    pub verdict: String,
+    pub reason: String,
+    pub error: String,
+    pub next_attempt_at_ms: i64,
+}
+
+impl From<AttemptRecord> for AttemptRow {
+    fn from(r: AttemptRecord) -> AttemptRow {
+        AttemptRow {
+            action_id: r.action_id,
+            webhook_id: r.webhook_id,
+            rule_id: r.rule_id,
+            event_id: r.event_id,
+            target: r.target,
+            attempt: r.attempt,
+            at: datetime_seconds(r.at),
+            at_ms: r.at,
+            status: r.status.and_then(|s| u16::try_from(s).ok()).unwrap_or(0),
+            latency_ms: r.latency_ms,
+            verdict: r.verdict,
+            reason: r.reason,
+            error: r.error,
+            next_attempt_at_ms: r.next_attempt_at,
+        }
+    }
+}
+
+impl AttemptRow {
+    /// Roughly the row's size on the wire, for batch limits.
+    pub fn approximate_bytes(&self) -> usize {
+        self.action_id.len()
+            + self.webhook_id.len()
+            + self.rule_id.len()
+            + self.event_id.len()
+            + self.target.len()
+            + self.verdict.len()
+            + self.reason.len()
+            + self.error.len()
+            + 48
     }
 }
 

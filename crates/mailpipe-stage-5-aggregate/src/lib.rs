@@ -1,7 +1,8 @@
 //! The aggregate stage: `mail.events.unique` → ClickHouse `email_events` (one row per
 //! distinct event) and `email_stats_1m` (one-minute roll-ups), exact after any crash or
-//! replay; and the rules stage's records, `mail.actions` → `rule_executions` and
-//! `mail.suppressions` → `suppressions` ([`actions`]), so analysts query those too.
+//! replay; and the rules and deliver stages' records, `mail.actions` → `rule_executions`,
+//! `mail.suppressions` → `suppressions`, `mail.deliveries` → `delivery_attempts`
+//! ([`actions`]), so analysts query those too.
 //!
 //! Why the counts are exact:
 //! - `email_events` is a ReplacingMergeTree whose sorting key is made only of the event's
@@ -36,7 +37,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::{ActionRecord, ActionRow, SuppressionRecord, SuppressionRow};
+use crate::actions::{
+    ActionRecord, ActionRow, AttemptRecord, AttemptRow, SuppressionRecord, SuppressionRow,
+};
 use crate::decode::EventReader;
 use crate::loader::{BatchLimits, Loader, Pending, Row};
 use crate::row::EventRow;
@@ -61,6 +64,7 @@ pub struct AggregateHandler {
     watermarks: Watermarks,
     actions_topic: String,
     suppressions_topic: String,
+    deliveries_topic: String,
     to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
     loader: Option<JoinHandle<()>>,
 }
@@ -78,6 +82,7 @@ impl StageHandler for AggregateHandler {
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
             actions_topic: kit.topic(Topic::Actions),
             suppressions_topic: kit.topic(Topic::Suppressions),
+            deliveries_topic: kit.topic(Topic::Deliveries),
             to_loader: Some(tx),
             loader: Some(tokio::spawn(loader::run(loader, limits, rx))),
             kit,
@@ -93,6 +98,10 @@ impl AggregateHandler {
         if message.topic() == self.actions_topic {
             let record: ActionRecord = decode_retrying(codec, payload).await?;
             return Ok(Row::Action(ActionRow::from(record)));
+        }
+        if message.topic() == self.deliveries_topic {
+            let record: AttemptRecord = decode_retrying(codec, payload).await?;
+            return Ok(Row::Attempt(AttemptRow::from(record)));
         }
         if message.topic() == self.suppressions_topic {
             let record: SuppressionRecord = decode_retrying(codec, payload).await?;

@@ -3,7 +3,7 @@
 //! A batch is sent when it reaches `max_rows` or `max_bytes`, or `max_wait` after its first
 //! row. Loading a batch is two steps, each retried with backoff until it succeeds: insert
 //! the rows into their tables, `email_events` and, for the rules stage's records,
-//! `rule_executions` and `suppressions` (the same rows again after an ambiguous failure, so
+//! `rule_executions`, `suppressions` and `delivery_attempts` (the same rows again after an ambiguous failure, so
 //! the retry writes the same bytes, and the tables' engines collapse whatever the failed try
 //! may have stored), then recompute every window the batch's events touched into
 //! `email_stats_1m`.
@@ -24,7 +24,7 @@ use mailpipe_telemetry::names;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::actions::{ActionRow, SuppressionRow};
+use crate::actions::{ActionRow, AttemptRow, SuppressionRow};
 use crate::row::EventRow;
 use crate::windows::{recompute_statements, window_ranges, window_start};
 
@@ -34,6 +34,7 @@ pub enum Row {
     Event(EventRow),
     Action(ActionRow),
     Suppression(SuppressionRow),
+    Attempt(AttemptRow),
 }
 
 impl Row {
@@ -42,6 +43,7 @@ impl Row {
             Row::Event(r) => r.approximate_bytes(),
             Row::Action(r) => r.approximate_bytes(),
             Row::Suppression(r) => r.approximate_bytes(),
+            Row::Attempt(r) => r.approximate_bytes(),
         }
     }
 }
@@ -81,6 +83,7 @@ pub struct Batch {
     rows: Vec<EventRow>,
     actions: Vec<ActionRow>,
     suppressions: Vec<SuppressionRow>,
+    attempts: Vec<AttemptRow>,
     acks: Vec<Ack>,
     bytes: usize,
     windows: BTreeSet<u32>,
@@ -97,6 +100,7 @@ impl Batch {
             }
             Row::Action(row) => self.actions.push(row),
             Row::Suppression(row) => self.suppressions.push(row),
+            Row::Attempt(row) => self.attempts.push(row),
         }
         self.acks.push(pending.ack);
         let started = self.started.get_or_insert(pending.arrived);
@@ -158,6 +162,7 @@ impl Loader {
             rows,
             actions,
             suppressions,
+            attempts,
             acks,
             windows,
             started,
@@ -167,6 +172,7 @@ impl Loader {
         self.insert_all("email_events", &rows).await;
         self.insert_all("rule_executions", &actions).await;
         self.insert_all("suppressions", &suppressions).await;
+        self.insert_all("delivery_attempts", &attempts).await;
         tracing::debug!(rows = acks.len(), took = ?took.elapsed(), "batch inserted");
         metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(acks.len() as f64);
         Inserted {

@@ -36,7 +36,7 @@ use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{ActionView, Job};
-use crate::outcome::Ended;
+use crate::outcome::OutboxEntry;
 use crate::store::{Store, StoreError};
 
 /// Connects the delivery store.
@@ -53,10 +53,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let store = connect_store(&settings)?;
     let worker = Arc::new(worker::Worker::new(&settings.delivery, store.clone())?);
     let kit = StageKit::new(Stage::Deliver, &settings).await?;
-    let actions = kit.output(Topic::Actions).await?;
+    let outputs = Outputs {
+        actions: kit.output(Topic::Actions).await?,
+        deliveries: kit.output(Topic::Deliveries).await?,
+    };
     let flusher = tokio::spawn(flush_outbox(
         kit.clone(),
-        actions,
+        outputs,
         mailpipe_stage::create_producer(&settings)?,
         store.clone(),
         shutdown.clone(),
@@ -160,18 +163,25 @@ impl Handler for Intake {
     }
 }
 
-/// Writes ended deliveries' records (and dead letters) from the outbox, then forgets them;
-/// at least once (a record written twice has the same action id and outcome).
+/// The topics the outbox is written to.
+struct Outputs {
+    actions: Output,
+    deliveries: Output,
+}
+
+/// Writes the outbox's records — attempts to `mail.deliveries`, ended deliveries to
+/// `mail.actions` (and their dead letters) — then forgets them; at least once (a record
+/// written twice has the same action id and attempt or outcome).
 async fn flush_outbox(
     kit: StageKit,
-    actions: Output,
+    outputs: Outputs,
     producer: FutureProducer,
     store: Store,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0;
     loop {
-        let flushed = flush_once(&kit, &actions, &producer, &store).await;
+        let flushed = flush_once(&kit, &outputs, &producer, &store).await;
         let pause = match flushed {
             Ok(n) if n > 0 => Duration::ZERO,
             Ok(_) => {
@@ -205,22 +215,36 @@ enum FlushError {
 
 async fn flush_once(
     kit: &StageKit,
-    actions: &Output,
+    outputs: &Outputs,
     producer: &FutureProducer,
     store: &Store,
 ) -> Result<usize, FlushError> {
     let outbox = store.outbox().await?;
     let mut written = Vec::new();
-    for (id, json) in outbox {
-        let ended: Ended = match serde_json::from_str(&json) {
-            Ok(e) => e,
+    for (key, json) in outbox {
+        let ended = match serde_json::from_str(&json) {
+            Ok(OutboxEntry::Ended(ended)) => ended,
+            Ok(OutboxEntry::Attempt(attempt)) => {
+                let record = outputs
+                    .deliveries
+                    .record(Some(attempt.action_id.clone().into_bytes()), &attempt, 256)
+                    .map_err(|e| FlushError::Produce(e.to_string()))?;
+                producer
+                    .send(record.future_record(), Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
+                written.push(key);
+                continue;
+            }
             Err(e) => {
-                tracing::error!(action_id = %id, error = %e, "an outbox entry is unreadable; dropped");
-                written.push(id);
+                tracing::error!(outbox_key = %key, error = %e, "an outbox entry is unreadable; dropped");
+                written.push(key);
                 continue;
             }
         };
-        let mut records = vec![actions
+        let id = ended.record.action_id.clone();
+        let mut records = vec![outputs
+            .actions
             .record(Some(id.clone().into_bytes()), &ended.record, 512)
             .map_err(|e| FlushError::Produce(e.to_string()))?];
         if let Some(why) = &ended.dead_letter {
@@ -245,7 +269,7 @@ async fn flush_once(
                 .await
                 .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
         }
-        written.push(id);
+        written.push(key);
     }
     let n = written.len();
     store.outbox_written(&written).await?;

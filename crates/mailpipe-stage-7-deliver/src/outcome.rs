@@ -1,4 +1,5 @@
-//! What a delivery's end writes: a `mail.actions` record (schemas/rule_action.avsc) under
+//! What an attempt writes: a `mail.deliveries` record ([`AttemptRecord`]). What a
+//! delivery's end writes: a `mail.actions` record (schemas/rule_action.avsc) under
 //! the action's id with outcome `delivered` or `failed`, the attempts, last status and
 //! latency in its parameters and the last error in its detail; for a failure, also a
 //! dead letter of the action's record. Both go through the store's outbox
@@ -53,6 +54,39 @@ pub struct OutcomeRecord {
     pub decided_at: i64,
     pub due_at: i64,
     pub detail: String,
+}
+
+/// A `mail.deliveries` record: one attempt (schemas/delivery_attempt.avsc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub action_id: String,
+    pub webhook_id: String,
+    pub rule_id: String,
+    pub event_id: String,
+    pub target: String,
+    pub attempt: i32,
+    pub at: i64,
+    pub status: Option<i32>,
+    pub latency_ms: i64,
+    pub verdict: String,
+    pub reason: String,
+    pub error: String,
+    pub next_attempt_at: i64,
+}
+
+impl AttemptRecord {
+    /// Its outbox key: one per attempt of a delivery.
+    pub fn outbox_key(&self) -> String {
+        format!("{}#{}", self.action_id, self.attempt)
+    }
+}
+
+/// What the outbox holds: an attempt's record, or a delivery's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxEntry {
+    Attempt(AttemptRecord),
+    Ended(Ended),
 }
 
 /// What the outbox holds for one ended delivery.

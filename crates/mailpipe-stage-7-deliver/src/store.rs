@@ -6,9 +6,10 @@
 //!   record read again (a redelivery after a crash) never starts it over;
 //! - `failed`: hash, action id → the job of a delivery that failed for good, for an
 //!   operator's `retry`;
-//! - `outbox`: hash, action id → the outcome record to write to `mail.actions`, written in
-//!   the same step that ends the delivery and removed once Kafka has it, so a crash between
-//!   the two neither loses the record nor repeats the delivery;
+//! - `outbox`: hash of records to write to Kafka, each written in the same step as the
+//!   result it reports and removed once Kafka has it, so a crash between the two neither
+//!   loses a record nor repeats a delivery: `<action id>#<n>` → attempt n's
+//!   `mail.deliveries` record, `<action id>` → the outcome record of the delivery's end;
 //! - `disabled`: hash, target → why and when (410 Gone, or an operator).
 //!
 //! Why a delivery is attempted once per answer: claiming moves its due time a lease ahead
@@ -91,6 +92,9 @@ redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
 end
 return 1
 ";
@@ -183,8 +187,14 @@ impl Store {
             .collect()
     }
 
-    /// Stores the job (its attempts so far) and its next due time.
-    pub async fn reschedule(&self, job: &Job, due_ms: i64) -> Result<(), StoreError> {
+    /// Stores the job (its attempts so far) and its next due time, with the record of the
+    /// attempt that led there when there was one (`(outbox key, entry)`), in one step.
+    pub async fn reschedule(
+        &self,
+        job: &Job,
+        due_ms: i64,
+        attempt: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut c = self.connection.clone();
         let mut pipe = redis::pipe();
@@ -193,17 +203,23 @@ impl Store {
             .ignore()
             .zadd(self.key("due"), job.id(), due_ms)
             .ignore();
+        if let Some((key, entry)) = attempt {
+            pipe.hset(self.key("outbox"), key, entry).ignore();
+        }
         self.bounded(pipe.query_async::<()>(&mut c)).await
     }
 
     /// Ends a delivery in one step: no longer pending, remembered as done, its outcome
-    /// record in the outbox, and (when it failed) the job kept for an operator's retry.
+    /// record (and its last attempt's, when there was one) in the outbox, and (when it
+    /// failed) the job kept for an operator's retry.
     pub async fn finish(
         &self,
         job: &Job,
         outcome_record: &str,
         failed: bool,
+        attempt: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
+        let (attempt_key, attempt_entry) = attempt.unwrap_or(("", ""));
         let kept = if failed {
             serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?
         } else {
@@ -222,13 +238,15 @@ impl Store {
                     .arg(outcome_record)
                     .arg(DONE_TTL_SECONDS)
                     .arg(kept)
+                    .arg(attempt_key)
+                    .arg(attempt_entry)
                     .invoke_async(&mut c),
             )
             .await?;
         Ok(())
     }
 
-    /// Outcome records not yet written to Kafka (action id → record as JSON).
+    /// Records not yet written to Kafka (outbox key → entry as JSON).
     pub async fn outbox(&self) -> Result<BTreeMap<String, String>, StoreError> {
         let mut c = self.connection.clone();
         self.bounded(
@@ -239,7 +257,7 @@ impl Store {
         .await
     }
 
-    /// Forgets outbox entries Kafka acknowledged.
+    /// Forgets outbox entries Kafka acknowledged (by outbox key).
     pub async fn outbox_written(&self, ids: &[String]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::Sender;
 use crate::job::{webhook_id, Job, LastAttempt};
-use crate::outcome::{Ended, Outcome};
+use crate::outcome::{AttemptRecord, Ended, OutboxEntry, Outcome};
 use crate::store::{Store, StoreError};
 
 /// A deferred attempt of a disabled target is looked at again after this (so enabling a
@@ -155,10 +155,14 @@ impl Worker {
         let now = now_ms();
         let (request, target) = match (job.request(), job.target()) {
             (Ok(r), Some(t)) => (r, t),
-            (Err(e), _) => return self.end(job, Outcome::Failed, format!("failed: {e}")).await,
+            (Err(e), _) => {
+                return self
+                    .end(job, Outcome::Failed, format!("failed: {e}"), None)
+                    .await
+            }
             (Ok(_), None) => {
                 let detail = "failed: the url has no host".to_string();
-                return self.end(job, Outcome::Failed, detail).await;
+                return self.end(job, Outcome::Failed, detail, None).await;
             }
         };
         if self
@@ -245,10 +249,27 @@ impl Worker {
                 }
             )
         };
+        let record = |next_attempt_at: i64| AttemptRecord {
+            action_id: job.id().to_string(),
+            webhook_id: webhook_id(job.id()),
+            rule_id: job.action.rule_id.clone(),
+            event_id: job.action.event_id.clone(),
+            target: target.clone(),
+            attempt: i32::try_from(job.attempts).unwrap_or(i32::MAX),
+            at: now,
+            status: attempted.status.map(i32::from),
+            latency_ms: i64::try_from(attempted.latency.as_millis()).unwrap_or(i64::MAX),
+            verdict: verdict.as_str().to_string(),
+            reason: verdict.reason().to_string(),
+            error: attempted.error.clone(),
+            next_attempt_at,
+        };
+        let ended_attempt = record(0);
         match verdict {
             Verdict::Delivered => {
                 let detail = summary("delivered");
-                self.end(job, Outcome::Delivered, detail).await;
+                self.end(job, Outcome::Delivered, detail, Some(ended_attempt))
+                    .await;
             }
             Verdict::Retry { retry_after, .. } => {
                 let random = random_unit();
@@ -258,18 +279,26 @@ impl Worker {
                 {
                     Some(wait) => {
                         let due = done + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
-                        self.store_until_ok("rescheduling", || self.store.reschedule(&job, due))
-                            .await;
+                        let attempt = record(due);
+                        let key = attempt.outbox_key();
+                        let entry = outbox_json(&OutboxEntry::Attempt(attempt));
+                        self.store_until_ok("rescheduling", || {
+                            self.store
+                                .reschedule(&job, due, Some((key.as_str(), entry.as_str())))
+                        })
+                        .await;
                     }
                     None => {
                         let detail = summary("failed after the last retry");
-                        self.end(job, Outcome::Failed, detail).await;
+                        self.end(job, Outcome::Failed, detail, Some(ended_attempt))
+                            .await;
                     }
                 }
             }
             Verdict::Fail { .. } => {
                 let detail = summary("failed");
-                self.end(job, Outcome::Failed, detail).await;
+                self.end(job, Outcome::Failed, detail, Some(ended_attempt))
+                    .await;
             }
             Verdict::DisableTarget => {
                 let why = format!("410 Gone at {done} for {}", job.id());
@@ -277,7 +306,8 @@ impl Worker {
                     .await;
                 tracing::warn!(%target, "target answered 410 Gone: disabled until an operator enables it");
                 let detail = summary("failed, target disabled");
-                self.end(job, Outcome::Failed, detail).await;
+                self.end(job, Outcome::Failed, detail, Some(ended_attempt))
+                    .await;
             }
         }
     }
@@ -285,11 +315,18 @@ impl Worker {
     async fn defer(&self, job: &Job, target: &str, why: &'static str, until_ms: i64) {
         metrics::counter!(names::DELIVERY_DEFERRED, "target" => target.to_string(), "why" => why)
             .increment(1);
-        self.store_until_ok("deferring", || self.store.reschedule(job, until_ms))
+        self.store_until_ok("deferring", || self.store.reschedule(job, until_ms, None))
             .await;
     }
 
-    async fn end(&self, job: Job, outcome: Outcome, detail: String) {
+    /// Ends a delivery, with the record of its last attempt when there was one.
+    async fn end(
+        &self,
+        job: Job,
+        outcome: Outcome,
+        detail: String,
+        attempt: Option<AttemptRecord>,
+    ) {
         let ended = Ended::new(&job, outcome, detail, now_ms());
         let target = job.target().unwrap_or_default();
         let outcome_label = match outcome {
@@ -298,16 +335,12 @@ impl Worker {
         };
         metrics::counter!(names::DELIVERY_OUTCOMES, "target" => target, "outcome" => outcome_label)
             .increment(1);
-        let json = match serde_json::to_string(&ended) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "an outcome record does not serialize");
-                return;
-            }
-        };
+        let json = outbox_json(&OutboxEntry::Ended(ended));
+        let attempt = attempt.map(|a| (a.outbox_key(), outbox_json(&OutboxEntry::Attempt(a))));
         let failed = outcome == Outcome::Failed;
         self.store_until_ok("ending a delivery", || {
-            self.store.finish(&job, &json, failed)
+            let attempt = attempt.as_ref().map(|(k, e)| (k.as_str(), e.as_str()));
+            self.store.finish(&job, &json, failed, attempt)
         })
         .await;
     }
@@ -331,6 +364,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// An outbox entry as stored (plain data: serializing it cannot fail).
+fn outbox_json(entry: &OutboxEntry) -> String {
+    serde_json::to_string(entry).expect("outbox entries are plain data")
 }
 
 fn store_error(what: &str, e: &StoreError) {

@@ -171,6 +171,16 @@ struct Outcome {
     detail: String,
 }
 
+/// A `mail.deliveries` record (the fields checked here).
+#[derive(Debug, Deserialize)]
+struct Attempt {
+    action_id: String,
+    attempt: i32,
+    status: Option<i32>,
+    verdict: String,
+    next_attempt_at: i64,
+}
+
 #[derive(Debug, Deserialize)]
 struct DeadLetter {
     stage: String,
@@ -194,6 +204,7 @@ async fn setup(name: &str, allow: &[&str]) -> Setup {
     settings.delivery.timeout_ms = 10_000;
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     create_topic(&names.name(Topic::Actions), 2).await;
+    create_topic(&names.name(Topic::Deliveries), 1).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     Setup { settings, names }
 }
@@ -244,6 +255,16 @@ impl Setup {
                 out.push(o);
             }
         }
+        out
+    }
+
+    async fn attempts(&self, n: usize) -> Vec<Attempt> {
+        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
+        let mut out = Vec::new();
+        for (_, value) in consume_exactly(&self.names.name(Topic::Deliveries), n).await {
+            out.push(codec.decode(&value).await.unwrap());
+        }
+        out.sort_by_key(|a: &Attempt| a.attempt);
         out
     }
 
@@ -314,6 +335,22 @@ async fn a_target_failing_twice_gets_one_signed_delivery_under_one_webhook_id() 
     assert!(!verifies(&forged), "a changed body does not verify");
     // The schedule's waits (300 ms) separate the attempts.
     assert!(received[1].at - received[0].at >= Duration::from_millis(250));
+    // Every attempt is on record (mail.deliveries).
+    let attempts = s.attempts(3).await;
+    let seen: Vec<(i32, Option<i32>, &str)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status, a.verdict.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, Some(503), "retry"),
+            (2, Some(500), "retry"),
+            (3, Some(200), "delivered")
+        ]
+    );
+    assert!(attempts.iter().all(|a| a.action_id == "notify-crm/ev-1/0"));
+    assert!(attempts[0].next_attempt_at > 0 && attempts[2].next_attempt_at == 0);
     shutdown.cancel();
     stage.await.unwrap().unwrap();
 }

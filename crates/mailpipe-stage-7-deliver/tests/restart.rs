@@ -143,6 +143,7 @@ async fn a_killed_worker_and_a_restarted_redis_lose_and_double_no_delivery() {
     let names = TopicNames::new(&prefix);
     let topic = names.name(Topic::Actions);
     create_topic(&topic, 2).await;
+    create_topic(&names.name(Topic::Deliveries), 1).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let redis = PrivateRedis::start(free_port(), tempfile::tempdir().unwrap());
     let (url, seen) = start_target().await;

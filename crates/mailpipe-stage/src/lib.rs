@@ -72,14 +72,19 @@ impl Stage {
         self.inputs()[0]
     }
 
-    /// Every topic the stage consumes: the aggregate stage also loads the rules stage's
-    /// records into ClickHouse.
+    /// Every topic the stage consumes: the aggregate stage also loads the rules and deliver
+    /// stages' records into ClickHouse.
     pub fn inputs(self) -> &'static [Topic] {
         match self {
             Stage::Verify => &[Topic::Raw],
             Stage::Normalize => &[Topic::Verified],
             Stage::Dedupe => &[Topic::Events],
-            Stage::Aggregate => &[Topic::EventsUnique, Topic::Actions, Topic::Suppressions],
+            Stage::Aggregate => &[
+                Topic::EventsUnique,
+                Topic::Actions,
+                Topic::Suppressions,
+                Topic::Deliveries,
+            ],
             Stage::Rules => &[Topic::EventsUnique],
             Stage::Deliver => &[Topic::Actions],
         }

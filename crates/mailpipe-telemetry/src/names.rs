@@ -331,7 +331,6 @@ fn describe_aggregate() {
     );
 }
 
-
 fn describe_delivery() {
     describe_counter!(
         DELIVERY_ENQUEUED,

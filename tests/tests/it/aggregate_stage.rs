@@ -5,7 +5,8 @@
 //! outage of 15 s holds the stream and loses nothing. Records of another (compatible) writer
 //! schema are read the generic way; undecodable ones become dead letters. The rules stage's
 //! records load into `rule_executions` (a copy collapses, a delayed action keeps both its
-//! rows) and `suppressions` (the newest change of a key is its state).
+//! rows) and `suppressions` (the newest change of a key is its state), the deliver stage's
+//! into `delivery_attempts` (one row per attempt).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use mailpipe_avro::records::DeadLetterRecord;
 use mailpipe_avro::{
-    AvroCodec, RegisteredSchema, TopicSchema, EMAIL_EVENT_SCHEMA, RULE_ACTION_SCHEMA,
-    SUPPRESSION_SCHEMA,
+    AvroCodec, RegisteredSchema, TopicSchema, DELIVERY_ATTEMPT_SCHEMA, EMAIL_EVENT_SCHEMA,
+    RULE_ACTION_SCHEMA, SUPPRESSION_SCHEMA,
 };
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::{Topic, TopicNames};
@@ -100,6 +101,7 @@ async fn setup(name: &str) -> Setup {
     create_topic(&input, PARTITIONS).await;
     create_topic(&names.name(Topic::Actions), PARTITIONS).await;
     create_topic(&names.name(Topic::Suppressions), PARTITIONS).await;
+    create_topic(&names.name(Topic::Deliveries), PARTITIONS).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
     Setup {
@@ -574,6 +576,44 @@ struct SuppressionRecord {
     at: i64,
 }
 
+/// A `mail.deliveries` record (schemas/delivery_attempt.avsc).
+#[derive(Debug, Clone, serde::Serialize)]
+struct AttemptRecord {
+    action_id: String,
+    webhook_id: String,
+    rule_id: String,
+    event_id: String,
+    target: String,
+    attempt: i32,
+    at: i64,
+    status: Option<i32>,
+    latency_ms: i64,
+    verdict: String,
+    reason: String,
+    error: String,
+    next_attempt_at: i64,
+}
+
+fn attempt(seq: usize, n: i32, status: Option<i32>, verdict: &str) -> (String, AttemptRecord) {
+    let id = format!("notify/ev-{seq}/0");
+    let record = AttemptRecord {
+        action_id: id.clone(),
+        webhook_id: id.clone(),
+        rule_id: "notify".into(),
+        event_id: format!("ev-{seq}"),
+        target: "https://crm.example.com:443".into(),
+        attempt: n,
+        at: BASE_MS + i64::from(n) * 5_000,
+        status,
+        latency_ms: 12,
+        verdict: verdict.into(),
+        reason: String::new(),
+        error: String::new(),
+        next_attempt_at: 0,
+    };
+    (id, record)
+}
+
 fn action(seq: usize, outcome: Symbol, decided_at: i64) -> ActionRecord {
     ActionRecord {
         action_id: format!("suppress-complainers/ev-{seq}/0"),
@@ -658,14 +698,28 @@ async fn rules_records_load_into_rule_executions_and_suppressions() {
     }
     s.produce_records(Topic::Suppressions, SUPPRESSION_SCHEMA, &changes)
         .await;
+    // 20 deliveries: a timeout (no status), a 503, then a 200 each; the 200 written twice.
+    let mut attempts = Vec::new();
+    for seq in 0..20 {
+        attempts.push(attempt(seq, 1, None, "retry"));
+        attempts.push(attempt(seq, 2, Some(503), "retry"));
+        attempts.push(attempt(seq, 3, Some(200), "delivered"));
+        attempts.push(attempt(seq, 3, Some(200), "delivered"));
+    }
+    s.produce_records(Topic::Deliveries, DELIVERY_ATTEMPT_SCHEMA, &attempts)
+        .await;
 
     let (shutdown, stage) = s.start_stage();
     let names = TopicNames::new(&s.settings.kafka.topic_prefix);
-    let (actions_topic, suppressions_topic) =
-        (names.name(Topic::Actions), names.name(Topic::Suppressions));
+    let (actions_topic, suppressions_topic, deliveries_topic) = (
+        names.name(Topic::Actions),
+        names.name(Topic::Suppressions),
+        names.name(Topic::Deliveries),
+    );
     let started = Instant::now();
     while (s.committed_of(&actions_topic) < actions.len() as i64
-        || s.committed_of(&suppressions_topic) < changes.len() as i64)
+        || s.committed_of(&suppressions_topic) < changes.len() as i64
+        || s.committed_of(&deliveries_topic) < attempts.len() as i64)
         && started.elapsed() < Duration::from_secs(60)
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -708,6 +762,15 @@ async fn rules_records_load_into_rule_executions_and_suppressions() {
         .await;
     assert_eq!(lifted_then_again, 1, "the newest change of a key wins");
 
+    let attempt_rows = s
+        .count("SELECT count() FROM {db}.delivery_attempts FINAL")
+        .await;
+    assert_eq!(attempt_rows, 60, "one row per attempt, the copy collapsed");
+    let unanswered = s
+        .count("SELECT count() FROM {db}.delivery_attempts FINAL WHERE status = 0")
+        .await;
+    assert_eq!(unanswered, 20);
+
     // Retention covers rule_executions (partitioned by the event's month), never the list.
     let forty_days_later = BASE_MS / 1000 + 40 * 86_400;
     let droppable = mailpipe_clickhouse::retention::drop_expired(
@@ -722,7 +785,13 @@ async fn rules_records_load_into_rule_executions_and_suppressions() {
         .into_iter()
         .map(|p| (p.table, p.partition))
         .collect();
-    assert_eq!(droppable, [("rule_executions".to_string(), 202611)]);
+    assert_eq!(
+        droppable,
+        [
+            ("delivery_attempts".to_string(), 202611),
+            ("rule_executions".to_string(), 202611)
+        ]
+    );
     shutdown.cancel();
     stage.await.unwrap();
     s.drop_database().await;
