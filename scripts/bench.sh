@@ -58,6 +58,12 @@ if [[ -x scripts/bench-aggregate.sh ]]; then
     PROFILE=release scripts/bench-aggregate.sh
 fi
 
+if [[ -x scripts/bench-deliver.sh ]]; then
+    echo
+    echo "==> deliver: deliveries/s to 64 local targets, added latency p50/p99"
+    PROFILE=release scripts/bench-deliver.sh
+fi
+
 if [[ -x scripts/bench-pipeline.sh ]]; then
     echo
     echo "==> whole pipeline (exactly_once on): events/s receiver -> ClickHouse, latency, peak RSS per process"

@@ -64,8 +64,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store.clone(),
         shutdown.clone(),
     ));
+    let scheduled = worker.scheduled.clone();
     let mut delivering = tokio::spawn(worker.run(shutdown.clone()));
-    let intake = Intake { kit, store };
+    let intake = Intake {
+        kit,
+        store,
+        scheduled: Some(scheduled),
+    };
     let consumer =
         mailpipe_stage::run_consumer(Stage::Deliver, &settings, intake, shutdown.clone());
     tokio::pin!(consumer);
@@ -92,12 +97,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 pub struct Intake {
     kit: StageKit,
     store: Store,
+    /// Wakes the worker when a delivery was scheduled.
+    scheduled: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl StageHandler for Intake {
     async fn build(kit: StageKit) -> anyhow::Result<Intake> {
         let store = connect_store(kit.settings())?;
-        Ok(Intake { kit, store })
+        Ok(Intake {
+            kit,
+            store,
+            scheduled: None,
+        })
     }
 }
 
@@ -144,6 +155,9 @@ impl Handler for Intake {
                         Ok(added) => {
                             if added {
                                 metrics::counter!(names::DELIVERY_ENQUEUED).increment(1);
+                                if let Some(scheduled) = &self.scheduled {
+                                    scheduled.notify_one();
+                                }
                             }
                             break;
                         }
@@ -162,6 +176,9 @@ impl Handler for Intake {
         Ok(())
     }
 }
+
+/// Outbox entries written per round.
+const OUTBOX_PAGE: usize = 1000;
 
 /// The topics the outbox is written to.
 struct Outputs {
@@ -219,59 +236,76 @@ async fn flush_once(
     producer: &FutureProducer,
     store: &Store,
 ) -> Result<usize, FlushError> {
-    let outbox = store.outbox().await?;
-    let mut written = Vec::new();
+    let outbox = store.outbox(OUTBOX_PAGE).await?;
+    let mut keys = Vec::with_capacity(outbox.len());
+    let mut records = Vec::with_capacity(outbox.len());
     for (key, json) in outbox {
-        let ended = match serde_json::from_str(&json) {
-            Ok(OutboxEntry::Ended(ended)) => ended,
-            Ok(OutboxEntry::Attempt(attempt)) => {
-                let record = outputs
-                    .deliveries
-                    .record(Some(attempt.action_id.clone().into_bytes()), &attempt, 256)
-                    .map_err(|e| FlushError::Produce(e.to_string()))?;
-                producer
-                    .send(record.future_record(), Duration::from_secs(30))
-                    .await
-                    .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
-                written.push(key);
-                continue;
-            }
+        match serde_json::from_str(&json) {
+            Ok(entry) => records.extend(entry_records(kit, outputs, entry)?),
             Err(e) => {
                 tracing::error!(outbox_key = %key, error = %e, "an outbox entry is unreadable; dropped");
-                written.push(key);
-                continue;
             }
-        };
-        let id = ended.record.action_id.clone();
-        let mut records = vec![outputs
-            .actions
-            .record(Some(id.clone().into_bytes()), &ended.record, 512)
-            .map_err(|e| FlushError::Produce(e.to_string()))?];
-        if let Some(why) = &ended.dead_letter {
-            let o = &ended.origin;
-            let letter = kit
-                .dead_letters()
-                .kept(
-                    &o.topic,
-                    o.partition,
-                    o.offset,
-                    Some(id.as_bytes()),
-                    &o.payload_bytes(),
-                    DeadLetterReason::DeliveryFailed,
-                    why.clone(),
-                )
-                .map_err(|e| FlushError::Produce(e.to_string()))?;
-            records.push(letter);
         }
-        for record in &records {
-            producer
-                .send(record.future_record(), Duration::from_secs(30))
-                .await
-                .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
-        }
-        written.push(key);
+        keys.push(key);
     }
-    let n = written.len();
-    store.outbox_written(&written).await?;
+    // Sent together, then awaited: the producer batches them.
+    let mut sending = Vec::with_capacity(records.len());
+    for record in &records {
+        let sent = producer
+            .send_result(record.future_record())
+            .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
+        sending.push((sent, &record.topic));
+    }
+    for (sent, topic) in sending {
+        match sent.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(FlushError::Produce(format!("to {topic}: {e}"))),
+            Err(_) => return Err(FlushError::Produce(format!("to {topic}: canceled"))),
+        }
+    }
+    let n = keys.len();
+    store.outbox_written(&keys).await?;
     Ok(n)
+}
+
+/// The records of one outbox entry: an attempt's `mail.deliveries` record, or an ended
+/// delivery's `mail.actions` record and, for a failure, its dead letter.
+fn entry_records(
+    kit: &StageKit,
+    outputs: &Outputs,
+    entry: OutboxEntry,
+) -> Result<Vec<mailpipe_stage::OutRecord>, FlushError> {
+    let produce = |e: StageError| FlushError::Produce(e.to_string());
+    let ended = match entry {
+        OutboxEntry::Attempt(attempt) => {
+            let key = Some(attempt.action_id.clone().into_bytes());
+            return Ok(vec![outputs
+                .deliveries
+                .record(key, &attempt, 256)
+                .map_err(produce)?]);
+        }
+        OutboxEntry::Ended(ended) => ended,
+    };
+    let id = ended.record.action_id.clone();
+    let mut records = vec![outputs
+        .actions
+        .record(Some(id.clone().into_bytes()), &ended.record, 512)
+        .map_err(produce)?];
+    if let Some(why) = &ended.dead_letter {
+        let o = &ended.origin;
+        let letter = kit
+            .dead_letters()
+            .kept(
+                &o.topic,
+                o.partition,
+                o.offset,
+                Some(id.as_bytes()),
+                &o.payload_bytes(),
+                DeadLetterReason::DeliveryFailed,
+                why.clone(),
+            )
+            .map_err(produce)?;
+        records.push(letter);
+    }
+    Ok(records)
 }

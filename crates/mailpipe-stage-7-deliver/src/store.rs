@@ -246,15 +246,28 @@ impl Store {
         Ok(())
     }
 
-    /// Records not yet written to Kafka (outbox key → entry as JSON).
-    pub async fn outbox(&self) -> Result<BTreeMap<String, String>, StoreError> {
+    /// Up to about `max` records not yet written to Kafka (outbox key → entry as JSON).
+    pub async fn outbox(&self, max: usize) -> Result<BTreeMap<String, String>, StoreError> {
         let mut c = self.connection.clone();
-        self.bounded(
-            redis::cmd("HGETALL")
-                .arg(self.key("outbox"))
-                .query_async(&mut c),
-        )
-        .await
+        let mut out = BTreeMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = self
+                .bounded(
+                    redis::cmd("HSCAN")
+                        .arg(self.key("outbox"))
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(max)
+                        .query_async(&mut c),
+                )
+                .await?;
+            out.extend(page);
+            cursor = next;
+            if cursor == 0 || out.len() >= max {
+                return Ok(out);
+            }
+        }
     }
 
     /// Forgets outbox entries Kafka acknowledged (by outbox key).

@@ -44,6 +44,9 @@ pub struct Worker {
     targets: Mutex<HashMap<String, Arc<TargetState>>>,
     disabled: Mutex<BTreeMap<String, String>>,
     in_flight: Arc<Semaphore>,
+    /// Woken by the intake when it schedules a delivery, so a new delivery is claimed at
+    /// once rather than at the next poll.
+    pub scheduled: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -68,6 +71,7 @@ impl Worker {
             targets: Mutex::new(HashMap::new()),
             disabled: Mutex::new(BTreeMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            scheduled: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -142,6 +146,7 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
+                () = self.scheduled.notified(), if failures == 0 => {}
             }
         }
         // Attempts under way finish and store their results (bounded by the timeout).
