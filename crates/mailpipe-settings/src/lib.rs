@@ -297,6 +297,18 @@ pub struct DeliverySettings {
     pub redis_prefix: String,
     pub redis_timeout_ms: u64,
     pub lease_ms: u64,
+    /// Per target (`scheme://host:port`): its own schedule and limits.
+    #[serde(default)]
+    pub targets: BTreeMap<String, DeliveryTargetSettings>,
+}
+
+/// What one target may set differently from `[delivery]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryTargetSettings {
+    pub schedule: Option<Vec<String>>,
+    pub target_concurrency: Option<usize>,
+    pub target_rate_per_second: Option<f64>,
 }
 
 impl std::fmt::Debug for DeliverySettings {
@@ -321,6 +333,7 @@ impl std::fmt::Debug for DeliverySettings {
             .field("redis_prefix", &self.redis_prefix)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("lease_ms", &self.lease_ms)
+            .field("targets", &self.targets)
             .finish()
     }
 }

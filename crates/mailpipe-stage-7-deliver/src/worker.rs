@@ -32,6 +32,19 @@ const MAX_IN_FLIGHT: usize = 512;
 struct TargetState {
     slots: Semaphore,
     control: Mutex<(CircuitBreaker, TokenBucket)>,
+    /// Its own schedule (`[delivery.targets."…"] schedule`), else `[delivery] schedule`.
+    schedule: Option<RetrySchedule>,
+}
+
+/// A target's limits: its own where `[delivery.targets."…"]` sets them.
+fn limits(settings: &DeliverySettings, target: &str) -> (usize, f64) {
+    let own = settings.targets.get(target);
+    (
+        own.and_then(|t| t.target_concurrency)
+            .unwrap_or(settings.target_concurrency),
+        own.and_then(|t| t.target_rate_per_second)
+            .unwrap_or(settings.target_rate_per_second),
+    )
 }
 
 /// Shared by the loop and the attempt tasks.
@@ -62,6 +75,21 @@ impl Worker {
         CircuitBreaker::new(breaker).map_err(|e| anyhow::anyhow!("[delivery] breaker: {e}"))?;
         TokenBucket::new(settings.target_rate_per_second, 1, 0)
             .map_err(|e| anyhow::anyhow!("[delivery] target_rate_per_second: {e}"))?;
+        for (target, own) in &settings.targets {
+            if let Some(schedule) = &own.schedule {
+                RetrySchedule::parse(schedule, settings.jitter).map_err(|e| {
+                    anyhow::anyhow!("[delivery.targets.\"{target}\"] schedule: {e}")
+                })?;
+            }
+            let (concurrency, rate) = limits(settings, target);
+            TokenBucket::new(rate, 1, 0).map_err(|e| {
+                anyhow::anyhow!("[delivery.targets.\"{target}\"] target_rate_per_second: {e}")
+            })?;
+            anyhow::ensure!(
+                concurrency >= 1,
+                "[delivery.targets.\"{target}\"] target_concurrency must be at least 1"
+            );
+        }
         Ok(Worker {
             sender: Sender::new(settings)?,
             store,
@@ -80,14 +108,21 @@ impl Worker {
         targets
             .entry(target.to_string())
             .or_insert_with(|| {
-                let burst = self.settings.target_rate_per_second.ceil().max(1.0) as u32;
+                let (concurrency, rate) = limits(&self.settings, target);
+                let burst = rate.ceil().max(1.0) as u32;
+                let schedule = self
+                    .settings
+                    .targets
+                    .get(target)
+                    .and_then(|t| t.schedule.as_ref())
+                    .and_then(|s| RetrySchedule::parse(s, self.settings.jitter).ok());
                 Arc::new(TargetState {
-                    slots: Semaphore::new(self.settings.target_concurrency),
+                    slots: Semaphore::new(concurrency),
                     control: Mutex::new((
                         CircuitBreaker::new(self.breaker).expect("checked in new"),
-                        TokenBucket::new(self.settings.target_rate_per_second, burst, now_ms)
-                            .expect("checked in new"),
+                        TokenBucket::new(rate, burst, now_ms).expect("checked in new"),
                     )),
+                    schedule,
                 })
             })
             .clone()
@@ -278,10 +313,8 @@ impl Worker {
             }
             Verdict::Retry { retry_after, .. } => {
                 let random = random_unit();
-                match self
-                    .schedule
-                    .next_with_retry_after(job.attempts, random, retry_after)
-                {
+                let schedule = state.schedule.as_ref().unwrap_or(&self.schedule);
+                match schedule.next_with_retry_after(job.attempts, random, retry_after) {
                     Some(wait) => {
                         let due = done + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
                         let attempt = record(due);

@@ -511,3 +511,29 @@ async fn the_breaker_opens_after_consecutive_failures_and_a_probe_closes_it() {
     shutdown.cancel();
     stage.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_can_have_its_own_schedule() {
+    let mut s = setup("deliver-own-schedule", &["127.0.0.1"]).await;
+    let target = Target::start(vec![(503, vec![]), (200, vec![])], Duration::ZERO).await;
+    let own = mailpipe_settings::DeliveryTargetSettings {
+        schedule: Some(vec!["1500ms".into()]),
+        ..Default::default()
+    };
+    s.settings
+        .delivery
+        .targets
+        .insert(format!("http://{}", target.addr), own);
+    s.produce(&[webhook("ev-1", &target.url())]).await;
+    let (shutdown, stage) = s.start();
+    let outcomes = s.outcomes(1, 1).await;
+    assert_eq!(outcomes[0].outcome, "delivered");
+    let received = target.received();
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= Duration::from_millis(1_400),
+        "waited {gap:?}: the target's 1.5 s, not [delivery]'s 300 ms"
+    );
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}
