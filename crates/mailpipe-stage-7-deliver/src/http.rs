@@ -255,8 +255,13 @@ impl Sender {
     }
 }
 
-/// The kind of a failure without an answer, and its text.
+/// The kind of a failure without an answer, and its text — without the URL, which may hold
+/// credentials or tokens (the records name the target instead).
 fn transport_failure(e: &reqwest::Error) -> (TransportFailure, String) {
+    if e.is_builder() {
+        // A header name or value the rule rendered is not valid HTTP: never sendable.
+        return (TransportFailure::InvalidRequest, full_chain(e));
+    }
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(refused) = s.downcast_ref::<Refused>() {
@@ -264,7 +269,7 @@ fn transport_failure(e: &reqwest::Error) -> (TransportFailure, String) {
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return (TransportFailure::ConnectRefused, e.to_string());
+                return (TransportFailure::ConnectRefused, full_chain(e));
             }
         }
         source = s.source();
@@ -288,12 +293,52 @@ fn full_chain(e: &reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    match e.url() {
+        Some(url) => text.replace(url.as_str(), "<url>"),
+        None => text,
+    }
 }
 
 fn clip(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((end, _)) => &text[..end],
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_refuses_internal_addresses_unless_the_target_is_allowed() {
+        let none = AllowList::parse::<&str>(&[]).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let refused =
+            |allow: &AllowList, host: &str, addr: &str| refusal_of(allow, host, 443, ip(addr));
+        assert!(refused(&none, "crm.example.com", "93.184.216.34").is_none());
+        assert!(refused(&none, "localhost", "127.0.0.1").is_some());
+        assert!(refused(&none, "rebind.example", "10.1.2.3").is_some());
+        assert!(refused(&none, "meta.example", "169.254.169.254").is_some());
+        assert!(refused(&none, "v6.example", "::ffff:127.0.0.1").is_some());
+        let allowed = AllowList::parse(&["127.0.0.1"]).unwrap();
+        assert!(refused(&allowed, "localhost", "127.0.0.1").is_none());
+        assert!(refused(&allowed, "meta.example", "169.254.169.254").is_some());
+    }
+
+    #[test]
+    fn a_refusal_names_the_address_and_why() {
+        let r = Refused {
+            host: "meta.example".into(),
+            ip: "169.254.169.254".parse().unwrap(),
+            reason: "cloud_metadata",
+        };
+        let text = r.to_string();
+        assert!(
+            text.contains("SSRF")
+                && text.contains("169.254.169.254")
+                && text.contains("cloud_metadata"),
+            "{text}"
+        );
     }
 }

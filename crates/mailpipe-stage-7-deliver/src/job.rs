@@ -87,6 +87,9 @@ pub struct Job {
     pub attempts: u32,
     pub created_ms: i64,
     pub last: Option<LastAttempt>,
+    /// The token of the claim this process holds it under (never stored with the job).
+    #[serde(skip)]
+    pub lease: String,
 }
 
 /// What to send, from the action's rendered parameters.
@@ -182,6 +185,7 @@ mod tests {
             attempts: 0,
             created_ms: 0,
             last: None,
+            lease: String::new(),
         }
     }
 

@@ -148,6 +148,7 @@ impl Handler for Intake {
                     attempts: 0,
                     created_ms: now,
                     last: None,
+                    lease: String::new(),
                 };
                 let mut failures = 0;
                 loop {
@@ -237,35 +238,60 @@ async fn flush_once(
     store: &Store,
 ) -> Result<usize, FlushError> {
     let outbox = store.outbox(OUTBOX_PAGE).await?;
-    let mut keys = Vec::with_capacity(outbox.len());
-    let mut records = Vec::with_capacity(outbox.len());
+    // Each entry's records, sent together, then awaited: the producer batches them.
+    let mut pending = Vec::with_capacity(outbox.len());
     for (key, json) in outbox {
-        match serde_json::from_str(&json) {
-            Ok(entry) => records.extend(entry_records(kit, outputs, entry)?),
+        let records = match serde_json::from_str(&json)
+            .map_err(|e| FlushError::Produce(e.to_string()))
+            .and_then(|entry| entry_records(kit, outputs, entry))
+        {
+            Ok(records) => records,
             Err(e) => {
-                tracing::error!(outbox_key = %key, error = %e, "an outbox entry is unreadable; dropped");
+                tracing::error!(outbox_key = %key, error = %e,
+                    "an outbox entry cannot be made into records; set aside (unwritable)");
+                store.set_aside(&key, &json).await?;
+                continue;
+            }
+        };
+        let mut sending = Vec::with_capacity(records.len());
+        for record in records {
+            let sent = producer
+                .send_result(record.future_record())
+                .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
+            sending.push((sent, record.topic));
+        }
+        pending.push((key, json, sending));
+    }
+    let mut written = Vec::with_capacity(pending.len());
+    let mut transient = None;
+    for (key, json, sending) in pending {
+        let mut refused = None;
+        for (sent, topic) in sending {
+            match sent.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) if mailpipe_kafka::transaction::is_permanent(&e) => {
+                    refused = Some(format!("to {topic}: {e}"));
+                }
+                Ok(Err((e, _))) => transient = Some(format!("to {topic}: {e}")),
+                Err(_) => transient = Some(format!("to {topic}: canceled")),
             }
         }
-        keys.push(key);
-    }
-    // Sent together, then awaited: the producer batches them.
-    let mut sending = Vec::with_capacity(records.len());
-    for record in &records {
-        let sent = producer
-            .send_result(record.future_record())
-            .map_err(|(e, _)| FlushError::Produce(format!("to {}: {e}", record.topic)))?;
-        sending.push((sent, &record.topic));
-    }
-    for (sent, topic) in sending {
-        match sent.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(FlushError::Produce(format!("to {topic}: {e}"))),
-            Err(_) => return Err(FlushError::Produce(format!("to {topic}: canceled"))),
+        match refused {
+            Some(e) => {
+                tracing::error!(outbox_key = %key, error = %e,
+                    "Kafka refuses an outbox record for good; set aside (unwritable)");
+                store.set_aside(&key, &json).await?;
+            }
+            None => written.push((key, json)),
         }
     }
-    let n = keys.len();
-    store.outbox_written(&keys).await?;
-    Ok(n)
+    let n = written.len();
+    store.outbox_written(&written).await?;
+    match transient {
+        // The rest is written again in the next round.
+        Some(e) => Err(FlushError::Produce(e)),
+        None => Ok(n),
+    }
 }
 
 /// The records of one outbox entry: an attempt's `mail.deliveries` record, or an ended

@@ -105,6 +105,12 @@ impl Ended {
         let mut parameters = a.parameters.clone();
         // The body was on the pending record already; the outcome says what happened.
         parameters.remove("body");
+        // Header values may be credentials (Authorization, API keys): named, not copied.
+        for (name, value) in parameters.iter_mut() {
+            if name.starts_with("header.") {
+                *value = "(set)".into();
+            }
+        }
         parameters.insert("attempts".into(), job.attempts.to_string());
         if let Some(last) = &job.last {
             if let Some(status) = last.status {

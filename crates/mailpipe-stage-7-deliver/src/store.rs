@@ -10,13 +10,21 @@
 //!   result it reports and removed once Kafka has it, so a crash between the two neither
 //!   loses a record nor repeats a delivery: `<action id>#<n>` → attempt n's
 //!   `mail.deliveries` record, `<action id>` → the outcome record of the delivery's end;
-//! - `disabled`: hash, target → why and when (410 Gone, or an operator).
+//! - `disabled`: hash, target → why and when (410 Gone, or an operator);
+//! - `unreadable`: hash, action id → a stored job that no longer parses (written by another
+//!   version?), set aside with an error in the log so it never blocks the others;
+//!   `unwritable`: hash, outbox key → an outbox entry Kafka refuses for good, likewise.
+//!
+//! - `leases`: hash, action id → the token of the claim that holds it.
 //!
 //! Why a delivery is attempted once per answer: claiming moves its due time a lease ahead
-//! (atomically, so two workers never claim it together), and the attempt's result is
-//! stored in one step with the next due time or the end. A worker that dies mid-attempt
-//! leaves the delivery to be claimed again when the lease runs out: only an attempt that
-//! never got its answer recorded is repeated, under the same `webhook-id`.
+//! and writes a fresh lease token (atomically, so two workers never claim it together),
+//! and the attempt's result is stored in one step with the next due time or the end —
+//! only if the lease is still the attempt's (fencing: a worker that stalled past its lease,
+//! while another claimed the delivery, has its late result discarded, never written over
+//! the other's). A worker that dies mid-attempt leaves the delivery to be claimed again
+//! when the lease runs out: only an attempt that never got its answer recorded is
+//! repeated, under the same `webhook-id`.
 //!
 //! Durability: what is here must survive a restart of Redis, so Redis must persist
 //! (`appendonly yes`; the local stack runs it so).
@@ -49,6 +57,8 @@ pub enum Retried {
     Rescheduled,
     /// A delivery that had failed: pending again, due now, attempts from zero.
     Revived,
+    /// Being attempted right now (its lease is live): nothing changed; try again shortly.
+    Busy,
     /// No delivery of that id is pending or failed.
     Unknown,
 }
@@ -77,6 +87,8 @@ for _, id in ipairs(ids) do
   local job = redis.call('HGET', KEYS[1], id)
   if job then
     redis.call('ZADD', KEYS[2], ARGV[2], id)
+    redis.call('HSET', KEYS[3], id, ARGV[4])
+    table.insert(out, id)
     table.insert(out, job)
   else
     redis.call('ZREM', KEYS[2], id)
@@ -85,7 +97,24 @@ end
 return out
 ";
 
+const RESCHEDULE: &str = r"
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[4] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+end
+return 1
+";
+
 const FINISH: &str = r"
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[7] then
+  return 0
+end
+redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
@@ -101,6 +130,10 @@ return 1
 
 const RETRY: &str = r"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  local due = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '0')
+  if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 and due > tonumber(ARGV[2]) then
+    return 3
+  end
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
   return 1
 end
@@ -114,6 +147,25 @@ if failed then
 end
 return 0
 ";
+
+const OUTBOX_WRITTEN: &str = r"
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+";
+
+/// Whether a result was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Yes,
+    /// The attempt's lease was taken over (it outlasted it): the result is discarded.
+    LeaseLost,
+}
 
 impl Store {
     pub fn new(connection: ConnectionManager, prefix: String, timeout: Duration) -> Store {
@@ -171,42 +223,79 @@ impl Store {
         max: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let mut c = self.connection.clone();
-        let jobs: Vec<String> = self
+        let token = lease_token();
+        let claimed: Vec<String> = self
             .bounded(
                 Script::new(CLAIM)
                     .key(self.key("jobs"))
                     .key(self.key("due"))
+                    .key(self.key("leases"))
                     .arg(now_ms)
                     .arg(lease_until_ms)
                     .arg(max)
+                    .arg(&token)
                     .invoke_async(&mut c),
             )
             .await?;
-        jobs.iter()
-            .map(|j| serde_json::from_str(j).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
+        let mut jobs = Vec::with_capacity(claimed.len() / 2);
+        for pair in claimed.chunks(2) {
+            let [id, json] = pair else { continue };
+            match serde_json::from_str::<Job>(json) {
+                Ok(mut job) => {
+                    job.lease = token.clone();
+                    jobs.push(job);
+                }
+                Err(e) => {
+                    tracing::error!(action_id = %id, error = %e,
+                        "a stored delivery does not parse; set aside in the unreadable hash");
+                    let mut pipe = redis::pipe();
+                    pipe.atomic()
+                        .hset(self.key("unreadable"), id, json)
+                        .ignore()
+                        .hdel(self.key("jobs"), id)
+                        .ignore()
+                        .zrem(self.key("due"), id)
+                        .ignore();
+                    self.bounded(pipe.query_async::<()>(&mut c)).await?;
+                }
+            }
+        }
+        Ok(jobs)
     }
 
     /// Stores the job (its attempts so far) and its next due time, with the record of the
-    /// attempt that led there when there was one (`(outbox key, entry)`), in one step.
+    /// attempt that led there when there was one (`(outbox key, entry)`), in one step — if
+    /// the job's lease is still its own.
     pub async fn reschedule(
         &self,
         job: &Job,
         due_ms: i64,
         attempt: Option<(&str, &str)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Stored, StoreError> {
         let json = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (attempt_key, attempt_entry) = attempt.unwrap_or(("", ""));
         let mut c = self.connection.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(self.key("jobs"), job.id(), json)
-            .ignore()
-            .zadd(self.key("due"), job.id(), due_ms)
-            .ignore();
-        if let Some((key, entry)) = attempt {
-            pipe.hset(self.key("outbox"), key, entry).ignore();
-        }
-        self.bounded(pipe.query_async::<()>(&mut c)).await
+        let stored: i64 = self
+            .bounded(
+                Script::new(RESCHEDULE)
+                    .key(self.key("jobs"))
+                    .key(self.key("due"))
+                    .key(self.key("leases"))
+                    .key(self.key("outbox"))
+                    .arg(job.id())
+                    .arg(json)
+                    .arg(due_ms)
+                    .arg(&job.lease)
+                    .arg(attempt_key)
+                    .arg(attempt_entry)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(if stored == 1 {
+            Stored::Yes
+        } else {
+            Stored::LeaseLost
+        })
     }
 
     /// Ends a delivery in one step: no longer pending, remembered as done, its outcome
@@ -218,7 +307,7 @@ impl Store {
         outcome_record: &str,
         failed: bool,
         attempt: Option<(&str, &str)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Stored, StoreError> {
         let (attempt_key, attempt_entry) = attempt.unwrap_or(("", ""));
         let kept = if failed {
             serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?
@@ -226,7 +315,7 @@ impl Store {
             String::new()
         };
         let mut c = self.connection.clone();
-        let _: i64 = self
+        let stored: i64 = self
             .bounded(
                 Script::new(FINISH)
                     .key(self.key("jobs"))
@@ -234,19 +323,38 @@ impl Store {
                     .key(self.done_key(job.id()))
                     .key(self.key("outbox"))
                     .key(self.key("failed"))
+                    .key(self.key("leases"))
                     .arg(job.id())
                     .arg(outcome_record)
                     .arg(DONE_TTL_SECONDS)
                     .arg(kept)
                     .arg(attempt_key)
                     .arg(attempt_entry)
+                    .arg(&job.lease)
                     .invoke_async(&mut c),
             )
             .await?;
-        Ok(())
+        Ok(if stored == 1 {
+            Stored::Yes
+        } else {
+            Stored::LeaseLost
+        })
     }
 
     /// Up to about `max` records not yet written to Kafka (outbox key → entry as JSON).
+    /// Sets an outbox entry that can never be written aside (in `unwritable`), so it no
+    /// longer holds the others.
+    pub async fn set_aside(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut c = self.connection.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(self.key("unwritable"), key, value)
+            .ignore()
+            .hdel(self.key("outbox"), key)
+            .ignore();
+        self.bounded(pipe.query_async::<()>(&mut c)).await
+    }
+
     pub async fn outbox(&self, max: usize) -> Result<BTreeMap<String, String>, StoreError> {
         let mut c = self.connection.clone();
         let mut out = BTreeMap::new();
@@ -270,19 +378,20 @@ impl Store {
         }
     }
 
-    /// Forgets outbox entries Kafka acknowledged (by outbox key).
-    pub async fn outbox_written(&self, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
+    /// Forgets outbox entries Kafka acknowledged, each only if it still holds what was
+    /// written (an entry rewritten meanwhile, e.g. a revived delivery's new outcome, stays).
+    pub async fn outbox_written(&self, entries: &[(String, String)]) -> Result<(), StoreError> {
+        if entries.is_empty() {
             return Ok(());
         }
         let mut c = self.connection.clone();
-        self.bounded(
-            redis::cmd("HDEL")
-                .arg(self.key("outbox"))
-                .arg(ids)
-                .query_async::<()>(&mut c),
-        )
-        .await
+        let script = Script::new(OUTBOX_WRITTEN);
+        let mut invocation = script.key(self.key("outbox"));
+        for (key, value) in entries {
+            invocation.arg(key).arg(value);
+        }
+        let _: i64 = self.bounded(invocation.invoke_async(&mut c)).await?;
+        Ok(())
     }
 
     /// Disabled targets and why.
@@ -397,6 +506,7 @@ impl Store {
                     .key(self.key("due"))
                     .key(self.done_key(id))
                     .key(self.key("failed"))
+                    .key(self.key("leases"))
                     .arg(id)
                     .arg(now_ms)
                     .arg(revived)
@@ -406,7 +516,14 @@ impl Store {
         Ok(match answer {
             1 => Retried::Rescheduled,
             2 => Retried::Revived,
+            3 => Retried::Busy,
             _ => Retried::Unknown,
         })
     }
+}
+
+/// A fresh lease token: random, so no two claims share one.
+fn lease_token() -> String {
+    use rand_core::RngCore as _;
+    format!("{:016x}", rand_core::OsRng.next_u64())
 }

@@ -5,7 +5,7 @@
 //! the next due time (retry), or the end (outcome record and, for a failure, dead letter,
 //! through the outbox).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,13 +21,16 @@ use tokio_util::sync::CancellationToken;
 use crate::http::Sender;
 use crate::job::{webhook_id, Job, LastAttempt};
 use crate::outcome::{AttemptRecord, Ended, OutboxEntry, Outcome};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Stored};
 
 /// A deferred attempt of a disabled target is looked at again after this (so enabling a
 /// target sends what waited for it within seconds).
 const DISABLED_RECHECK_MS: i64 = 5_000;
 /// Deliveries in flight at once, over every target.
 const MAX_IN_FLIGHT: usize = 512;
+/// Targets with a metric label of their own; the others (URLs templated per event could
+/// name unboundedly many) share the label `other`.
+const MAX_TARGET_LABELS: usize = 200;
 
 struct TargetState {
     slots: Semaphore,
@@ -57,6 +60,10 @@ pub struct Worker {
     targets: Mutex<HashMap<String, Arc<TargetState>>>,
     disabled: Mutex<BTreeMap<String, String>>,
     in_flight: Arc<Semaphore>,
+    /// Deliveries this process is attempting: a claim that returns one of them again (its
+    /// lease ran out while its result was being stored) does not start a second attempt.
+    attempting: Mutex<HashSet<String>>,
+    labels: Mutex<HashSet<String>>,
     /// Woken by the intake when it schedules a delivery, so a new delivery is claimed at
     /// once rather than at the next poll.
     pub scheduled: Arc<tokio::sync::Notify>,
@@ -99,8 +106,23 @@ impl Worker {
             targets: Mutex::new(HashMap::new()),
             disabled: Mutex::new(BTreeMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            attempting: Mutex::new(HashSet::new()),
+            labels: Mutex::new(HashSet::new()),
             scheduled: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// The metric label of a target: its own for the first [`MAX_TARGET_LABELS`] seen.
+    fn label(&self, target: &str) -> String {
+        let mut labels = self.labels.lock().expect("labels lock");
+        if labels.contains(target) {
+            return target.to_string();
+        }
+        if labels.len() < MAX_TARGET_LABELS {
+            labels.insert(target.to_string());
+            return target.to_string();
+        }
+        "other".to_string()
     }
 
     fn target(&self, target: &str, now_ms: i64) -> Arc<TargetState> {
@@ -154,6 +176,15 @@ impl Worker {
                     failures = 0;
                     let full = !jobs.is_empty() && jobs.len() == free;
                     for job in jobs {
+                        let id = job.id().to_string();
+                        if !self
+                            .attempting
+                            .lock()
+                            .expect("attempting lock")
+                            .insert(id.clone())
+                        {
+                            continue;
+                        }
                         let permit = self
                             .in_flight
                             .clone()
@@ -163,6 +194,11 @@ impl Worker {
                         let worker = self.clone();
                         tokio::spawn(async move {
                             worker.deliver(job).await;
+                            worker
+                                .attempting
+                                .lock()
+                                .expect("attempting lock")
+                                .remove(&id);
                             drop(permit);
                         });
                     }
@@ -259,13 +295,13 @@ impl Worker {
                 BreakerState::HalfOpen { .. } => 1.0,
                 BreakerState::Open { .. } => 2.0,
             };
-            metrics::gauge!(names::DELIVERY_BREAKER_STATE, "target" => target.clone())
+            metrics::gauge!(names::DELIVERY_BREAKER_STATE, "target" => self.label(&target))
                 .set(state_value);
         }
-        metrics::counter!(names::DELIVERY_ATTEMPTS, "target" => target.clone(),
+        metrics::counter!(names::DELIVERY_ATTEMPTS, "target" => self.label(&target),
             "verdict" => verdict.as_str(), "reason" => verdict.reason())
         .increment(1);
-        metrics::histogram!(names::DELIVERY_ATTEMPT_SECONDS, "target" => target.clone())
+        metrics::histogram!(names::DELIVERY_ATTEMPT_SECONDS, "target" => self.label(&target))
             .record(attempted.latency.as_secs_f64());
         job.attempts += 1;
         job.last = Some(LastAttempt {
@@ -320,11 +356,16 @@ impl Worker {
                         let attempt = record(due);
                         let key = attempt.outbox_key();
                         let entry = outbox_json(&OutboxEntry::Attempt(attempt));
-                        self.store_until_ok("rescheduling", || {
-                            self.store
-                                .reschedule(&job, due, Some((key.as_str(), entry.as_str())))
-                        })
-                        .await;
+                        let stored = self
+                            .store_until_ok("rescheduling", || {
+                                self.store.reschedule(
+                                    &job,
+                                    due,
+                                    Some((key.as_str(), entry.as_str())),
+                                )
+                            })
+                            .await;
+                        lease_lost(stored, &job);
                     }
                     None => {
                         let detail = summary("failed after the last retry");
@@ -351,10 +392,12 @@ impl Worker {
     }
 
     async fn defer(&self, job: &Job, target: &str, why: &'static str, until_ms: i64) {
-        metrics::counter!(names::DELIVERY_DEFERRED, "target" => target.to_string(), "why" => why)
+        metrics::counter!(names::DELIVERY_DEFERRED, "target" => self.label(target), "why" => why)
             .increment(1);
-        self.store_until_ok("deferring", || self.store.reschedule(job, until_ms, None))
+        let stored = self
+            .store_until_ok("deferring", || self.store.reschedule(job, until_ms, None))
             .await;
+        lease_lost(stored, job);
     }
 
     /// Ends a delivery, with the record of its last attempt when there was one.
@@ -371,16 +414,18 @@ impl Worker {
             Outcome::Delivered => "delivered",
             Outcome::Failed => "failed",
         };
-        metrics::counter!(names::DELIVERY_OUTCOMES, "target" => target, "outcome" => outcome_label)
+        metrics::counter!(names::DELIVERY_OUTCOMES, "target" => self.label(&target), "outcome" => outcome_label)
             .increment(1);
         let json = outbox_json(&OutboxEntry::Ended(ended));
         let attempt = attempt.map(|a| (a.outbox_key(), outbox_json(&OutboxEntry::Attempt(a))));
         let failed = outcome == Outcome::Failed;
-        self.store_until_ok("ending a delivery", || {
-            let attempt = attempt.as_ref().map(|(k, e)| (k.as_str(), e.as_str()));
-            self.store.finish(&job, &json, failed, attempt)
-        })
-        .await;
+        let stored = self
+            .store_until_ok("ending a delivery", || {
+                let attempt = attempt.as_ref().map(|(k, e)| (k.as_str(), e.as_str()));
+                self.store.finish(&job, &json, failed, attempt)
+            })
+            .await;
+        lease_lost(stored, &job);
     }
 
     /// Runs a store call until it succeeds: an attempt's result is never dropped (while
@@ -401,6 +446,16 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Logs a result discarded because the attempt outlasted its lease and another claim took
+/// the delivery over (its attempt decides).
+fn lease_lost(stored: Stored, job: &Job) {
+    if stored == Stored::LeaseLost {
+        metrics::counter!(names::DELIVERY_STORE_ERRORS).increment(1);
+        tracing::warn!(action_id = %job.id(),
+            "an attempt outlasted its lease and the delivery was claimed again: its result is discarded");
     }
 }
 

@@ -420,13 +420,21 @@ async fn a_slow_target_does_not_delay_another() {
     let s = setup("deliver-slow", &["127.0.0.1"]).await;
     let slow = Target::start(vec![(200, vec![])], Duration::from_secs(4)).await;
     let fast = Target::start(vec![(200, vec![])], Duration::ZERO).await;
-    let mut actions: Vec<ActionRecord> = (0..8)
+    // A backlog for the slow target: 300 deliveries, 4 at a time, 4 s each.
+    let backlog: Vec<ActionRecord> = (0..300)
         .map(|i| webhook(&format!("slow-{i}"), &slow.url()))
         .collect();
-    actions.push(webhook("fast-1", &fast.url()));
-    s.produce(&actions).await;
-    let started = Instant::now();
+    s.produce(&backlog).await;
     let (shutdown, stage) = s.start();
+    wait_for(
+        "the slow target's first requests",
+        Duration::from_secs(10),
+        || !slow.received().is_empty(),
+    )
+    .await;
+    // Then one for the fast target, behind the backlog on mail.actions and in the schedule.
+    let sent = Instant::now();
+    s.produce(&[webhook("fast-1", &fast.url())]).await;
     wait_for(
         "the fast target's delivery",
         Duration::from_secs(10),
@@ -434,9 +442,13 @@ async fn a_slow_target_does_not_delay_another() {
     )
     .await;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        sent.elapsed() < Duration::from_secs(2),
         "the fast target waited {:?} behind the slow one",
-        started.elapsed()
+        sent.elapsed()
+    );
+    assert!(
+        slow.received().len() <= 8,
+        "the slow target gets 4 at a time"
     );
     shutdown.cancel();
     stage.await.unwrap().unwrap();
@@ -536,4 +548,53 @@ async fn a_target_can_have_its_own_schedule() {
     );
     shutdown.cancel();
     stage.await.unwrap().unwrap();
+}
+
+/// The store's fencing: a result stored under a lease that was taken over is discarded; an
+/// operator's retry does not start a second attempt of a delivery under a live lease.
+#[tokio::test]
+async fn a_result_under_a_lost_lease_is_discarded() {
+    use mailpipe_stage_7_deliver::job::{ActionView, Job, Origin};
+    use mailpipe_stage_7_deliver::store::{Retried, Stored};
+    let s = setup("deliver-lease", &[]).await;
+    let store = s.store();
+    let record = webhook("ev-1", "http://crm.example.com/hook");
+    let action: ActionView =
+        serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
+    let job = Job {
+        action,
+        origin: Origin::new("t", 0, 0, b""),
+        attempts: 0,
+        created_ms: 0,
+        last: None,
+        lease: String::new(),
+    };
+    assert!(store.enqueue(&job, 1_000).await.unwrap());
+    assert!(!store.enqueue(&job, 1_000).await.unwrap(), "enqueued once");
+    let first = store.claim(1_000, 2_000, 10).await.unwrap().remove(0);
+    assert_eq!(
+        store.retry(first.id(), 1_500).await.unwrap(),
+        Retried::Busy,
+        "no second attempt while the lease is live"
+    );
+    // The lease runs out; another claim takes the delivery over.
+    let second = store.claim(2_500, 9_000, 10).await.unwrap().remove(0);
+    assert_ne!(first.lease, second.lease);
+    assert_eq!(
+        store.reschedule(&first, 3_000, None).await.unwrap(),
+        Stored::LeaseLost
+    );
+    assert_eq!(
+        store.finish(&first, "{}", false, None).await.unwrap(),
+        Stored::LeaseLost
+    );
+    assert_eq!(
+        store.finish(&second, "{}", false, None).await.unwrap(),
+        Stored::Yes
+    );
+    assert!(store.pending(10).await.unwrap().is_empty());
+    assert!(
+        !store.enqueue(&job, 1_000).await.unwrap(),
+        "an ended delivery never restarts"
+    );
 }

@@ -71,6 +71,9 @@ pub async fn run(settings: &Settings, args: &DeliveriesArgs) -> anyhow::Result<(
             match store.retry(action_id, mailpipe_stage::now_ms()).await? {
                 Retried::Rescheduled => println!("{action_id}: pending, due now"),
                 Retried::Revived => println!("{action_id}: failed before, pending again, due now"),
+                Retried::Busy => {
+                    anyhow::bail!("{action_id} is being attempted right now; nothing changed")
+                }
                 Retried::Unknown => {
                     anyhow::bail!("no pending or failed delivery has the id {action_id:?}")
                 }
