@@ -1,7 +1,8 @@
 //! The deliver stage against the real broker, registry and Redis, run in process, with
 //! HTTP targets on loopback (allowed explicitly in the test config): a target that fails
 //! then succeeds gets exactly one successful delivery, every attempt signed (checked by the
-//! verify stage's Standard Webhooks implementation) under the same `webhook-id`;
+//! Standard Webhooks reference library and by the verify stage's implementation) under the
+//! same `webhook-id`;
 //! `Retry-After` is honoured; a 410 disables the target until it is enabled; a slow target
 //! does not delay another; the circuit breaker opens after consecutive failures and a
 //! probe closes it; without the allow setting a loopback or metadata address is refused,
@@ -290,9 +291,22 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Verifies a received request as the verify stage verifies a Resend (Standard Webhooks)
-/// webhook: an implementation of the spec of its own, checked against svix's vectors.
+/// Verifies a received request twice, independently of the signer: with the Standard
+/// Webhooks reference library (`standardwebhooks`), and as the verify stage verifies a
+/// Resend webhook (its own implementation of the spec, checked against svix's vectors).
+/// Answers whether both accept it (and panics if they disagree).
 fn verifies(r: &Received) -> bool {
+    let mut map = HeaderMap::new();
+    for (k, v) in &r.headers {
+        map.insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let reference = standardwebhooks::Webhook::new(SECRET)
+        .unwrap()
+        .verify(&r.body, &map)
+        .is_ok();
     let headers: Vec<(&str, &str)> = r
         .headers
         .iter()
@@ -300,7 +314,12 @@ fn verifies(r: &Received) -> bool {
         .collect();
     let now = mailpipe_stage::now_ms() / 1000;
     let source = SourceConfig::new(Provider::Resend, &[SECRET.into()], SourceOptions::default());
-    testing::verify_with(&source, &testing::request(&headers, &r.body, now)).is_ok()
+    let ours = testing::verify_with(&source, &testing::request(&headers, &r.body, now)).is_ok();
+    assert_eq!(
+        reference, ours,
+        "the reference library and verify-core disagree"
+    );
+    reference
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
