@@ -2,7 +2,9 @@
 //! default rules turn a stream of events into exactly the expected `mail.actions` and
 //! `mail.suppressions` records (an undecodable record into a dead letter), and a
 //! threshold over a recipient domain is exact across 4 partitions and 2 replicas: the
-//! event whose count comes last sees them all, and the cooldown lets exactly one execute.
+//! event whose count comes last sees them all, and the cooldown lets exactly one execute;
+//! a rate rule fires once per cooldown and a limit lets exactly its count execute, both
+//! across 4 partitions and 2 replicas.
 //! Delayed actions survive a restart: scheduled by one instance that stops before they are
 //! due, they fire once after their delay in the next.
 
@@ -364,4 +366,122 @@ async fn delayed_actions_fire_after_their_delay_across_a_restart_of_the_stage() 
         fired, decided,
         "each scheduled action fired once, under its own id"
     );
+}
+
+const RATE_AND_LIMIT_RULES: &str = r#"
+[[rule]]
+id = "campaign-complaint-rate"
+priority = 5
+respect_suppression = false
+[rule.when]
+event_types = ["complained"]
+rate = { numerator = ["complained"], denominator = ["delivered"], per = "campaign", within = "1h", above_percent = 5.0, min_denominator = 50 }
+[rule.cooldown]
+duration = "1h"
+per = "campaign"
+[[rule.then]]
+action = "segment"
+segment = "complaint-storm-campaigns"
+
+[[rule]]
+id = "limited-opens"
+priority = 4
+respect_suppression = false
+[rule.when]
+event_types = ["opened"]
+[rule.limit]
+count = 7
+window = "1h"
+[[rule.then]]
+action = "score"
+add = 1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_and_limit_rules_are_exact_across_four_partitions_and_two_replicas() {
+    let setup = setup("rules-rate-limit", RATE_AND_LIMIT_RULES).await;
+    let shutdown = CancellationToken::new();
+    let replicas = [setup.replica("a", &shutdown), setup.replica("b", &shutdown)];
+    let in_campaign = |mut e: EmailEvent| {
+        e.campaign_id = Some("spring".into());
+        e
+    };
+    // 100 deliveries of one campaign to 100 recipients (over every partition), processed
+    // first: the rate's denominator.
+    let delivered: Vec<EmailEvent> = (0..100)
+        .map(|i| {
+            in_campaign(event(
+                300 + i,
+                &format!("d{i}@rate.example"),
+                EventType::Delivered,
+                None,
+                T0,
+            ))
+        })
+        .collect();
+    setup.produce(&delivered, 0).await;
+    let group = mailpipe_stage::Stage::Rules.group_id(&setup.settings);
+    let input = setup.names.name(Topic::EventsUnique);
+    let started = std::time::Instant::now();
+    loop {
+        let (group, input) = (group.clone(), input.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            mailpipe_test_support::committed_total(&group, &input, 4)
+        })
+        .await
+        .unwrap();
+        if done >= 100 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then 10 complaints (10 % > 5 % once enough are counted) and 20 opens at once.
+    let mut burst: Vec<EmailEvent> = (0..10)
+        .map(|i| {
+            in_campaign(event(
+                500 + i,
+                &format!("d{i}@rate.example"),
+                EventType::Complained,
+                None,
+                T0,
+            ))
+        })
+        .collect();
+    burst.extend((0..20).map(|i| {
+        event(
+            600 + i,
+            &format!("o{i}@limit.example"),
+            EventType::Opened,
+            None,
+            T0,
+        )
+    }));
+    setup.produce(&burst, 0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let all = consume_all(&setup, Topic::Actions).await;
+    let of = |rule: &str, decision: &str| {
+        all.iter()
+            .filter(|a| a.rule_id == rule && a.decision == decision)
+            .count()
+    };
+    // The rate crossed 5 %: exactly one alert executed, whichever replica saw it first;
+    // the complaints that also saw it were cooled down.
+    assert_eq!(of("campaign-complaint-rate", "executed"), 1, "{all:?}");
+    let rate_records = all
+        .iter()
+        .filter(|a| a.rule_id == "campaign-complaint-rate")
+        .count();
+    assert_eq!(
+        rate_records,
+        1 + of("campaign-complaint-rate", "cooled_down"),
+        "{all:?}"
+    );
+    // 7 of the 20 opens executed within the hour's limit, 13 limited: exact across replicas.
+    assert_eq!(of("limited-opens", "executed"), 7, "{all:?}");
+    assert_eq!(of("limited-opens", "limited"), 13, "{all:?}");
+    shutdown.cancel();
+    for replica in replicas {
+        replica.await.unwrap().unwrap();
+    }
 }
