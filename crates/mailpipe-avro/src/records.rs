@@ -106,6 +106,51 @@ pub struct DeadLetterRecord {
     pub payload: Vec<u8>,
 }
 
+/// A `mail.actions` record read as data (schemas/rule_action.avsc): every field, its enums
+/// as their symbols, so any writer version reads. The readers of the topic (the aggregate
+/// and deliver stages) share it; the rules stage writes with typed enums of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleActionView {
+    pub action_id: String,
+    pub rule_id: String,
+    pub rule_version: String,
+    pub action_index: i32,
+    pub action: String,
+    pub parameters: std::collections::BTreeMap<String, String>,
+    pub decision: String,
+    pub outcome: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub provider: String,
+    pub source: String,
+    pub recipient: Option<String>,
+    pub campaign_id: Option<String>,
+    pub occurred_at: i64,
+    pub decided_at: i64,
+    pub due_at: i64,
+    pub detail: String,
+}
+
+/// A `mail.deliveries` record: one outbound delivery attempt
+/// (schemas/delivery_attempt.avsc). Written by the deliver stage, loaded by the aggregate
+/// stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttemptRecord {
+    pub action_id: String,
+    pub webhook_id: String,
+    pub rule_id: String,
+    pub event_id: String,
+    pub target: String,
+    pub attempt: i32,
+    pub at: i64,
+    pub status: Option<i32>,
+    pub latency_ms: i64,
+    pub verdict: String,
+    pub reason: String,
+    pub error: String,
+    pub next_attempt_at: i64,
+}
+
 impl VerifiedRecord {
     /// The first value of header `name` (lower-case), if any.
     pub fn header(&self, name: &str) -> Option<&[u8]> {

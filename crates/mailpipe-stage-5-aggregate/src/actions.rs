@@ -6,34 +6,13 @@
 //! The records are read with the registry's resolution (`decode_retrying`), so any writer
 //! version of their schemas reads; enums arrive as their symbol. Absent values become ''.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::row::datetime_seconds;
 
-/// A `mail.actions` record, the fields this table keeps (schemas/rule_action.avsc).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ActionRecord {
-    pub action_id: String,
-    pub rule_id: String,
-    pub rule_version: String,
-    pub action_index: i32,
-    pub action: String,
-    pub parameters: BTreeMap<String, String>,
-    pub decision: String,
-    pub outcome: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub provider: String,
-    pub source: String,
-    pub recipient: Option<String>,
-    pub campaign_id: Option<String>,
-    pub occurred_at: i64,
-    pub decided_at: i64,
-    pub due_at: i64,
-    pub detail: String,
-}
+pub use mailpipe_avro::records::{
+    DeliveryAttemptRecord as AttemptRecord, RuleActionView as ActionRecord,
+};
 
 /// A `mail.suppressions` record (schemas/suppression.avsc).
 #[derive(Debug, Clone, Deserialize)]
@@ -175,24 +154,6 @@ impl SuppressionRow {
     }
 }
 
-/// A `mail.deliveries` record (schemas/delivery_attempt.avsc).
-#[derive(Debug, Clone, Deserialize)]
-pub struct AttemptRecord {
-    pub action_id: String,
-    pub webhook_id: String,
-    pub rule_id: String,
-    pub event_id: String,
-    pub target: String,
-    pub attempt: i32,
-    pub at: i64,
-    pub status: Option<i32>,
-    pub latency_ms: i64,
-    pub verdict: String,
-    pub reason: String,
-    pub error: String,
-    pub next_attempt_at: i64,
-}
-
 /// One row of `delivery_attempts`, fields in column order (status 0: no answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
 pub struct AttemptRow {
@@ -250,6 +211,8 @@ impl AttemptRow {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

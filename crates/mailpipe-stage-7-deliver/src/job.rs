@@ -2,42 +2,18 @@
 //! to send, and what its attempts so far gave. Kept in Redis as JSON between attempts
 //! ([`crate::store`]).
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// A `mail.actions` record (schemas/rule_action.avsc), every field, read with the
 /// registry's resolution (enums arrive as their symbol).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionView {
-    pub action_id: String,
-    pub rule_id: String,
-    pub rule_version: String,
-    pub action_index: i32,
-    pub action: String,
-    pub parameters: BTreeMap<String, String>,
-    pub decision: String,
-    pub outcome: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub provider: String,
-    pub source: String,
-    pub recipient: Option<String>,
-    pub campaign_id: Option<String>,
-    pub occurred_at: i64,
-    pub decided_at: i64,
-    pub due_at: i64,
-    pub detail: String,
-}
+pub use mailpipe_avro::records::RuleActionView as ActionView;
 
-impl ActionView {
-    /// Whether this record hands a webhook to delivery: an executed `webhook` action whose
-    /// outcome is `pending`. Records of delivery's own outcomes (`delivered`, `failed`)
-    /// and every other action are not.
-    pub fn is_pending_webhook(&self) -> bool {
-        self.action == "webhook" && self.decision == "executed" && self.outcome == "pending"
-    }
+/// Whether a record hands a webhook to delivery: an executed `webhook` action whose
+/// outcome is `pending`. Records of delivery's own outcomes (`delivered`, `failed`) and
+/// every other action are not.
+pub fn is_pending_webhook(action: &ActionView) -> bool {
+    action.action == "webhook" && action.decision == "executed" && action.outcome == "pending"
 }
 
 /// Where the record was read, and its bytes: a delivery that fails for good is
@@ -225,8 +201,8 @@ mod tests {
     #[test]
     fn only_executed_pending_webhooks_are_deliveries() {
         let mut j = job(&[]);
-        assert!(j.action.is_pending_webhook());
+        assert!(is_pending_webhook(&j.action));
         j.action.outcome = "delivered".into();
-        assert!(!j.action.is_pending_webhook());
+        assert!(!is_pending_webhook(&j.action));
     }
 }

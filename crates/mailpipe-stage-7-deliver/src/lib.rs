@@ -135,7 +135,7 @@ impl Handler for Intake {
                 }
                 Err(e) => return Err(e.into()),
             };
-            if action.is_pending_webhook() {
+            if job::is_pending_webhook(&action) {
                 let now = worker::now_ms();
                 let job = Job {
                     origin: job::Origin::new(

@@ -57,28 +57,11 @@ pub struct OutcomeRecord {
 }
 
 /// A `mail.deliveries` record: one attempt (schemas/delivery_attempt.avsc).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    pub action_id: String,
-    pub webhook_id: String,
-    pub rule_id: String,
-    pub event_id: String,
-    pub target: String,
-    pub attempt: i32,
-    pub at: i64,
-    pub status: Option<i32>,
-    pub latency_ms: i64,
-    pub verdict: String,
-    pub reason: String,
-    pub error: String,
-    pub next_attempt_at: i64,
-}
+pub use mailpipe_avro::records::DeliveryAttemptRecord as AttemptRecord;
 
-impl AttemptRecord {
-    /// Its outbox key: one per attempt of a delivery.
-    pub fn outbox_key(&self) -> String {
-        format!("{}#{}", self.action_id, self.attempt)
-    }
+/// Its outbox key: one per attempt of a delivery.
+pub fn attempt_outbox_key(attempt: &AttemptRecord) -> String {
+    format!("{}#{}", attempt.action_id, attempt.attempt)
 }
 
 /// What the outbox holds: an attempt's record, or a delivery's end.

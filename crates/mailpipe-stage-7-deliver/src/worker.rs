@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::Sender;
 use crate::job::{webhook_id, Job, LastAttempt};
-use crate::outcome::{AttemptRecord, Ended, OutboxEntry, Outcome};
+use crate::outcome::{attempt_outbox_key, AttemptRecord, Ended, OutboxEntry, Outcome};
 use crate::store::{Store, StoreError, Stored};
 
 /// A deferred attempt of a disabled target is looked at again after this (so enabling a
@@ -354,7 +354,7 @@ impl Worker {
                     Some(wait) => {
                         let due = done + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
                         let attempt = record(due);
-                        let key = attempt.outbox_key();
+                        let key = attempt_outbox_key(&attempt);
                         let entry = outbox_json(&OutboxEntry::Attempt(attempt));
                         let stored = self
                             .store_until_ok("rescheduling", || {
@@ -417,7 +417,12 @@ impl Worker {
         metrics::counter!(names::DELIVERY_OUTCOMES, "target" => self.label(&target), "outcome" => outcome_label)
             .increment(1);
         let json = outbox_json(&OutboxEntry::Ended(ended));
-        let attempt = attempt.map(|a| (a.outbox_key(), outbox_json(&OutboxEntry::Attempt(a))));
+        let attempt = attempt.map(|a| {
+            (
+                attempt_outbox_key(&a),
+                outbox_json(&OutboxEntry::Attempt(a)),
+            )
+        });
         let failed = outcome == Outcome::Failed;
         let stored = self
             .store_until_ok("ending a delivery", || {

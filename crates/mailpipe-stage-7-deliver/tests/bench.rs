@@ -16,43 +16,13 @@ use axum::body::Bytes;
 use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, RULE_ACTION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
+use mailpipe_test_support::records::ActionRecord;
 use mailpipe_test_support::{create_topic, dev_settings, env_or, unique_name};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 const TARGETS: usize = 64;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Symbol {
-    Webhook,
-    Executed,
-    Pending,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ActionRecord {
-    action_id: String,
-    rule_id: String,
-    rule_version: String,
-    action_index: i32,
-    action: Symbol,
-    parameters: BTreeMap<String, String>,
-    decision: Symbol,
-    outcome: Symbol,
-    event_id: String,
-    event_type: String,
-    provider: String,
-    source: String,
-    recipient: Option<String>,
-    campaign_id: Option<String>,
-    occurred_at: i64,
-    decided_at: i64,
-    due_at: i64,
-    detail: String,
-}
 
 /// Receipt time of each delivery (by its body, the action's sequence number), and how
 /// many requests arrived in all.
@@ -87,29 +57,7 @@ async fn start_sinks(sinks: Arc<Sinks>) -> Vec<String> {
 }
 
 fn action(seq: u64, url: &str) -> ActionRecord {
-    ActionRecord {
-        action_id: format!("bench/ev-{seq}/0"),
-        rule_id: "bench".into(),
-        rule_version: "v1".into(),
-        action_index: 0,
-        action: Symbol::Webhook,
-        parameters: BTreeMap::from([
-            ("url".to_string(), url.to_string()),
-            ("body".to_string(), seq.to_string()),
-        ]),
-        decision: Symbol::Executed,
-        outcome: Symbol::Pending,
-        event_id: format!("ev-{seq}"),
-        event_type: "clicked".into(),
-        provider: "sendgrid".into(),
-        source: "sendgrid".into(),
-        recipient: None,
-        campaign_id: None,
-        occurred_at: 0,
-        decided_at: 0,
-        due_at: 0,
-        detail: String::new(),
-    }
+    ActionRecord::webhook("bench", &format!("ev-{seq}"), url, &seq.to_string())
 }
 
 async fn produce(

@@ -20,10 +20,11 @@ use mailpipe_avro::{AvroCodec, TopicSchema, RULE_ACTION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
+use mailpipe_test_support::records::ActionRecord;
 use mailpipe_test_support::{consume_exactly, create_topic, dev_settings, unique_name};
 use mailpipe_verify_core::{testing, SourceConfig, SourceOptions};
 use rdkafka::producer::FutureRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -103,64 +104,18 @@ impl Target {
     }
 }
 
-/// The schema's enum symbols used here.
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Symbol {
-    Webhook,
-    Executed,
-    Pending,
-}
-
-/// A pending `webhook` action as the rules stage writes it.
-#[derive(Debug, Clone, Serialize)]
-struct ActionRecord {
-    action_id: String,
-    rule_id: String,
-    rule_version: String,
-    action_index: i32,
-    action: Symbol,
-    parameters: BTreeMap<String, String>,
-    decision: Symbol,
-    outcome: Symbol,
-    event_id: String,
-    event_type: String,
-    provider: String,
-    source: String,
-    recipient: Option<String>,
-    campaign_id: Option<String>,
-    occurred_at: i64,
-    decided_at: i64,
-    due_at: i64,
-    detail: String,
-}
-
+/// A pending webhook action to `url` (with a header the rule set), as the rules stage
+/// writes it.
 fn webhook(event: &str, url: &str) -> ActionRecord {
-    ActionRecord {
-        action_id: format!("notify-crm/{event}/0"),
-        rule_id: "notify-crm".into(),
-        rule_version: "v1".into(),
-        action_index: 0,
-        action: Symbol::Webhook,
-        parameters: BTreeMap::from([
-            ("url".to_string(), url.to_string()),
-            ("method".to_string(), "POST".to_string()),
-            ("header.x-team".to_string(), "mail".to_string()),
-            ("body".to_string(), format!("{{\"event\":\"{event}\"}}")),
-        ]),
-        decision: Symbol::Executed,
-        outcome: Symbol::Pending,
-        event_id: event.into(),
-        event_type: "complained".into(),
-        provider: "sendgrid".into(),
-        source: "sendgrid".into(),
-        recipient: Some("ann@example.com".into()),
-        campaign_id: None,
-        occurred_at: 1_700_000_000_000,
-        decided_at: 1_700_000_000_000,
-        due_at: 1_700_000_000_000,
-        detail: String::new(),
-    }
+    let mut a = ActionRecord::webhook(
+        "notify-crm",
+        event,
+        url,
+        &format!("{{\"event\":\"{event}\"}}"),
+    );
+    a.parameters.insert("header.x-team".into(), "mail".into());
+    a.recipient = Some("ann@example.com".into());
+    a
 }
 
 /// What the stage writes back (the fields checked here).

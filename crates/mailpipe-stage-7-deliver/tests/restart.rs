@@ -11,46 +11,17 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use mailpipe_avro::{AvroCodec, TopicSchema, RULE_ACTION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
+use mailpipe_test_support::records::ActionRecord;
 use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{
     create_topic, dev_config_path, dev_settings, free_port, topic_record_count, unique_name,
     workspace_binary,
 };
 use rdkafka::producer::FutureRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const DELIVERIES: usize = 40;
-
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Symbol {
-    Webhook,
-    Executed,
-    Pending,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ActionRecord {
-    action_id: String,
-    rule_id: String,
-    rule_version: String,
-    action_index: i32,
-    action: Symbol,
-    parameters: BTreeMap<String, String>,
-    decision: Symbol,
-    outcome: Symbol,
-    event_id: String,
-    event_type: String,
-    provider: String,
-    source: String,
-    recipient: Option<String>,
-    campaign_id: Option<String>,
-    occurred_at: i64,
-    decided_at: i64,
-    due_at: i64,
-    detail: String,
-}
 
 #[derive(Debug, Deserialize)]
 struct Outcome {
@@ -91,7 +62,23 @@ async fn start_target() -> (String, Seen) {
     (format!("http://{addr}/hook"), seen)
 }
 
-fn spawn_worker(prefix: &str, redis_url: &str, redis_prefix: &str, log: &std::fs::File) -> Child {
+/// The worker process, SIGKILLed when dropped (also when the test fails half way).
+struct Worker(Child);
+
+impl Worker {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_worker(prefix: &str, redis_url: &str, redis_prefix: &str, log: &std::fs::File) -> Worker {
     let binary = workspace_binary(
         "mailpipe-deliver",
         "cargo build -p mailpipe-stage-7-deliver",
@@ -124,6 +111,7 @@ fn spawn_worker(prefix: &str, redis_url: &str, redis_prefix: &str, log: &std::fs
         .stdout(log.try_clone().unwrap())
         .stderr(log.try_clone().unwrap())
         .spawn()
+        .map(Worker)
         .expect("starting mailpipe-deliver")
 }
 
@@ -155,29 +143,12 @@ async fn a_killed_worker_and_a_restarted_redis_lose_and_double_no_delivery() {
         .unwrap();
     let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
     for i in 0..DELIVERIES {
-        let action = ActionRecord {
-            action_id: format!("notify/ev-{i}/0"),
-            rule_id: "notify".into(),
-            rule_version: "v1".into(),
-            action_index: 0,
-            action: Symbol::Webhook,
-            parameters: BTreeMap::from([
-                ("url".to_string(), url.clone()),
-                ("body".to_string(), format!("{{\"n\":{i}}}")),
-            ]),
-            decision: Symbol::Executed,
-            outcome: Symbol::Pending,
-            event_id: format!("ev-{i}"),
-            event_type: "complained".into(),
-            provider: "sendgrid".into(),
-            source: "sendgrid".into(),
-            recipient: None,
-            campaign_id: None,
-            occurred_at: 0,
-            decided_at: 0,
-            due_at: 0,
-            detail: String::new(),
-        };
+        let action = ActionRecord::webhook(
+            "notify",
+            &format!("ev-{i}"),
+            &url,
+            &format!("{{\"n\":{i}}}"),
+        );
         let payload = schema.encode(&action, 512).unwrap();
         let record = FutureRecord::to(&topic)
             .key(action.action_id.as_bytes())
@@ -199,8 +170,7 @@ async fn a_killed_worker_and_a_restarted_redis_lose_and_double_no_delivery() {
         || seen.lock().unwrap().len() == DELIVERIES,
     )
     .await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill();
     let mut redis = redis;
     redis.stop();
     let redis = redis.restart();
@@ -241,6 +211,5 @@ async fn a_killed_worker_and_a_restarted_redis_lose_and_double_no_delivery() {
         }
     }
     assert_eq!(delivered.len(), DELIVERIES, "log: {}", log_path.display());
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
 }

@@ -11,6 +11,7 @@ pub mod lag;
 pub mod metrics;
 pub mod other_client;
 pub mod pipeline;
+pub mod records;
 pub mod redis;
 
 /// The seeded generator of the sample traffic (SplitMix64), so a failing kill schedule can

@@ -23,6 +23,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
+use mailpipe_test_support::records::{ActionRecord, Symbol};
 use mailpipe_test_support::{
     committed_total, consume_exactly, create_topic, dev_settings, free_port, unique_name,
     EventBuilder,
@@ -530,40 +531,6 @@ async fn a_clickhouse_outage_holds_the_stream_and_loses_nothing() {
     drop(clickhouse);
 }
 
-/// A `mail.actions` record as the rules stage writes it (schemas/rule_action.avsc).
-#[derive(Debug, Clone, serde::Serialize)]
-struct ActionRecord {
-    action_id: String,
-    rule_id: String,
-    rule_version: String,
-    action_index: i32,
-    action: Symbol,
-    parameters: BTreeMap<String, String>,
-    decision: Symbol,
-    outcome: Symbol,
-    event_id: String,
-    event_type: &'static str,
-    provider: &'static str,
-    source: String,
-    recipient: Option<String>,
-    campaign_id: Option<String>,
-    occurred_at: i64,
-    decided_at: i64,
-    due_at: i64,
-    detail: String,
-}
-
-/// The symbols of the record's enums used here (an Avro enum is written from a unit
-/// variant, not from a string).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Symbol {
-    Suppress,
-    Executed,
-    Scheduled,
-    Applied,
-}
-
 /// A `mail.suppressions` record (schemas/suppression.avsc).
 #[derive(Debug, Clone, serde::Serialize)]
 struct SuppressionRecord {
@@ -615,29 +582,20 @@ fn attempt(seq: usize, n: i32, status: Option<i32>, verdict: &str) -> (String, A
 }
 
 fn action(seq: usize, outcome: Symbol, decided_at: i64) -> ActionRecord {
-    ActionRecord {
-        action_id: format!("suppress-complainers/ev-{seq}/0"),
-        rule_id: "suppress-complainers".into(),
-        rule_version: "v1".into(),
-        action_index: 0,
-        action: Symbol::Suppress,
-        parameters: BTreeMap::from([
-            ("reason".to_string(), "complaint".to_string()),
-            ("recipient".to_string(), format!("user{seq}@example.com")),
-        ]),
-        decision: Symbol::Executed,
+    let recipient = format!("user{seq}@example.com");
+    let parameters = [("reason", "complaint"), ("recipient", recipient.as_str())];
+    let event = format!("ev-{seq}");
+    let mut a = ActionRecord::new(
+        "suppress-complainers",
+        &event,
+        Symbol::Suppress,
+        &parameters,
         outcome,
-        event_id: format!("ev-{seq}"),
-        event_type: "complained",
-        provider: "sendgrid",
-        source: "sendgrid".into(),
-        recipient: Some(format!("user{seq}@example.com")),
-        campaign_id: None,
-        occurred_at: BASE_MS + seq as i64,
         decided_at,
-        due_at: decided_at,
-        detail: String::new(),
-    }
+    );
+    a.recipient = Some(recipient.clone());
+    a.occurred_at = BASE_MS + seq as i64;
+    a
 }
 
 fn suppression(recipient: &str, suppressed: bool, at: i64) -> (String, SuppressionRecord) {
