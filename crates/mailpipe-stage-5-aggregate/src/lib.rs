@@ -28,9 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{
-    decode_retrying, Emission, InputRef, Origin, Stage, StageError, StageHandler, StageKit,
-};
+use mailpipe_stage::{decode_retrying, Stage, StageError, StageHandler, StageKit};
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
 use tokio::sync::mpsc;
@@ -131,18 +129,7 @@ impl Handler for AggregateHandler {
             let row = match self.row(&message).await {
                 Ok(row) => row,
                 Err(StageError::Permanent { reason, detail }) => {
-                    let origin = Origin::default();
-                    let record = self
-                        .kit
-                        .dead_letters()
-                        .record(&message, reason, detail, origin)?;
-                    let emission: Emission = Emission {
-                        input: InputRef::new(&message, origin),
-                        records: vec![record],
-                        ack,
-                        tag: None,
-                    };
-                    self.kit.emitter().emit(vec![emission]).await;
+                    self.kit.dead_letter(&message, ack, reason, detail).await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),

@@ -27,8 +27,7 @@ use std::time::Duration;
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_settings::Settings;
 use mailpipe_stage::{
-    decode_retrying, DeadLetterReason, Emission, InputRef, Origin, Output, Stage, StageError,
-    StageHandler, StageKit,
+    decode_retrying, DeadLetterReason, Output, Stage, StageError, StageHandler, StageKit,
 };
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
@@ -119,18 +118,7 @@ impl Handler for Intake {
             let action: ActionView = match decode_retrying(self.kit.codec(), payload).await {
                 Ok(a) => a,
                 Err(StageError::Permanent { reason, detail }) => {
-                    let origin = Origin::default();
-                    let record = self
-                        .kit
-                        .dead_letters()
-                        .record(&message, reason, detail, origin)?;
-                    let emission: Emission = Emission {
-                        input: InputRef::new(&message, origin),
-                        records: vec![record],
-                        ack,
-                        tag: None,
-                    };
-                    self.kit.emitter().emit(vec![emission]).await;
+                    self.kit.dead_letter(&message, ack, reason, detail).await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),

@@ -143,6 +143,27 @@ impl StageKit {
         &self.emitter
     }
 
+    /// Dead-letters `message` at once, for a stage that reads its inputs itself (not
+    /// through [`PerMessage`]): its dead letter is emitted, and `ack` completed with it.
+    pub async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        ack: mailpipe_kafka::Ack,
+        reason: crate::DeadLetterReason,
+        detail: String,
+    ) -> Result<(), StageError> {
+        let origin = Origin::default();
+        let record = self.dead_letters.record(message, reason, detail, origin)?;
+        let emission: Emission = Emission {
+            input: InputRef::new(message, origin),
+            records: vec![record],
+            ack,
+            tag: None,
+        };
+        self.emitter.emit(vec![emission]).await;
+        Ok(())
+    }
+
     /// A topic's name, with the configured prefix.
     pub fn topic(&self, topic: Topic) -> String {
         self.topics.name(topic)
