@@ -108,17 +108,22 @@ pub struct DeadLetterRecord {
 
 /// A `mail.actions` record read as data (schemas/rule_action.avsc): every field, its enums
 /// as their symbols, so any writer version reads. The readers of the topic (the aggregate
-/// and deliver stages) share it; the rules stage writes with typed enums of its own.
+/// and deliver stages) share it.
+pub type RuleActionView = RuleAction<String, String, String>;
+
+/// A `mail.actions` record (schemas/rule_action.avsc), field for field; `K`, `D`, `O` are
+/// the types of its `action`, `decision` and `outcome` enums: `String` to read any symbol,
+/// unit-variant enums to write one (an Avro enum is written from a unit variant).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleActionView {
+pub struct RuleAction<K, D, O> {
     pub action_id: String,
     pub rule_id: String,
     pub rule_version: String,
     pub action_index: i32,
-    pub action: String,
+    pub action: K,
     pub parameters: std::collections::BTreeMap<String, String>,
-    pub decision: String,
-    pub outcome: String,
+    pub decision: D,
+    pub outcome: O,
     pub event_id: String,
     pub event_type: String,
     pub provider: String,

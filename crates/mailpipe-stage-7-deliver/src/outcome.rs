@@ -5,8 +5,6 @@
 //! dead letter of the action's record. Both go through the store's outbox
 //! ([`crate::store`]), written in the step that ends the delivery.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::job::Job;
@@ -33,28 +31,8 @@ pub enum Outcome {
     Failed,
 }
 
-/// A `mail.actions` record of a delivery's end; field names are the schema's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutcomeRecord {
-    pub action_id: String,
-    pub rule_id: String,
-    pub rule_version: String,
-    pub action_index: i32,
-    pub action: Kind,
-    pub parameters: BTreeMap<String, String>,
-    pub decision: Decision,
-    pub outcome: Outcome,
-    pub event_id: String,
-    pub event_type: String,
-    pub provider: String,
-    pub source: String,
-    pub recipient: Option<String>,
-    pub campaign_id: Option<String>,
-    pub occurred_at: i64,
-    pub decided_at: i64,
-    pub due_at: i64,
-    pub detail: String,
-}
+/// A `mail.actions` record of a delivery's end.
+pub type OutcomeRecord = mailpipe_avro::records::RuleAction<Kind, Decision, Outcome>;
 
 /// A `mail.deliveries` record: one attempt (schemas/delivery_attempt.avsc).
 pub use mailpipe_avro::records::DeliveryAttemptRecord as AttemptRecord;

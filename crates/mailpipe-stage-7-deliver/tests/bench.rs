@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use mailpipe_avro::{AvroCodec, RegisteredSchema, TopicSchema, RULE_ACTION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
-use mailpipe_test_support::records::ActionRecord;
+use mailpipe_test_support::records::{webhook_action, ActionRecord};
 use mailpipe_test_support::{create_topic, dev_settings, env_or, unique_name};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ async fn start_sinks(sinks: Arc<Sinks>) -> Vec<String> {
 }
 
 fn action(seq: u64, url: &str) -> ActionRecord {
-    ActionRecord::webhook("bench", &format!("ev-{seq}"), url, &seq.to_string())
+    webhook_action("bench", &format!("ev-{seq}"), url, &seq.to_string())
 }
 
 async fn produce(

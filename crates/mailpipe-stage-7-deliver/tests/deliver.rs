@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use mailpipe_avro::{AvroCodec, TopicSchema, RULE_ACTION_SCHEMA};
+use mailpipe_avro::{AvroCodec, RULE_ACTION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::Provider;
 use mailpipe_settings::Settings;
-use mailpipe_test_support::records::ActionRecord;
-use mailpipe_test_support::{consume_exactly, create_topic, dev_settings, unique_name};
+use mailpipe_test_support::records::{webhook_action, ActionRecord};
+use mailpipe_test_support::{
+    consume_exactly, create_topic, dev_settings, produce_avro, unique_name,
+};
 use mailpipe_verify_core::{testing, SourceConfig, SourceOptions};
-use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +108,7 @@ impl Target {
 /// A pending webhook action to `url` (with a header the rule set), as the rules stage
 /// writes it.
 fn webhook(event: &str, url: &str) -> ActionRecord {
-    let mut a = ActionRecord::webhook(
+    let mut a = webhook_action(
         "notify-crm",
         event,
         url,
@@ -167,24 +168,10 @@ async fn setup(name: &str, allow: &[&str]) -> Setup {
 
 impl Setup {
     async fn produce(&self, actions: &[ActionRecord]) {
+        let records: Vec<(String, &ActionRecord)> =
+            actions.iter().map(|a| (a.action_id.clone(), a)).collect();
         let topic = self.names.name(Topic::Actions);
-        let codec = AvroCodec::new(&self.settings.schema_registry.url).unwrap();
-        let schema = codec
-            .register(&TopicSchema::new(&topic, RULE_ACTION_SCHEMA).unwrap())
-            .await
-            .unwrap();
-        let producer = mailpipe_kafka::create_producer(&self.settings.kafka).unwrap();
-        for a in actions {
-            let payload = schema.encode(a, 512).unwrap();
-            let record = FutureRecord::to(&topic)
-                .key(a.action_id.as_bytes())
-                .payload(payload.as_slice());
-            producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
+        produce_avro(&self.settings, &topic, RULE_ACTION_SCHEMA, &records).await;
     }
 
     fn start(

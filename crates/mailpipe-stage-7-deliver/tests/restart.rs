@@ -9,15 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use mailpipe_avro::{AvroCodec, TopicSchema, RULE_ACTION_SCHEMA};
+use mailpipe_avro::{AvroCodec, RULE_ACTION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
-use mailpipe_test_support::records::ActionRecord;
+use mailpipe_test_support::records::{webhook_action, ActionRecord};
 use mailpipe_test_support::redis::PrivateRedis;
 use mailpipe_test_support::{
-    create_topic, dev_config_path, dev_settings, free_port, topic_record_count, unique_name,
-    workspace_binary,
+    create_topic, dev_config_path, dev_settings, free_port, produce_avro, topic_record_count,
+    unique_name, workspace_binary,
 };
-use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -136,29 +135,15 @@ async fn a_killed_worker_and_a_restarted_redis_lose_and_double_no_delivery() {
     let redis = PrivateRedis::start(free_port(), tempfile::tempdir().unwrap());
     let (url, seen) = start_target().await;
 
+    let actions: Vec<(String, ActionRecord)> = (0..DELIVERIES)
+        .map(|i| {
+            let body = format!("{{\"n\":{i}}}");
+            let a = webhook_action("notify", &format!("ev-{i}"), &url, &body);
+            (a.action_id.clone(), a)
+        })
+        .collect();
+    produce_avro(&settings, &topic, RULE_ACTION_SCHEMA, &actions).await;
     let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
-    let schema = codec
-        .register(&TopicSchema::new(&topic, RULE_ACTION_SCHEMA).unwrap())
-        .await
-        .unwrap();
-    let producer = mailpipe_kafka::create_producer(&settings.kafka).unwrap();
-    for i in 0..DELIVERIES {
-        let action = ActionRecord::webhook(
-            "notify",
-            &format!("ev-{i}"),
-            &url,
-            &format!("{{\"n\":{i}}}"),
-        );
-        let payload = schema.encode(&action, 512).unwrap();
-        let record = FutureRecord::to(&topic)
-            .key(action.action_id.as_bytes())
-            .payload(payload.as_slice());
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
 
     let log_path = std::env::temp_dir().join(format!("{}.log", unique_name("deliver-restart")));
     let log = std::fs::File::create(&log_path).unwrap();

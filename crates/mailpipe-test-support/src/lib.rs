@@ -300,26 +300,40 @@ pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Produces `input` as Avro `EmailEvent`s to `topic` in order (key = recipient) with the
-/// settings' producer (batched as configured). Waits for every acknowledgement (each
-/// within the producer's 10-minute message timeout); panics when the queue stays full
-/// for 10 minutes.
+/// Produces `input` as Avro `EmailEvent`s to `topic` in order (key = recipient); see
+/// [`produce_avro`].
 pub async fn produce_events(settings: Settings, topic: String, input: Vec<EmailEvent>) {
+    let records: Vec<(String, &EmailEvent)> = input
+        .iter()
+        .map(|e| (e.recipient.clone().unwrap_or_default(), e))
+        .collect();
+    produce_avro(&settings, &topic, EMAIL_EVENT_SCHEMA, &records).await;
+}
+
+/// Registers `schema` for `topic` and produces `records` (key, value) encoded with it, in
+/// order, with the settings' producer (batched as configured). Waits for every
+/// acknowledgement (each within a 10-minute message timeout); panics when the queue stays
+/// full for 10 minutes.
+pub async fn produce_avro<T: serde::Serialize>(
+    settings: &Settings,
+    topic: &str,
+    schema: &str,
+    records: &[(String, T)],
+) {
     let codec = AvroCodec::new(&settings.schema_registry.url).expect("registry client");
     let schema = codec
-        .register(&TopicSchema::new(&topic, EMAIL_EVENT_SCHEMA).expect("schema"))
+        .register(&TopicSchema::new(topic, schema).expect("schema"))
         .await
-        .expect("registering the event schema");
+        .expect("registering the schema");
     let mut kafka = settings.kafka.clone();
     kafka.message_timeout_ms = 600_000;
     let producer = mailpipe_kafka::create_producer(&kafka).expect("producer");
-    let mut pending = Vec::with_capacity(input.len());
+    let mut pending = Vec::with_capacity(records.len());
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    for e in &input {
-        let payload = schema.encode(e, 512).expect("encoding an event");
-        let key = e.recipient.clone().unwrap_or_default();
+    for (key, value) in records {
+        let payload = schema.encode(value, 512).expect("encoding a record");
         loop {
-            let record = FutureRecord::to(&topic)
+            let record = FutureRecord::to(topic)
                 .key(key.as_bytes())
                 .payload(payload.as_slice());
             match producer.send_result(record) {

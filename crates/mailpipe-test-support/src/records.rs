@@ -2,8 +2,6 @@
 //! (aggregate, deliver). The rules stage writes its own typed records; here the schema's
 //! enums are [`Symbol`]s (an Avro enum is written from a unit variant, not a string).
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 /// The symbols of `schemas/rule_action.avsc`'s enums that tests use.
@@ -19,74 +17,52 @@ pub enum Symbol {
 }
 
 /// A `mail.actions` record (schemas/rule_action.avsc), field for field.
-#[derive(Debug, Clone, Serialize)]
-pub struct ActionRecord {
-    pub action_id: String,
-    pub rule_id: String,
-    pub rule_version: String,
-    pub action_index: i32,
-    pub action: Symbol,
-    pub parameters: BTreeMap<String, String>,
-    pub decision: Symbol,
-    pub outcome: Symbol,
-    pub event_id: String,
-    pub event_type: String,
-    pub provider: String,
-    pub source: String,
-    pub recipient: Option<String>,
-    pub campaign_id: Option<String>,
-    pub occurred_at: i64,
-    pub decided_at: i64,
-    pub due_at: i64,
-    pub detail: String,
+pub type ActionRecord = mailpipe_avro::records::RuleAction<Symbol, Symbol, Symbol>;
+
+/// An executed action `<rule>/<event>/0` of a complaint (sendgrid), `action` with
+/// `parameters`, outcome `outcome`, decided at `decided_at`.
+pub fn action_record(
+    rule: &str,
+    event: &str,
+    action: Symbol,
+    parameters: &[(&str, &str)],
+    outcome: Symbol,
+    decided_at: i64,
+) -> ActionRecord {
+    ActionRecord {
+        action_id: format!("{rule}/{event}/0"),
+        rule_id: rule.into(),
+        rule_version: "v1".into(),
+        action_index: 0,
+        action,
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        decision: Symbol::Executed,
+        outcome,
+        event_id: event.into(),
+        event_type: "complained".into(),
+        provider: "sendgrid".into(),
+        source: "sendgrid".into(),
+        recipient: None,
+        campaign_id: None,
+        occurred_at: decided_at,
+        decided_at,
+        due_at: decided_at,
+        detail: String::new(),
+    }
 }
 
-impl ActionRecord {
-    /// An executed action `<rule>/<event>/0` of a complaint (sendgrid), `action` with
-    /// `parameters`, outcome `outcome`, decided at `decided_at`.
-    pub fn new(
-        rule: &str,
-        event: &str,
-        action: Symbol,
-        parameters: &[(&str, &str)],
-        outcome: Symbol,
-        decided_at: i64,
-    ) -> ActionRecord {
-        ActionRecord {
-            action_id: format!("{rule}/{event}/0"),
-            rule_id: rule.into(),
-            rule_version: "v1".into(),
-            action_index: 0,
-            action,
-            parameters: parameters
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            decision: Symbol::Executed,
-            outcome,
-            event_id: event.into(),
-            event_type: "complained".into(),
-            provider: "sendgrid".into(),
-            source: "sendgrid".into(),
-            recipient: None,
-            campaign_id: None,
-            occurred_at: decided_at,
-            decided_at,
-            due_at: decided_at,
-            detail: String::new(),
-        }
-    }
-
-    /// A pending `webhook` action of `rule` for `event`: POST `body` to `url`.
-    pub fn webhook(rule: &str, event: &str, url: &str, body: &str) -> ActionRecord {
-        let parameters = [("url", url), ("method", "POST"), ("body", body)];
-        ActionRecord::new(
-            rule,
-            event,
-            Symbol::Webhook,
-            &parameters,
-            Symbol::Pending,
-            1_700_000_000_000,
-        )
-    }
+/// A pending `webhook` action of `rule` for `event`: POST `body` to `url`.
+pub fn webhook_action(rule: &str, event: &str, url: &str, body: &str) -> ActionRecord {
+    let parameters = [("url", url), ("method", "POST"), ("body", body)];
+    action_record(
+        rule,
+        event,
+        Symbol::Webhook,
+        &parameters,
+        Symbol::Pending,
+        1_700_000_000_000,
+    )
 }

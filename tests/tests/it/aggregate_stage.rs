@@ -23,7 +23,7 @@ use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
-use mailpipe_test_support::records::{ActionRecord, Symbol};
+use mailpipe_test_support::records::{action_record, ActionRecord, Symbol};
 use mailpipe_test_support::{
     committed_total, consume_exactly, create_topic, dev_settings, free_port, unique_name,
     EventBuilder,
@@ -148,16 +148,7 @@ impl Setup {
         values: &[(String, T)],
     ) {
         let topic = TopicNames::new(&self.settings.kafka.topic_prefix).name(topic);
-        let schema = self
-            .codec
-            .register(&TopicSchema::new(&topic, schema).unwrap())
-            .await
-            .unwrap();
-        let records: Vec<(String, Vec<u8>)> = values
-            .iter()
-            .map(|(k, v)| (k.clone(), schema.encode(v, 256).unwrap()))
-            .collect();
-        self.produce_to(&topic, &records).await;
+        mailpipe_test_support::produce_avro(&self.settings, &topic, schema, values).await;
     }
 
     async fn produce_to(&self, topic: &str, records: &[(String, Vec<u8>)]) {
@@ -585,7 +576,7 @@ fn action(seq: usize, outcome: Symbol, decided_at: i64) -> ActionRecord {
     let recipient = format!("user{seq}@example.com");
     let parameters = [("reason", "complaint"), ("recipient", recipient.as_str())];
     let event = format!("ev-{seq}");
-    let mut a = ActionRecord::new(
+    let mut a = action_record(
         "suppress-complainers",
         &event,
         Symbol::Suppress,
