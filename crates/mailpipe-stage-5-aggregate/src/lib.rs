@@ -19,7 +19,6 @@
 //!   windows.
 
 pub mod actions;
-pub mod decode;
 pub mod loader;
 pub mod row;
 pub mod windows;
@@ -38,7 +37,6 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{
     ActionRecord, ActionRow, AttemptRecord, AttemptRow, SuppressionRecord, SuppressionRow,
 };
-use crate::decode::EventReader;
 use crate::loader::{BatchLimits, Loader, Pending, Row};
 use crate::row::EventRow;
 use crate::windows::{Timeliness, Watermarks};
@@ -58,7 +56,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// frame.
 pub struct AggregateHandler {
     kit: StageKit,
-    reader: EventReader,
     watermarks: Watermarks,
     actions_topic: String,
     suppressions_topic: String,
@@ -76,7 +73,6 @@ impl StageHandler for AggregateHandler {
         let loader = Loader::new(&settings.clickhouse);
         let limits = BatchLimits::from(&settings.aggregate);
         Ok(AggregateHandler {
-            reader: EventReader::new()?,
             watermarks: Watermarks::new(settings.aggregate.allowed_lateness_seconds),
             actions_topic: kit.topic(Topic::Actions),
             suppressions_topic: kit.topic(Topic::Suppressions),
@@ -106,7 +102,7 @@ impl AggregateHandler {
             let row = SuppressionRow::new(record, message.partition(), message.offset());
             return Ok(Row::Suppression(row));
         }
-        let event = self.reader.read(codec, payload).await?;
+        let event = self.kit.events().read(codec, payload).await?;
         metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
             .increment(1);
         let row = EventRow::from_event(event);

@@ -26,9 +26,7 @@ use std::time::Duration;
 
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_settings::Settings;
-use mailpipe_stage::{
-    decode_retrying, DeadLetterReason, Output, Stage, StageError, StageHandler, StageKit,
-};
+use mailpipe_stage::{decode_retrying, DeadLetterReason, Output, Stage, StageError, StageKit};
 use mailpipe_telemetry::names;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
@@ -68,7 +66,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let intake = Intake {
         kit,
         store,
-        scheduled: Some(scheduled),
+        scheduled,
     };
     let consumer =
         mailpipe_stage::run_consumer(Stage::Deliver, &settings, intake, shutdown.clone());
@@ -97,18 +95,7 @@ pub struct Intake {
     kit: StageKit,
     store: Store,
     /// Wakes the worker when a delivery was scheduled.
-    scheduled: Option<Arc<tokio::sync::Notify>>,
-}
-
-impl StageHandler for Intake {
-    async fn build(kit: StageKit) -> anyhow::Result<Intake> {
-        let store = connect_store(kit.settings())?;
-        Ok(Intake {
-            kit,
-            store,
-            scheduled: None,
-        })
-    }
+    scheduled: Arc<tokio::sync::Notify>,
 }
 
 impl Handler for Intake {
@@ -144,9 +131,7 @@ impl Handler for Intake {
                         Ok(added) => {
                             if added {
                                 metrics::counter!(names::DELIVERY_ENQUEUED).increment(1);
-                                if let Some(scheduled) = &self.scheduled {
-                                    scheduled.notify_one();
-                                }
+                                self.scheduled.notify_one();
                             }
                             break;
                         }

@@ -444,20 +444,24 @@ impl Store {
                     .query_async(&mut c),
             )
             .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+        let jobs: Vec<Option<String>> = self
+            .bounded(
+                redis::cmd("HMGET")
+                    .arg(self.key("jobs"))
+                    .arg(&ids)
+                    .query_async(&mut c),
+            )
+            .await?;
         let mut out = Vec::with_capacity(due.len());
-        for (id, at) in due {
-            let json: Option<String> = self
-                .bounded(
-                    redis::cmd("HGET")
-                        .arg(self.key("jobs"))
-                        .arg(&id)
-                        .query_async(&mut c),
-                )
-                .await?;
+        for ((_, at), json) in due.iter().zip(jobs) {
             if let Some(json) = json {
                 let job =
                     serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                out.push((job, at));
+                out.push((job, *at));
             }
         }
         Ok(out)

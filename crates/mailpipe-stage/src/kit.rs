@@ -47,13 +47,34 @@ pub struct StageKit {
 /// `mailpipe_avro::event_datum`) — and the generic way otherwise (an older or newer writer
 /// schema, resolved against ours).
 #[derive(Debug)]
-struct EventReader {
+pub struct EventReader {
     decoder: EventDecoder,
     /// Writer schema id → whether it is ours (field by field) or not (generic).
     direct: Mutex<HashMap<u32, bool>>,
 }
 
 impl EventReader {
+    pub fn new() -> Result<EventReader, mailpipe_avro::AvroError> {
+        Ok(EventReader {
+            decoder: EventDecoder::new()?,
+            direct: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One event, or why the record can never be decoded (a permanent
+    /// [`crate::DeadLetterReason::Undecodable`]); retries while the registry is unreachable,
+    /// like [`decode_retrying`].
+    pub async fn read(&self, codec: &AvroCodec, payload: &[u8]) -> Result<EmailEvent, StageError> {
+        if let Some(id) = schema_id(payload) {
+            if self.is_direct(codec, id).await {
+                return self.decoder.decode(&payload[5..]).map_err(|e| {
+                    StageError::permanent(crate::DeadLetterReason::Undecodable, e.to_string())
+                });
+            }
+        }
+        decode_retrying(codec, payload).await
+    }
+
     async fn is_direct(&self, codec: &AvroCodec, id: u32) -> bool {
         let known = self.direct.lock().ok().and_then(|d| d.get(&id).copied());
         if let Some(direct) = known {
@@ -108,10 +129,7 @@ impl StageKit {
         let codec = AvroCodec::new(&settings.schema_registry.url)?;
         let dead_letters = DeadLetters::new(stage, settings, &codec).await?;
         let emitter = crate::emitter(stage, settings, dead_letters.clone())?;
-        let events = EventReader {
-            decoder: EventDecoder::new()?,
-            direct: Mutex::new(HashMap::new()),
-        };
+        let events = EventReader::new()?;
         Ok(StageKit {
             stage,
             settings: settings.clone(),
@@ -205,14 +223,12 @@ impl StageKit {
     /// errors), field by field when its writer schema is ours.
     pub async fn decode_event(&self, message: &OwnedMessage) -> Result<EmailEvent, StageError> {
         let payload = message.payload().unwrap_or_default();
-        if let Some(id) = schema_id(payload) {
-            if self.events.is_direct(&self.codec, id).await {
-                return self.events.decoder.decode(&payload[5..]).map_err(|e| {
-                    StageError::permanent(crate::DeadLetterReason::Undecodable, e.to_string())
-                });
-            }
-        }
-        decode_retrying(&self.codec, payload).await
+        self.events.read(&self.codec, payload).await
+    }
+
+    /// The kit's event reader, for a stage that decodes payloads itself.
+    pub fn events(&self) -> &EventReader {
+        &self.events
     }
 
     /// The per-message frame: decode `message`, let `handler` process it, and turn a

@@ -39,7 +39,9 @@ pub use dead_letter::{
 };
 pub use emit::{Emission, Emitter};
 pub use error::{DeadLetterReason, StageError};
-pub use kit::{MessageHandler, Output, Pass, PerMessage, Processed, StageHandler, StageKit};
+pub use kit::{
+    EventReader, MessageHandler, Output, Pass, PerMessage, Processed, StageHandler, StageKit,
+};
 pub use mailpipe_kafka::OutRecord;
 /// The one shutdown signal of every binary (re-exported for the stages' `main`).
 pub use mailpipe_runtime::shutdown_on_signals;

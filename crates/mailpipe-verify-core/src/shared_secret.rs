@@ -57,20 +57,12 @@ pub(crate) fn verify(
 /// own provider id and token headers.
 /// A correctly signed example request of a shared-secret provider: Basic credentials.
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
     use crate::testing::*;
-    let mut parts = ExampleParts::new(now);
+    let parts = ExampleParts::new(now);
     let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let credentials = parts.credentials;
+        let body = parts.body.clone();
         let (user, password) = credentials.split_once(':').expect("user:password");
         (
             vec![credentials.into()],

@@ -204,6 +204,14 @@ impl ExampleParts {
         }
     }
 
+    /// Signed as body-HMAC providers sign (generic, MailerSend): hex HMAC-SHA256 of the body
+    /// with the example key, in `header`.
+    pub(crate) fn body_hmac_in(self, header: &str) -> ExampleParts {
+        let signature = hex::encode(hmac_sha256(self.hmac_key.as_bytes(), &[&self.body]));
+        let (key, body) = (self.hmac_key.to_string(), self.body.clone());
+        self.signed(vec![key], vec![(header.into(), signature)], body)
+    }
+
     pub(crate) fn signed(
         mut self,
         secrets: Vec<String>,

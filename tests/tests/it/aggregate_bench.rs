@@ -20,8 +20,8 @@ use mailpipe_kafka::consumer::{Delivery, Handler, HandlerError, LoopConfig};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_model::{EmailEvent, EventType};
 use mailpipe_settings::Settings;
+use mailpipe_stage::EventReader;
 use mailpipe_stage::Stage;
-use mailpipe_stage_5_aggregate::decode::EventReader;
 use mailpipe_stage_5_aggregate::row::EventRow;
 use mailpipe_test_support::{
     committed_total, create_topic, dev_settings, env_or, unique_name, EventBuilder,
@@ -270,7 +270,7 @@ async fn diagnose(b: &Bench, events: &[EmailEvent]) -> (f64, f64, f64) {
         .iter()
         .map(|e| b.schema.encode(e, 512).unwrap())
         .collect();
-    let mut reader = EventReader::new().unwrap();
+    let reader = EventReader::new().unwrap();
     let started = Instant::now();
     for payload in &payloads {
         let event = reader.read(&codec, payload).await.unwrap();

@@ -22,28 +22,8 @@ pub(crate) fn verify(
 
 /// A correctly signed example request (`crate::testing::example`).
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
-    use crate::testing::*;
-    let mut parts = ExampleParts::new(now);
-    let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
-        let signature = hex::encode(hmac_sha256(hmac_key.as_bytes(), &[&body]));
-        (
-            vec![hmac_key.into()],
-            vec![("signature".into(), signature)],
-            body,
-        )
-    };
-    parts.signed(secrets, headers, body)
+    crate::testing::ExampleParts::new(now).body_hmac_in(SIGNATURE_HEADER)
 }
 
 #[cfg(test)]

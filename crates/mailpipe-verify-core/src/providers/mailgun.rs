@@ -133,20 +133,12 @@ fn signature_fields(request: &Request) -> Result<SignatureFields, Rejection> {
 
 /// A correctly signed example request (`crate::testing::example`).
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
     use crate::testing::*;
-    let mut parts = ExampleParts::new(now);
+    let parts = ExampleParts::new(now);
     let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let hmac_key = parts.hmac_key;
+        let ts = parts.ts.clone();
         let signature = mailgun_signature(hmac_key, &ts, "one-time-token");
         let body = serde_json::json!({"signature": {"timestamp": ts, "token": "one-time-token", "signature": signature}, "event-data": {"event": "delivered"}});
         (

@@ -49,20 +49,13 @@ pub(crate) fn verify(
 
 /// A correctly signed example request (`crate::testing::example`).
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
     use crate::testing::*;
     let mut parts = ExampleParts::new(now);
     let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let hmac_key = parts.hmac_key;
+        let mandrill_url = parts.mandrill_url;
+        let options = &mut parts.options;
         options.webhook_url = Some(mandrill_url.into());
         let events = r#"[{"event":"send","ts":1461095246}]"#;
         let body = form_urlencoded::Serializer::new(String::new())

@@ -57,20 +57,13 @@ pub(crate) fn verify(
 
 /// A correctly signed example request (`crate::testing::example`).
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
     use crate::testing::*;
-    let mut parts = ExampleParts::new(now);
+    let parts = ExampleParts::new(now);
     let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let whsec = parts.whsec;
+        let ts = parts.ts.clone();
+        let body = parts.body.clone();
         let key = crate::crypto::base64_decode_lenient(&whsec["whsec_".len()..]).expect("base64");
         let headers = vec![
             ("svix-id".into(), "msg_example".into()),

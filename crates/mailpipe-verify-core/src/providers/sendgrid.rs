@@ -47,20 +47,12 @@ pub(crate) fn verify(
 
 /// A correctly signed example request (`crate::testing::example`).
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
     use crate::testing::*;
-    let mut parts = ExampleParts::new(now);
+    let parts = ExampleParts::new(now);
     let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let ts = parts.ts.clone();
+        let body = parts.body.clone();
         let key = sendgrid_key();
         let headers = vec![
             (

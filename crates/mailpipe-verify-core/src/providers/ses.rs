@@ -244,20 +244,12 @@ fn canonical_string(envelope: &Envelope, kind: Kind) -> Result<String, Rejection
 
 /// A correctly signed example request (`crate::testing::example`).
 #[cfg(any(test, feature = "testing"))]
-#[allow(unused_variables)]
 pub(crate) fn example(now: i64) -> crate::testing::ExampleParts {
     use crate::testing::*;
     let mut parts = ExampleParts::new(now);
     let (secrets, headers, body) = {
-        let ExampleParts {
-            hmac_key,
-            credentials,
-            whsec,
-            mandrill_url,
-            ..
-        } = parts;
-        let (ts, body) = (parts.ts.clone(), parts.body.clone());
-        let (options, certificates) = (&mut parts.options, &mut parts.certificates);
+        let options = &mut parts.options;
+        let certificates = &mut parts.certificates;
         let arn = "arn:aws:sns:us-east-1:123456789012:ses-events";
         let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem";
         let pem = sns_certificate_pem(&rsa_keys()[0], 0, 2_500_000_000);
