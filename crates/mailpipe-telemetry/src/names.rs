@@ -110,6 +110,21 @@ pub const AGGREGATE_LATE_EVENTS: &str = "mailpipe_aggregate_late_events_total";
 pub const AGGREGATE_WINDOW_LAG_SECONDS: &str = "mailpipe_aggregate_window_lag_seconds";
 pub const AGGREGATE_PARTITIONS_DROPPED: &str = "mailpipe_aggregate_partitions_dropped_total";
 
+// Every consumer stage's health (labels: stage). Ready = assigned (or deliberately idle)
+// and making progress; the same answer `GET /readyz` gives.
+pub const STAGE_READY: &str = "mailpipe_stage_ready";
+pub const STAGE_ASSIGNED_PARTITIONS: &str = "mailpipe_stage_assigned_partitions";
+pub const STAGE_LAST_PROGRESS_SECONDS: &str = "mailpipe_stage_seconds_since_progress";
+
+// Console (port 8090). Lag labels: group (the stage's consumer group), topic, partition;
+// alert labels: alert (the alert's name), subject (what it is about, e.g. a provider).
+pub const CONSOLE_CONSUMER_LAG: &str = "mailpipe_console_consumer_lag_messages";
+pub const CONSOLE_ALERT_FIRING: &str = "mailpipe_console_alert_firing";
+pub const CONSOLE_ALERT_EVALUATIONS: &str = "mailpipe_console_alert_evaluations_total";
+pub const CONSOLE_API_REQUESTS: &str = "mailpipe_console_api_requests_total";
+pub const CONSOLE_QUERY_SECONDS: &str = "mailpipe_console_query_seconds";
+pub const CONSOLE_QUERY_ERRORS: &str = "mailpipe_console_query_errors_total";
+
 /// Registers help text and units; called once when a recorder is installed.
 pub fn describe_all() {
     describe_counter!(
@@ -124,6 +139,7 @@ pub fn describe_all() {
     describe_dedupe();
     describe_aggregate();
     describe_delivery();
+    describe_health_and_console();
     describe_counter!(
         KAFKA_MESSAGES_CONSUMED,
         "Messages received from Kafka by the consumer loop"
@@ -360,5 +376,46 @@ fn describe_delivery() {
     describe_counter!(
         DELIVERY_STORE_ERRORS,
         "Failed calls to the delivery store in Redis (retried with backoff)"
+    );
+}
+
+fn describe_health_and_console() {
+    describe_gauge!(
+        STAGE_READY,
+        "1 when the stage is ready (assigned and making progress, or idle), else 0"
+    );
+    describe_gauge!(
+        STAGE_ASSIGNED_PARTITIONS,
+        "Input partitions currently assigned to this stage process"
+    );
+    describe_gauge!(
+        STAGE_LAST_PROGRESS_SECONDS,
+        Unit::Seconds,
+        "Seconds since the stage last completed an input while it had work in flight"
+    );
+    describe_gauge!(
+        CONSOLE_CONSUMER_LAG,
+        "Messages between a consumer group's committed offset and the high watermark, by group, topic and partition"
+    );
+    describe_gauge!(
+        CONSOLE_ALERT_FIRING,
+        "1 while the console's alert is firing for the subject, 0 once resolved"
+    );
+    describe_counter!(
+        CONSOLE_ALERT_EVALUATIONS,
+        "Alert evaluation rounds by the console, by outcome (ok, error)"
+    );
+    describe_counter!(
+        CONSOLE_API_REQUESTS,
+        "Console API requests by endpoint and status"
+    );
+    describe_histogram!(
+        CONSOLE_QUERY_SECONDS,
+        Unit::Seconds,
+        "Time of one console query to ClickHouse or Kafka, by endpoint"
+    );
+    describe_counter!(
+        CONSOLE_QUERY_ERRORS,
+        "Console queries that failed or timed out, by endpoint"
     );
 }
