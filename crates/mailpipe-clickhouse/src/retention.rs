@@ -9,11 +9,13 @@ use crate::{client, with_timeout, ClickHouseError};
 
 /// The tables whose partitions retention drops; each is partitioned by `toYYYYMM` of its
 /// event time (`suppressions` is not: the list is kept whatever its age).
-pub const RETAINED_TABLES: [&str; 4] = [
+pub const RETAINED_TABLES: [&str; 6] = [
     "email_events",
     "email_stats_1m",
     "rule_executions",
     "delivery_attempts",
+    "rejected_requests",
+    "dead_letters",
 ];
 
 /// One dropped (or, in a dry run, droppable) partition.

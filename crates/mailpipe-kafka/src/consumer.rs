@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::LoopHealth;
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::transaction::{Outcome, PartitionWork, Staged, Staging, Transactions};
 use crate::KafkaError;
@@ -143,6 +144,8 @@ pub struct LoopConfig {
     pub batch_wait: Duration,
     pub commit_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// Where the loop reports its health (the stage's `/readyz` reads it).
+    pub health: LoopHealth,
 }
 
 impl From<&ConsumerSettings> for LoopConfig {
@@ -153,6 +156,7 @@ impl From<&ConsumerSettings> for LoopConfig {
             batch_wait: Duration::from_millis(s.batch_wait_ms),
             commit_interval: Duration::from_millis(s.commit_interval_ms),
             shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+            health: LoopHealth::default(),
         }
     }
 }
@@ -162,6 +166,7 @@ impl From<&ConsumerSettings> for LoopConfig {
 struct LoopContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     commit_on_revoke: bool,
+    health: LoopHealth,
 }
 
 impl ClientContext for LoopContext {}
@@ -192,9 +197,13 @@ impl ConsumerContext for LoopContext {
         tracing::info!(partitions = revoked.count(), "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
             tracing::info!(partitions = assigned.count(), "partitions assigned");
+            let held = consumer
+                .assignment()
+                .map_or(assigned.count(), |a| a.count());
+            self.health.assigned(held);
         }
     }
 
@@ -236,6 +245,7 @@ pub async fn run<H: Handler>(
     let consumer: StreamConsumer<LoopContext> = client.create_with_context(LoopContext {
         tracker: tracker.clone(),
         commit_on_revoke: transactions.is_none(),
+        health: config.health.clone(),
     })?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
@@ -303,6 +313,7 @@ pub async fn run<H: Handler>(
             },
         }
     };
+    state.config.health.stopping();
 
     // Drain: hand over what was polled, let the handler finish (bounded), then commit.
     if outcome.is_ok() {
@@ -420,6 +431,8 @@ impl LoopState {
         }
         metrics::gauge!(names::KAFKA_PAUSED_PARTITIONS).set(tracker.paused_count() as f64);
         metrics::gauge!(names::KAFKA_IN_FLIGHT).set(tracker.total_in_flight() as f64);
+        let load = tracker.total_in_flight() + self.staging.total();
+        self.config.health.work(load, false);
         drop(tracker);
         metrics::counter!(names::KAFKA_MESSAGES_CONSUMED, "topic" => tp.0.clone()).increment(1);
         self.pending.push(Delivery {
@@ -495,8 +508,9 @@ impl LoopState {
             }
         }
         metrics::gauge!(names::KAFKA_PAUSED_PARTITIONS).set(tracker.paused_count() as f64);
-        metrics::gauge!(names::KAFKA_IN_FLIGHT)
-            .set((tracker.total_in_flight() + self.staging.total()) as f64);
+        let load = tracker.total_in_flight() + self.staging.total();
+        metrics::gauge!(names::KAFKA_IN_FLIGHT).set(load as f64);
+        self.config.health.work(load, true);
     }
 
     /// Tells the tracker the consumer's positions, which move past transaction markers.

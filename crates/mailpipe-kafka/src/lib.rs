@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod consumer;
+pub mod health;
 pub mod offsets;
 pub mod producer;
 pub mod topics;
@@ -18,6 +19,7 @@ pub use client::{
     producer_config_for_records_up_to,
 };
 pub use consumer::{Ack, Delivery, Handler, HandlerError, LoopConfig};
+pub use health::{LoopHealth, Readiness};
 pub use producer::{create_producer, send_and_wait};
 pub use topics::{create_topics, Topic, TopicNames};
 pub use transaction::{OutRecord, Staged, TransactionConfig, Unproducible};

@@ -369,6 +369,9 @@ pub struct RedisSettings {
 pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// A consumer stage with inputs in flight and none completed for this long answers
+    /// `/readyz` with 503 (its store is down, or it is stuck).
+    pub ready_stall_seconds: u64,
     pub metrics_listen: StageMetricsListen,
 }
 

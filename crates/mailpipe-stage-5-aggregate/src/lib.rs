@@ -2,7 +2,8 @@
 //! distinct event) and `email_stats_1m` (one-minute roll-ups), exact after any crash or
 //! replay; and the rules and deliver stages' records, `mail.actions` → `rule_executions`,
 //! `mail.suppressions` → `suppressions`, `mail.deliveries` → `delivery_attempts`
-//! ([`actions`]), so analysts query those too.
+//! ([`actions`]), so analysts query those too; and what went wrong, `mail.rejected` →
+//! `rejected_requests`, `mail.dlq` → `dead_letters` ([`problems`]), for the console.
 //!
 //! Why the counts are exact:
 //! - `email_events` is a ReplacingMergeTree whose sorting key is made only of the event's
@@ -20,11 +21,13 @@
 
 pub mod actions;
 pub mod loader;
+pub mod problems;
 pub mod row;
 pub mod windows;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord};
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_settings::Settings;
 use mailpipe_stage::{decode_retrying, Stage, StageError, StageHandler, StageKit};
@@ -38,6 +41,7 @@ use crate::actions::{
     ActionRecord, ActionRow, AttemptRecord, AttemptRow, SuppressionRecord, SuppressionRow,
 };
 use crate::loader::{BatchLimits, Loader, Pending, Row};
+use crate::problems::{DeadLetterRow, RejectionRow};
 use crate::row::EventRow;
 use crate::windows::{Timeliness, Watermarks};
 
@@ -60,6 +64,9 @@ pub struct AggregateHandler {
     actions_topic: String,
     suppressions_topic: String,
     deliveries_topic: String,
+    rejected_topic: String,
+    dlq_topic: String,
+    raw_topic: String,
     to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
     loader: Option<JoinHandle<()>>,
 }
@@ -77,6 +84,9 @@ impl StageHandler for AggregateHandler {
             actions_topic: kit.topic(Topic::Actions),
             suppressions_topic: kit.topic(Topic::Suppressions),
             deliveries_topic: kit.topic(Topic::Deliveries),
+            rejected_topic: kit.topic(Topic::Rejected),
+            dlq_topic: kit.topic(Topic::Dlq),
+            raw_topic: kit.topic(Topic::Raw),
             to_loader: Some(tx),
             loader: Some(tokio::spawn(loader::run(loader, limits, rx))),
             kit,
@@ -96,6 +106,14 @@ impl AggregateHandler {
         if message.topic() == self.deliveries_topic {
             let record: AttemptRecord = decode_retrying(codec, payload).await?;
             return Ok(Row::Attempt(AttemptRow::from(record)));
+        }
+        if message.topic() == self.rejected_topic {
+            let record: RejectedRecord = decode_retrying(codec, payload).await?;
+            return Ok(Row::Rejection(RejectionRow::from(record)));
+        }
+        if message.topic() == self.dlq_topic {
+            let record: DeadLetterRecord = decode_retrying(codec, payload).await?;
+            return Ok(Row::DeadLetter(DeadLetterRow::new(record, &self.raw_topic)));
         }
         if message.topic() == self.suppressions_topic {
             let record: SuppressionRecord = decode_retrying(codec, payload).await?;

@@ -3,7 +3,8 @@
 //! A batch is sent when it reaches `max_rows` or `max_bytes`, or `max_wait` after its first
 //! row. Loading a batch is two steps, each retried with backoff until it succeeds: insert
 //! the rows into their tables, `email_events` and, for the rules stage's records,
-//! `rule_executions`, `suppressions` and `delivery_attempts` (the same rows again after an ambiguous failure, so
+//! `rule_executions`, `suppressions`, `delivery_attempts`, `rejected_requests` and
+//! `dead_letters` (the same rows again after an ambiguous failure, so
 //! the retry writes the same bytes, and the tables' engines collapse whatever the failed try
 //! may have stored), then recompute every window the batch's events touched into
 //! `email_stats_1m`.
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::actions::{ActionRow, AttemptRow, SuppressionRow};
+use crate::problems::{DeadLetterRow, RejectionRow};
 use crate::row::EventRow;
 use crate::windows::{recompute_statements, window_ranges, window_start};
 
@@ -35,6 +37,8 @@ pub enum Row {
     Action(ActionRow),
     Suppression(SuppressionRow),
     Attempt(AttemptRow),
+    Rejection(RejectionRow),
+    DeadLetter(DeadLetterRow),
 }
 
 impl Row {
@@ -44,6 +48,8 @@ impl Row {
             Row::Action(r) => r.approximate_bytes(),
             Row::Suppression(r) => r.approximate_bytes(),
             Row::Attempt(r) => r.approximate_bytes(),
+            Row::Rejection(r) => r.approximate_bytes(),
+            Row::DeadLetter(r) => r.approximate_bytes(),
         }
     }
 }
@@ -84,6 +90,8 @@ pub struct Batch {
     actions: Vec<ActionRow>,
     suppressions: Vec<SuppressionRow>,
     attempts: Vec<AttemptRow>,
+    rejections: Vec<RejectionRow>,
+    dead_letters: Vec<DeadLetterRow>,
     acks: Vec<Ack>,
     bytes: usize,
     windows: BTreeSet<u32>,
@@ -101,6 +109,8 @@ impl Batch {
             Row::Action(row) => self.actions.push(row),
             Row::Suppression(row) => self.suppressions.push(row),
             Row::Attempt(row) => self.attempts.push(row),
+            Row::Rejection(row) => self.rejections.push(row),
+            Row::DeadLetter(row) => self.dead_letters.push(row),
         }
         self.acks.push(pending.ack);
         let started = self.started.get_or_insert(pending.arrived);
@@ -159,20 +169,28 @@ impl Loader {
     /// until it succeeds. Its windows and acks go on to [`Loader::recompute`].
     pub async fn insert_batch(&self, batch: Batch) -> Inserted {
         let Batch {
-            rows,
+            mut rows,
             actions,
             suppressions,
             attempts,
+            rejections,
+            dead_letters,
             acks,
             windows,
             started,
             ..
         } = batch;
         let took = Instant::now();
+        let inserted_at_ms = unix_ms();
+        for row in &mut rows {
+            row.inserted_at_ms = inserted_at_ms;
+        }
         self.insert_all("email_events", &rows).await;
         self.insert_all("rule_executions", &actions).await;
         self.insert_all("suppressions", &suppressions).await;
         self.insert_all("delivery_attempts", &attempts).await;
+        self.insert_all("rejected_requests", &rejections).await;
+        self.insert_all("dead_letters", &dead_letters).await;
         tracing::debug!(rows = acks.len(), took = ?took.elapsed(), "batch inserted");
         metrics::histogram!(names::AGGREGATE_BATCH_ROWS).record(acks.len() as f64);
         Inserted {
@@ -346,4 +364,11 @@ async fn recompute_task(loader: Loader, mut rx: mpsc::UnboundedReceiver<Inserted
         }
         loader.recompute(group).await;
     }
+}
+
+/// Wall-clock Unix milliseconds, recorded as `inserted_at_ms` (never decided on).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -38,6 +38,8 @@ pub struct EventRow {
     pub description: String,
     pub raw_request_id: String,
     pub raw_event: String,
+    /// When the stage inserted the row (Unix ms; set by the loader just before the insert).
+    pub inserted_at_ms: i64,
 }
 
 /// A `DateTime` (Unix seconds, UInt32) from Unix milliseconds, clamped to its range
@@ -83,6 +85,7 @@ impl EventRow {
             description: event.description.unwrap_or_default(),
             raw_request_id: event.raw_request_id,
             raw_event: event.raw_event,
+            inserted_at_ms: 0,
         }
     }
 

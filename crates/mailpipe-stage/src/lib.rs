@@ -24,12 +24,16 @@ pub mod emit;
 mod error;
 pub mod kit;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use mailpipe_kafka::transaction::Transactions;
-use mailpipe_kafka::{Handler, LoopConfig, Topic, TopicNames, TransactionConfig};
+use mailpipe_kafka::{
+    Handler, LoopConfig, LoopHealth, Readiness, Topic, TopicNames, TransactionConfig,
+};
 use mailpipe_settings::Settings;
+use mailpipe_telemetry::names;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +79,7 @@ impl Stage {
     }
 
     /// Every topic the stage consumes: the aggregate stage also loads the rules and deliver
-    /// stages' records into ClickHouse.
+    /// stages' records, the rejected requests and the dead letters into ClickHouse.
     pub fn inputs(self) -> &'static [Topic] {
         match self {
             Stage::Verify => &[Topic::Raw],
@@ -86,6 +90,8 @@ impl Stage {
                 Topic::Actions,
                 Topic::Suppressions,
                 Topic::Deliveries,
+                Topic::Rejected,
+                Topic::Dlq,
             ],
             Stage::Rules => &[Topic::EventsUnique],
             Stage::Deliver => &[Topic::Actions],
@@ -118,15 +124,53 @@ impl Stage {
     }
 }
 
-/// Loads settings and starts logging and the metrics endpoint; for a stage's `main`.
+/// Loads settings and starts logging and the stage's endpoints (`/metrics`, `/healthz`,
+/// `/readyz` on its metrics address); for a stage's `main`.
 pub fn start(stage: Stage) -> anyhow::Result<Settings> {
     let settings = Settings::load()?;
     mailpipe_telemetry::init_logging(&settings.telemetry)?;
     let addr = stage.metrics_listen(&settings);
-    mailpipe_telemetry::serve_metrics(addr)
-        .with_context(|| format!("serving {} metrics on {addr}", stage.name()))?;
+    let stall_ms = i64::try_from(settings.telemetry.ready_stall_seconds)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let ready: mailpipe_telemetry::ReadyCheck =
+        Arc::new(move || match health().readiness(stall_ms) {
+            Readiness::Ready(detail) => Ok(detail),
+            Readiness::NotReady(reason) => Err(reason),
+        });
+    mailpipe_telemetry::serve_endpoints(addr, ready)
+        .with_context(|| format!("serving {} metrics and health on {addr}", stage.name()))?;
+    tokio::spawn(report_health(stage, stall_ms));
     tracing::info!(stage = stage.name(), metrics = %addr, "starting");
     Ok(settings)
+}
+
+/// The health of this process's consumer loop (one stage per process; tests that run
+/// several loops in one process share it, and serve no endpoint).
+pub fn health() -> LoopHealth {
+    static HEALTH: OnceLock<LoopHealth> = OnceLock::new();
+    HEALTH.get_or_init(LoopHealth::default).clone()
+}
+
+/// Keeps the readiness gauges current, for alerting on a stage that is up but stuck.
+async fn report_health(stage: Stage, stall_ms: i64) {
+    let name = stage.name();
+    loop {
+        let h = health();
+        let ready = h.readiness(stall_ms).is_ready();
+        let snapshot = h.snapshot();
+        metrics::gauge!(names::STAGE_READY, "stage" => name).set(if ready { 1.0 } else { 0.0 });
+        metrics::gauge!(names::STAGE_ASSIGNED_PARTITIONS, "stage" => name)
+            .set(snapshot.assigned as f64);
+        let quiet_ms = if snapshot.in_flight == 0 {
+            0
+        } else {
+            now_ms().saturating_sub(snapshot.last_progress_ms)
+        };
+        metrics::gauge!(names::STAGE_LAST_PROGRESS_SECONDS, "stage" => name)
+            .set(quiet_ms as f64 / 1000.0);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Runs the stage's consumer loop until `shutdown` (then drains and commits) or a fatal
@@ -144,7 +188,8 @@ pub async fn run_consumer<H: Handler>(
         &stage.group_id(settings),
         settings.receiver.max_derived_record_bytes(),
     );
-    let config = LoopConfig::from(&settings.kafka.consumer);
+    let mut config = LoopConfig::from(&settings.kafka.consumer);
+    config.health = health();
     let transactions = if stage.exactly_once(settings) {
         Some(transactions(stage, settings).await?)
     } else {

@@ -6,6 +6,11 @@
 pub mod names;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
 
 use mailpipe_settings::{LogFormat, TelemetrySettings};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -57,16 +62,47 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, TelemetryError> {
     Ok(handle)
 }
 
-/// Installs the recorder and serves `GET /metrics` on `addr` from a background task.
-/// Must be called inside a tokio runtime.
-pub fn serve_metrics(addr: SocketAddr) -> Result<(), TelemetryError> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets(names::LATENCY_BUCKETS_SECONDS)
-        .map_err(|e| TelemetryError::Metrics(e.to_string()))?
-        .install()
+/// Answers `GET /readyz`: `Ok(detail)` when ready, `Err(reason)` when not.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// Installs the recorder and serves a consumer stage's endpoints on `addr` from a
+/// background task: `GET /metrics` (Prometheus), `GET /healthz` (the process is up) and
+/// `GET /readyz` (200 or 503 with the reason, from `ready`). Binds before returning, so a
+/// taken port is an error at start-up. Must be called inside a tokio runtime.
+pub fn serve_endpoints(addr: SocketAddr, ready: ReadyCheck) -> Result<(), TelemetryError> {
+    let handle = install_metrics_recorder()?;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
         .map_err(|e| TelemetryError::Metrics(format!("listening on {addr}: {e}")))?;
-    names::describe_all();
+    let render = handle.clone();
+    let app = Router::new()
+        .route("/metrics", get(move || async move { render.render() }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                match ready() {
+                    Ok(detail) => (StatusCode::OK, format!("ready: {detail}\n")),
+                    Err(reason) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {reason}\n"),
+                    ),
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, %addr, "the metrics and health endpoint stopped");
+        }
+    });
+    // Histograms are kept as summaries between scrapes; upkeep drains them.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            handle.run_upkeep();
+        }
+    });
     Ok(())
 }
 

@@ -74,6 +74,7 @@ async fn bench(name: &str) -> Bench {
     create_topic(&names.name(Topic::Actions), 1).await;
     create_topic(&names.name(Topic::Suppressions), 1).await;
     create_topic(&names.name(Topic::Deliveries), 1).await;
+    create_topic(&names.name(Topic::Rejected), 1).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse");
     migrate(&settings.clickhouse, &load_migrations(&dir).unwrap())

@@ -179,6 +179,7 @@ async fn sigkilled_aggregate_stage_counts_exactly() {
     create_topic(&names.name(Topic::Actions), 1).await;
     create_topic(&names.name(Topic::Suppressions), 1).await;
     create_topic(&names.name(Topic::Deliveries), 1).await;
+    create_topic(&names.name(Topic::Rejected), 1).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let migrations_dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse");

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::records::DeadLetterRecord;
+use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord};
 use mailpipe_avro::{
-    AvroCodec, RegisteredSchema, TopicSchema, DELIVERY_ATTEMPT_SCHEMA, EMAIL_EVENT_SCHEMA,
-    RULE_ACTION_SCHEMA, SUPPRESSION_SCHEMA,
+    AvroCodec, RegisteredSchema, TopicSchema, DEAD_LETTER_SCHEMA, DELIVERY_ATTEMPT_SCHEMA,
+    EMAIL_EVENT_SCHEMA, REJECTED_REQUEST_SCHEMA, RULE_ACTION_SCHEMA, SUPPRESSION_SCHEMA,
 };
 use mailpipe_clickhouse::{load_migrations, migrate};
 use mailpipe_kafka::{Topic, TopicNames};
@@ -103,6 +103,7 @@ async fn setup(name: &str) -> Setup {
     create_topic(&names.name(Topic::Actions), PARTITIONS).await;
     create_topic(&names.name(Topic::Suppressions), PARTITIONS).await;
     create_topic(&names.name(Topic::Deliveries), PARTITIONS).await;
+    create_topic(&names.name(Topic::Rejected), PARTITIONS).await;
     create_topic(&names.name(Topic::Dlq), 1).await;
     let codec = AvroCodec::new(&settings.schema_registry.url).unwrap();
     Setup {
@@ -740,6 +741,113 @@ async fn rules_records_load_into_rule_executions_and_suppressions() {
             ("delivery_attempts".to_string(), 202611),
             ("rule_executions".to_string(), 202611)
         ]
+    );
+    shutdown.cancel();
+    stage.await.unwrap();
+    s.drop_database().await;
+}
+
+/// The console's sources of "what went wrong": rejected requests and dead letters land in
+/// their tables, a replayed record collapses, and a dead letter of `mail.raw` (whose
+/// headers hold credentials) keeps no excerpt.
+#[tokio::test(flavor = "multi_thread")]
+async fn rejections_and_dead_letters_load_for_the_console() {
+    let s = setup("agg_problems").await;
+    s.migrate().await;
+    let names = TopicNames::new(&s.settings.kafka.topic_prefix);
+    let (raw, verified) = (names.name(Topic::Raw), names.name(Topic::Verified));
+    let mut rejections = Vec::new();
+    for i in 0..30 {
+        let reason = if i % 3 == 0 {
+            "stale_timestamp"
+        } else {
+            "bad_signature"
+        };
+        let record = RejectedRecord {
+            request_id: format!("req-{i}"),
+            received_at: BASE_MS + i,
+            provider: "mailgun".into(),
+            source: "mailgun".into(),
+            method: "POST".into(),
+            path: "/webhooks/mailgun".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            remote_addr: Some("127.0.0.1".into()),
+            body: format!("{{\"n\":{i}}}").into_bytes(),
+            rejected_at: BASE_MS + 1_000 + i,
+            reason: reason.into(),
+            detail: "test".into(),
+        };
+        rejections.push((record.request_id.clone(), record));
+    }
+    // The first five again: a redelivery.
+    let again: Vec<_> = rejections[..5].to_vec();
+    rejections.extend(again);
+    s.produce_records(Topic::Rejected, REJECTED_REQUEST_SCHEMA, &rejections)
+        .await;
+    let letter = |offset: i64, topic: &str| DeadLetterRecord {
+        stage: if topic == raw { "verify" } else { "normalize" }.into(),
+        reason: if topic == raw {
+            "undecodable"
+        } else {
+            "not_json"
+        }
+        .into(),
+        detail: "test".into(),
+        failed_at: BASE_MS + 2_000 + offset,
+        topic: topic.to_string(),
+        partition: 0,
+        offset,
+        raw_request_id: None,
+        provider: Some("sendgrid".into()),
+        source: None,
+        payload: b"authorization: secret-of-the-sender".to_vec(),
+    };
+    let mut letters = Vec::new();
+    for offset in 0..8 {
+        letters.push((format!("l{offset}"), letter(offset, &raw)));
+        letters.push((format!("v{offset}"), letter(offset, &verified)));
+    }
+    letters.push(("v0".to_string(), letter(0, &verified)));
+    s.produce_records(Topic::Dlq, DEAD_LETTER_SCHEMA, &letters)
+        .await;
+
+    let (shutdown, stage) = s.start_stage();
+    let (rejected_topic, dlq_topic) = (names.name(Topic::Rejected), names.name(Topic::Dlq));
+    let started = Instant::now();
+    while (s.committed_of(&rejected_topic) < rejections.len() as i64
+        || s.committed_of(&dlq_topic) < letters.len() as i64)
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(s.committed_of(&dlq_topic), letters.len() as i64);
+    let by_reason = |reason: &str| {
+        format!("SELECT count() FROM {{db}}.rejected_requests FINAL WHERE reason = '{reason}'")
+    };
+    assert_eq!(s.count(&by_reason("stale_timestamp")).await, 10);
+    assert_eq!(s.count(&by_reason("bad_signature")).await, 20);
+    assert_eq!(
+        s.count("SELECT count() FROM {db}.dead_letters FINAL").await,
+        16,
+        "the replayed letter collapses"
+    );
+    assert_eq!(
+        s.count(
+            "SELECT count() FROM {db}.dead_letters FINAL \
+             WHERE stage = 'verify' AND payload_excerpt = '' AND payload_bytes > 0"
+        )
+        .await,
+        8,
+        "no excerpt of mail.raw payloads"
+    );
+    assert_eq!(
+        s.count(
+            "SELECT count() FROM {db}.dead_letters FINAL \
+             WHERE stage = 'normalize' AND payload_excerpt LIKE 'authorization:%'"
+        )
+        .await,
+        8
     );
     shutdown.cancel();
     stage.await.unwrap();

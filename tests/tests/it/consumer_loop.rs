@@ -45,6 +45,7 @@ fn loop_config() -> LoopConfig {
         batch_wait: Duration::from_millis(5),
         commit_interval: Duration::from_millis(100),
         shutdown_timeout: Duration::from_secs(5),
+        health: Default::default(),
     }
 }
 
