@@ -24,6 +24,22 @@ CONFIG=deploy/prometheus/prometheus.yml
 DASHBOARD=${DEPLOY_DASHBOARD:-deploy/grafana/mailpipe.json}
 NAMES=crates/mailpipe-telemetry/src/names.rs
 
+# Removed on exit, whatever happens: the scratch directory, and a policy-rc.d this script
+# put in place for the install.
+WORK=$(mktemp -d)
+ADDED_POLICY=
+cleanup_policy() {
+    if [[ -n $ADDED_POLICY ]]; then
+        as_root rm -f "$ADDED_POLICY" && echo "    removed $ADDED_POLICY again"
+        ADDED_POLICY=
+    fi
+}
+cleanup() {
+    cleanup_policy
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
 step() { printf '==> %s\n' "$*"; }
 err() { printf 'check-deploy: %s\n' "$*" >&2; }
 
@@ -48,34 +64,28 @@ install_promtool() {
         return 1
     }
     step "installing promtool (apt-get install --no-install-recommends prometheus)"
-    local policy=/usr/sbin/policy-rc.d added_policy=0 log rc=0
+    local policy=/usr/sbin/policy-rc.d log=$WORK/apt.log rc=0
     if [[ ! -e $policy ]]; then
+        ADDED_POLICY=$policy
         printf '#!/bin/sh\n# written by mailpipe scripts/check-deploy.sh for one install\nexit 101\n' |
             as_root tee "$policy" >/dev/null
         as_root chmod 755 "$policy"
-        added_policy=1
         echo "    added $policy (exit 101) so the package starts no service"
     fi
-    log=$(mktemp)
     apt_install() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends prometheus >"$log" 2>&1
+            --no-install-recommends prometheus >>"$log" 2>&1
     }
     if ! apt_install; then
         echo "    install failed; running apt-get update and trying again"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$log" 2>&1 && apt_install || rc=$?
     fi
-    if ((added_policy)); then
-        as_root rm -f "$policy"
-        echo "    removed $policy again"
-    fi
+    cleanup_policy
     if ((rc)); then
         cat "$log" >&2
-        rm -f "$log"
         err "could not install the prometheus package"
         return 1
     fi
-    rm -f "$log"
     # Only promtool is wanted: no Prometheus server, now or at boot.
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
         as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
@@ -104,8 +114,6 @@ promtool test rules "$RULE_TESTS" || failed+=("test rules")
 step "promtool check config $CONFIG"
 promtool check config "$CONFIG" || failed+=("check config")
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
 DASHBOARD_EXPRS=$WORK/dashboard-queries.yml
 
 step "dashboard $DASHBOARD; metric names in it and in $RULES against $NAMES"
