@@ -24,11 +24,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
+import { COUNT_FIELDS, RATE_FIELDS, expectedFigures } from './clickhouse.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CONSOLE_URL = (process.env.CONSOLE_URL || 'http://127.0.0.1:8090').replace(/\/$/, '');
-const CLICKHOUSE_URL = (process.env.CLICKHOUSE_URL || 'http://127.0.0.1:8123').replace(/\/$/, '');
-const CLICKHOUSE_DATABASE = process.env.CLICKHOUSE_DATABASE || 'mailpipe';
 const SKIP_CLICKHOUSE = process.env.SKIP_CLICKHOUSE === '1';
 const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR || join(here, '..', '..', '.run', 'test', 'browser');
 const EXPECT_ALERT = process.env.EXPECT_ALERT || 'consumer_lag_growing';
@@ -38,9 +37,6 @@ const SEND_TRAFFIC_EVERY_MS = Number(process.env.SEND_TRAFFIC_EVERY ?? 15) * 100
 // How long the figures may take to settle (events still being loaded when the test starts).
 const SETTLE_MS = 90_000;
 
-const RATE_FIELDS = ['delivery_rate', 'bounce_rate', 'complaint_rate', 'open_rate', 'click_rate'];
-const COUNT_FIELDS = ['events', 'delivered', 'bounced', 'failed', 'rejected', 'complained',
-  'opened', 'clicked', 'unsubscribed'];
 
 let browser;
 
@@ -124,74 +120,16 @@ function readFigures(page) {
         bounce_rate: tr.querySelector('[data-field="bounce_rate"]').textContent.trim(),
       };
     }
+    const problemCounts = (prefix) => Object.fromEntries([...document.querySelectorAll(`[data-testid^="${prefix}-"]`)]
+      .map((tr) => [tr.dataset.testid.slice(prefix.length + 1), tr.querySelector('[data-field="count"]').textContent.trim()]));
     const ranges = [...document.querySelectorAll('[id^="breakdown-"]')].map((b) => `${b.dataset.from}-${b.dataset.to}`);
     return {
       from: Number(range.dataset.from), to: Number(range.dataset.to), breakdownRanges: ranges,
       total: text('[data-testid="total-events"]'), byType, rates,
       providers: rows('provider'), sources: rows('source'), campaigns: rows('campaign'), domains,
+      rejections: problemCounts('rejection'), deadLetters: problemCounts('deadletter'),
     };
   }, [COUNT_FIELDS, RATE_FIELDS]);
-}
-
-// The page's formats (app.js fmtCount / fmtRate), applied to ClickHouse's numbers.
-const fmtCount = (n) => Number(n).toLocaleString('en-US');
-const fmtRate = (r) => (r === null ? '—' : `${(r * 100).toFixed(1)}%`);
-function ratesOf(c) {
-  const div = (a, b) => (b === 0 ? null : a / b);
-  return {
-    delivery_rate: div(c.delivered, c.delivered + c.bounced + c.failed + c.rejected),
-    bounce_rate: div(c.bounced, c.delivered + c.bounced),
-    complaint_rate: div(c.complained, c.delivered),
-    open_rate: div(c.opened, c.delivered),
-    click_rate: div(c.clicked, c.delivered),
-  };
-}
-function shownRow(c) {
-  const row = {};
-  for (const f of COUNT_FIELDS) row[f] = fmtCount(c[f]);
-  const r = ratesOf(c);
-  for (const f of RATE_FIELDS) row[f] = fmtRate(r[f]);
-  return row;
-}
-
-// ---- ClickHouse ----
-
-async function clickhouse(sql) {
-  const response = await fetch(`${CLICKHOUSE_URL}/`, { method: 'POST', body: `${sql} FORMAT JSON` });
-  const body = await response.text();
-  if (!response.ok) throw new Error(`clickhouse ${response.status}: ${body.slice(0, 500)}\n${sql}`);
-  // 64-bit counts arrive as strings; every column used here is a count or a key.
-  return JSON.parse(body).data.map((row) => Object.fromEntries(Object.entries(row)
-    .map(([k, v]) => [k, k === 'key' ? v : Number(v)])));
-}
-
-/** What the page should show for [from, to), computed from email_events FINAL. */
-async function expectedFigures(from, to) {
-  const table = `${CLICKHOUSE_DATABASE}.email_events FINAL`;
-  const where = `occurred_at >= toDateTime(${from}) AND occurred_at < toDateTime(${to})`;
-  const counts = ['delivered', 'bounced', 'failed', 'rejected', 'complained', 'opened', 'clicked', 'unsubscribed']
-    .map((t) => `countIf(event_type = '${t}') AS ${t}`).join(', ');
-  const grouped = async (column) => {
-    const rows = await clickhouse(`SELECT ${column} AS key, count() AS events, ${counts} FROM ${table} WHERE ${where} GROUP BY key`);
-    return Object.fromEntries(rows.map((r) => [r.key, shownRow(r)]));
-  };
-  const types = await clickhouse(`SELECT event_type AS key, count() AS n FROM ${table} WHERE ${where} GROUP BY key`);
-  const [all] = await clickhouse(`SELECT count() AS events, ${counts} FROM ${table} WHERE ${where}`);
-  const domains = await clickhouse(`SELECT recipient_domain AS key, countIf(event_type = 'bounced') AS bounced, count() AS events,
-    countIf(event_type = 'delivered') AS delivered FROM ${table} WHERE ${where}
-    GROUP BY key HAVING bounced > 0 ORDER BY bounced DESC, key ASC LIMIT 10`);
-  const overall = ratesOf(all);
-  return {
-    total: fmtCount(all.events),
-    byType: Object.fromEntries(types.map((t) => [t.key, fmtCount(t.n)])),
-    rates: Object.fromEntries(RATE_FIELDS.map((f) => [f, fmtRate(overall[f])])),
-    providers: await grouped('provider'),
-    sources: await grouped('source'),
-    campaigns: await grouped('campaign_id'),
-    domains: Object.fromEntries(domains.map((d) => [d.key, {
-      bounced: fmtCount(d.bounced), events: fmtCount(d.events), bounce_rate: fmtRate(ratesOf(d).bounce_rate),
-    }])),
-  };
 }
 
 function compare(shown, expected) {
@@ -201,9 +139,11 @@ function compare(shown, expected) {
   const domains = Object.fromEntries(Object.entries(shown.domains).filter(([, d]) => d.bounced !== '0'));
   return {
     shown: { total: shown.total, byType: shown.byType, rates: shown.rates, providers: shown.providers,
-      sources: shown.sources, campaigns: shown.campaigns, domains },
+      sources: shown.sources, campaigns: shown.campaigns, domains,
+      rejections: shown.rejections, deadLetters: shown.deadLetters },
     expected: { total: expected.total, byType: expected.byType, rates: expected.rates,
-      providers: expected.providers, sources: expected.sources, campaigns, domains: expected.domains },
+      providers: expected.providers, sources: expected.sources, campaigns, domains: expected.domains,
+      rejections: expected.rejections, deadLetters: expected.deadLetters },
   };
 }
 
