@@ -46,6 +46,7 @@ pub struct Settings {
     pub aggregate: AggregateSettings,
     pub rules: RulesSettings,
     pub delivery: DeliverySettings,
+    pub console: ConsoleSettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -336,6 +337,48 @@ impl std::fmt::Debug for DeliverySettings {
             .field("targets", &self.targets)
             .finish()
     }
+}
+
+/// The console (`mailpipe-console`): the web page, its JSON API and the alerts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    pub listen: std::net::SocketAddr,
+    /// Bound on one ClickHouse or Kafka query of the API.
+    pub query_timeout_ms: u64,
+    /// Bound on the rows of one list in an answer.
+    pub max_rows: u32,
+    pub alerts: AlertSettings,
+}
+
+/// The console's alerts: each is evaluated every `interval_seconds`; thresholds below.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    pub interval_seconds: u64,
+    /// `processing_latency`: p99 of received → queryable over the last `window_seconds`.
+    pub latency_p99_seconds: f64,
+    /// The window of the latency, dead-letter and rejection alerts.
+    pub window_seconds: u64,
+    /// `volume_low`: a source's last hour under this fraction of the median of the same
+    /// hour on the previous 7 days (only with `volume_min_days` days of history).
+    pub volume_fraction: f64,
+    pub volume_min_days: u32,
+    /// `dead_letters_growing` / `rejections_growing`: at least this many in the window.
+    pub dead_letters_per_window: u64,
+    pub rejections_per_window: u64,
+    /// `consumer_lag_growing`: a group's lag at least `lag_min` and not shrinking for
+    /// `lag_for_seconds`.
+    pub lag_min: u64,
+    pub lag_for_seconds: u64,
+    /// `bounce_rate_high` / `complaint_rate_high`, per provider and per campaign over the
+    /// last hour, once `rate_min_events` events count.
+    pub bounce_rate_max: f64,
+    pub complaint_rate_max: f64,
+    pub rate_min_events: u64,
+    /// Where alert changes are posted (JSON, signed like outbound webhooks with the
+    /// `[delivery] secrets`); empty: not sent.
+    pub webhook_url: String,
 }
 
 /// The aggregate stage (`mailpipe-aggregate`): batched loads into ClickHouse.

@@ -16,6 +16,29 @@ impl Settings {
                 problems.push(format!("{key}: {why}"));
             }
         };
+        let alerts = &self.console.alerts;
+        check(
+            alerts.interval_seconds > 0,
+            "console.alerts.interval_seconds",
+            "must be at least 1".into(),
+        );
+        check(
+            (0.0..=1.0).contains(&alerts.volume_fraction),
+            "console.alerts.volume_fraction",
+            format!("must be between 0 and 1, got {}", alerts.volume_fraction),
+        );
+        check(
+            alerts.webhook_url.is_empty()
+                || alerts.webhook_url.starts_with("https://")
+                || alerts.webhook_url.starts_with("http://"),
+            "console.alerts.webhook_url",
+            "must be an http(s) URL or empty".into(),
+        );
+        check(
+            self.console.max_rows > 0,
+            "console.max_rows",
+            "must be at least 1".into(),
+        );
         let kafka = &self.kafka;
         check(
             kafka.brokers.split(',').all(|b| is_host_port(b.trim())),

@@ -62,6 +62,16 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every consumer stage, in pipeline order.
+    pub const ALL: [Stage; 6] = [
+        Stage::Verify,
+        Stage::Normalize,
+        Stage::Dedupe,
+        Stage::Aggregate,
+        Stage::Rules,
+        Stage::Deliver,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Verify => "verify",
@@ -111,7 +121,8 @@ impl Stage {
         format!("{}mailpipe-{}", settings.kafka.topic_prefix, self.name())
     }
 
-    fn metrics_listen(self, settings: &Settings) -> std::net::SocketAddr {
+    /// Where the stage serves `/metrics`, `/healthz` and `/readyz`.
+    pub fn metrics_listen(self, settings: &Settings) -> std::net::SocketAddr {
         let m = &settings.telemetry.metrics_listen;
         match self {
             Stage::Verify => m.verify,

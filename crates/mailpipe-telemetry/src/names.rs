@@ -121,6 +121,7 @@ pub const STAGE_LAST_PROGRESS_SECONDS: &str = "mailpipe_stage_seconds_since_prog
 pub const CONSOLE_CONSUMER_LAG: &str = "mailpipe_console_consumer_lag_messages";
 pub const CONSOLE_ALERT_FIRING: &str = "mailpipe_console_alert_firing";
 pub const CONSOLE_ALERT_EVALUATIONS: &str = "mailpipe_console_alert_evaluations_total";
+pub const CONSOLE_ALERT_NOTIFICATIONS: &str = "mailpipe_console_alert_notifications_total";
 pub const CONSOLE_API_REQUESTS: &str = "mailpipe_console_api_requests_total";
 pub const CONSOLE_QUERY_SECONDS: &str = "mailpipe_console_query_seconds";
 pub const CONSOLE_QUERY_ERRORS: &str = "mailpipe_console_query_errors_total";
@@ -404,6 +405,10 @@ fn describe_health_and_console() {
     describe_counter!(
         CONSOLE_ALERT_EVALUATIONS,
         "Alert evaluation rounds by the console, by outcome (ok, error)"
+    );
+    describe_counter!(
+        CONSOLE_ALERT_NOTIFICATIONS,
+        "Alert changes posted to [console.alerts] webhook_url, by outcome (sent, failed)"
     );
     describe_counter!(
         CONSOLE_API_REQUESTS,
