@@ -11,6 +11,8 @@
 //! Lookups read the state as it is at the start of the batch (after the batch's counter
 //! increments): a suppression made by one event is seen by the events of later batches.
 
+use std::collections::HashMap;
+
 use mailpipe_model::EmailEvent;
 use mailpipe_rules_core::{
     event_time_ms, ActionParams, Answer as EngineAnswer, ClaimResult, CounterKey, Decision,
@@ -106,19 +108,39 @@ async fn evaluate(
             });
         }
     }
+    // Each distinct lookup is asked once per batch and its answer given to every event that
+    // needs it: all of them read the state after the batch's increments, so they would all
+    // get the same answer anyway. Per event, the index of each of its lookups' answers.
     let first_lookup = ops.len();
+    let mut asked: HashMap<(&Lookup, i64), usize> = HashMap::new();
+    let mut answer_of = Vec::with_capacity(events.len());
     for (event, plan) in events.iter().zip(&plans) {
+        let at_ms = event_time_ms(event);
+        let mut indices = Vec::with_capacity(plan.lookups.len());
         for lookup in &plan.lookups {
-            ops.push(lookup_op(lookup, event_time_ms(event), config));
+            // Only a score's answer depends on the time it is read at.
+            let at = if matches!(lookup, Lookup::Score { .. }) {
+                at_ms
+            } else {
+                0
+            };
+            let index = *asked.entry((lookup, at)).or_insert_with(|| {
+                ops.push(lookup_op(lookup, at_ms, config));
+                ops.len() - 1 - first_lookup
+            });
+            indices.push(index);
         }
+        answer_of.push(indices);
     }
-    let answers = state.apply(&ops).await?;
-    let mut answers = answers.into_iter().skip(first_lookup);
+    let mut answers = state.apply(&ops).await?;
+    let answers = answers.split_off(first_lookup.min(answers.len()));
     let mut evaluations = Vec::with_capacity(events.len());
-    for ((event, plan), open) in events.iter().zip(&plans).zip(&open) {
+    for (((event, plan), open), indices) in events.iter().zip(&plans).zip(&open).zip(answer_of) {
         let mut snapshot = StateSnapshot::new();
-        for lookup in &plan.lookups {
-            let answer = answers.next().map(|a| not_by(a, &event.event_id));
+        for (lookup, index) in plan.lookups.iter().zip(indices) {
+            let answer = answers
+                .get(index)
+                .map(|a| not_by(a.clone(), &event.event_id));
             if let Some(answer) = answer.and_then(engine_answer) {
                 snapshot.insert(lookup.clone(), answer);
             }

@@ -9,6 +9,11 @@
 //! (add the member, forget members older than any window, renew the expiry): each is
 //! idempotent, and no reader can tell them apart from one script, since counts read windows
 //! far younger than what is forgotten; a script costs Redis about three times as much.
+//! Consecutive increments of one batch are sent per series, not per increment: one `ZADD NX`
+//! of all their members, one trim at the oldest bound any of them needs, one expiry at the
+//! longest retention any of them asks (no op reads the series between them, so nothing can
+//! tell; half of a batch's increments hit a series another one already hit, campaigns and
+//! domains being few).
 //!
 //! Invariant: idempotent. Series members are event ids, scores are sums of contributions
 //! named by the action's idempotency key, cooldown and limit claims remember their claimant
@@ -16,6 +21,7 @@
 //! more. That is what lets a redelivered event (after a crash or an aborted transaction)
 //! be evaluated again without counting twice.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::aio::ConnectionManager;
@@ -312,21 +318,98 @@ impl RulesState {
 
     async fn send(&mut self, ops: &[Op]) -> Result<Vec<Answer>, StateError> {
         let mut pipe = redis::pipe();
-        for op in ops {
-            self.push(&mut pipe, op);
+        // Per op, whether it has a reply: a run of increments is sent per series, its
+        // replies ignored (they only say the writes were taken).
+        let mut own_reply = Vec::with_capacity(ops.len());
+        let (mut expected, mut at) = (0, 0);
+        while at < ops.len() {
+            let run = ops[at..]
+                .iter()
+                .take_while(|op| matches!(op, Op::Increment { .. }))
+                .count();
+            if run == 0 {
+                self.push(&mut pipe, &ops[at]);
+                own_reply.push(true);
+                expected += 1;
+                at += 1;
+            } else {
+                self.push_increments(&mut pipe, &ops[at..at + run]);
+                own_reply.extend(std::iter::repeat_n(false, run));
+                at += run;
+            }
         }
         ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
         let replies: Vec<Value> = pipe.query_async(&mut self.connection).await?;
-        if replies.len() != ops.len() {
+        if replies.len() != expected {
             return Err(StateError::ReplyCount {
-                sent: ops.len(),
+                sent: expected,
                 got: replies.len(),
             });
         }
+        let mut replies = replies.into_iter();
         ops.iter()
-            .zip(replies)
-            .map(|(op, reply)| answer(op, reply))
+            .zip(own_reply)
+            .map(|(op, own)| match (own, op) {
+                (false, _) => Ok(Answer::Done),
+                (true, op) => answer(op, replies.next().unwrap_or(Value::Nil)),
+            })
             .collect()
+    }
+
+    /// A run of [`Op::Increment`]s, per series in the order they first appear: adds every
+    /// member (NX: a redelivered event is not added twice), forgets members no window of
+    /// any of them can need any more (the oldest bound among them), keeps the key as long
+    /// as the longest of them asks. No replies: a failed command still fails the whole
+    /// pipeline (the client checks ignored replies for errors too).
+    fn push_increments(&self, pipe: &mut redis::Pipeline, run: &[Op]) {
+        struct Series<'o> {
+            name: &'o str,
+            members: Vec<(i64, &'o str)>,
+            trim_below: i64,
+            retain: i64,
+        }
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(run.len());
+        let mut series: Vec<Series> = Vec::with_capacity(run.len());
+        for op in run {
+            let Op::Increment {
+                series: name,
+                member,
+                at_ms,
+                retain_ms,
+            } = op
+            else {
+                continue;
+            };
+            let retain = (*retain_ms).max(1).saturating_mul(2);
+            let trim_below = trim_point(*at_ms).saturating_sub(retain);
+            let slot = *index.entry(name.as_str()).or_insert_with(|| {
+                series.push(Series {
+                    name,
+                    members: Vec::new(),
+                    trim_below,
+                    retain,
+                });
+                series.len() - 1
+            });
+            let entry = &mut series[slot];
+            entry.members.push((*at_ms, member));
+            entry.trim_below = entry.trim_below.min(trim_below);
+            entry.retain = entry.retain.max(retain);
+        }
+        for entry in &series {
+            let key = self.key("series", entry.name);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg("NX")
+                .arg(&entry.members)
+                .ignore();
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(entry.trim_below)
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(entry.retain).ignore();
+        }
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
@@ -335,23 +418,8 @@ impl RulesState {
 
     fn push(&self, pipe: &mut redis::Pipeline, op: &Op) {
         match op {
-            Op::Increment {
-                series,
-                member,
-                at_ms,
-                retain_ms,
-            } => {
-                // Adds the member (NX: a redelivered event is not added twice), forgets
-                // members no window can need any more, keeps the key as long; one reply.
-                let key = self.key("series", series);
-                let retain = (*retain_ms).max(1).saturating_mul(2);
-                pipe.cmd("ZADD").arg(&key).arg("NX").arg(at_ms).arg(member);
-                pipe.cmd("ZREMRANGEBYSCORE")
-                    .arg(&key)
-                    .arg("-inf")
-                    .arg(trim_point(*at_ms).saturating_sub(retain))
-                    .ignore();
-                pipe.cmd("PEXPIRE").arg(&key).arg(retain).ignore();
+            Op::Increment { .. } => {
+                self.push_increments(pipe, std::slice::from_ref(op));
             }
             Op::Count {
                 series,
