@@ -6,6 +6,7 @@
 #   scripts/stack.sh up        start Apache Kafka (one KRaft node), ClickHouse, Redis and
 #                              Apicurio Registry, create topics, apply migrations, start the stages
 #   scripts/stack.sh down      stop exactly what `up` started
+#   scripts/stack.sh stop UNIT...  stop only these stages or services (`up` restarts them)
 #   scripts/stack.sh status    show each service and stage, its pid, port and health
 #   scripts/stack.sh kafka-exec
 #                              format the Kafka data directory if needed and exec the broker
@@ -762,6 +763,22 @@ cmd_down() {
     return 0
 }
 
+# Stops the named units (stages or services) only; `up` starts them again.
+cmd_stop() {
+    local unit
+    (($#)) || {
+        err "stop: name the units to stop, e.g. scripts/stack.sh stop dedupe"
+        return 2
+    }
+    for unit in "$@"; do
+        if running_pid "$unit" >/dev/null; then
+            stop_unit "$unit"
+        else
+            info "$unit is not running"
+        fi
+    done
+}
+
 cmd_status() {
     local unit pid port state all_ok=0
     printf '%-16s %-8s %-12s %s\n' UNIT PID PORT STATE
@@ -802,6 +819,10 @@ main() {
         kafka-exec) cmd_kafka_exec ;;
         up) cmd_up ;;
         down) cmd_down ;;
+        stop)
+            shift
+            cmd_stop "$@"
+            ;;
         status) cmd_status ;;
         -h | --help | help) usage ;;
         *)

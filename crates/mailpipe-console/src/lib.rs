@@ -53,14 +53,24 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .with_context(|| format!("console: listening on {listen}"))?;
     let app = build(settings)?;
-    let watcher = app.watcher.clone();
-    let alerts = tokio::spawn(watcher.run(shutdown.clone()));
+    let alerts = tokio::spawn(app.watcher.clone().run(shutdown.clone()));
     tracing::info!(%listen, "console serving");
-    let server = axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-    server.await.context("console: serving")?;
+    let served = serve(listener, app, shutdown).await;
     alerts.abort();
-    Ok(())
+    served
+}
+
+/// Serves the page and the API on `listener` until `shutdown` (the alert loop is
+/// [`Watcher::run`]; tests drive its rounds themselves).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("console: serving")
 }
 
 /// The console's state from `settings` (no connection is made here).

@@ -27,6 +27,8 @@ mod dedupe_stage;
 
 mod aggregate_stage;
 
+mod console_api;
+
 mod suppressions_cli;
 
 // Shared machinery: the consumer loop, stage outputs, exactly-once, topics, schemas, storage.
