@@ -53,8 +53,9 @@ export async function expectedFigures(from, to) {
   };
   const types = await clickhouse(`SELECT event_type AS key, count() AS n FROM ${table} WHERE ${where} GROUP BY key`);
   const [all] = await clickhouse(`SELECT count() AS events, ${counts} FROM ${table} WHERE ${where}`);
+  const [recipients] = await clickhouse(`SELECT uniqExact(recipient) AS n FROM ${table} WHERE ${where} AND recipient != ''`);
   const domains = await clickhouse(`SELECT recipient_domain AS key, countIf(event_type = 'bounced') AS bounced, count() AS events,
-    countIf(event_type = 'delivered') AS delivered FROM ${table} WHERE ${where}
+    countIf(event_type = 'delivered') AS delivered FROM ${table} WHERE ${where} AND recipient_domain != ''
     GROUP BY key HAVING bounced > 0 ORDER BY bounced DESC, key ASC LIMIT 10`);
   const rejections = await clickhouse(`SELECT reason AS key, count() AS n FROM ${CLICKHOUSE_DATABASE}.rejected_requests FINAL
     WHERE rejected_at >= toDateTime(${from}) AND rejected_at < toDateTime(${to}) GROUP BY key`);
@@ -64,6 +65,7 @@ export async function expectedFigures(from, to) {
   const overall = ratesOf(all);
   return {
     total: fmtCount(all.events),
+    recipients: fmtCount(recipients.n),
     byType: Object.fromEntries(types.map((t) => [t.key, fmtCount(t.n)])),
     rates: Object.fromEntries(RATE_FIELDS.map((f) => [f, fmtRate(overall[f])])),
     providers: await grouped('provider'),

@@ -13,6 +13,7 @@
 //   POST/GET /dev/start   it "starts" again: the lag drains, the alert resolves
 //   POST/GET /dev/fail    every /api answer becomes a 503 until called again
 //   POST/GET /dev/rules   the rules stage flips between running and not running
+//   GET /dev/events       the made-up events, as JSON lines
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, join, normalize } from 'node:path';
@@ -55,7 +56,8 @@ function addEvents(count, from, to) {
 }
 addEvents(4000, nowS() - 86400, nowS() - 600);
 addEvents(900, nowS() - 3600, nowS());
-setInterval(() => addEvents(6, nowS() - 5, nowS()), 5000).unref();
+// DEV_FROZEN=1 keeps the list as it is (for comparing the page with a copy of /dev/events).
+if (process.env.DEV_FROZEN !== '1') setInterval(() => addEvents(6, nowS() - 5, nowS()), 5000).unref();
 
 const sw = { stopped: false, stoppedAt: 0, failing: false, rulesRunning: true, lagAtStart: 0 };
 const alertLog = [{ name: 'dead_letters_rising', subject: 'normalize', state: 'resolved',
@@ -116,7 +118,7 @@ function overview(q) {
     .sort((a, b) => b.bounced - a.bounced || a.domain.localeCompare(b.domain)).slice(0, 10);
   return {
     from, to, generated_at: new Date().toISOString(),
-    totals: { events: list.length, recipients: new Set(list.map((e) => e.recipient)).size, by_type: byType },
+    totals: { events: list.length, recipients: new Set(list.map((e) => `r${e.recipient}@${e.domain}`)).size, by_type: byType },
     rates: rates(countTypes(list)),
     series: { step_seconds: step, buckets, by_type: series },
     top_bounce_domains: top,
@@ -269,6 +271,9 @@ const json = (res, status, value) => send(res, status, 'application/json', JSON.
 createServer(async (req, res) => {
   const url = new URL(req.url, 'http://localhost');
   try {
+    if (url.pathname === '/dev/events') {
+      return send(res, 200, 'application/x-ndjson', events.map((e) => JSON.stringify(e)).join('\n'));
+    }
     if (devSwitches[url.pathname]) {
       devSwitches[url.pathname]();
       return json(res, 200, sw);
