@@ -4,28 +4,56 @@
 //! dead letter. Exactly once (the default) they commit in the kit's transactions with the
 //! input offsets.
 //!
+//! Two steps, so a batch is decoded and planned while the one before waits on Redis:
+//! [`Handler::handle`] decodes and plans (with the rules in force then) and queues the
+//! batch; one worker task takes the batches in order and does the round trips, the
+//! evaluation (with the rules it was planned with) and the emission. So batches change the
+//! state and are emitted in the order they came, one at a time, as before; their acks are
+//! held until they are emitted (the consumer loop's in-flight limit counts them). A failure
+//! of the worker surfaces on the next `handle`, `idle` or `finish`.
+//!
 //! A Redis outage holds the batch (retried with backoff; the consumer loop's in-flight
 //! limit then pauses consumption): no event is evaluated without its state, none skipped.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailpipe_kafka::{Delivery, Handler, HandlerError, Topic};
 use mailpipe_model::EmailEvent;
+use mailpipe_rules_core::RuleSet;
 use mailpipe_runtime::backoff;
-use mailpipe_stage::{Emission, InputRef, Origin, OutRecord, Output, StageError, StageKit};
+use mailpipe_stage::{
+    Emission, Emitter, InputRef, Origin, OutRecord, Output, StageError, StageKit,
+};
 use mailpipe_telemetry::names;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::process::{process, EventOutputs, ProcessConfig};
+use crate::process::{plan, process_planned, EventOutputs, Planned, ProcessConfig};
 use crate::shared::SharedRules;
 use crate::state::RulesState;
 
-/// The rules stage's consumer-loop handler.
+/// The rules stage's consumer-loop handler: the first step (decode, plan); the second is
+/// [`Worker::run`].
 pub struct RulesHandler {
     kit: StageKit,
     rules: SharedRules,
-    state: RulesState,
     config: ProcessConfig,
-    outputs: Outputs,
+    /// Where planned batches go; None once the worker was stopped.
+    batches: Option<mpsc::Sender<Prepared>>,
+    worker: Option<JoinHandle<Result<(), HandlerError>>>,
+}
+
+/// A batch decoded and planned, for the worker.
+struct Prepared {
+    batch: Vec<Delivery>,
+    events: Vec<EmailEvent>,
+    /// Per input, its event's index in `events` or its dead letter.
+    slots: Vec<Result<usize, OutRecord>>,
+    /// The rules the batch was planned with, and is evaluated with.
+    rules: Arc<RuleSet>,
+    planned: Planned,
+    started: Instant,
 }
 
 /// The stage's two Avro output topics, registered at start-up.
@@ -91,63 +119,75 @@ pub fn connect_state(settings: &mailpipe_settings::Settings) -> anyhow::Result<R
 impl RulesHandler {
     pub fn new(kit: StageKit, rules: SharedRules, outputs: Outputs) -> anyhow::Result<Self> {
         let settings = kit.settings().clone();
-        Ok(RulesHandler {
+        let config = process_config(&settings.rules);
+        let worker = Worker {
             state: connect_state(&settings)?,
-            config: process_config(&settings.rules),
-            rules,
+            config: config.clone(),
             outputs,
+            emitter: kit.emitter().clone(),
+        };
+        // One batch waits while the worker is at another: enough to keep it busy, and the
+        // next `handle` waits for room (the loop keeps its in-flight limit meanwhile).
+        let (batches, queue) = mpsc::channel(1);
+        Ok(RulesHandler {
+            worker: Some(tokio::spawn(worker.run(queue))),
+            batches: Some(batches),
+            config,
+            rules,
             kit,
         })
     }
 
-    /// Evaluates `events`, retrying while Redis fails: the batch holds, nothing is skipped.
-    async fn process_holding(&mut self, events: &[EmailEvent]) -> Vec<EventOutputs> {
-        let rules = self.rules.current();
-        let mut attempt = 0;
-        loop {
-            let now = now_ms();
-            match process(&rules, &mut self.state, &self.config, events, now).await {
-                Ok(outputs) => return outputs,
-                Err(e) => {
-                    metrics::counter!(names::RULES_STATE_ERRORS).increment(1);
-                    tracing::warn!(error = %e, attempt, "rules state unavailable; the batch waits");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-            }
+    /// Stops taking batches, lets the worker finish those it has, and answers how it ended.
+    async fn stop_worker(&mut self) -> Result<(), HandlerError> {
+        self.batches = None;
+        match self.worker.take() {
+            Some(worker) => match worker.await {
+                Ok(ended) => ended,
+                Err(e) => Err(Box::new(e)),
+            },
+            None => Ok(()),
         }
+    }
+
+    /// The worker's failure, if it ended (it only ends on one before `finish`).
+    async fn worker_failure(&mut self) -> Result<(), HandlerError> {
+        if self.worker.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.stop_worker().await?;
+            return Err("the rules worker ended".into());
+        }
+        Ok(())
     }
 }
 
-impl Handler for RulesHandler {
-    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
-        let started = Instant::now();
-        // Decoded events, and per input either its event's index or its dead letter.
-        let mut events = Vec::with_capacity(batch.len());
-        let mut plans = Vec::with_capacity(batch.len());
-        for delivery in &batch {
-            match self.kit.decode_event(&delivery.message).await {
-                Ok(event) => {
-                    plans.push(Ok(events.len()));
-                    events.push(event);
-                }
-                Err(StageError::Permanent { reason, detail }) => {
-                    let letter = self.kit.dead_letters().record(
-                        &delivery.message,
-                        reason,
-                        detail,
-                        Origin::default(),
-                    )?;
-                    plans.push(Err(letter));
-                }
-                Err(e) => return Err(e.into()),
-            }
+/// The second step: the batches' Redis round trips, evaluation and emission, in order.
+struct Worker {
+    state: RulesState,
+    config: ProcessConfig,
+    outputs: Outputs,
+    emitter: Emitter,
+}
+
+impl Worker {
+    async fn run(mut self, mut queue: mpsc::Receiver<Prepared>) -> Result<(), HandlerError> {
+        while let Some(prepared) = queue.recv().await {
+            self.emit(prepared).await?;
         }
-        metrics::counter!(names::RULES_EVENTS).increment(events.len() as u64);
-        let outputs = self.process_holding(&events).await;
+        Ok(())
+    }
+
+    async fn emit(&mut self, prepared: Prepared) -> Result<(), HandlerError> {
+        let outputs = self.process_holding(&prepared).await;
+        let Prepared {
+            batch,
+            events,
+            slots,
+            started,
+            ..
+        } = prepared;
         let mut emissions = Vec::with_capacity(batch.len());
-        for (delivery, plan) in batch.into_iter().zip(plans) {
-            let (records, origin) = match plan {
+        for (delivery, slot) in batch.into_iter().zip(slots) {
+            let (records, origin) = match slot {
                 Ok(index) => {
                     let event = &events[index];
                     let out = &outputs[index];
@@ -168,10 +208,93 @@ impl Handler for RulesHandler {
                 tag: None,
             });
         }
-        self.kit.emitter().emit(emissions).await;
+        self.emitter.emit(emissions).await;
         metrics::histogram!(names::RULES_EVALUATION_SECONDS)
             .record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Evaluates the batch, retrying while Redis fails: the batch holds, nothing is skipped.
+    async fn process_holding(&mut self, prepared: &Prepared) -> Vec<EventOutputs> {
+        let mut attempt = 0;
+        loop {
+            let now = now_ms();
+            let processed = process_planned(
+                &prepared.rules,
+                &mut self.state,
+                &self.config,
+                &prepared.events,
+                &prepared.planned,
+                now,
+            )
+            .await;
+            match processed {
+                Ok(outputs) => return outputs,
+                Err(e) => {
+                    metrics::counter!(names::RULES_STATE_ERRORS).increment(1);
+                    tracing::warn!(error = %e, attempt, "rules state unavailable; the batch waits");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Handler for RulesHandler {
+    async fn handle(&mut self, batch: Vec<Delivery>) -> Result<(), HandlerError> {
+        self.worker_failure().await?;
+        let started = Instant::now();
+        // Decoded events, and per input either its event's index or its dead letter.
+        let mut events = Vec::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match self.kit.decode_event(&delivery.message).await {
+                Ok(event) => {
+                    slots.push(Ok(events.len()));
+                    events.push(event);
+                }
+                Err(StageError::Permanent { reason, detail }) => {
+                    let letter = self.kit.dead_letters().record(
+                        &delivery.message,
+                        reason,
+                        detail,
+                        Origin::default(),
+                    )?;
+                    slots.push(Err(letter));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        metrics::counter!(names::RULES_EVENTS).increment(events.len() as u64);
+        let rules = self.rules.current();
+        let planned = plan(&rules, &self.config, &events);
+        let prepared = Prepared {
+            batch,
+            events,
+            slots,
+            rules,
+            planned,
+            started,
+        };
+        let Some(batches) = &self.batches else {
+            return Err("a batch came after the rules worker was stopped".into());
+        };
+        if batches.send(prepared).await.is_err() {
+            // The worker ended: its failure is the cause (the batch's acks are dropped with
+            // it; the loop stops on the error).
+            self.stop_worker().await?;
+            return Err("the rules worker ended".into());
+        }
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> Result<(), HandlerError> {
+        self.worker_failure().await
+    }
+
+    async fn finish(&mut self) -> Result<(), HandlerError> {
+        self.stop_worker().await
     }
 }
 

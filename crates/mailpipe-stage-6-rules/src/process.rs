@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use mailpipe_model::EmailEvent;
 use mailpipe_rules_core::{
     event_time_ms, ActionParams, Answer as EngineAnswer, ClaimResult, CounterKey, Decision,
-    DueAction, Evaluation, Lookup, Pending, PlannedAction, RuleSet, StateSnapshot,
+    DueAction, Evaluation, Lookup, OpenRules, Pending, PlannedAction, RuleSet, StatePlan,
+    StateSnapshot,
 };
 
 use serde::{Deserialize, Serialize};
@@ -71,31 +72,25 @@ pub async fn process(
     events: &[EmailEvent],
     decided_at: i64,
 ) -> Result<Vec<EventOutputs>, StateError> {
-    let evaluations = evaluate(rules, state, config, events).await?;
-    let claims = claim(state, &evaluations).await?;
-    let mut effects = Vec::new();
-    let mut outputs = Vec::with_capacity(events.len());
-    for ((event, evaluation), claims) in events.iter().zip(&evaluations).zip(claims) {
-        outputs.push(decide(
-            event,
-            evaluation,
-            &claims,
-            config,
-            decided_at,
-            &mut effects,
-        ));
-    }
-    state.apply(&effects).await?;
-    Ok(outputs)
+    let planned = plan(rules, config, events);
+    process_planned(rules, state, config, events, &planned, decided_at).await
 }
 
-/// Round trip 1: every event's counter increments, then every lookup; then evaluation.
-async fn evaluate(
-    rules: &RuleSet,
-    state: &mut RulesState,
-    config: &ProcessConfig,
-    events: &[EmailEvent],
-) -> Result<Vec<Evaluation>, StateError> {
+/// What a batch needs from the state, worked out before any round trip (the stage does it
+/// while the previous batch waits on Redis): each event's plan and the rules it left open,
+/// and the first round trip's ops. Valid only with the rule set it was made with.
+pub struct Planned {
+    plans: Vec<StatePlan>,
+    open: Vec<OpenRules>,
+    /// Every event's counter increments, then each distinct lookup once.
+    ops: Vec<Op>,
+    first_lookup: usize,
+    /// Per event, per lookup of its plan: the index of its answer among the lookups.
+    answer_of: Vec<Vec<usize>>,
+}
+
+/// Plans `events` under `rules` (see [`Planned`]).
+pub fn plan(rules: &RuleSet, config: &ProcessConfig, events: &[EmailEvent]) -> Planned {
     let (plans, open): (Vec<_>, Vec<_>) = events.iter().map(|e| rules.plan_open(e)).unzip();
     let mut ops = Vec::new();
     for plan in &plans {
@@ -110,7 +105,7 @@ async fn evaluate(
     }
     // Each distinct lookup is asked once per batch and its answer given to every event that
     // needs it: all of them read the state after the batch's increments, so they would all
-    // get the same answer anyway. Per event, the index of each of its lookups' answers.
+    // get the same answer anyway.
     let first_lookup = ops.len();
     let mut asked: HashMap<(&Lookup, i64), usize> = HashMap::new();
     let mut answer_of = Vec::with_capacity(events.len());
@@ -132,12 +127,61 @@ async fn evaluate(
         }
         answer_of.push(indices);
     }
-    let mut answers = state.apply(&ops).await?;
-    let answers = answers.split_off(first_lookup.min(answers.len()));
+    drop(asked);
+    Planned {
+        plans,
+        open,
+        ops,
+        first_lookup,
+        answer_of,
+    }
+}
+
+/// [`process`] of a batch already planned with `rules` ([`plan`]).
+pub async fn process_planned(
+    rules: &RuleSet,
+    state: &mut RulesState,
+    config: &ProcessConfig,
+    events: &[EmailEvent],
+    planned: &Planned,
+    decided_at: i64,
+) -> Result<Vec<EventOutputs>, StateError> {
+    let evaluations = evaluate(rules, state, events, planned).await?;
+    let claims = claim(state, &evaluations).await?;
+    let mut effects = Vec::new();
+    let mut outputs = Vec::with_capacity(events.len());
+    for ((event, evaluation), claims) in events.iter().zip(&evaluations).zip(claims) {
+        outputs.push(decide(
+            event,
+            evaluation,
+            &claims,
+            config,
+            decided_at,
+            &mut effects,
+        ));
+    }
+    state.apply(&effects).await?;
+    Ok(outputs)
+}
+
+/// Round trip 1: every event's counter increments, then every lookup; then evaluation.
+async fn evaluate(
+    rules: &RuleSet,
+    state: &mut RulesState,
+    events: &[EmailEvent],
+    planned: &Planned,
+) -> Result<Vec<Evaluation>, StateError> {
+    let mut answers = state.apply(&planned.ops).await?;
+    let answers = answers.split_off(planned.first_lookup.min(answers.len()));
     let mut evaluations = Vec::with_capacity(events.len());
-    for (((event, plan), open), indices) in events.iter().zip(&plans).zip(&open).zip(answer_of) {
+    let per_event = planned
+        .plans
+        .iter()
+        .zip(&planned.open)
+        .zip(&planned.answer_of);
+    for (event, ((plan, open), indices)) in events.iter().zip(per_event) {
         let mut snapshot = StateSnapshot::new();
-        for (lookup, index) in plan.lookups.iter().zip(indices) {
+        for (lookup, &index) in plan.lookups.iter().zip(indices) {
             let answer = answers
                 .get(index)
                 .map(|a| not_by(a.clone(), &event.event_id));
