@@ -22,6 +22,7 @@ import { execSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import { COUNT_FIELDS, RATE_FIELDS, expectedFigures } from './clickhouse.mjs';
@@ -177,7 +178,7 @@ test('the figures shown at 1280x800 equal ClickHouse\'s for the range the page u
       assert.ok(Object.keys(shown.providers).length > 0, 'no provider rows: was sample traffic sent?');
       if (SKIP_CLICKHOUSE) break;
       last = compare(shown, await expectedFigures(shown.from, shown.to));
-      if (JSON.stringify(last.shown) === JSON.stringify(last.expected)) break;
+      if (isDeepStrictEqual(last.shown, last.expected)) break;
       if (Date.now() > deadline) break;
       // Events may still be arriving: compare again with the page's next refresh (and report
       // the last difference if no good refresh comes).
