@@ -187,10 +187,21 @@ function showStatus(failures) {
       : `Showing the data of the last good refresh (${fmtTime(state.lastSuccessAt)}).`;
     banner.replaceChildren(
       el('strong', { text: 'The console API is failing. ' }), kept,
-      el('ul', {}, failures.map((f) => el('li', { text: f }))));
+      el('ul', {}, groupFailures(failures).map((f) => el('li', { text: f }))));
   }
   const every = state.refreshSeconds > 0 ? ` · every ${state.refreshSeconds} s` : ' · auto refresh off';
   updated.textContent = `updated ${fmtTime(now)}${every}`;
+}
+
+/** "a: m", "b: m", "c: n" → "a, b: m", "c: n" (a dead ClickHouse fails every panel alike). */
+function groupFailures(failures) {
+  const byMessage = new Map();
+  for (const f of failures) {
+    const at = f.indexOf(': ');
+    const [name, message] = [f.slice(0, at), f.slice(at + 2)];
+    byMessage.set(message, [...(byMessage.get(message) || []), name]);
+  }
+  return [...byMessage.entries()].map(([message, names]) => `${names.join(', ')}: ${message}`);
 }
 
 function scheduleNow() {
