@@ -33,6 +33,7 @@ const state = {
   lastSuccessAt: null,
   chart: null,
   openExamples: null, // {kind, reason, stage} of the drill-down shown, refreshed with the rest
+  examplesShown: null, // what it shows, so an unchanged refresh leaves it alone
 };
 
 function refreshFromQuery(value) {
@@ -151,6 +152,7 @@ async function refresh() {
   const answers = await Promise.allSettled(jobs.map(([, path]) => fetchJSON(path)));
   if (generation !== state.generation) return; // the range changed meanwhile; that refresh runs
 
+  const focused = focusKey();
   const failures = [];
   answers.forEach((answer, i) => {
     const [name, , render] = jobs[i];
@@ -165,6 +167,7 @@ async function refresh() {
       console.error(err);
     }
   });
+  restoreFocus(focused);
   state.refreshes += 1;
   showStatus(failures);
   if (state.refreshSeconds > 0) state.timer = setTimeout(refresh, state.refreshSeconds * 1000);
@@ -191,6 +194,21 @@ function showStatus(failures) {
   }
   const every = state.refreshSeconds > 0 ? ` · every ${state.refreshSeconds} s` : ' · auto refresh off';
   updated.textContent = `updated ${fmtTime(now)}${every}`;
+}
+
+// Panels are rebuilt on every refresh; a keyboard user's focus (a drill-down button, say)
+// moves to the same control of the rebuilt row instead of falling back to the page.
+function focusKey() {
+  const active = document.activeElement;
+  const row = active && active !== document.body ? active.closest('[data-testid]') : null;
+  return row ? { testid: row.dataset.testid, tag: active.tagName.toLowerCase() } : null;
+}
+
+function restoreFocus(key) {
+  if (!key || (document.activeElement && document.activeElement !== document.body)) return;
+  const row = document.querySelector(`[data-testid="${CSS.escape(key.testid)}"]`);
+  const target = row && (row.matches(key.tag) ? row : row.querySelector(key.tag));
+  if (target) target.focus({ preventScroll: true });
 }
 
 /** "a: m", "b: m", "c: n" → "a, b: m", "c: n" (a dead ClickHouse fails every panel alike). */
@@ -350,6 +368,7 @@ function examplesPath(sel) {
 
 async function openExamples(selection) {
   state.openExamples = selection;
+  state.examplesShown = null;
   const box = document.getElementById('examples');
   box.hidden = false;
   box.replaceChildren(el('p', { className: 'muted', text: `Loading examples of ${selection.reason}…` }));
@@ -365,10 +384,13 @@ function renderExamples(d) {
   const sel = state.openExamples;
   if (!sel || d.kind !== sel.kind || d.reason !== sel.reason) return; // an older drill-down
   const box = document.getElementById('examples');
+  const shown = JSON.stringify([sel, d.examples]);
+  if (state.examplesShown === shown) return; // unchanged: keep its scroll and focus
+  state.examplesShown = shown;
   const what = sel.kind === 'rejection' ? 'rejected requests' : `dead letters of ${sel.stage}`;
   const close = el('button', {
     className: 'close', text: 'Close', attrs: { type: 'button' },
-    on: { click: () => { state.openExamples = null; box.hidden = true; box.replaceChildren(); } },
+    on: { click: () => { state.openExamples = null; box.hidden = true; box.replaceChildren(); state.examplesShown = null; } },
   });
   const items = d.examples.map((x) => el('li', { testid: 'example' },
     el('p', { className: 'meta' },
