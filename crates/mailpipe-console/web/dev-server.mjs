@@ -105,9 +105,10 @@ function overview(q) {
   }
   const domains = new Map();
   for (const e of list) {
-    const d = domains.get(e.domain) || { domain: e.domain, bounced: 0, events: 0 };
+    const d = domains.get(e.domain) || { domain: e.domain, bounced: 0, delivered: 0, events: 0 };
     d.events += 1;
     if (e.type === 'bounced') d.bounced += 1;
+    if (e.type === 'delivered') d.delivered += 1;
     domains.set(e.domain, d);
   }
   const top = [...domains.values()].filter((d) => d.bounced > 0)
