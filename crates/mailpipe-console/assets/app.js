@@ -392,14 +392,18 @@ function renderExamples(d) {
     className: 'close', text: 'Close', attrs: { type: 'button' },
     on: { click: () => { state.openExamples = null; box.hidden = true; box.replaceChildren(); state.examplesShown = null; } },
   });
-  const items = d.examples.map((x) => el('li', { testid: 'example' },
+  // Bodies fold away (up to 2 KiB each, 20 of them); the newest one starts open.
+  const items = d.examples.map((x, i) => el('li', { testid: 'example' },
     el('p', { className: 'meta' },
       el('time', { text: fmtTime(x.at) }), ' · ',
       [x.stage, x.provider, x.source].filter(Boolean).join(' · '),
       x.request_id ? ` · request ${x.request_id}` : ''),
     x.detail ? el('p', { text: x.detail }) : null,
-    x.body !== null && x.body !== undefined
-      ? el('pre', { className: 'body', text: x.body + (x.truncated ? '\n… (truncated)' : '') }) : null));
+    x.body !== null && x.body !== undefined && x.body !== ''
+      ? el('details', { attrs: i === 0 ? { open: '' } : {} },
+        el('summary', { text: `body${x.truncated ? ' (first 2 KiB)' : ''}` }),
+        el('pre', { className: 'body', text: x.body + (x.truncated ? '\n… (truncated)' : '') }))
+      : el('p', { className: 'small muted', text: 'no body kept' })));
   box.replaceChildren(
     el('div', { className: 'examples-head' },
       el('h3', { text: `Recent ${what}: ${sel.reason}` }), close),
