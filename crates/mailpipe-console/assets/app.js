@@ -193,7 +193,9 @@ function showStatus(failures) {
       el('ul', {}, groupFailures(failures).map((f) => el('li', { text: f }))));
   }
   const every = state.refreshSeconds > 0 ? ` · every ${state.refreshSeconds} s` : ' · auto refresh off';
-  updated.textContent = `updated ${fmtTime(now)}${every}`;
+  // While the API fails, the time shown stays that of the data on the page.
+  updated.textContent = failures.length === 0 ? `updated ${fmtTime(now)}${every}`
+    : `last complete update ${fmtTime(state.lastSuccessAt)} · failing${every}`;
 }
 
 // Panels are rebuilt on every refresh; a keyboard user's focus (a drill-down button, say)
