@@ -34,6 +34,7 @@ const state = {
   chart: null,
   openExamples: null, // {kind, reason, stage} of the drill-down shown, refreshed with the rest
   examplesShown: null, // what it shows, so an unchanged refresh leaves it alone
+  rangeUsed: null, // {from, to} of the latest refresh
 };
 
 function refreshFromQuery(value) {
@@ -136,6 +137,7 @@ async function refresh() {
   const to = Math.floor(Date.now() / 1000);
   const from = to - RANGE_SECONDS[state.range];
   const range = `from=${from}&to=${to}`;
+  state.rangeUsed = { from, to }; // the drill-down asks for examples of the same range
   const jobs = [
     ['overview', `/api/overview?${range}`, renderOverview],
     ['providers', `/api/providers?${range}&limit=100`, (d) => renderBreakdown('provider', d)],
@@ -365,6 +367,10 @@ function renderRejections(d) {
 function examplesPath(sel) {
   const q = new URLSearchParams({ kind: sel.kind, reason: sel.reason, limit: '20' });
   if (sel.stage) q.set('stage', sel.stage);
+  if (state.rangeUsed) {
+    q.set('from', String(state.rangeUsed.from));
+    q.set('to', String(state.rangeUsed.to));
+  }
   return `/api/examples?${q}`;
 }
 
