@@ -584,6 +584,11 @@ APT_NEEDS=(
     "redis-cli:redis-tools"
     "java:openjdk-17-jre-headless"
     "mvn:maven"
+    # The console's browser test (make test): Debian's Chromium, never a browser download,
+    # and fonts for legible screenshots.
+    "chromium:chromium"
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core"
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf:fonts-liberation"
 )
 
 cmd_install() {
@@ -592,7 +597,14 @@ cmd_install() {
     for entry in "${APT_NEEDS[@]}"; do
         tool=${entry%%:*}
         pkg=${entry#*:}
-        if ! command -v "$tool" >/dev/null; then
+        # A tool on PATH, or (starting with /) a file the package installs.
+        local present=1
+        if [[ $tool == /* ]]; then
+            [[ -e $tool ]] || present=0
+        else
+            command -v "$tool" >/dev/null || present=0
+        fi
+        if ((!present)); then
             case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
         fi
     done

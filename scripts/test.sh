@@ -6,7 +6,8 @@
 # wiped before each run) and the default ports, so a stack from `make up` must be stopped
 # first, or the tests pointed at other ports (KAFKA_PORT=... CLICKHOUSE_HTTP_PORT=... etc.).
 # It starts the backing services only, no stages (TEST_STACK_STAGES="receiver ..." to add
-# some): tests run the stages they need themselves. Last comes a short crash test
+# some): tests run the stages they need themselves; then the console's browser test with
+# every stage running (scripts/test-console.sh). Last comes a short crash test
 # (TEST_CHAOS_EVENTS events, default 10000; 0 skips it).
 set -euo pipefail
 
@@ -52,6 +53,11 @@ rustfmt --edition 2021 --check crates/*/src/providers/*.rs
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The Prometheus alert rules (and their promtool unit tests) and the Grafana dashboard:
+# installs Debian's prometheus package for promtool when missing.
+step "deploy/: promtool check and test the alert rules, check the Grafana dashboard"
+scripts/check-deploy.sh
+
 step "starting the test stack (run directory $TEST_RUN_DIR)"
 STACK_TOUCHED=1
 stack down >/dev/null # leftovers of an interrupted run, if any
@@ -75,6 +81,12 @@ else
     step "cargo test --workspace"
     cargo test --workspace
 fi
+
+# The console against the whole pipeline: every stage and the console started on the test
+# stack, known sample traffic, then headless Chromium checks the page against ClickHouse,
+# forces an alert (a stage stopped) and sees it resolve. Screenshots: $TEST_RUN_DIR/browser.
+step "console browser test: scripts/test-console.sh"
+MAILPIPE_RUN_DIR=$TEST_RUN_DIR scripts/test-console.sh
 
 # A short crash test on every run: the whole pipeline (receiver and every stage as its
 # own process) takes sample traffic while a random process is SIGKILLed every 2-6 s and

@@ -109,6 +109,7 @@ pub struct Series {
 pub struct DomainRow {
     pub domain: String,
     pub bounced: u64,
+    pub delivered: u64,
     pub events: u64,
     pub bounce_rate: Option<f64>,
 }
@@ -177,9 +178,15 @@ pub async fn overview(
         top_bounce_domains: domains
             .into_iter()
             .map(|d| DomainRow {
-                bounce_rate: (d.events > 0).then(|| d.bounced as f64 / d.events as f64),
+                bounce_rate: Rates::of(RateBase {
+                    delivered: d.delivered,
+                    bounced: d.bounced,
+                    ..RateBase::default()
+                })
+                .bounce_rate,
                 domain: d.domain,
                 bounced: d.bounced,
+                delivered: d.delivered,
                 events: d.events,
             })
             .collect(),

@@ -41,6 +41,7 @@ pub struct BucketCount {
 pub struct DomainBounces {
     pub domain: String,
     pub bounced: u64,
+    pub delivered: u64,
     pub events: u64,
 }
 
@@ -220,7 +221,8 @@ impl Store {
     ) -> Result<Vec<DomainBounces>, ConsoleError> {
         let sql = format!(
             "SELECT recipient_domain AS domain, countIf(event_type = 'bounced') AS bounced, \
-             count() AS events FROM email_events FINAL WHERE {RANGE} AND recipient_domain != '' \
+             countIf(event_type = 'delivered') AS delivered, count() AS events \
+             FROM email_events FINAL WHERE {RANGE} AND recipient_domain != '' \
              GROUP BY domain HAVING bounced > 0 ORDER BY bounced DESC, domain LIMIT 10"
         );
         self.fetch("overview", self.client.query(&sql).bind(r.from).bind(r.to))
