@@ -116,6 +116,40 @@ impl Console {
     }
 }
 
+type Posts = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
+/// A webhook target on a free port that keeps what it is sent.
+async fn capture_server() -> (String, Posts) {
+    let posts: Posts = Posts::default();
+    let keep = posts.clone();
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                keep.lock().unwrap().push((headers, body.to_vec()));
+                "ok"
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posts)
+}
+
+/// The posts received once there are `n` of them (at most 10 s).
+async fn wait_for_posts(posts: &Posts, n: usize) -> Vec<(axum::http::HeaderMap, Vec<u8>)> {
+    for _ in 0..200 {
+        if posts.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = posts.lock().unwrap().clone();
+    assert_eq!(got.len(), n, "alert notifications posted");
+    got
+}
+
 fn now_s() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -158,6 +192,9 @@ async fn every_endpoint_equals_clickhouse_and_kafka_and_alerts_fire_and_resolve(
     alerts.bounce_rate_max = 0.05;
     alerts.complaint_rate_max = 1.0;
     alerts.latency_p99_seconds = 1_000.0;
+    // Alert changes are posted here, signed with the first [delivery] secret.
+    let (hook_url, received) = capture_server().await;
+    alerts.webhook_url = hook_url;
     let migrations = mailpipe_clickhouse::load_migrations(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse"),
     )
@@ -639,6 +676,26 @@ async fn every_endpoint_equals_clickhouse_and_kafka_and_alerts_fire_and_resolve(
     let answer = c.ok("/api/alerts").await;
     assert_eq!(fired(&answer, "firing"), expected);
     assert!(answer["evaluated_at"].is_string());
+    // Each change was posted once, signed (checked with the Standard Webhooks reference
+    // library).
+    let secret = settings.delivery.secrets[0].clone();
+    let posted = wait_for_posts(&received, expected.len()).await;
+    let mut posted_firing = BTreeSet::new();
+    for (headers, body) in &posted {
+        standardwebhooks::Webhook::new(&secret)
+            .unwrap()
+            .verify(body, headers)
+            .expect("a valid signature");
+        let message: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(message["type"], "alert.firing");
+        let a = &message["alert"];
+        posted_firing.insert(format!(
+            "{}/{}",
+            a["name"].as_str().unwrap(),
+            a["subject"].as_str().unwrap()
+        ));
+    }
+    assert_eq!(posted_firing, expected);
 
     // The group catches up: the lag alert resolves, the others keep firing.
     tokio::task::spawn_blocking(move || commit(&[(0, 10), (1, 6)]))
@@ -652,6 +709,13 @@ async fn every_endpoint_equals_clickhouse_and_kafka_and_alerts_fire_and_resolve(
     );
     expected.remove(&format!("consumer_lag_growing/{group}"));
     assert_eq!(fired(&answer, "firing"), expected);
+    // The first round's changes, and now the lag alert's resolution.
+    let posted = wait_for_posts(&received, expected.len() + 2).await;
+    let last: Value = serde_json::from_slice(&posted.last().unwrap().1).unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["alert"]["name"].as_str()),
+        (Some("alert.resolved"), Some("consumer_lag_growing"))
+    );
 
     // The OpenAPI document parses and names only routes that answer (not 404).
     let openapi = c.ok("/api/openapi.json").await;
