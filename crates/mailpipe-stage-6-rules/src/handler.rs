@@ -4,13 +4,14 @@
 //! dead letter. Exactly once (the default) they commit in the kit's transactions with the
 //! input offsets.
 //!
-//! Two steps, so a batch is decoded and planned while the one before waits on Redis:
-//! [`Handler::handle`] decodes and plans (with the rules in force then) and queues the
-//! batch; one worker task takes the batches in order and does the round trips, the
-//! evaluation (with the rules it was planned with) and the emission. So batches change the
+//! Three steps, so a batch is decoded and planned while the one before waits on Redis:
+//! [`Handler::handle`] decodes and plans (with the rules in force then, encoding the first
+//! round trip) and queues the batch; one worker task takes the batches in order and does
+//! the round trips and the evaluation (with the rules it was planned with), and hands them,
+//! in order, to a task that encodes their records and emits them. So batches change the
 //! state and are emitted in the order they came, one at a time, as before; their acks are
 //! held until they are emitted (the consumer loop's in-flight limit counts them). A failure
-//! of the worker surfaces on the next `handle`, `idle` or `finish`.
+//! of either task surfaces on the next `handle`, `idle` or `finish`.
 //!
 //! A Redis outage holds the batch (retried with backoff; the consumer loop's in-flight
 //! limit then pauses consumption): no event is evaluated without its state, none skipped.
@@ -31,14 +32,16 @@ use tokio::task::JoinHandle;
 
 use crate::process::{plan, process_planned, EventOutputs, Planned, ProcessConfig};
 use crate::shared::SharedRules;
-use crate::state::RulesState;
+use crate::state::{Encoder, RulesState};
 
-/// The rules stage's consumer-loop handler: the first step (decode, plan); the second is
-/// [`Worker::run`].
+/// The rules stage's consumer-loop handler: the first step (decode, plan); the others are
+/// [`Worker`]'s.
 pub struct RulesHandler {
     kit: StageKit,
     rules: SharedRules,
     config: ProcessConfig,
+    /// Encodes the first round trip of a batch as it is planned.
+    encoder: Encoder,
     /// Where planned batches go; None once the worker was stopped.
     batches: Option<mpsc::Sender<Prepared>>,
     worker: Option<JoinHandle<Result<(), HandlerError>>>,
@@ -130,6 +133,7 @@ impl RulesHandler {
         // next `handle` waits for room (the loop keeps its in-flight limit meanwhile).
         let (batches, queue) = mpsc::channel(1);
         Ok(RulesHandler {
+            encoder: worker.state.encoder().clone(),
             worker: Some(tokio::spawn(worker.run(queue))),
             batches: Some(batches),
             config,
@@ -160,7 +164,8 @@ impl RulesHandler {
     }
 }
 
-/// The second step: the batches' Redis round trips, evaluation and emission, in order.
+/// The second step: the batches' Redis round trips and evaluation, in order; the third,
+/// their records and emission ([`Worker::emit_all`], a task of its own, in order too).
 struct Worker {
     state: RulesState,
     config: ProcessConfig,
@@ -168,16 +173,54 @@ struct Worker {
     emitter: Emitter,
 }
 
+/// A batch evaluated, for the emitting task.
+struct Processed {
+    prepared: Prepared,
+    outputs: Vec<EventOutputs>,
+}
+
 impl Worker {
     async fn run(mut self, mut queue: mpsc::Receiver<Prepared>) -> Result<(), HandlerError> {
+        let (processed, to_emit) = mpsc::channel(1);
+        let emitting = tokio::spawn(Self::emit_all(
+            to_emit,
+            self.outputs.clone(),
+            self.emitter.clone(),
+        ));
         while let Some(prepared) = queue.recv().await {
-            self.emit(prepared).await?;
+            let outputs = self.process_holding(&prepared).await;
+            if processed
+                .send(Processed { prepared, outputs })
+                .await
+                .is_err()
+            {
+                break; // The emitting task failed: its error is the answer.
+            }
+        }
+        drop(processed);
+        match emitting.await {
+            Ok(ended) => ended,
+            Err(e) => Err(Box::new(e)),
+        }
+    }
+
+    async fn emit_all(
+        mut queue: mpsc::Receiver<Processed>,
+        outputs: Outputs,
+        emitter: Emitter,
+    ) -> Result<(), HandlerError> {
+        while let Some(processed) = queue.recv().await {
+            Self::emit(&outputs, &emitter, processed).await?;
         }
         Ok(())
     }
 
-    async fn emit(&mut self, prepared: Prepared) -> Result<(), HandlerError> {
-        let outputs = self.process_holding(&prepared).await;
+    async fn emit(
+        records_of: &Outputs,
+        emitter: &Emitter,
+        processed: Processed,
+    ) -> Result<(), HandlerError> {
+        let Processed { prepared, outputs } = processed;
         let Prepared {
             batch,
             events,
@@ -197,7 +240,7 @@ impl Worker {
                         provider: Some(event.provider.as_str()),
                         source: Some(event.source.as_str()),
                     };
-                    (self.outputs.records(out)?, origin)
+                    (records_of.records(out)?, origin)
                 }
                 Err(letter) => (vec![letter], Origin::default()),
             };
@@ -208,7 +251,7 @@ impl Worker {
                 tag: None,
             });
         }
-        self.emitter.emit(emissions).await;
+        emitter.emit(emissions).await;
         metrics::histogram!(names::RULES_EVALUATION_SECONDS)
             .record(started.elapsed().as_secs_f64());
         Ok(())
@@ -268,7 +311,7 @@ impl Handler for RulesHandler {
         }
         metrics::counter!(names::RULES_EVENTS).increment(events.len() as u64);
         let rules = self.rules.current();
-        let planned = plan(&rules, &self.config, &events);
+        let planned = plan(&rules, &self.config, &self.encoder, &events);
         let prepared = Prepared {
             batch,
             events,
@@ -280,7 +323,8 @@ impl Handler for RulesHandler {
         let Some(batches) = &self.batches else {
             return Err("a batch came after the rules worker was stopped".into());
         };
-        if batches.send(prepared).await.is_err() {
+        let sent = batches.send(prepared).await;
+        if sent.is_err() {
             // The worker ended: its failure is the cause (the batch's acks are dropped with
             // it; the loop stops on the error).
             self.stop_worker().await?;

@@ -23,7 +23,7 @@ use mailpipe_rules_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::records::{action_record, ActionRecord, Outcome, SuppressionRecord};
-use crate::state::{Answer, ClaimAnswer, Op, RulesState, StateError};
+use crate::state::{Answer, ClaimAnswer, Encoded, Encoder, Op, RulesState, StateError};
 
 /// The suppression scope the engine's `suppressed` lookup reads.
 pub const GLOBAL_SCOPE: &str = "global";
@@ -72,25 +72,32 @@ pub async fn process(
     events: &[EmailEvent],
     decided_at: i64,
 ) -> Result<Vec<EventOutputs>, StateError> {
-    let planned = plan(rules, config, events);
+    let planned = plan(rules, config, state.encoder(), events);
     process_planned(rules, state, config, events, &planned, decided_at).await
 }
 
 /// What a batch needs from the state, worked out before any round trip (the stage does it
 /// while the previous batch waits on Redis): each event's plan and the rules it left open,
-/// and the first round trip's ops. Valid only with the rule set it was made with.
+/// and the first round trip's ops, encoded. Valid only with the rule set and the state it
+/// was made with.
 pub struct Planned {
     plans: Vec<StatePlan>,
     open: Vec<OpenRules>,
     /// Every event's counter increments, then each distinct lookup once.
     ops: Vec<Op>,
+    encoded: Encoded,
     first_lookup: usize,
     /// Per event, per lookup of its plan: the index of its answer among the lookups.
     answer_of: Vec<Vec<usize>>,
 }
 
 /// Plans `events` under `rules` (see [`Planned`]).
-pub fn plan(rules: &RuleSet, config: &ProcessConfig, events: &[EmailEvent]) -> Planned {
+pub fn plan(
+    rules: &RuleSet,
+    config: &ProcessConfig,
+    encoder: &Encoder,
+    events: &[EmailEvent],
+) -> Planned {
     let (plans, open): (Vec<_>, Vec<_>) = events.iter().map(|e| rules.plan_open(e)).unzip();
     let mut ops = Vec::new();
     for plan in &plans {
@@ -131,13 +138,14 @@ pub fn plan(rules: &RuleSet, config: &ProcessConfig, events: &[EmailEvent]) -> P
     Planned {
         plans,
         open,
+        encoded: encoder.encode(&ops),
         ops,
         first_lookup,
         answer_of,
     }
 }
 
-/// [`process`] of a batch already planned with `rules` ([`plan`]).
+/// [`process`] of a batch already planned with `rules` and `state`'s encoder ([`plan`]).
 pub async fn process_planned(
     rules: &RuleSet,
     state: &mut RulesState,
@@ -171,7 +179,7 @@ async fn evaluate(
     events: &[EmailEvent],
     planned: &Planned,
 ) -> Result<Vec<Evaluation>, StateError> {
-    let mut answers = state.apply(&planned.ops).await?;
+    let mut answers = state.apply_encoded(&planned.ops, &planned.encoded).await?;
     let answers = answers.split_off(planned.first_lookup.min(answers.len()));
     let mut evaluations = Vec::with_capacity(events.len());
     let per_event = planned

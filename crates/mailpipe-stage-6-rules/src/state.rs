@@ -234,6 +234,13 @@ return tostring(sum)
 /// The rules' state in one Redis, under a key prefix (tests use their own).
 pub struct RulesState {
     connection: ConnectionManager,
+    encoder: Encoder,
+}
+
+/// How ops become Redis commands: the key prefix and the scripts. Needs no connection, so a
+/// batch's ops can be encoded ahead, off the path that waits on Redis ([`Encoded`]).
+#[derive(Clone)]
+pub struct Encoder {
     prefix: String,
     claim: Script,
     score: Script,
@@ -242,18 +249,34 @@ pub struct RulesState {
     unschedule: Script,
 }
 
+/// Ops encoded as one pipeline, for [`RulesState::apply_encoded`] with the same ops.
+pub struct Encoded {
+    pipe: redis::Pipeline,
+    /// Per op, whether it has a reply: a run of increments is sent per series, its replies
+    /// ignored (they only say the writes were taken).
+    own_reply: Vec<bool>,
+    replies: usize,
+}
+
 impl RulesState {
     /// `prefix` starts every key (e.g. `mailpipe:rules:`).
     pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
         Self {
             connection,
-            prefix: prefix.into(),
-            claim: Script::new(CLAIM),
-            score: Script::new(SCORE),
-            schedule: Script::new(SCHEDULE),
-            due: Script::new(DUE),
-            unschedule: Script::new(UNSCHEDULE),
+            encoder: Encoder {
+                prefix: prefix.into(),
+                claim: Script::new(CLAIM),
+                score: Script::new(SCORE),
+                schedule: Script::new(SCHEDULE),
+                due: Script::new(DUE),
+                unschedule: Script::new(UNSCHEDULE),
+            },
         }
+    }
+
+    /// This state's encoder, to encode ops ahead ([`RulesState::apply_encoded`]).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
     }
 
     /// Applies `ops` in one pipelined round trip and answers each, in order. Scripts the
@@ -263,12 +286,26 @@ impl RulesState {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        match self.send(ops).await {
+        let encoded = self.encoder.encode(ops);
+        self.apply_encoded(ops, &encoded).await
+    }
+
+    /// [`RulesState::apply`] of ops encoded ahead: `encoded` must be this state's
+    /// [`Encoder::encode`] of `ops`.
+    pub async fn apply_encoded(
+        &mut self,
+        ops: &[Op],
+        encoded: &Encoded,
+    ) -> Result<Vec<Answer>, StateError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.send(ops, encoded).await {
             Err(StateError::Redis(e))
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
                 self.load_scripts().await?;
-                self.send(ops).await
+                self.send(ops, encoded).await
             }
             other => other,
         }
@@ -277,7 +314,7 @@ impl RulesState {
     /// Every suppressed recipient of `scope` with its record, read in pages (`HSCAN`: Redis
     /// stays responsive however long the list is).
     pub async fn suppressions(&mut self, scope: &str) -> Result<Vec<(String, String)>, StateError> {
-        let key = self.key("suppressions", scope);
+        let key = self.encoder.key("suppressions", scope);
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
@@ -302,13 +339,8 @@ impl RulesState {
     async fn load_scripts(&mut self) -> Result<(), StateError> {
         let mut pipe = redis::pipe();
         ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
-        let scripts = [
-            &self.claim,
-            &self.score,
-            &self.schedule,
-            &self.due,
-            &self.unschedule,
-        ];
+        let e = &self.encoder;
+        let scripts = [&e.claim, &e.score, &e.schedule, &e.due, &e.unschedule];
         for script in scripts {
             pipe.load_script(script);
         }
@@ -316,12 +348,38 @@ impl RulesState {
         Ok(())
     }
 
-    async fn send(&mut self, ops: &[Op]) -> Result<Vec<Answer>, StateError> {
+    async fn send(&mut self, ops: &[Op], encoded: &Encoded) -> Result<Vec<Answer>, StateError> {
+        if encoded.own_reply.len() != ops.len() {
+            return Err(StateError::ReplyCount {
+                sent: ops.len(),
+                got: encoded.own_reply.len(),
+            });
+        }
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        let replies: Vec<Value> = encoded.pipe.query_async(&mut self.connection).await?;
+        if replies.len() != encoded.replies {
+            return Err(StateError::ReplyCount {
+                sent: encoded.replies,
+                got: replies.len(),
+            });
+        }
+        let mut replies = replies.into_iter();
+        ops.iter()
+            .zip(&encoded.own_reply)
+            .map(|(op, own)| match own {
+                false => Ok(Answer::Done),
+                true => answer(op, replies.next().unwrap_or(Value::Nil)),
+            })
+            .collect()
+    }
+}
+
+impl Encoder {
+    /// `ops` as one pipeline.
+    pub fn encode(&self, ops: &[Op]) -> Encoded {
         let mut pipe = redis::pipe();
-        // Per op, whether it has a reply: a run of increments is sent per series, its
-        // replies ignored (they only say the writes were taken).
         let mut own_reply = Vec::with_capacity(ops.len());
-        let (mut expected, mut at) = (0, 0);
+        let (mut replies, mut at) = (0, 0);
         while at < ops.len() {
             let run = ops[at..]
                 .iter()
@@ -330,7 +388,7 @@ impl RulesState {
             if run == 0 {
                 self.push(&mut pipe, &ops[at]);
                 own_reply.push(true);
-                expected += 1;
+                replies += 1;
                 at += 1;
             } else {
                 self.push_increments(&mut pipe, &ops[at..at + run]);
@@ -338,22 +396,11 @@ impl RulesState {
                 at += run;
             }
         }
-        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
-        let replies: Vec<Value> = pipe.query_async(&mut self.connection).await?;
-        if replies.len() != expected {
-            return Err(StateError::ReplyCount {
-                sent: expected,
-                got: replies.len(),
-            });
+        Encoded {
+            pipe,
+            own_reply,
+            replies,
         }
-        let mut replies = replies.into_iter();
-        ops.iter()
-            .zip(own_reply)
-            .map(|(op, own)| match (own, op) {
-                (false, _) => Ok(Answer::Done),
-                (true, op) => answer(op, replies.next().unwrap_or(Value::Nil)),
-            })
-            .collect()
     }
 
     /// A run of [`Op::Increment`]s, per series in the order they first appear: adds every
