@@ -9,6 +9,23 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::KafkaError;
 
+/// The header that marks a `mail.events.unique` record as a correction written by
+/// `mailpipe replay`; its value is the replay's revision (decimal Unix ms of its start).
+/// Readers that keep state per event (the aggregate stage) let it replace what they hold.
+pub const CORRECTION_HEADER: &str = "mailpipe-correction";
+
+/// The revision a record's [`CORRECTION_HEADER`] carries, if it is a correction.
+pub fn correction_revision<M: rdkafka::message::Message>(message: &M) -> Option<u64> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == CORRECTION_HEADER)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Every topic of the pipeline (design.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {

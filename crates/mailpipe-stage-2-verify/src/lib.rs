@@ -20,6 +20,7 @@
 pub mod control;
 pub mod fetch;
 pub mod records;
+pub mod replay;
 pub mod tokens;
 
 use std::collections::HashMap;

@@ -123,7 +123,10 @@ impl AggregateHandler {
         let event = self.kit.events().read(codec, payload).await?;
         metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
             .increment(1);
-        let row = EventRow::from_event(event);
+        let mut row = EventRow::from_event(event);
+        // A replay's correction replaces the event's rows of lower revision (`mailpipe
+        // replay` deletes them once this row is in).
+        row.revision = mailpipe_kafka::correction_revision(message).unwrap_or(0);
         if self
             .watermarks
             .observe(message.partition(), row.occurred_at)

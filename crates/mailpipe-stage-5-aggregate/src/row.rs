@@ -5,10 +5,10 @@
 //! the exact milliseconds.
 
 use mailpipe_model::EmailEvent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One row of `email_events`, fields in column order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, clickhouse::Row)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
 pub struct EventRow {
     pub event_id: String,
     pub event_type: String,
@@ -40,6 +40,9 @@ pub struct EventRow {
     pub raw_event: String,
     /// When the stage inserted the row (Unix ms; set by the loader just before the insert).
     pub inserted_at_ms: i64,
+    /// 0, or the revision of the replay that corrected the event (its record's
+    /// `mailpipe-correction` header).
+    pub revision: u64,
 }
 
 /// A `DateTime` (Unix seconds, UInt32) from Unix milliseconds, clamped to its range
@@ -86,6 +89,7 @@ impl EventRow {
             raw_request_id: event.raw_request_id,
             raw_event: event.raw_event,
             inserted_at_ms: 0,
+            revision: 0,
         }
     }
 

@@ -64,6 +64,29 @@ pub fn recompute_statements(database: &str, ranges: &[(u32, u32)]) -> Vec<String
         .collect()
 }
 
+/// The statements that delete every row of the windows in `ranges` from `email_stats_1m`
+/// (ClickHouse mutations), for when events were removed from `email_events` (a replay's
+/// superseded rows, an erasure): a window that shrinks, or loses a dimension, cannot be
+/// recomputed over its old rows, which keep the largest count. Run them, wait for the
+/// mutations, then [`recompute_statements`].
+pub fn delete_statements(database: &str, ranges: &[(u32, u32)]) -> Vec<String> {
+    ranges
+        .chunks(MAX_RANGES_PER_STATEMENT)
+        .map(|chunk| {
+            let filter = chunk
+                .iter()
+                .map(|(from, to)| {
+                    format!(
+                        "(window_start >= toDateTime({from}) AND window_start < toDateTime({to}))"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            format!("ALTER TABLE {database}.email_stats_1m DELETE WHERE {filter}")
+        })
+        .collect()
+}
+
 /// Whether an event arrived within the allowed lateness of its partition's watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timeliness {

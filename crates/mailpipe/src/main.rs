@@ -20,6 +20,7 @@
 mod deliveries;
 mod inspect;
 mod read;
+mod replay;
 mod rules;
 mod samples;
 mod summary;
@@ -66,6 +67,9 @@ enum Command {
     Read(read::ReadArgs),
     /// Records per topic, and distinct events per provider and type in ClickHouse.
     Summary(summary::SummaryArgs),
+    /// Re-derive the events of a time range of mail.raw after a parser fix and put the
+    /// corrected ones in place (resumable; --dry-run reports what would change).
+    Replay(replay::ReplayArgs),
     /// Drop ClickHouse monthly partitions older than [aggregate] retention_months.
     Retention {
         /// Only list what would be dropped.
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Deliveries(args) => deliveries::run(&settings, &args).await?,
         Command::Summary(args) => summary::run(&settings, &args).await?,
+        Command::Replay(args) => replay::run(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
             let now = std::time::SystemTime::now()

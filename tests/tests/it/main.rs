@@ -29,6 +29,8 @@ mod aggregate_stage;
 
 mod console_api;
 
+mod replay;
+
 mod suppressions_cli;
 
 // Shared machinery: the consumer loop, stage outputs, exactly-once, topics, schemas, storage.
