@@ -18,7 +18,7 @@ use crate::decision::{
     RuleStatus,
 };
 use crate::state::{CounterIncrement, Lookup, StatePlan, StateSnapshot};
-use crate::template::{context, RuleVars, Templates};
+use crate::template::{LazyContext, RuleVars, Templates};
 use crate::vars::{event_time_ms, EventVars};
 
 /// A checked rules file, ready to evaluate events. Cheap to share (`Arc`) across tasks.
@@ -265,7 +265,7 @@ impl RuleSet {
             description: &rule.description,
             version: &rule.version,
         };
-        let template_vars = context(vars, &rule_vars);
+        let template_vars = LazyContext::new(vars, rule_vars);
         let suppressed = suppression_lookup(rule, event)
             .and_then(|l| state.flag(&l))
             .unwrap_or(false);

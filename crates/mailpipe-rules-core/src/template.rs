@@ -107,6 +107,18 @@ impl Templates {
         Some(Text::Template(name))
     }
 
+    /// Renders `text` for one event, building its variables only if it is a template.
+    pub(crate) fn render_lazy(
+        &self,
+        text: &Text,
+        vars: &LazyContext<'_>,
+    ) -> Result<String, String> {
+        match text {
+            Text::Plain(s) => Ok(s.clone()),
+            Text::Template(_) => self.render(text, vars.get()),
+        }
+    }
+
     /// Renders `text` for one event.
     pub(crate) fn render(&self, text: &Text, vars: &Value) -> Result<String, String> {
         match text {
@@ -124,6 +136,28 @@ impl Templates {
 pub(crate) fn context(event: &EventVars<'_>, rule: &RuleVars<'_>) -> Value {
     let event = Value::from(Serde(event));
     minijinja::context! { rule => Value::from(Serde(rule)), ..event }
+}
+
+/// [`context`], built on first use: most actions' fields are plain text, and building the
+/// variables (every event field into minijinja values) was most of a matched rule's cost.
+pub(crate) struct LazyContext<'a> {
+    event: &'a EventVars<'a>,
+    rule: RuleVars<'a>,
+    value: std::cell::OnceCell<Value>,
+}
+
+impl<'a> LazyContext<'a> {
+    pub(crate) fn new(event: &'a EventVars<'a>, rule: RuleVars<'a>) -> Self {
+        LazyContext {
+            event,
+            rule,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &Value {
+        self.value.get_or_init(|| context(self.event, &self.rule))
+    }
 }
 
 /// minijinja's message with its detail, on one line.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 mod check;
 
 use crate::condition::when::When;
-use crate::template::{Templates, Text};
+use crate::template::{LazyContext, Templates, Text};
 
 /// One checked action of a rule.
 #[derive(Debug)]
@@ -91,11 +91,12 @@ pub enum ActionParams {
 }
 
 impl Action {
-    /// Renders the fields for one event (`vars` from [`crate::template::context`]).
+    /// Renders the fields for one event (`vars`: [`crate::template::context`], built only
+    /// if a field is a template).
     pub(crate) fn render(
         &self,
         templates: &Templates,
-        vars: &minijinja::Value,
+        vars: &LazyContext<'_>,
         recipient: Option<&str>,
     ) -> Result<ActionParams, String> {
         let recipient = || {
@@ -103,7 +104,7 @@ impl Action {
                 .map(str::to_string)
                 .ok_or("event has no recipient".to_string())
         };
-        let render = |text: &Text| templates.render(text, vars);
+        let render = |text: &Text| templates.render_lazy(text, vars);
         Ok(match &self.kind {
             ActionKind::Suppress {
                 reason,
