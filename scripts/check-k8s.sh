@@ -573,6 +573,60 @@ ok(f"cross-checks: {len(workloads)} workloads (probes on /healthz and /readyz at
    f"{len(by_kind.get('PodDisruptionBudget', {}))} PDBs, {len(scaled)} ScaledObjects (group, input topic, max = partitions), "
    f"Ingress body limit = {max_body} bytes, no secret in a ConfigMap")
 
+# ---------------------------------------------------------------- settings, as loaded
+# Each container's and compose service's environment (image ENV, then the ConfigMap or
+# compose environment, then its own variables; secrets as placeholders, MAILPIPE_CONFIG
+# as the example Secret's file or the compose secret's file) goes through the real
+# settings loader: `mailpipe check-config` of the build `make test` made.
+mailpipe_bin = os.environ.get("MAILPIPE_BIN") or os.path.join(
+    os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/mailpipe/target")), "debug", "mailpipe")
+secret_example = next((d for d in examples if d.get("kind") == "Secret"), {})
+example_file = f"{work}/secret-mailpipe.toml"
+with open(example_file, "w") as f:
+    f.write(secret_example.get("stringData", {}).get("mailpipe.toml", ""))
+
+
+def check_config(where, env):
+    empty = f"{work}/cwd"
+    os.makedirs(empty, exist_ok=True)
+    run = subprocess.run([mailpipe_bin, "check-config"], cwd=empty, capture_output=True, text=True,
+                         env={"PATH": os.environ.get("PATH", ""), **env})
+    if run.returncode != 0:
+        problem(where, "mailpipe check-config refuses its environment: " + (run.stderr or run.stdout).strip().replace("\n", " | ")[:600])
+
+
+if os.access(mailpipe_bin, os.X_OK):
+    loaded = 0
+    for name, w in sorted(workloads.items()):
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            env = {k: v for k, v in image_env.items()}
+            for source in c.get("envFrom", []):
+                env.update((configmaps.get(source.get("configMapRef", {}).get("name"), {}).get("data") or {}))
+            for e in c.get("env", []):
+                if "value" in e:
+                    env[e["name"]] = e["value"]
+                elif "secretKeyRef" in e.get("valueFrom", {}):
+                    env[e["name"]] = "placeholder"
+                elif "fieldRef" in e.get("valueFrom", {}):
+                    env[e["name"]] = f"{name}-0"
+            if "MAILPIPE_CONFIG" in env:
+                env["MAILPIPE_CONFIG"] = example_file
+            check_config(f"{w['kind']}/{name}", env)
+            loaded += 1
+    compose_secrets = {n: s.get("file") for n, s in (project.get("secrets") or {}).items()}
+    for name, svc in sorted(project.get("services", {}).items()):
+        if "mailpipe" not in str(svc.get("image", "")):
+            continue
+        env = {**image_env, **{k: str(v) for k, v in (svc.get("environment") or {}).items() if v is not None}}
+        if "MAILPIPE_CONFIG" in env:
+            mounted = {f"/run/secrets/{s.get('target') or s['source']}": compose_secrets.get(s["source"]) for s in svc.get("secrets") or []}
+            env["MAILPIPE_CONFIG"] = mounted.get(env["MAILPIPE_CONFIG"]) or "/nonexistent"
+        check_config(f"compose.yaml: services.{name}", env)
+        loaded += 1
+    ok(f"settings: {loaded} environments (every Kubernetes container, every compose mailpipe service) pass `mailpipe check-config` ({mailpipe_bin})")
+else:
+    print(f"    note: {mailpipe_bin} not built: settings not loaded (`make build` first; `make test` does)")
+
 # ---------------------------------------------------------------- 6. Kafka ACLs
 acls = open(f"{work}/acls.txt").read()
 if "kafka-acls.sh" not in acls:
@@ -604,7 +658,7 @@ sys.exit(1 if problems else 0)
 PY
 
 # --- 5. Prometheus scrape config ------------------------------------------------------
-step "promtool check config deploy/k8s/prometheus-scrape.yml ($($PROMTOOL --version 2>&1 | head -n1 | cut -d' ' -f1-3))"
+step "promtool check config deploy/k8s/prometheus-scrape.yml (promtool of github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION)"
 "$PROMTOOL" check config deploy/k8s/prometheus-scrape.yml || failed+=("prometheus-scrape.yml")
 
 if ((${#failed[@]})); then
