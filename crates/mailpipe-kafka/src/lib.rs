@@ -21,9 +21,7 @@ pub use client::{
 pub use consumer::{Ack, Delivery, Handler, HandlerError, LoopConfig};
 pub use health::{LoopHealth, Readiness};
 pub use producer::{create_producer, send_and_wait};
-pub use topics::{
-    correction_revision, create_topics, Topic, TopicNames, CORRECTION_HEADER,
-};
+pub use topics::{correction_revision, create_topics, Topic, TopicNames, CORRECTION_HEADER};
 pub use transaction::{OutRecord, Staged, TransactionConfig, Unproducible};
 
 /// Errors of the Kafka plumbing.

@@ -8,6 +8,7 @@
 
 mod event;
 pub mod form;
+pub mod privacy;
 mod provider;
 mod providers;
 mod spec;

@@ -47,6 +47,7 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub delivery: DeliverySettings,
     pub console: ConsoleSettings,
+    pub privacy: PrivacySettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -338,6 +339,38 @@ impl std::fmt::Debug for DeliverySettings {
             .finish()
     }
 }
+
+/// Privacy: keyed hashes of recipients (`mailpipe erase`, `hash_recipients`).
+/// `Debug` never shows the key.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// The HMAC key of recipient hashes (16+ bytes). Needed by `mailpipe erase` and by
+    /// `hash_recipients`; keep it secret and stable (a new key makes old hashes unmatched).
+    pub hash_key: String,
+    /// Store a keyed hash of each recipient (domain kept) in the analytics tables instead
+    /// of the address, and no request-body excerpts.
+    pub hash_recipients: bool,
+}
+
+impl std::fmt::Debug for PrivacySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacySettings")
+            .field(
+                "hash_key",
+                &if self.hash_key.is_empty() {
+                    "(none)"
+                } else {
+                    "(redacted)"
+                },
+            )
+            .field("hash_recipients", &self.hash_recipients)
+            .finish()
+    }
+}
+
+/// The smallest `[privacy] hash_key` accepted, in bytes.
+pub const MIN_HASH_KEY_BYTES: usize = 16;
 
 /// The console (`mailpipe-console`): the web page, its JSON API and the alerts.
 #[derive(Debug, Clone, Deserialize, Serialize)]

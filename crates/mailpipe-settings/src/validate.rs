@@ -16,6 +16,20 @@ impl Settings {
                 problems.push(format!("{key}: {why}"));
             }
         };
+        let privacy = &self.privacy;
+        check(
+            privacy.hash_key.is_empty() || privacy.hash_key.len() >= crate::MIN_HASH_KEY_BYTES,
+            "privacy.hash_key",
+            format!(
+                "must be at least {} bytes (or empty)",
+                crate::MIN_HASH_KEY_BYTES
+            ),
+        );
+        check(
+            !privacy.hash_recipients || !privacy.hash_key.is_empty(),
+            "privacy.hash_recipients",
+            "needs privacy.hash_key".into(),
+        );
         let alerts = &self.console.alerts;
         check(
             alerts.interval_seconds > 0,

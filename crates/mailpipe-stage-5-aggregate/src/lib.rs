@@ -21,6 +21,7 @@
 
 pub mod actions;
 pub mod loader;
+pub mod privacy;
 pub mod problems;
 pub mod row;
 pub mod windows;
@@ -41,6 +42,7 @@ use crate::actions::{
     ActionRecord, ActionRow, AttemptRecord, AttemptRow, SuppressionRecord, SuppressionRow,
 };
 use crate::loader::{BatchLimits, Loader, Pending, Row};
+use crate::privacy::RecipientHasher;
 use crate::problems::{DeadLetterRow, RejectionRow};
 use crate::row::EventRow;
 use crate::windows::{Timeliness, Watermarks};
@@ -67,6 +69,7 @@ pub struct AggregateHandler {
     rejected_topic: String,
     dlq_topic: String,
     raw_topic: String,
+    hasher: Option<RecipientHasher>,
     to_loader: Option<mpsc::UnboundedSender<Vec<Pending>>>,
     loader: Option<JoinHandle<()>>,
 }
@@ -87,6 +90,7 @@ impl StageHandler for AggregateHandler {
             rejected_topic: kit.topic(Topic::Rejected),
             dlq_topic: kit.topic(Topic::Dlq),
             raw_topic: kit.topic(Topic::Raw),
+            hasher: RecipientHasher::from_settings(&settings.privacy),
             to_loader: Some(tx),
             loader: Some(tokio::spawn(loader::run(loader, limits, rx))),
             kit,
@@ -95,30 +99,52 @@ impl StageHandler for AggregateHandler {
 }
 
 impl AggregateHandler {
-    /// The row of one consumed record, by its topic.
-    async fn row<M: Message>(&mut self, message: &M) -> Result<Row, StageError> {
-        let payload = message.payload().unwrap_or_default();
+    /// The row of one consumed record, by its topic (`None`: a tombstone of the compacted
+    /// `mail.suppressions`, written by `mailpipe erase`: nothing to load). With `[privacy]
+    /// hash_recipients`, recipients are hashed before the row goes anywhere.
+    async fn row<M: Message>(&mut self, message: &M) -> Result<Option<Row>, StageError> {
+        let mut row = self.plain_row(message).await?;
+        if let (Some(hasher), Some(row)) = (&self.hasher, row.as_mut()) {
+            match row {
+                Row::Event(r) => hasher.event(r),
+                Row::Action(r) => hasher.action(r),
+                Row::Suppression(r) => hasher.suppression(r),
+                Row::Rejection(r) => hasher.rejection(r),
+                Row::DeadLetter(r) => hasher.dead_letter(r),
+                Row::Attempt(_) => {}
+            }
+        }
+        Ok(row)
+    }
+
+    async fn plain_row<M: Message>(&mut self, message: &M) -> Result<Option<Row>, StageError> {
         let codec = self.kit.codec();
-        if message.topic() == self.actions_topic {
+        let topic = message.topic();
+        if topic == self.suppressions_topic && message.payload().is_none() {
+            return Ok(None);
+        }
+        let payload = message.payload().unwrap_or_default();
+        if topic == self.actions_topic {
             let record: ActionRecord = decode_retrying(codec, payload).await?;
-            return Ok(Row::Action(ActionRow::from(record)));
+            return Ok(Some(Row::Action(ActionRow::from(record))));
         }
-        if message.topic() == self.deliveries_topic {
+        if topic == self.deliveries_topic {
             let record: AttemptRecord = decode_retrying(codec, payload).await?;
-            return Ok(Row::Attempt(AttemptRow::from(record)));
+            return Ok(Some(Row::Attempt(AttemptRow::from(record))));
         }
-        if message.topic() == self.rejected_topic {
+        if topic == self.rejected_topic {
             let record: RejectedRecord = decode_retrying(codec, payload).await?;
-            return Ok(Row::Rejection(RejectionRow::from(record)));
+            return Ok(Some(Row::Rejection(RejectionRow::from(record))));
         }
-        if message.topic() == self.dlq_topic {
+        if topic == self.dlq_topic {
             let record: DeadLetterRecord = decode_retrying(codec, payload).await?;
-            return Ok(Row::DeadLetter(DeadLetterRow::new(record, &self.raw_topic)));
+            let row = DeadLetterRow::new(record, &self.raw_topic);
+            return Ok(Some(Row::DeadLetter(row)));
         }
-        if message.topic() == self.suppressions_topic {
+        if topic == self.suppressions_topic {
             let record: SuppressionRecord = decode_retrying(codec, payload).await?;
             let row = SuppressionRow::new(record, message.partition(), message.offset());
-            return Ok(Row::Suppression(row));
+            return Ok(Some(Row::Suppression(row)));
         }
         let event = self.kit.events().read(codec, payload).await?;
         metrics::counter!(names::AGGREGATE_EVENTS, "provider" => event.provider.as_str())
@@ -134,7 +160,7 @@ impl AggregateHandler {
         {
             metrics::counter!(names::AGGREGATE_LATE_EVENTS).increment(1);
         }
-        Ok(Row::Event(row))
+        Ok(Some(Row::Event(row)))
     }
 }
 
@@ -144,7 +170,11 @@ impl Handler for AggregateHandler {
         let mut pending = Vec::with_capacity(batch.len());
         for Delivery { message, ack } in batch {
             let row = match self.row(&message).await {
-                Ok(row) => row,
+                Ok(Some(row)) => row,
+                Ok(None) => {
+                    ack.complete();
+                    continue;
+                }
                 Err(StageError::Permanent { reason, detail }) => {
                     self.kit.dead_letter(&message, ack, reason, detail).await?;
                     continue;

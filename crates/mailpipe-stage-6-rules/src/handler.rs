@@ -116,7 +116,8 @@ pub fn connect_state(settings: &mailpipe_settings::Settings) -> anyhow::Result<R
         &settings.redis.url,
         Duration::from_millis(rules.redis_timeout_ms),
     )?;
-    Ok(RulesState::new(connection, rules.redis_prefix.clone()))
+    Ok(RulesState::new(connection, rules.redis_prefix.clone())
+        .with_recipient_hash_key(&settings.privacy.hash_key))
 }
 
 impl RulesHandler {

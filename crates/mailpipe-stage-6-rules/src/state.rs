@@ -242,6 +242,9 @@ pub struct RulesState {
 #[derive(Clone)]
 pub struct Encoder {
     prefix: String,
+    /// `[privacy] hash_key`: a suppression is also looked up by the recipient's keyed hash
+    /// (an erased recipient stays suppressed without their address).
+    recipient_hash_key: Option<Vec<u8>>,
     claim: Script,
     score: Script,
     schedule: Script,
@@ -265,6 +268,7 @@ impl RulesState {
             connection,
             encoder: Encoder {
                 prefix: prefix.into(),
+                recipient_hash_key: None,
                 claim: Script::new(CLAIM),
                 score: Script::new(SCORE),
                 schedule: Script::new(SCHEDULE),
@@ -272,6 +276,13 @@ impl RulesState {
                 unschedule: Script::new(UNSCHEDULE),
             },
         }
+    }
+
+    /// Looks suppressions up by the recipient's keyed hash too (`[privacy] hash_key`;
+    /// `mailpipe erase` keeps an erased recipient's suppression that way).
+    pub fn with_recipient_hash_key(mut self, key: &str) -> Self {
+        self.encoder.recipient_hash_key = (!key.is_empty()).then(|| key.as_bytes().to_vec());
+        self
     }
 
     /// This state's encoder, to encode ops ahead ([`RulesState::apply_encoded`]).
@@ -541,7 +552,16 @@ impl Encoder {
                 pipe.hdel(self.key("suppressions", scope), recipient);
             }
             Op::Suppressed { scope, recipient } => {
-                pipe.hget(self.key("suppressions", scope), recipient);
+                let key = self.key("suppressions", scope);
+                match &self.recipient_hash_key {
+                    Some(hash_key) => {
+                        let hash = mailpipe_model::privacy::recipient_hash(hash_key, recipient);
+                        pipe.cmd("HMGET").arg(key).arg(recipient).arg(hash);
+                    }
+                    None => {
+                        pipe.hget(key, recipient);
+                    }
+                }
             }
             Op::Schedule {
                 id,
@@ -647,8 +667,16 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
             other => return Err(unexpected("segment", &other)),
         },
         Op::Suppressed { .. } => {
-            let record: Option<String> = redis::from_redis_value(reply.clone())
-                .map_err(|_| unexpected("suppressed", &reply))?;
+            // HGET (one value) or HMGET by address and by hash (the first one held).
+            let record: Option<String> = match &reply {
+                Value::Array(values) => values
+                    .iter()
+                    .find(|v| !matches!(v, Value::Nil))
+                    .map(|v| redis::from_redis_value(v.clone()))
+                    .transpose(),
+                other => redis::from_redis_value(other.clone()),
+            }
+            .map_err(|_| unexpected("suppressed", &reply))?;
             Answer::Suppression(record)
         }
         Op::Due { .. } => {

@@ -18,6 +18,7 @@
 //!   loopback for the SES samples.
 
 mod deliveries;
+mod erase;
 mod inspect;
 mod read;
 mod replay;
@@ -70,6 +71,9 @@ enum Command {
     /// Re-derive the events of a time range of mail.raw after a parser fix and put the
     /// corrected ones in place (resumable; --dry-run reports what would change).
     Replay(replay::ReplayArgs),
+    /// Erase a recipient (privacy request): ClickHouse, Redis state, the suppression topic;
+    /// keeps suppressing them by keyed hash; audited in privacy_erasures.
+    Erase(erase::EraseArgs),
     /// Drop ClickHouse monthly partitions older than [aggregate] retention_months.
     Retention {
         /// Only list what would be dropped.
@@ -153,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deliveries(args) => deliveries::run(&settings, &args).await?,
         Command::Summary(args) => summary::run(&settings, &args).await?,
         Command::Replay(args) => replay::run(&settings, &args).await?,
+        Command::Erase(args) => erase::run(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
             let now = std::time::SystemTime::now()

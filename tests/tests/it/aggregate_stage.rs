@@ -853,3 +853,63 @@ async fn rejections_and_dead_letters_load_for_the_console() {
     stage.await.unwrap();
     s.drop_database().await;
 }
+
+/// `[privacy] hash_recipients`: the tables hold `h:<keyed hash>@<domain>` instead of each
+/// address, and the per-domain and per-recipient figures stay exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_hash_recipients_no_address_is_stored_and_counts_stay_exact() {
+    let mut s = setup("agg_hashed").await;
+    s.settings.privacy.hash_recipients = true;
+    s.migrate().await;
+    let input = stream(0, 300);
+    let mut distinct = input.clone();
+    distinct.dedup_by(|a, b| a.event_id == b.event_id);
+    s.produce(&input).await;
+    let (shutdown, stage) = s.start_stage();
+    let committed = s
+        .wait_committed(input.len() as i64, Duration::from_secs(60))
+        .await;
+    assert_eq!(committed, input.len() as i64);
+    let key = s.settings.privacy.hash_key.as_bytes().to_vec();
+    let rows = s.count("SELECT count() FROM {db}.email_events FINAL").await;
+    assert_eq!(rows, distinct.len() as u64);
+    let hashed = s
+        .count("SELECT count() FROM {db}.email_events FINAL WHERE recipient LIKE 'h:%@%'")
+        .await;
+    assert_eq!(
+        hashed, rows,
+        "every recipient is a keyed hash with its domain"
+    );
+    for e in distinct.iter().take(20) {
+        let address = e.recipient.clone().unwrap();
+        let local = address.split('@').next().unwrap().to_string();
+        let holding = s
+            .count(&format!(
+                "SELECT count() FROM {{db}}.email_events FINAL \
+                 WHERE positionCaseInsensitive(concat(recipient, ' ', raw_event), '{local}@') > 0"
+            ))
+            .await;
+        assert_eq!(holding, 0, "{address} is stored");
+        let by_hash = s
+            .count(&format!(
+                "SELECT count() FROM {{db}}.email_events FINAL WHERE recipient = '{}'",
+                mailpipe_model::privacy::hashed_address(&key, &address)
+            ))
+            .await;
+        let expected = distinct
+            .iter()
+            .filter(|d| d.recipient == e.recipient)
+            .count() as u64;
+        assert_eq!(
+            by_hash, expected,
+            "{address}: the hash stands for the recipient"
+        );
+    }
+    let domains = s
+        .count("SELECT uniqExact(recipient_domain) FROM {db}.email_events FINAL")
+        .await;
+    assert_eq!(domains, 3);
+    shutdown.cancel();
+    stage.await.unwrap();
+    s.drop_database().await;
+}

@@ -31,6 +31,8 @@ mod console_api;
 
 mod replay;
 
+mod erase;
+
 mod suppressions_cli;
 
 // Shared machinery: the consumer loop, stage outputs, exactly-once, topics, schemas, storage.
