@@ -79,7 +79,7 @@ pub enum Op {
         limit: Option<(u64, i64)>,
     },
     /// Adds `delta` to `recipient`'s score once per `contribution`, keeping contributions for
-    /// `window_ms`.
+    /// twice `window_ms` (answers [`Answer::Done`]).
     ScoreAdd {
         recipient: String,
         contribution: String,
@@ -214,17 +214,12 @@ return 0
 /// it again.
 const FIRED_MEMORY_MS: i64 = 30 * DAY_MS;
 
-/// Contributions are members `<contribution>|<delta>`; the score is their sum in the
-/// window, returned as text (a Lua number would be truncated to an integer reply).
-/// KEYS[1] score key; ARGV: member ("" to only read), at, trim bound, count bound, ttl ms.
+/// Contributions are members `<contribution>|<delta>` (written by plain commands,
+/// [`Op::ScoreAdd`]); the score is their sum in the window, returned as text (a Lua number
+/// would be truncated to an integer reply). KEYS[1] score key; ARGV: at, count bound.
 const SCORE: &str = r"
-if ARGV[1] ~= '' then
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-end
 local sum = 0
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], ARGV[2])) do
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1])) do
   local delta = tonumber(string.match(member, '|([^|]*)$'))
   if delta then sum = sum + delta end
 end
@@ -397,9 +392,9 @@ impl Encoder {
                 .take_while(|op| matches!(op, Op::Increment { .. }))
                 .count();
             if run == 0 {
-                self.push(&mut pipe, &ops[at]);
-                own_reply.push(true);
-                replies += 1;
+                let has_reply = self.push(&mut pipe, &ops[at]);
+                own_reply.push(has_reply);
+                replies += usize::from(has_reply);
                 at += 1;
             } else {
                 self.push_increments(&mut pipe, &ops[at..at + run]);
@@ -474,10 +469,13 @@ impl Encoder {
         format!("{}{kind}:{name}", self.prefix)
     }
 
-    fn push(&self, pipe: &mut redis::Pipeline, op: &Op) {
+    /// Adds `op`'s commands; answers whether it has a reply (writes whose replies only say
+    /// they were taken have none).
+    fn push(&self, pipe: &mut redis::Pipeline, op: &Op) -> bool {
         match op {
             Op::Increment { .. } => {
                 self.push_increments(pipe, std::slice::from_ref(op));
+                return false;
             }
             Op::Count {
                 series,
@@ -522,15 +520,34 @@ impl Encoder {
                 at_ms,
                 window_ms,
             } => {
-                let member = format!("{contribution}|{delta}");
-                self.push_score(pipe, recipient, &member, *at_ms, *window_ms);
+                // Plain commands, as for a counter increment (each idempotent, no reader can
+                // tell them from one script, and a third of a script's cost): add the
+                // contribution once, forget those no window can need, renew the expiry.
+                let key = self.key("score", recipient);
+                let window_ms = (*window_ms).max(1);
+                pipe.cmd("ZADD")
+                    .arg(&key)
+                    .arg("NX")
+                    .arg(at_ms)
+                    .arg(format!("{contribution}|{delta}"))
+                    .ignore();
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(trim_point(*at_ms).saturating_sub(window_ms.saturating_mul(2)))
+                    .ignore();
+                pipe.cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window_ms.saturating_mul(2))
+                    .ignore();
+                return false;
             }
             Op::Score {
                 recipient,
                 at_ms,
                 window_ms,
             } => {
-                self.push_score(pipe, recipient, "", *at_ms, *window_ms);
+                self.push_score(pipe, recipient, *at_ms, *window_ms);
             }
             Op::SegmentAdd { segment, recipient } => {
                 pipe.sadd(self.key("segment", segment), recipient);
@@ -596,6 +613,7 @@ impl Encoder {
                 );
             }
         }
+        true
     }
 
     /// The schedule's keys (due times, payloads, fired ids), in one cluster hash slot.
@@ -603,23 +621,13 @@ impl Encoder {
         ["times", "payloads", "fired"].map(|k| self.key("schedule", &format!("{{due}}:{k}")))
     }
 
-    fn push_score(
-        &self,
-        pipe: &mut redis::Pipeline,
-        recipient: &str,
-        member: &str,
-        at_ms: i64,
-        window_ms: i64,
-    ) {
+    fn push_score(&self, pipe: &mut redis::Pipeline, recipient: &str, at_ms: i64, window_ms: i64) {
         let window_ms = window_ms.max(1);
         pipe.invoke_script(
             self.score
                 .key(self.key("score", recipient))
-                .arg(member)
                 .arg(at_ms)
-                .arg(trim_point(at_ms).saturating_sub(window_ms.saturating_mul(2)))
-                .arg(format!("({}", at_ms.saturating_sub(window_ms)))
-                .arg(window_ms.saturating_mul(2)),
+                .arg(format!("({}", at_ms.saturating_sub(window_ms))),
         );
     }
 }
@@ -656,7 +664,7 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
             Value::Int(3) => Answer::Claim(ClaimAnswer::Limited),
             other => return Err(unexpected("claim", &other)),
         },
-        Op::ScoreAdd { .. } | Op::Score { .. } => {
+        Op::Score { .. } => {
             let text: String =
                 redis::from_redis_value(reply.clone()).map_err(|_| unexpected("score", &reply))?;
             Answer::Score(text.parse().map_err(|_| unexpected("score", &reply))?)
@@ -689,6 +697,7 @@ fn answer(op: &Op, reply: Value) -> Result<Answer, StateError> {
             Answer::Due(pairs)
         }
         Op::Increment { .. }
+        | Op::ScoreAdd { .. }
         | Op::Schedule { .. }
         | Op::Unschedule { .. }
         | Op::SegmentAdd { .. }
