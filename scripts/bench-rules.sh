@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bench of the rules stage with 100 rules (mixed conditions, 10 thresholds) against a no-op
 # forwarder on the same consumer loop and input: prints events/s of both, their ratio
-# (goal >= 0.5), the actions, suppressions and published records written, and Redis round
-# trips per event. Figures only; nothing is asserted.
+# (goal >= 0.5), the actions, suppressions and published records written, Redis round
+# trips per event, and each one's process CPU per 1,000 events. Figures only; nothing is
+# asserted.
 #
 # Needs a running stack (scripts/stack.sh up) and its env, e.g.
 #   source "${MAILPIPE_RUN_DIR:-.run}/env.sh"; scripts/bench-rules.sh

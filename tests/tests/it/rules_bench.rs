@@ -1,7 +1,9 @@
 //! Bench (ignored; run by scripts/bench-rules.sh): events/s through the rules stage with 100
 //! rules next to events/s through a no-op forwarder on the same consumer loop, their ratio
-//! (issue 18's goal: >= 0.5), what the rules wrote, and the Redis work per event. It
-//! asserts nothing about timings.
+//! (issue 18's goal: >= 0.5), what the rules wrote, the Redis work per event, and the CPU
+//! this process used per 1,000 events in each run (other builds on the machine swing the
+//! rates, the stage's more than the forwarder's; the CPU figures much less). It asserts
+//! nothing about timings.
 //!
 //! The rules ([`rules_file`]): the four default rules of `config/rules.toml` and 96 more of
 //! every condition kind — event types, providers, recipient and domain regexes, tags,
@@ -865,17 +867,42 @@ fn committed(consumer: &BaseConsumer, topic: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// What one run measured: the inputs committed after the first commit, and the seconds
-/// from the first commit to the last.
+/// What one run measured: the inputs committed after the first commit, the seconds from
+/// the first commit to the last, and the CPU seconds this process used meanwhile (the
+/// stage or forwarder, its Kafka clients and the probe: a figure the machine's other load
+/// does not change much, unlike the rate).
 struct Clock {
     inputs: i64,
     secs: f64,
+    cpu_secs: f64,
 }
 
 impl Clock {
     fn rate(&self) -> f64 {
         self.inputs as f64 / self.secs
     }
+
+    /// CPU milliseconds of this process per 1,000 inputs.
+    fn cpu_ms_per_1000(&self) -> f64 {
+        self.cpu_secs * 1e6 / self.inputs as f64
+    }
+}
+
+/// CPU seconds (user + system, every thread) this process has used so far: fields 14 and
+/// 15 of `/proc/self/stat`, in clock ticks of 1/100 s (Linux's fixed USER_HZ).
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the name: field 3 is index 0, so fields 14 and 15 are indexes 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Samples the group's committed offsets every 10 ms (a thread of its own) until they
@@ -890,21 +917,23 @@ fn commit_clock(settings: &Settings, n: i64) -> Clock {
         .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
-    let mut first: Option<(Instant, i64)> = None;
+    let mut first: Option<(Instant, i64, f64)> = None;
     let (mut last, mut progress_at) = (0, Instant::now());
     loop {
         let c = committed(&consumer, &topic);
         let now = Instant::now();
         if c > 0 && first.is_none() {
-            first = Some((now, c));
+            first = Some((now, c, process_cpu_secs()));
         }
         if c >= n {
-            let (t0, c0) = first.unwrap_or((now, 0));
+            let cpu = process_cpu_secs();
+            let (t0, c0, cpu0) = first.unwrap_or((now, 0, cpu));
             // A run whose first commit covered everything has no interval to time.
             let secs = (now - t0).as_secs_f64().max(0.001);
             return Clock {
                 inputs: (n - c0).max(1),
                 secs,
+                cpu_secs: cpu - cpu0,
             };
         }
         if c != last {
@@ -1059,18 +1088,25 @@ async fn bench_rules_against_a_forwarder() {
 
     // The two take turns, round by round, so a drift of the machine's load favours neither.
     let (mut forwarder, mut stage) = (Vec::new(), Vec::new());
+    let (mut forwarder_cpu, mut stage_cpu) = (Vec::new(), Vec::new());
     let mut last = None;
     for round in 0..rounds {
         if round % 2 == 0 {
-            forwarder.push(forwarder_run(&input).await.rate());
+            let clock = forwarder_run(&input).await;
+            forwarder.push(clock.rate());
+            forwarder_cpu.push(clock.cpu_ms_per_1000());
             let run = stage_run(&input).await;
             stage.push(run.clock.rate());
+            stage_cpu.push(run.clock.cpu_ms_per_1000());
             last = Some(run);
         } else {
             let run = stage_run(&input).await;
             stage.push(run.clock.rate());
+            stage_cpu.push(run.clock.cpu_ms_per_1000());
             last = Some(run);
-            forwarder.push(forwarder_run(&input).await.rate());
+            let clock = forwarder_run(&input).await;
+            forwarder.push(clock.rate());
+            forwarder_cpu.push(clock.cpu_ms_per_1000());
         }
     }
     let last = last.expect("at least one round");
@@ -1105,6 +1141,12 @@ async fn bench_rules_against_a_forwarder() {
         rates(&stage)
     );
     println!("ratio:           {:.2}", stage_rate / fwd_rate);
+    println!(
+        "process CPU per 1,000 events (this process: stage or forwarder, Kafka clients), medians: forwarder {:.0} ms, rules stage {:.0} ms (rounds: {})",
+        median(forwarder_cpu.clone()),
+        median(stage_cpu.clone()),
+        rates(&stage_cpu)
+    );
     println!(
         "written by a run: {actions} actions, {suppressions} suppressions, {published} published records, {dead_letters} dead letters"
     );
