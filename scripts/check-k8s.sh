@@ -2,7 +2,8 @@
 # scripts/check-k8s.sh — static checks of the deployment files (part of `make test`); no
 # container engine and no cluster needed, nothing downloaded at check time but packages
 # from the registries, cached under ~/.cache/mailpipe/deploy-tools on the first run:
-#   1. image: every binary deploy/docker/Dockerfile builds is a [[bin]] of the workspace
+#   1. image: deploy/docker/Dockerfile parsed by BuildKit's Dockerfile frontend (Go module,
+#      built here) with its linter; every binary it builds is a [[bin]] of the workspace
 #      and every [[bin]] is in the image; the entrypoint's commands name those binaries;
 #      the final stage runs as a non-root user; the files it copies exist and are not
 #      excluded by .dockerignore; the entrypoint parses (sh -n).
@@ -37,6 +38,7 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 COMPOSE_GO_VERSION=v2.16.2
 KEDA_VERSION=v2.18.3
 PROMETHEUS_MODULE_VERSION=v0.316.0 # Prometheus 3.16's promtool
+BUILDKIT_VERSION=v0.34.2
 K8S_VERSIONS="1.31 1.37"
 
 step() { printf '==> %s\n' "$*"; }
@@ -116,6 +118,69 @@ GO
     ) || { cat "$dir/build.log" >&2; rm -f "$COMPOSE_LOADER"; err "building the compose loader failed"; exit 1; }
 }
 
+# BuildKit's Dockerfile frontend (what `docker build` parses with): syntax, instruction
+# flags, stages, and its linter's warnings.
+install_dockerfile_parser() {
+    local dir=$TOOLS/dockerfile-parser-$BUILDKIT_VERSION
+    DOCKERFILE_PARSER=$dir/dockerfile-parser
+    [[ -x $DOCKERFILE_PARSER ]] && return 0
+    need_go
+    step "building the Dockerfile parser (github.com/moby/buildkit $BUILDKIT_VERSION)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$dir/main.go" <<'GO'
+// dockerfile-parser: parses a Dockerfile with BuildKit's frontend parser and instruction
+// parser, printing its stages; exit 1 on a parse error, 2 on a linter warning.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+func main() {
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	res, err := parser.Parse(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	warnings := 0
+	lint := linter.New(&linter.Config{Warn: func(rule, desc, url, msg string, loc []parser.Range) {
+		warnings++
+		fmt.Printf("lint %s: %s (line %d)\n", rule, msg, loc[0].Start.Line)
+	}})
+	stages, _, err := instructions.Parse(res.AST, lint)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, s := range stages {
+		fmt.Printf("stage %s FROM %s, %d instructions; ", s.Name, s.BaseName, len(s.Commands))
+	}
+	fmt.Println()
+	if warnings > 0 {
+		os.Exit(2)
+	}
+}
+GO
+    (
+        cd "$dir"
+        go mod init mailpipe/dockerfile-parser >/dev/null 2>&1
+        go get "github.com/moby/buildkit@$BUILDKIT_VERSION" >build.log 2>&1 &&
+            go mod tidy >>build.log 2>&1 &&
+            go build -o dockerfile-parser . >>build.log 2>&1
+    ) || { cat "$dir/build.log" >&2; rm -f "$DOCKERFILE_PARSER"; err "building the Dockerfile parser failed"; exit 1; }
+}
+
 # The KEDA module's config/crd/bases holds the CRDs as the operator installs them.
 fetch_keda_crds() {
     local marker=$TOOLS/keda-$KEDA_VERSION.dir
@@ -146,10 +211,20 @@ install_promtool() {
 
 install_venv
 install_compose_loader
+install_dockerfile_parser
 fetch_keda_crds
 install_promtool
 
 failed=()
+
+# --- 1. image: BuildKit parses the Dockerfile (the rest of 1 is in the Python part) -------
+step "image: BuildKit $BUILDKIT_VERSION parses deploy/docker/Dockerfile (syntax, flags, stages, lint)"
+if "$DOCKERFILE_PARSER" deploy/docker/Dockerfile >"$WORK/dockerfile.out" 2>&1; then
+    echo "    ok: $(cat "$WORK/dockerfile.out")"
+else
+    cat "$WORK/dockerfile.out" >&2
+    failed+=("Dockerfile parse")
+fi
 
 # --- 2. compose: load it (the structural checks are in the Python part) -----------------
 step "compose: compose-go $COMPOSE_GO_VERSION loads deploy/compose.yaml (Compose schema, interpolation, depends_on)"
