@@ -634,6 +634,12 @@ for name, so in by_kind.get("ScaledObject", {}).items():
 for s in STAGES:
     if s not in scaled:
         problem("deploy/k8s", f"no ScaledObject for {s}")
+# An autoscaled workload must not set spec.replicas: every apply would reset the count.
+autoscaled = {so["spec"]["scaleTargetRef"]["name"] for so in by_kind.get("ScaledObject", {}).values()}
+autoscaled |= {h["spec"]["scaleTargetRef"]["name"] for h in by_kind.get("HorizontalPodAutoscaler", {}).values()}
+for name in sorted(autoscaled & set(workloads)):
+    if "replicas" in workloads[name]["spec"]:
+        problem(name, "sets spec.replicas although an autoscaler owns it (each apply would reset the count)")
 
 ingresses = by_kind.get("Ingress", {})
 for name, ing in ingresses.items():
@@ -645,7 +651,7 @@ for name, ing in ingresses.items():
 if not ingresses:
     problem("deploy/k8s", "no Ingress for the receiver")
 ok(f"cross-checks: {len(workloads)} workloads (probes on /healthz and /readyz at each stage's port, requests and limits, non-root), "
-   f"{len(by_kind.get('PodDisruptionBudget', {}))} PDBs, {len(scaled)} ScaledObjects (group, input topic, max = partitions), "
+   f"{len(by_kind.get('PodDisruptionBudget', {}))} PDBs, {len(scaled)} ScaledObjects (group, input topic, max = partitions; no fixed replicas), "
    f"Ingress body limit = {max_body} bytes, no secret in a ConfigMap")
 
 # ---------------------------------------------------------------- settings, as loaded
