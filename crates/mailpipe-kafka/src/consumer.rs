@@ -198,12 +198,21 @@ impl ConsumerContext for LoopContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            tracing::info!(partitions = assigned.count(), "partitions assigned");
-            let held = consumer
-                .assignment()
-                .map_or(assigned.count(), |a| a.count());
-            self.health.assigned(held);
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                tracing::info!(partitions = assigned.count(), "partitions assigned");
+                let held = consumer
+                    .assignment()
+                    .map_or(assigned.count(), |a| a.count());
+                self.health.assigned(held);
+            }
+            // What is left after a revoke (nothing after an eager rebalance's revoke, until
+            // the next assignment).
+            Rebalance::Revoke(_) => {
+                let held = consumer.assignment().map_or(0, |a| a.count());
+                self.health.assigned(held);
+            }
+            Rebalance::Error(_) => {}
         }
     }
 
@@ -490,13 +499,14 @@ impl LoopState {
             }
         }
         drop(tracker);
-        self.resume_drained(std::slice::from_ref(&c.tp));
+        // Progress, outside exactly-once; in it, only a committed transaction is.
+        self.resume_drained(std::slice::from_ref(&c.tp), !self.exactly_once);
         Ok(())
     }
 
     /// Resumes the given paused partitions whose work in flight (staged included) fell to
     /// half the limit, so a partition does not flap at the threshold.
-    fn resume_drained(&mut self, partitions: &[TopicPartition]) {
+    fn resume_drained(&mut self, partitions: &[TopicPartition], progressed: bool) {
         let mut tracker = self.tracker.lock().expect("tracker lock");
         for tp in partitions {
             let load = tracker.in_flight(tp) + self.staging.len(tp);
@@ -510,7 +520,7 @@ impl LoopState {
         metrics::gauge!(names::KAFKA_PAUSED_PARTITIONS).set(tracker.paused_count() as f64);
         let load = tracker.total_in_flight() + self.staging.total();
         metrics::gauge!(names::KAFKA_IN_FLIGHT).set(load as f64);
-        self.config.health.work(load, true);
+        self.config.health.work(load, progressed);
     }
 
     /// Tells the tracker the consumer's positions, which move past transaction markers.
@@ -639,7 +649,7 @@ impl LoopState {
                 }
             }
         }
-        self.resume_drained(&partitions);
+        self.resume_drained(&partitions, committed);
         Ok(committed)
     }
 

@@ -47,12 +47,24 @@ pub struct RulesHandler {
     worker: Option<JoinHandle<Result<(), HandlerError>>>,
 }
 
+/// One input of a batch.
+enum Slot {
+    /// Its event, at this index in `events`.
+    Event(usize),
+    /// Its dead letter.
+    DeadLetter(OutRecord),
+    /// A correction written by `mailpipe replay` (`mailpipe-correction` header): not
+    /// evaluated. Automation reacts to events as they happen; a re-derived old event must
+    /// not fire webhooks, scores or suppressions again (its claims may have expired).
+    Correction,
+}
+
 /// A batch decoded and planned, for the worker.
 struct Prepared {
     batch: Vec<Delivery>,
     events: Vec<EmailEvent>,
-    /// Per input, its event's index in `events` or its dead letter.
-    slots: Vec<Result<usize, OutRecord>>,
+    /// Per input, what it is.
+    slots: Vec<Slot>,
     /// The rules the batch was planned with, and is evaluated with.
     rules: Arc<RuleSet>,
     planned: Planned,
@@ -232,7 +244,7 @@ impl Worker {
         let mut emissions = Vec::with_capacity(batch.len());
         for (delivery, slot) in batch.into_iter().zip(slots) {
             let (records, origin) = match slot {
-                Ok(index) => {
+                Slot::Event(index) => {
                     let event = &events[index];
                     let out = &outputs[index];
                     count_matches(out);
@@ -243,7 +255,8 @@ impl Worker {
                     };
                     (records_of.records(out)?, origin)
                 }
-                Err(letter) => (vec![letter], Origin::default()),
+                Slot::DeadLetter(letter) => (vec![letter], Origin::default()),
+                Slot::Correction => (Vec::new(), Origin::default()),
             };
             emissions.push(Emission::<()> {
                 input: InputRef::new(&delivery.message, origin),
@@ -293,9 +306,14 @@ impl Handler for RulesHandler {
         let mut events = Vec::with_capacity(batch.len());
         let mut slots = Vec::with_capacity(batch.len());
         for delivery in &batch {
+            if mailpipe_kafka::correction_revision(&delivery.message).is_some() {
+                metrics::counter!(names::RULES_CORRECTIONS_SKIPPED).increment(1);
+                slots.push(Slot::Correction);
+                continue;
+            }
             match self.kit.decode_event(&delivery.message).await {
                 Ok(event) => {
-                    slots.push(Ok(events.len()));
+                    slots.push(Slot::Event(events.len()));
                     events.push(event);
                 }
                 Err(StageError::Permanent { reason, detail }) => {
@@ -305,7 +323,7 @@ impl Handler for RulesHandler {
                         detail,
                         Origin::default(),
                     )?;
-                    slots.push(Err(letter));
+                    slots.push(Slot::DeadLetter(letter));
                 }
                 Err(e) => return Err(e.into()),
             }

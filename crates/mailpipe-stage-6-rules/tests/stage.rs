@@ -485,3 +485,46 @@ async fn rate_and_limit_rules_are_exact_across_four_partitions_and_two_replicas(
         replica.await.unwrap().unwrap();
     }
 }
+
+/// A correction written by `mailpipe replay` (the `mailpipe-correction` header) is passed
+/// over: automation reacts to events as they happen, never to a re-derived old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrections_from_a_replay_are_not_evaluated() {
+    let setup = setup("rules-corrections", "").await;
+    let topic = setup.names.name(Topic::EventsUnique);
+    let codec = AvroCodec::new(&setup.settings.schema_registry.url).unwrap();
+    let schema = codec
+        .register(&TopicSchema::new(&topic, EMAIL_EVENT_SCHEMA).unwrap())
+        .await
+        .unwrap();
+    let producer = mailpipe_kafka::create_producer(&setup.settings.kafka).unwrap();
+    let hard = Some(BounceClass::Hard);
+    let corrected = event(1, "old@x.example", EventType::Bounced, hard, T0);
+    let live = event(2, "new@x.example", EventType::Bounced, hard, T0);
+    for (e, correction) in [(&corrected, true), (&live, false)] {
+        let payload = schema.encode(e, 512).unwrap();
+        let mut record = FutureRecord::to(&topic)
+            .key(e.recipient.as_deref().unwrap_or(""))
+            .payload(payload.as_slice());
+        if correction {
+            record = record.headers(rdkafka::message::OwnedHeaders::new().insert(
+                rdkafka::message::Header {
+                    key: mailpipe_kafka::CORRECTION_HEADER,
+                    value: Some("1764690000000"),
+                },
+            ));
+        }
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let stage = setup.replica("a", &shutdown);
+    // consume_exactly checks for 2 s that no second action arrives.
+    let actions: Vec<Action> = setup.decoded(Topic::Actions, 1).await;
+    assert_eq!(actions[0].recipient.as_deref(), Some("new@x.example"));
+    shutdown.cancel();
+    stage.await.unwrap().unwrap();
+}

@@ -80,6 +80,7 @@ pub const RULES_STATE_ERRORS: &str = "mailpipe_rules_state_errors_total";
 pub const RULES_RELOADS: &str = "mailpipe_rules_reloads_total";
 pub const RULES_LOADED: &str = "mailpipe_rules_loaded";
 pub const RULES_DUE_FIRED: &str = "mailpipe_rules_due_fired_total";
+pub const RULES_CORRECTIONS_SKIPPED: &str = "mailpipe_rules_corrections_skipped_total";
 
 // Outbound delivery (mailpipe-deliver).
 /// Webhook actions taken in from mail.actions and scheduled.
@@ -405,6 +406,10 @@ fn describe_health_and_console() {
     describe_counter!(
         CONSOLE_ALERT_EVALUATIONS,
         "Alert evaluation rounds by the console, by outcome (ok, error)"
+    );
+    describe_counter!(
+        RULES_CORRECTIONS_SKIPPED,
+        "Corrections written by mailpipe replay that the rules stage passed over (never evaluated)"
     );
     describe_counter!(
         CONSOLE_ALERT_NOTIFICATIONS,

@@ -56,17 +56,11 @@ const TABLES: [(&str, &str); 5] = [
     ("email_events", "recipient IN (?, ?)"),
     (
         "rule_executions",
-        "recipient IN (?, ?) OR has(parameter_values, ?)",
+        "recipient IN (?, ?) OR match(concat(arrayStringConcat(parameter_values, ' '), ' ', detail), ?)",
     ),
     ("suppressions", "recipient IN (?, ?)"),
-    (
-        "rejected_requests",
-        "positionCaseInsensitive(body_excerpt, ?) > 0",
-    ),
-    (
-        "dead_letters",
-        "positionCaseInsensitive(payload_excerpt, ?) > 0",
-    ),
+    ("rejected_requests", "match(concat(body_excerpt, ' ', detail), ?)"),
+    ("dead_letters", "match(concat(payload_excerpt, ' ', detail), ?)"),
 ];
 
 pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
@@ -81,6 +75,11 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
     if args.by.trim().is_empty() {
         bail!("--by must say who asks");
     }
+    // The audit keeps `--by` in clear: no address in it (it would also undo the erasure of
+    // the suppression record that names it).
+    if args.by.contains('@') {
+        bail!("--by must not hold an email address: say who asks (a ticket, a name), not whose data it is");
+    }
     let hash = recipient_hash(key, &address);
     let hashed = hashed_address(key, &address);
     let mut removed = Removed::default();
@@ -91,25 +90,9 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
         &settings.redis.url,
         Duration::from_millis(rules.redis_timeout_ms),
     )?;
-    let scopes = suppressed_scopes(&mut redis, &rules.redis_prefix, &address).await?;
-    for (key, scope) in &scopes {
-        let record = serde_json::json!({
-            "reason": "erased",
-            "origin": format!("erase:{}", args.by.trim()),
-            "at": now_ms(),
-        });
-        let _: () = redis::cmd("HSET")
-            .arg(key)
-            .arg(&hash)
-            .arg(record.to_string())
-            .query_async(&mut redis)
-            .await
-            .context("keeping the suppression by hash")?;
-        removed.suppressed_scopes.push(scope.clone());
-    }
-    scrub_redis(&mut redis, &rules.redis_prefix, &address, &mut removed).await?;
-
-    // 2. Kafka: tombstones for the compacted suppression list.
+    let scopes = suppressed_scopes(&mut redis, &rules.redis_prefix, &address, &hash).await?;
+    // 2. Kafka, before the address leaves Redis (a rerun after a failure here still
+    // finds the scopes, by hash): tombstones for the compacted suppression list.
     if !scopes.is_empty() {
         let names = TopicNames::new(&settings.kafka.topic_prefix);
         let topic = names.name(Topic::Suppressions);
@@ -129,16 +112,37 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
         }
     }
 
+    for (key, scope) in &scopes {
+        let record = serde_json::json!({
+            "reason": "erased",
+            "origin": format!("erase:{}", args.by.trim()),
+            "at": now_ms(),
+        });
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(&hash)
+            .arg(record.to_string())
+            .query_async(&mut redis)
+            .await
+            .context("keeping the suppression by hash")?;
+        removed.suppressed_scopes.push(scope.clone());
+    }
+    scrub_redis(&mut redis, &rules.redis_prefix, &address, &mut removed).await?;
+
     // 3. ClickHouse: count, delete, wait, rebuild the touched windows.
     let database = &settings.clickhouse.database;
     let clickhouse = mailpipe_clickhouse::client(&settings.clickhouse).with_database(database);
-    let minutes: Vec<u32> = clickhouse
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+    let mut minutes: BTreeSet<u32> = clickhouse
         .query("SELECT DISTINCT toUInt32(toStartOfMinute(occurred_at)) FROM email_events WHERE recipient IN (?, ?)")
         .bind(&address)
         .bind(&hashed)
-        .fetch_all()
+        .fetch_all::<u32>()
         .await
-        .context("reading the recipient's event minutes")?;
+        .context("reading the recipient's event minutes")?
+        .into_iter()
+        .collect();
+    minutes.extend(disagreeing_windows(&clickhouse, &domain).await?);
     for (table, predicate) in TABLES {
         let count_sql = format!("SELECT count() FROM {table} WHERE {predicate}");
         let delete_sql = format!("ALTER TABLE {table} DELETE WHERE {predicate}");
@@ -159,7 +163,7 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
         wait_for_mutations(&clickhouse, database, table, deadline).await?;
     }
     if !minutes.is_empty() {
-        let ranges = window_ranges(&minutes.iter().copied().collect::<BTreeSet<u32>>());
+        let ranges = window_ranges(&minutes);
         for sql in delete_statements(database, &ranges) {
             clickhouse.query(&sql).execute().await?;
         }
@@ -170,7 +174,6 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
     }
 
     // 4. The audit entry.
-    let domain = address.rsplit_once('@').map_or("", |(_, d)| d).to_string();
     let removed_json = serde_json::to_string(&removed)?;
     let at = now_ms();
     clickhouse
@@ -198,10 +201,57 @@ fn bind_recipient(
     if predicate.contains("IN (?, ?)") {
         query = query.bind(address).bind(hashed);
     }
-    if predicate.contains("has(") || predicate.contains("position") {
-        query = query.bind(address);
+    if predicate.contains("match(") {
+        query = query.bind(address_pattern(address));
     }
     query
+}
+
+/// A regular expression (RE2) matching `address` as a whole token, ignoring case.
+fn address_pattern(address: &str) -> String {
+    let mut escaped = String::new();
+    for c in address.chars() {
+        if !c.is_ascii_alphanumeric() {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("(?i)(^|[^a-z0-9._%+-]){escaped}($|[^a-z0-9.-])")
+}
+
+/// Whether `text` holds `address` (lower-case) as a whole token: not inside a longer
+/// address (`joann@x.example`, `ann@x.example.org`).
+fn holds_address(text: &str, address: &str) -> bool {
+    let lower = text.to_lowercase();
+    let local_char = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
+    let domain_char = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+    lower.match_indices(address).any(|(at, _)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + address.len()..].chars().next();
+        !before.is_some_and(local_char) && !after.is_some_and(domain_char)
+    })
+}
+
+/// One-minute windows of `domain` whose count in `email_stats_1m` differs from
+/// `email_events` (a run interrupted between its deletes and the rebuild left them).
+async fn disagreeing_windows(
+    clickhouse: &clickhouse::Client,
+    domain: &str,
+) -> anyhow::Result<Vec<u32>> {
+    let sql = "SELECT w FROM \
+        (SELECT toUInt32(window_start) AS w, toUInt64(sum(events)) AS s FROM email_stats_1m FINAL \
+         WHERE recipient_domain = ? GROUP BY w) \
+        ANY LEFT JOIN \
+        (SELECT toUInt32(toStartOfMinute(occurred_at)) AS w, count() AS c FROM email_events FINAL \
+         WHERE recipient_domain = ? GROUP BY w) USING w \
+        WHERE s != c";
+    clickhouse
+        .query(sql)
+        .bind(domain)
+        .bind(domain)
+        .fetch_all::<u32>()
+        .await
+        .context("finding windows to rebuild")
 }
 
 /// The suppression hashes (key, scope) holding `address`.
@@ -209,16 +259,19 @@ async fn suppressed_scopes(
     redis: &mut ConnectionManager,
     prefix: &str,
     address: &str,
+    hash: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let base = format!("{prefix}suppressions:");
     let mut out = Vec::new();
     for key in scan(redis, &format!("{}*", glob_escape(&base))).await? {
-        let held: Option<String> = redis::cmd("HGET")
+        // By address, or by hash when an earlier run already moved it.
+        let held: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&key)
             .arg(address)
+            .arg(hash)
             .query_async(redis)
             .await?;
-        if held.is_some() {
+        if held.iter().any(Option::is_some) {
             let scope = key[base.len()..].to_string();
             out.push((key, scope));
         }
@@ -235,7 +288,7 @@ async fn scrub_redis(
     address: &str,
     removed: &mut Removed,
 ) -> anyhow::Result<()> {
-    let holds = |text: &str| text.to_lowercase().contains(address);
+    let holds = |text: &str| holds_address(text, address);
     for key in scan(redis, &format!("{}*", glob_escape(prefix))).await? {
         if holds(&key) {
             let _: () = redis::cmd("DEL").arg(&key).query_async(redis).await?;
@@ -365,6 +418,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_address_is_matched_as_a_whole_token_only() {
+        let a = "ann@x.example";
+        for yes in [
+            "ann@x.example",
+            "score:ann@x.example",
+            "to=<ANN@x.example>",
+            "a|recipient|ann@x.example",
+        ] {
+            assert!(holds_address(yes, a), "{yes}");
+        }
+        for no in [
+            "joann@x.example",
+            "ann@x.example.org",
+            "ann@x.examples",
+            "jo.ann@x.example",
+        ] {
+            assert!(!holds_address(no, a), "{no}");
+        }
+        assert_eq!(
+            address_pattern("a.b+c@x.example"),
+            r"(?i)(^|[^a-z0-9._%+-])a\.b\+c\@x\.example($|[^a-z0-9.-])"
+        );
+    }
+
+    #[test]
     fn glob_characters_are_escaped() {
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
         assert_eq!(glob_escape("mailpipe:rules:"), "mailpipe:rules:");
@@ -374,12 +452,11 @@ mod tests {
     fn every_table_predicate_takes_the_arguments_it_binds() {
         for (table, predicate) in TABLES {
             let placeholders = predicate.matches('?').count();
-            let bound =
-                if predicate.contains("IN (?, ?)") {
-                    2
-                } else {
-                    0
-                } + usize::from(predicate.contains("has(") || predicate.contains("position"));
+            let bound = if predicate.contains("IN (?, ?)") {
+                2
+            } else {
+                0
+            } + usize::from(predicate.contains("match("));
             assert_eq!(placeholders, bound, "{table}");
         }
     }

@@ -31,10 +31,12 @@ use clap::Args;
 use mailpipe_avro::records::RawRecord;
 use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames, CORRECTION_HEADER};
+use mailpipe_model::privacy::recipient_hash;
 use mailpipe_model::{EmailEvent, Provider};
 use mailpipe_normalize_core::{parse, ParseInput};
 use mailpipe_settings::Settings;
 use mailpipe_stage_2_verify::replay::{Reverified, Reverifier};
+use mailpipe_stage_5_aggregate::privacy::RecipientHasher;
 use mailpipe_stage_5_aggregate::row::EventRow;
 use mailpipe_stage_5_aggregate::windows::{
     delete_statements, recompute_statements, window_ranges, window_start,
@@ -122,10 +124,21 @@ struct ReplayState {
     counts: Counts,
     /// Distinct corrected events written.
     written: u64,
-    /// Event ids handled (a later copy of one, another request's, is skipped).
+    /// Event ids the parser gave (a later copy of one, another request's, is skipped).
     seen: BTreeSet<String>,
+    /// Stored event ids of the replayed requests that the parser has not given (yet): the
+    /// obsolete ones once the range is read, with their windows.
+    obsolete: BTreeMap<String, Vec<u32>>,
     /// Event ids whose rows below `revision` are to be deleted.
     superseded: BTreeSet<String>,
+    /// Per partition of `mail.events.unique`: the offset after the last correction written;
+    /// the aggregate stage has loaded them (and recomputed their windows) once its group's
+    /// committed offsets reach these.
+    written_to: BTreeMap<i32, i64>,
+    /// Keyed hashes of erased recipients (`privacy_erasures`): their events are not
+    /// re-derived.
+    #[serde(default)]
+    erased: BTreeSet<String>,
     /// One-minute windows to recompute.
     windows: BTreeSet<u32>,
 }
@@ -246,6 +259,9 @@ pub async fn run(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()> {
     let codec = AvroCodec::new(&settings.schema_registry.url)?;
     let clickhouse = mailpipe_clickhouse::client(&settings.clickhouse)
         .with_database(&settings.clickhouse.database);
+    if state.phase == Phase::Reading && state.erased.is_empty() {
+        state.erased = erased_hashes(&clickhouse).await?;
+    }
     if state.phase == Phase::Reading {
         read_all(
             settings,
@@ -257,6 +273,7 @@ pub async fn run(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()> {
             &state_path,
         )
         .await?;
+        close_obsolete(&mut state);
         if args.dry_run {
             report(&state.counts, true, 0);
             return Ok(());
@@ -321,7 +338,10 @@ fn new_state(
         counts: Counts::default(),
         written: 0,
         seen: BTreeSet::new(),
+        obsolete: BTreeMap::new(),
         superseded: BTreeSet::new(),
+        written_to: BTreeMap::new(),
+        erased: BTreeSet::new(),
         windows: BTreeSet::new(),
     })
 }
@@ -346,7 +366,11 @@ async fn read_all(
         }
     }
     consumer.assign(&tpl)?;
-    let mut verifier = Reverifier::new(settings)?;
+    let mut deriver = Deriver {
+        verifier: Reverifier::new(settings)?,
+        hash_key: settings.privacy.hash_key.as_bytes().to_vec(),
+        hasher: RecipientHasher::from_settings(&settings.privacy),
+    };
     let producer: FutureProducer = mailpipe_kafka::producer_config(&settings.kafka)
         .create()
         .context("creating the Kafka producer")?;
@@ -397,23 +421,35 @@ async fn read_all(
                 break;
             }
         }
-        let writes = process_batch(args, codec, clickhouse, &mut verifier, state, &batch).await?;
+        let writes = process_batch(args, codec, clickhouse, &mut deriver, state, &batch).await?;
         if !args.dry_run && !writes.is_empty() {
+            let revision = state.revision.to_string();
+            let mut sends = Vec::with_capacity(writes.len());
             for event in &writes {
                 let payload = schema.encode(event, 1024)?;
-                let key = event.recipient.clone().unwrap_or_default();
-                let revision = state.revision.to_string();
-                let record = FutureRecord::to(&unique_topic)
-                    .key(&key)
-                    .payload(&payload)
-                    .headers(OwnedHeaders::new().insert(Header {
+                let mut record = FutureRecord::to(&unique_topic).payload(&payload).headers(
+                    OwnedHeaders::new().insert(Header {
                         key: CORRECTION_HEADER,
                         value: Some(revision.as_str()),
-                    }));
-                producer
-                    .send(record, Duration::from_secs(30))
+                    }),
+                );
+                // Keyed like normalize keys events: by recipient, when there is one.
+                if let Some(recipient) = &event.recipient {
+                    record = record.key(recipient);
+                }
+                sends.push(
+                    producer
+                        .send_result(record)
+                        .map_err(|(e, _)| anyhow::anyhow!("writing a correction: {e}"))?,
+                );
+            }
+            for send in sends {
+                let delivery = send
                     .await
+                    .map_err(|_| anyhow::anyhow!("the producer went away"))?
                     .map_err(|(e, _)| anyhow::anyhow!("writing a correction: {e}"))?;
+                let to = state.written_to.entry(delivery.partition).or_default();
+                *to = (*to).max(delivery.offset + 1);
             }
             state.written += writes.len() as u64;
         }
@@ -437,15 +473,29 @@ async fn read_all(
     Ok(())
 }
 
+/// What re-derives events: the verifier, and the recipient hashing the aggregate stage
+/// applies (`[privacy]`), so events compare as stored and erased recipients stay out.
+struct Deriver {
+    verifier: Reverifier,
+    hash_key: Vec<u8>,
+    hasher: Option<RecipientHasher>,
+}
+
 /// Verifies, parses and compares one batch; answers the events to write.
 async fn process_batch(
     args: &ReplayArgs,
     codec: &AvroCodec,
     clickhouse: &clickhouse::Client,
-    verifier: &mut Reverifier,
+    deriver: &mut Deriver,
     state: &mut ReplayState,
     batch: &[(i32, i64, Vec<u8>)],
 ) -> anyhow::Result<Vec<EmailEvent>> {
+    let Deriver {
+        verifier,
+        hash_key,
+        hasher,
+    } = deriver;
+    let (hash_key, hasher) = (hash_key.as_slice(), hasher.as_ref());
     let mut events: Vec<EmailEvent> = Vec::new();
     let mut requests: Vec<String> = Vec::new();
     for (_, _, payload) in batch {
@@ -462,7 +512,7 @@ async fn process_batch(
             continue;
         }
         state.counts.requests += 1;
-        requests.push(raw.request_id.clone());
+        let request_id = raw.request_id.clone();
         let record = match verifier.verify(raw).await {
             Reverified::Events(record) => record,
             Reverified::Control => {
@@ -491,9 +541,14 @@ async fn process_batch(
             query: &record.query,
             body: &record.body,
         };
+        // A request that no longer verifies or parses is left alone: what it gave stays.
         match parse(provider, &input) {
             Ok(parsed) => {
+                requests.push(request_id);
                 for event in parsed {
+                    if is_erased(&state.erased, hash_key, &event) {
+                        continue;
+                    }
                     if state.seen.insert(event.event_id.clone()) {
                         events.push(event);
                     }
@@ -514,9 +569,22 @@ async fn process_batch(
     }
     let mut writes = Vec::new();
     for event in events {
-        let row = EventRow::from_event(event.clone());
+        let mut row = EventRow::from_event(event.clone());
+        // Compared as the aggregate stage would store it.
+        if let Some(hasher) = hasher {
+            hasher.event(&mut row);
+        }
         let rows = by_id.remove(event.event_id.as_str()).unwrap_or_default();
-        match classify(&row, &rows) {
+        // Taken for obsolete by an earlier batch, given now by another request: it is
+        // written (its stored rows are gone or about to be: they are below the revision).
+        let was_obsolete = state.obsolete.remove(&event.event_id);
+        let verdict = match (classify(&row, &rows), was_obsolete) {
+            (Verdict::Unchanged | Verdict::New, Some(old_windows)) => {
+                Verdict::Changed { old_windows }
+            }
+            (verdict, _) => verdict,
+        };
+        match verdict {
             Verdict::Unchanged => state.counts.unchanged += 1,
             Verdict::New => {
                 state.counts.new += 1;
@@ -532,18 +600,18 @@ async fn process_batch(
             }
         }
     }
-    // What is left: rows of these requests whose ids the parser no longer gives (and that
-    // no other request of this replay gave).
+    // What is left: rows of these requests whose ids the parser has not given. Obsolete
+    // unless a later request of the range gives them ([`close_obsolete`] decides).
     for (id, rows) in by_id {
         if state.seen.contains(id) {
             continue;
         }
-        state.counts.obsolete += 1;
-        state.seen.insert(id.to_string());
-        state.superseded.insert(id.to_string());
+        let windows = rows.iter().map(|r| window_start(r.occurred_at));
         state
-            .windows
-            .extend(rows.iter().map(|r| window_start(r.occurred_at)));
+            .obsolete
+            .entry(id.to_string())
+            .or_default()
+            .extend(windows);
     }
     Ok(writes)
 }
@@ -579,19 +647,41 @@ async fn finish(
 ) -> anyhow::Result<()> {
     let revision = state.revision;
     let deadline = Instant::now() + Duration::from_secs(args.wait);
+    // Loaded once the aggregate group's commits pass the corrections: it commits only
+    // after a batch is inserted and its windows recomputed.
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let unique_topic = names.name(Topic::EventsUnique);
+    let group = mailpipe_stage::Stage::Aggregate.group_id(settings);
+    let watcher: BaseConsumer = mailpipe_kafka::consumer_config(&settings.kafka, &group)
+        .create()
+        .context("creating the Kafka client")?;
     loop {
-        let loaded: u64 = clickhouse
-            .query("SELECT count() FROM email_events FINAL WHERE revision = ?")
-            .bind(revision)
-            .fetch_one()
-            .await?;
-        if loaded >= state.written {
+        let mut tpl = TopicPartitionList::new();
+        for p in state.written_to.keys() {
+            tpl.add_partition(&unique_topic, *p);
+        }
+        let committed = if tpl.count() == 0 {
+            TopicPartitionList::new()
+        } else {
+            watcher.committed_offsets(tpl, Duration::from_secs(10))?
+        };
+        let behind: Vec<(i32, i64)> = state
+            .written_to
+            .iter()
+            .filter(|(p, to)| {
+                let at = committed
+                    .find_partition(&unique_topic, **p)
+                    .map(|e| e.offset());
+                !matches!(at, Some(Offset::Offset(o)) if o >= **to)
+            })
+            .map(|(p, to)| (*p, *to))
+            .collect();
+        if behind.is_empty() {
             break;
         }
         if Instant::now() > deadline {
             bail!(
-                "the aggregate stage loaded {loaded} of the {} corrections within {} s; is it running? Run the same command again to resume",
-                state.written,
+                "the aggregate stage has not loaded the corrections within {} s (partitions behind: {behind:?}); is it running? Run the same command again to resume",
                 args.wait
             );
         }
@@ -652,6 +742,33 @@ async fn wait_for_mutations(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Once the whole range is read: the stored ids no request gave are obsolete.
+fn close_obsolete(state: &mut ReplayState) {
+    for (id, windows) in std::mem::take(&mut state.obsolete) {
+        state.counts.obsolete += 1;
+        state.windows.extend(windows);
+        state.superseded.insert(id);
+    }
+}
+
+/// Whether `event`'s recipient was erased (`mailpipe erase`): not re-derived.
+fn is_erased(erased: &BTreeSet<String>, hash_key: &[u8], event: &EmailEvent) -> bool {
+    match (&event.recipient, erased.is_empty() || hash_key.is_empty()) {
+        (Some(recipient), false) => erased.contains(&recipient_hash(hash_key, recipient)),
+        _ => false,
+    }
+}
+
+/// The keyed hashes of every erased recipient.
+async fn erased_hashes(clickhouse: &clickhouse::Client) -> anyhow::Result<BTreeSet<String>> {
+    let hashes: Vec<String> = clickhouse
+        .query("SELECT DISTINCT recipient_hash FROM privacy_erasures")
+        .fetch_all()
+        .await
+        .context("reading privacy_erasures")?;
+    Ok(hashes.into_iter().collect())
 }
 
 fn report(c: &Counts, dry_run: bool, written: u64) {
