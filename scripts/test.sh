@@ -58,6 +58,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "deploy/: promtool check and test the alert rules, check the Grafana dashboard"
 scripts/check-deploy.sh
 
+step "deploy/: image, compose file, Kubernetes manifests, ACLs (static: schemas and cross-checks)"
+scripts/check-k8s.sh
+
 step "starting the test stack (run directory $TEST_RUN_DIR)"
 STACK_TOUCHED=1
 stack down >/dev/null # leftovers of an interrupted run, if any

@@ -40,6 +40,9 @@ impl From<rdkafka::error::KafkaError> for ConsoleError {
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::warn!(error = %self, "console request failed");
+        }
         let body = serde_json::json!({ "error": self.to_string() });
         (self.status(), Json(body)).into_response()
     }

@@ -20,13 +20,22 @@ pub struct TimeRange {
 impl TimeRange {
     /// From the request's parameters, `now` (Unix seconds) filling what is missing.
     pub fn parse(from: Option<&str>, to: Option<&str>, now: i64) -> Result<Self, ConsoleError> {
+        let in_range = |name: &str, t: i64| {
+            if (0..=i64::from(u32::MAX)).contains(&t) {
+                Ok(t)
+            } else {
+                Err(ConsoleError::BadRequest(format!(
+                    "`{name}` must lie between 1970 and 2106"
+                )))
+            }
+        };
         let to = match to {
-            Some(t) => instant("to", t)?,
+            Some(t) => in_range("to", instant("to", t)?)?,
             None => now,
         };
         let from = match from {
-            Some(f) => instant("from", f)?,
-            None => to - DEFAULT_RANGE_SECONDS,
+            Some(f) => in_range("from", instant("from", f)?)?,
+            None => (to - DEFAULT_RANGE_SECONDS).max(0),
         };
         if from >= to {
             return Err(ConsoleError::BadRequest(format!(
@@ -109,6 +118,8 @@ mod tests {
             (Some("100"), Some("100")),
             (Some("0"), Some("99999999")),
             (Some("-5"), Some("10")),
+            (Some("-9223372036854775808"), None),
+            (None, Some("-9223372036854775808")),
         ] {
             let e = TimeRange::parse(from, to, NOW).unwrap_err();
             assert!(matches!(e, ConsoleError::BadRequest(_)), "{from:?} {to:?}");

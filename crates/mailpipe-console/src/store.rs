@@ -313,9 +313,14 @@ impl Store {
         let sql = "SELECT count() AS events, \
              if(events = 0, 0., toFloat64(quantileExact(0.5)(d))) AS p50_seconds, \
              if(events = 0, 0., toFloat64(quantileExact(0.99)(d))) AS p99_seconds \
-             FROM (SELECT (inserted_at_ms - received_at_ms) / 1000 AS d FROM email_events FINAL \
-             WHERE inserted_at_ms > ? AND inserted_at_ms <= ?)";
-        let query = self.client.query(sql).bind(since).bind(now_ms);
+             FROM (SELECT (inserted_at_ms - received_at_ms) / 1000 AS d FROM email_events \
+             WHERE inserted_at_ms > ? AND inserted_at_ms <= ? AND revision = 0 \
+             AND occurred_at >= toDateTime(?))";
+        // Live inserts only (a replay's corrections were received long ago); the event-time
+        // bound lets ClickHouse skip old partitions (events a week late are left out). No
+        // FINAL: a copy counted twice moves a quantile by nothing that matters.
+        let oldest = (since / 1000 - 7 * 86_400).max(0);
+        let query = self.client.query(sql).bind(since).bind(now_ms).bind(oldest);
         self.fetch_one("lag", query).await
     }
 
@@ -382,11 +387,13 @@ impl Store {
              count() AS events FROM email_events FINAL \
              WHERE received_at >= toDateTime(? - 7 * 86400 - 3600) AND received_at < toDateTime(?) \
              AND (? - toUInt32(received_at)) % 86400 < 3600 \
+             AND occurred_at >= toDateTime(? - 9 * 86400) \
              GROUP BY source, days_ago ORDER BY source, days_ago LIMIT ?";
         let now = now.max(8 * 86_400);
         let query = self
             .client
             .query(sql)
+            .bind(now)
             .bind(now)
             .bind(now)
             .bind(now)

@@ -76,7 +76,12 @@ impl Watcher {
         let lags = self.lag.all().await?;
         let s = &self.settings.console.alerts;
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
-        for l in &lags {
+        // A group that never committed is a stage not deployed: its lag is not growing, it
+        // is everything.
+        for l in lags
+            .iter()
+            .filter(|l| l.partitions.iter().any(|p| p.committed.is_some()))
+        {
             *totals.entry(l.group.clone()).or_default() += l.total_lag;
         }
         let holding = {
