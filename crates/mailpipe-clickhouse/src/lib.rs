@@ -27,6 +27,8 @@ pub enum ClickHouseError {
         applied: String,
         current: String,
     },
+    #[error("mutations of {table} (ALTER ... DELETE) have not finished in time")]
+    MutationsPending { table: String },
     #[error("migration {version}, statement {index}: {source}")]
     Statement {
         version: String,
@@ -55,5 +57,32 @@ pub async fn with_timeout<T>(
     match tokio::time::timeout(limit, fut).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(ClickHouseError::Timeout(limit)),
+    }
+}
+
+/// Waits until `database.table` has no mutation under way (`ALTER TABLE … DELETE`), or
+/// `deadline` passes. ClickHouse 18.16 has no synchronous mutations.
+pub async fn wait_for_mutations(
+    client: &clickhouse::Client,
+    database: &str,
+    table: &str,
+    deadline: std::time::Instant,
+) -> Result<(), ClickHouseError> {
+    loop {
+        let pending: u64 = client
+            .query("SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0")
+            .bind(database)
+            .bind(table)
+            .fetch_one()
+            .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ClickHouseError::MutationsPending {
+                table: table.to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

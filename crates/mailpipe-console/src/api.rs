@@ -15,7 +15,7 @@ use crate::alerts::Alert;
 use crate::error::ConsoleError;
 use crate::lag::{GroupLag, LagReader};
 use crate::range::TimeRange;
-use crate::store::{BucketCount, By, Example, Store, TypeCount};
+use crate::store::{Breakdown, BucketCount, By, Example, Store, TypeCount};
 use crate::watch::{unix_now, Watcher};
 
 /// What every handler works with.
@@ -203,16 +203,9 @@ pub struct BreakdownAnswer {
 
 #[derive(Debug, Serialize)]
 pub struct BreakdownRow {
-    pub key: String,
-    pub events: u64,
-    pub delivered: u64,
-    pub bounced: u64,
-    pub failed: u64,
-    pub rejected: u64,
-    pub complained: u64,
-    pub opened: u64,
-    pub clicked: u64,
-    pub unsubscribed: u64,
+    /// The key and its counts, as queried.
+    #[serde(flatten)]
+    pub counts: Breakdown,
     #[serde(flatten)]
     pub rates: Rates,
 }
@@ -239,16 +232,7 @@ async fn breakdown(
                 opened: r.opened,
                 clicked: r.clicked,
             }),
-            key: r.key,
-            events: r.events,
-            delivered: r.delivered,
-            bounced: r.bounced,
-            failed: r.failed,
-            rejected: r.rejected,
-            complained: r.complained,
-            opened: r.opened,
-            clicked: r.clicked,
-            unsubscribed: r.unsubscribed,
+            counts: r,
         })
         .collect();
     Ok(Json(BreakdownAnswer {

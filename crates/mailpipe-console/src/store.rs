@@ -46,7 +46,7 @@ pub struct DomainBounces {
 }
 
 /// The event counts of one provider, source or campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize, Serialize)]
 pub struct Breakdown {
     pub key: String,
     pub events: u64,

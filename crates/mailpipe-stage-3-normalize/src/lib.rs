@@ -13,7 +13,7 @@
 use mailpipe_avro::event_datum::EventEncoder;
 use mailpipe_avro::records::{VerifiedKind, VerifiedRecord};
 use mailpipe_kafka::Topic;
-use mailpipe_model::Provider;
+use mailpipe_model::{EmailEvent, Provider};
 use mailpipe_normalize_core::{parse, ParseInput};
 use mailpipe_settings::Settings;
 use mailpipe_stage::{
@@ -68,38 +68,45 @@ impl MessageHandler for NormalizeHandler {
     }
 }
 
+/// The canonical events of a verified request (its provider and them), or why it has none
+/// (a permanent error: its dead letter's reason). The stage's parsing, also used by
+/// `mailpipe replay`.
+pub fn parse_verified(record: &VerifiedRecord) -> Result<(Provider, Vec<EmailEvent>), StageError> {
+    let Ok(provider) = record.provider.parse::<Provider>() else {
+        let detail = format!("unknown provider {:?}", record.provider);
+        return Err(StageError::permanent(
+            DeadLetterReason::UnknownProvider,
+            detail,
+        ));
+    };
+    let headers: Vec<(String, Vec<u8>)> = record
+        .headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    let input = ParseInput {
+        source: &record.source,
+        raw_request_id: &record.request_id,
+        received_at_ms: record.received_at,
+        headers: &headers,
+        query: &record.query,
+        body: &record.body,
+    };
+    match parse(provider, &input) {
+        Ok(events) => Ok((provider, events)),
+        Err(e) => {
+            let reason = DeadLetterReason::Unparseable(e.failure);
+            Err(StageError::permanent(reason, e.to_string()))
+        }
+    }
+}
+
 impl NormalizeHandler {
     fn events_of(&self, record: &VerifiedRecord) -> Result<Vec<OutRecord>, StageError> {
         if record.kind == VerifiedKind::Control {
             return Ok(Vec::new());
         }
-        let Ok(provider) = record.provider.parse::<Provider>() else {
-            let detail = format!("unknown provider {:?}", record.provider);
-            return Err(StageError::permanent(
-                DeadLetterReason::UnknownProvider,
-                detail,
-            ));
-        };
-        let headers: Vec<(String, Vec<u8>)> = record
-            .headers
-            .iter()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
-        let input = ParseInput {
-            source: &record.source,
-            raw_request_id: &record.request_id,
-            received_at_ms: record.received_at,
-            headers: &headers,
-            query: &record.query,
-            body: &record.body,
-        };
-        let events = match parse(provider, &input) {
-            Ok(events) => events,
-            Err(e) => {
-                let reason = DeadLetterReason::Unparseable(e.failure);
-                return Err(StageError::permanent(reason, e.to_string()));
-            }
-        };
+        let (provider, events) = parse_verified(record)?;
         if events.is_empty() {
             // A request that holds no email event (Postal's report on a message it
             // received): completed without output, counted, never silently.

@@ -43,15 +43,7 @@ pub fn recompute_statements(database: &str, ranges: &[(u32, u32)]) -> Vec<String
     ranges
         .chunks(MAX_RANGES_PER_STATEMENT)
         .map(|chunk| {
-            let filter = chunk
-                .iter()
-                .map(|(from, to)| {
-                    format!(
-                        "(occurred_at >= toDateTime({from}) AND occurred_at < toDateTime({to}))"
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
+            let filter = ranges_filter("occurred_at", chunk);
             format!(
                 "INSERT INTO {database}.email_stats_1m \
                  SELECT toStartOfMinute(occurred_at) AS window_start, source, provider, \
@@ -73,18 +65,21 @@ pub fn delete_statements(database: &str, ranges: &[(u32, u32)]) -> Vec<String> {
     ranges
         .chunks(MAX_RANGES_PER_STATEMENT)
         .map(|chunk| {
-            let filter = chunk
-                .iter()
-                .map(|(from, to)| {
-                    format!(
-                        "(window_start >= toDateTime({from}) AND window_start < toDateTime({to}))"
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
+            let filter = ranges_filter("window_start", chunk);
             format!("ALTER TABLE {database}.email_stats_1m DELETE WHERE {filter}")
         })
         .collect()
+}
+
+/// `column` within any of `ranges` (half-open, Unix seconds), as SQL.
+fn ranges_filter(column: &str, ranges: &[(u32, u32)]) -> String {
+    ranges
+        .iter()
+        .map(|(from, to)| {
+            format!("({column} >= toDateTime({from}) AND {column} < toDateTime({to}))")
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// Whether an event arrived within the allowed lateness of its partition's watermark.

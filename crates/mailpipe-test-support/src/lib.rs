@@ -448,6 +448,53 @@ pub fn delivered_event(seq: usize, copy: usize, recipients: usize) -> EmailEvent
         .build()
 }
 
+/// Applies every migration of `schemas/clickhouse` to `settings`' database (a test's own).
+pub async fn migrate_clickhouse(settings: &Settings) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/clickhouse");
+    let migrations = mailpipe_clickhouse::load_migrations(&dir).expect("the migrations");
+    mailpipe_clickhouse::migrate(&settings.clickhouse, &migrations)
+        .await
+        .expect("migrating the test's database");
+}
+
+/// Drops `settings`' ClickHouse database (a test's own) at the end of a test; a failure
+/// only leaves it behind.
+pub async fn drop_clickhouse_database(settings: &Settings) {
+    let sql = format!("DROP DATABASE IF EXISTS {}", settings.clickhouse.database);
+    let _ = mailpipe_clickhouse::client(&settings.clickhouse)
+        .query(&sql)
+        .execute()
+        .await;
+}
+
+/// The raw record the receiver would write for a sample `request` received at
+/// `received_at` (Unix ms).
+pub fn raw_record(
+    request_id: String,
+    request: &mailpipe_samples::WebhookRequest,
+    received_at: i64,
+) -> mailpipe_avro::records::RawRecord {
+    mailpipe_avro::records::RawRecord {
+        request_id,
+        received_at,
+        provider: request.provider.as_str().into(),
+        source: request.source.clone(),
+        method: "POST".into(),
+        path: request.path.clone(),
+        query: String::new(),
+        headers: request
+            .headers
+            .iter()
+            .map(|(name, value)| mailpipe_avro::records::Header {
+                name: name.to_ascii_lowercase(),
+                value: value.as_bytes().to_vec(),
+            })
+            .collect(),
+        remote_addr: Some("127.0.0.1".into()),
+        body: request.body.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

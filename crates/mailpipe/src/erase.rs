@@ -384,27 +384,16 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
+/// [`mailpipe_clickhouse::wait_for_mutations`], with what to do when it times out.
 async fn wait_for_mutations(
     clickhouse: &clickhouse::Client,
     database: &str,
     table: &str,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    loop {
-        let pending: u64 = clickhouse
-            .query("SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0")
-            .bind(database)
-            .bind(table)
-            .fetch_one()
-            .await?;
-        if pending == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("deletions from {table} have not finished in time; run erase again (it is idempotent)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    mailpipe_clickhouse::wait_for_mutations(clickhouse, database, table, deadline)
+        .await
+        .with_context(|| "run erase again (it is idempotent)")
 }
 
 fn now_ms() -> i64 {

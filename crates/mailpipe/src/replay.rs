@@ -33,9 +33,9 @@ use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames, CORRECTION_HEADER};
 use mailpipe_model::privacy::recipient_hash;
 use mailpipe_model::{EmailEvent, Provider};
-use mailpipe_normalize_core::{parse, ParseInput};
 use mailpipe_settings::Settings;
 use mailpipe_stage_2_verify::replay::{Reverified, Reverifier};
+use mailpipe_stage_3_normalize::parse_verified;
 use mailpipe_stage_5_aggregate::privacy::RecipientHasher;
 use mailpipe_stage_5_aggregate::row::EventRow;
 use mailpipe_stage_5_aggregate::windows::{
@@ -524,26 +524,8 @@ async fn process_batch(
                 continue;
             }
         };
-        let Ok(provider) = record.provider.parse::<Provider>() else {
-            state.counts.unparseable += 1;
-            continue;
-        };
-        let headers: Vec<(String, Vec<u8>)> = record
-            .headers
-            .iter()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
-        let input = ParseInput {
-            source: &record.source,
-            raw_request_id: &record.request_id,
-            received_at_ms: record.received_at,
-            headers: &headers,
-            query: &record.query,
-            body: &record.body,
-        };
-        // A request that no longer verifies or parses is left alone: what it gave stays.
-        match parse(provider, &input) {
-            Ok(parsed) => {
+        match parse_verified(&record) {
+            Ok((_, parsed)) => {
                 requests.push(request_id);
                 for event in parsed {
                     if is_erased(&state.erased, hash_key, &event) {
@@ -719,29 +701,16 @@ async fn finish(
     Ok(())
 }
 
-/// Waits until `table` has no mutation under way (ClickHouse 18.16 has no synchronous
-/// mutations).
+/// [`mailpipe_clickhouse::wait_for_mutations`], with what to do when it times out.
 async fn wait_for_mutations(
     clickhouse: &clickhouse::Client,
     database: &str,
     table: &str,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    loop {
-        let pending: u64 = clickhouse
-            .query("SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0")
-            .bind(database)
-            .bind(table)
-            .fetch_one()
-            .await?;
-        if pending == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("mutations of {table} have not finished in time; run the same command again to resume");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    mailpipe_clickhouse::wait_for_mutations(clickhouse, database, table, deadline)
+        .await
+        .with_context(|| "run the same command again to resume")
 }
 
 /// Once the whole range is read: the stored ids no request gave are obsolete.

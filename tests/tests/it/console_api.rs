@@ -14,7 +14,10 @@ use mailpipe_stage::Stage;
 use mailpipe_stage_5_aggregate::actions::ActionRow;
 use mailpipe_stage_5_aggregate::problems::{DeadLetterRow, RejectionRow};
 use mailpipe_stage_5_aggregate::row::EventRow;
-use mailpipe_test_support::{create_topic, dev_settings, kafka_brokers, unique_name, EventBuilder};
+use mailpipe_test_support::{
+    create_topic, dev_settings, drop_clickhouse_database, kafka_brokers, migrate_clickhouse,
+    unique_name, EventBuilder,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -195,13 +198,7 @@ async fn every_endpoint_equals_clickhouse_and_kafka_and_alerts_fire_and_resolve(
     // Alert changes are posted here, signed with the first [delivery] secret.
     let (hook_url, received) = capture_server().await;
     alerts.webhook_url = hook_url;
-    let migrations = mailpipe_clickhouse::load_migrations(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse"),
-    )
-    .unwrap();
-    mailpipe_clickhouse::migrate(&settings.clickhouse, &migrations)
-        .await
-        .unwrap();
+    migrate_clickhouse(&settings).await;
     let c = Console::start(settings.clone()).await;
 
     // 600 events over the last 50 minutes, 60 of them inserted twice (a replay), and 20
@@ -737,8 +734,5 @@ async fn every_endpoint_equals_clickhouse_and_kafka_and_alerts_fire_and_resolve(
     assert_eq!(status, 200);
 
     c.shutdown.cancel();
-    let _ = mailpipe_clickhouse::client(&settings.clickhouse)
-        .query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute()
-        .await;
+    drop_clickhouse_database(&settings).await;
 }

@@ -24,8 +24,8 @@ use mailpipe_stage_6_rules::handler::connect_state;
 use mailpipe_stage_6_rules::records::SuppressionRecord;
 use mailpipe_stage_6_rules::{Answer, Op, RulesState};
 use mailpipe_test_support::{
-    create_topic, dev_config_path, dev_settings, kafka_brokers, produce_avro, unique_name,
-    workspace_binary, EventBuilder,
+    create_topic, dev_config_path, dev_settings, drop_clickhouse_database, kafka_brokers,
+    migrate_clickhouse, produce_avro, unique_name, workspace_binary, EventBuilder,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -197,13 +197,7 @@ async fn an_erased_recipient_is_nowhere_and_still_suppressed() {
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let suppressions_topic = names.name(Topic::Suppressions);
     create_topic(&suppressions_topic, 1).await;
-    let migrations = mailpipe_clickhouse::load_migrations(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse"),
-    )
-    .unwrap();
-    mailpipe_clickhouse::migrate(&settings.clickhouse, &migrations)
-        .await
-        .unwrap();
+    migrate_clickhouse(&settings).await;
     let now = mailpipe_stage::now_ms() / 1000;
 
     // ClickHouse: 9 events of the erased recipient, 6 of the kept one, and the rest.
@@ -489,8 +483,5 @@ async fn an_erased_recipient_is_nowhere_and_still_suppressed() {
     assert_eq!(removed["clickhouse"]["rejected_requests"], 1);
     assert_eq!(removed["suppression_tombstones"], 1);
 
-    let _ = mailpipe_clickhouse::client(&settings.clickhouse)
-        .query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute()
-        .await;
+    drop_clickhouse_database(&settings).await;
 }

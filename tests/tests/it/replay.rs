@@ -10,17 +10,17 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailpipe_avro::records::{Header, RawRecord};
+use mailpipe_avro::records::RawRecord;
 use mailpipe_avro::{AvroCodec, TopicSchema, EMAIL_EVENT_SCHEMA, RAW_REQUEST_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames, CORRECTION_HEADER};
 use mailpipe_model::{EmailEvent, EventType, Provider};
 use mailpipe_normalize_core::{parse, ParseInput};
-use mailpipe_samples::{generate, DevKeys, PlanOptions, WebhookRequest};
+use mailpipe_samples::{generate, DevKeys, PlanOptions};
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
 use mailpipe_test_support::{
-    committed_total, create_topic, dev_config_path, dev_settings, kafka_brokers, unique_name,
-    workspace_binary,
+    committed_total, create_topic, dev_config_path, dev_settings, drop_clickhouse_database,
+    kafka_brokers, migrate_clickhouse, raw_record, unique_name, workspace_binary,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -29,28 +29,6 @@ use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 2;
-
-fn raw(request_id: String, request: &WebhookRequest, received_at: i64) -> RawRecord {
-    RawRecord {
-        request_id,
-        received_at,
-        provider: request.provider.as_str().into(),
-        source: request.source.clone(),
-        method: "POST".into(),
-        path: request.path.clone(),
-        query: String::new(),
-        headers: request
-            .headers
-            .iter()
-            .map(|(name, value)| Header {
-                name: name.to_ascii_lowercase(),
-                value: value.as_bytes().to_vec(),
-            })
-            .collect(),
-        remote_addr: Some("127.0.0.1".into()),
-        body: request.body.clone(),
-    }
-}
 
 /// The events the current parser gives for `raw`.
 fn events_of(raw: &RawRecord) -> Vec<EmailEvent> {
@@ -165,13 +143,7 @@ async fn a_replay_after_a_parser_fix_corrects_clickhouse_exactly() {
     ] {
         create_topic(&names.name(topic), 1).await;
     }
-    let migrations = mailpipe_clickhouse::load_migrations(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/clickhouse"),
-    )
-    .unwrap();
-    mailpipe_clickhouse::migrate(&settings.clickhouse, &migrations)
-        .await
-        .unwrap();
+    migrate_clickhouse(&settings).await;
 
     // Signed sample requests of every provider but SES (its certificate is served by a
     // process of the stack, not here), received 10 minutes ago.
@@ -201,7 +173,7 @@ async fn a_replay_after_a_parser_fix_corrects_clickhouse_exactly() {
     let mut raws: Vec<RawRecord> = requests
         .iter()
         .enumerate()
-        .map(|(i, r)| raw(format!("req-{i:04}"), r, received_at + i as i64))
+        .map(|(i, r)| raw_record(format!("req-{i:04}"), r, received_at + i as i64))
         .collect();
     // One SendGrid request no longer verifies (as after a key rotation): its body changed
     // after signing. What it gave once stays as it is.
@@ -436,8 +408,5 @@ async fn a_replay_after_a_parser_fix_corrects_clickhouse_exactly() {
 
     shutdown.cancel();
     stage.await.unwrap().unwrap();
-    let _ = mailpipe_clickhouse::client(&settings.clickhouse)
-        .query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute()
-        .await;
+    drop_clickhouse_database(&settings).await;
 }

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mailpipe_avro::records::{DeadLetterRecord, Header, RawRecord, RejectedRecord, VerifiedRecord};
+use mailpipe_avro::records::{DeadLetterRecord, RejectedRecord, VerifiedRecord};
 use mailpipe_avro::{AvroCodec, TopicSchema, RAW_REQUEST_SCHEMA};
 use mailpipe_kafka::Topic;
 use mailpipe_model::Provider;
@@ -29,7 +29,7 @@ use mailpipe_stage::Stage;
 use mailpipe_telemetry::names;
 use mailpipe_test_support::kill::{compare, partition_of, Expected, Input, KillTest, Observed};
 use mailpipe_test_support::pipeline::DevCertServer;
-use mailpipe_test_support::{dev_config_path, Rng};
+use mailpipe_test_support::{dev_config_path, raw_record, Rng};
 
 const REQUESTS: usize = 50_000;
 /// Every BAD_EVERY-th request of each provider is spoiled (forged, stale or malformed).
@@ -77,29 +77,6 @@ fn requests(seed: u64, now: i64, keys: &DevKeys) -> Vec<WebhookRequest> {
         .iter()
         .map(|batch| render(batch, keys, now).expect("rendering a sample"))
         .collect()
-}
-
-/// The raw record the receiver would write for `request`.
-fn raw(request_id: String, request: &WebhookRequest, received_at: i64) -> RawRecord {
-    RawRecord {
-        request_id,
-        received_at,
-        provider: request.provider.as_str().into(),
-        source: request.source.clone(),
-        method: "POST".into(),
-        path: request.path.clone(),
-        query: String::new(),
-        headers: request
-            .headers
-            .iter()
-            .map(|(name, value)| Header {
-                name: name.to_ascii_lowercase(),
-                value: value.as_bytes().to_vec(),
-            })
-            .collect(),
-        remote_addr: Some("127.0.0.1".into()),
-        body: request.body.clone(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +130,7 @@ async fn sigkilled_verify_stage_emits_one_output_per_request() {
     let mut expected_topic = BTreeMap::new();
     for (i, request) in requests.iter().enumerate() {
         let id = format!("req-{i}");
-        let record = raw(id.clone(), request, now * 1000);
+        let record = raw_record(id.clone(), request, now * 1000);
         let partition = partition_of(id.as_bytes(), PARTITIONS);
         inputs.push(Input {
             key: id.clone().into_bytes(),
