@@ -5,10 +5,11 @@
 //!
 //! One batch of [`Op`]s is one pipelined round trip ([`RulesState::apply`]); each op is one
 //! server-side script or command on one key, so each is atomic and the keys can live on
-//! different cluster nodes. The exception is a counter increment, three commands on one key
-//! (add the member, forget members older than any window, renew the expiry): each is
-//! idempotent, and no reader can tell them apart from one script, since counts read windows
-//! far younger than what is forgotten; a script costs Redis about three times as much.
+//! different cluster nodes. The exceptions are a counter increment and a score
+//! contribution, three commands on one key each (add the member, forget members older than
+//! any window, renew the expiry): each is idempotent, and no reader can tell them apart from
+//! one script, since counts and scores read windows far younger than what is forgotten; a
+//! script costs Redis about three times as much.
 //! Consecutive increments of one batch are sent per series, not per increment: one `ZADD NX`
 //! of all their members, one trim at the oldest bound any of them needs, one expiry at the
 //! longest retention any of them asks (no op reads the series between them, so nothing can
