@@ -11,6 +11,9 @@
 //! - Counts read `FINAL`: what the page shows equals what an analyst's exact query gives.
 //! - No credentials in answers: rejected bodies are stored without them, dead letters of
 //!   `mail.raw` without excerpt, URLs never in error texts.
+//! - No authentication of its own: it listens on loopback by default and answers with
+//!   recipients (suppressions) and request-body excerpts; expose it only behind an
+//!   authenticating proxy (or set `[privacy] hash_recipients`).
 
 pub mod alerts;
 pub mod api;

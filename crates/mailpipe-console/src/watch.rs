@@ -28,12 +28,22 @@ pub struct Watcher {
     book: Mutex<AlertBook>,
     lag_history: Mutex<BTreeMap<String, VecDeque<LagSample>>>,
     evaluated_at: AtomicI64,
-    notifier: Option<Notifier>,
+    /// The alert changes to post, in the order they happened: one task sends them one
+    /// after another, so a "resolved" never overtakes its "firing".
+    notify: Option<tokio::sync::mpsc::UnboundedSender<Vec<Alert>>>,
 }
 
 impl Watcher {
     pub fn new(settings: Arc<Settings>, store: Store, lag: LagReader) -> anyhow::Result<Self> {
-        let notifier = Notifier::new(&settings)?;
+        let notify = Notifier::new(&settings)?.map(|notifier| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Alert>>();
+            tokio::spawn(async move {
+                while let Some(changed) = rx.recv().await {
+                    notifier.send(changed).await;
+                }
+            });
+            tx
+        });
         Ok(Watcher {
             settings,
             store,
@@ -41,7 +51,7 @@ impl Watcher {
             book: Mutex::default(),
             lag_history: Mutex::default(),
             evaluated_at: AtomicI64::new(0),
-            notifier,
+            notify,
         })
     }
 
@@ -110,8 +120,9 @@ impl Watcher {
             .set(firing);
             tracing::info!(alert = a.name, subject = %a.subject, state = ?a.state, summary = %a.summary, "alert changed");
         }
-        if let (Some(notifier), false) = (&self.notifier, changed.is_empty()) {
-            tokio::spawn(notifier.clone().send(changed));
+        if let (Some(notify), false) = (&self.notify, changed.is_empty()) {
+            // The task ends only with the process.
+            let _ = notify.send(changed);
         }
         self.evaluated_at.store(now, Ordering::Relaxed);
         Ok(())
@@ -206,7 +217,7 @@ impl Notifier {
         }))
     }
 
-    async fn send(self, changed: Vec<Alert>) {
+    async fn send(&self, changed: Vec<Alert>) {
         for alert in &changed {
             let kind = match alert.state {
                 State::Firing => "alert.firing",

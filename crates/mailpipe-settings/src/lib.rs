@@ -369,6 +369,33 @@ impl std::fmt::Debug for PrivacySettings {
     }
 }
 
+impl std::fmt::Debug for AlertSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertSettings")
+            .field("interval_seconds", &self.interval_seconds)
+            .field("latency_p99_seconds", &self.latency_p99_seconds)
+            .field("window_seconds", &self.window_seconds)
+            .field("volume_fraction", &self.volume_fraction)
+            .field("volume_min_days", &self.volume_min_days)
+            .field("dead_letters_per_window", &self.dead_letters_per_window)
+            .field("rejections_per_window", &self.rejections_per_window)
+            .field("lag_min", &self.lag_min)
+            .field("lag_for_seconds", &self.lag_for_seconds)
+            .field("bounce_rate_max", &self.bounce_rate_max)
+            .field("complaint_rate_max", &self.complaint_rate_max)
+            .field("rate_min_events", &self.rate_min_events)
+            .field(
+                "webhook_url",
+                &if self.webhook_url.is_empty() {
+                    "(none)"
+                } else {
+                    "(redacted)"
+                },
+            )
+            .finish()
+    }
+}
+
 /// The smallest `[privacy] hash_key` accepted, in bytes.
 pub const MIN_HASH_KEY_BYTES: usize = 16;
 
@@ -385,7 +412,8 @@ pub struct ConsoleSettings {
 }
 
 /// The console's alerts: each is evaluated every `interval_seconds`; thresholds below.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `Debug` never shows `webhook_url` (it may carry a token).
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSettings {
     pub interval_seconds: u64,

@@ -31,6 +31,18 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 
+/// A rule that tells the CRM about complaints, for a later event of the erased recipient.
+const NOTIFY_CRM: &str = r#"
+[[rule]]
+id = "notify-crm"
+[rule.when]
+event_types = ["complained"]
+[[rule.then]]
+action = "publish"
+topic = "crm.events"
+value = "{{ recipient }}"
+"#;
+
 const ERASED: &str = "erase-me@x.example";
 /// Ends with the erased address: a substring match would take it for the erased one.
 const KEPT: &str = "joerase-me@x.example";
@@ -423,6 +435,24 @@ async fn an_erased_recipient_is_nowhere_and_still_suppressed() {
     let mut by_address_only = connect_state(&without_key).unwrap();
     assert_eq!(suppressed(&mut by_address_only, ERASED).await, None);
     assert!(suppressed(&mut state, KEPT).await.is_some());
+    // A later event of theirs, through the rules as the stage evaluates it: a rule that
+    // would publish their complaint is held back as suppressed_recipient.
+    let rules = mailpipe_rules_core::load(NOTIFY_CRM).expect("the test rule loads");
+    let config = mailpipe_stage_6_rules::process::ProcessConfig {
+        score_window_ms: 86_400_000,
+        publish_topics: vec!["crm.events".into()],
+    };
+    let later = EventBuilder::new("erased-later-complaint")
+        .event_type(EventType::Complained)
+        .recipient(ERASED)
+        .at((now + 60) * 1000)
+        .build();
+    let out = mailpipe_stage_6_rules::process::process(&rules, &mut state, &config, &[later], 0)
+        .await
+        .unwrap();
+    let decisions: Vec<&str> = out[0].actions.iter().map(|a| a.decision.as_str()).collect();
+    assert_eq!(decisions, ["suppressed_recipient"]);
+    assert!(out[0].publishes.is_empty());
 
     // mail.suppressions: the erased key's latest record is a tombstone.
     let consumer: BaseConsumer = ClientConfig::new()
