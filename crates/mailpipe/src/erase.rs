@@ -83,6 +83,12 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
     let hash = recipient_hash(key, &address);
     let hashed = hashed_address(key, &address);
     let mut removed = Removed::default();
+    // 0. What is on the topics now is loaded first (a record of the recipient still in
+    // flight would bring the address back after the erasure): until the stages that load
+    // ClickHouse and the rules' state have caught up, nothing is changed.
+    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let in_flight = high_watermarks(settings)?;
+    wait_caught_up(settings, &in_flight, deadline).await?;
 
     // 1. Redis: suppressed? Then keep it by hash first; then scrub every rules key.
     let rules = &settings.rules;
@@ -158,7 +164,6 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("deleting from {table}"))?;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
     for (table, _) in TABLES {
         wait_for_mutations(&clickhouse, database, table, deadline).await?;
     }
@@ -252,6 +257,103 @@ async fn disagreeing_windows(
         .fetch_all::<u32>()
         .await
         .context("finding windows to rebuild")
+}
+
+/// The stages whose consumption writes addresses to ClickHouse or Redis, and the topics they
+/// read that carry addresses.
+const LOADERS: [(mailpipe_stage::Stage, &[Topic]); 2] = [
+    (
+        mailpipe_stage::Stage::Aggregate,
+        &[
+            Topic::EventsUnique,
+            Topic::Actions,
+            Topic::Suppressions,
+            Topic::Rejected,
+            Topic::Dlq,
+        ],
+    ),
+    (mailpipe_stage::Stage::Rules, &[Topic::EventsUnique]),
+];
+
+/// Per (group, topic, partition): the high watermark now.
+fn high_watermarks(settings: &Settings) -> anyhow::Result<Vec<(String, String, i32, i64)>> {
+    use rdkafka::consumer::Consumer;
+    let names = TopicNames::new(&settings.kafka.topic_prefix);
+    let client: rdkafka::consumer::BaseConsumer =
+        mailpipe_kafka::consumer_config(&settings.kafka, "mailpipe-erase")
+            .create()
+            .context("creating the Kafka client")?;
+    let timeout = Duration::from_secs(10);
+    let mut out = Vec::new();
+    for (stage, topics) in LOADERS {
+        let group = stage.group_id(settings);
+        for topic in topics.iter().map(|t| names.name(*t)) {
+            let metadata = client.fetch_metadata(Some(&topic), timeout)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            for p in partitions {
+                let (_, high) = client.fetch_watermarks(&topic, p, timeout)?;
+                out.push((group.clone(), topic.clone(), p, high));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until each group's committed offsets reach `marks`, skipping groups that never
+/// committed on a topic (a stage not deployed here loads nothing).
+async fn wait_caught_up(
+    settings: &Settings,
+    marks: &[(String, String, i32, i64)],
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::Consumer;
+    let mut by_group: BTreeMap<&str, Vec<&(String, String, i32, i64)>> = BTreeMap::new();
+    for m in marks {
+        by_group.entry(m.0.as_str()).or_default().push(m);
+    }
+    for (group, marks) in by_group {
+        let client: rdkafka::consumer::BaseConsumer =
+            mailpipe_kafka::consumer_config(&settings.kafka, group)
+                .create()
+                .context("creating the Kafka client")?;
+        loop {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (_, topic, p, _) in &marks {
+                tpl.add_partition(topic, *p);
+            }
+            let committed = client.committed_offsets(tpl, Duration::from_secs(10))?;
+            let at = |topic: &str, p: i32| match committed
+                .find_partition(topic, p)
+                .map(|e| e.offset())
+            {
+                Some(rdkafka::Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            let behind: Vec<String> = marks
+                .iter()
+                .filter(|(_, topic, p, high)| at(topic, *p).is_some_and(|o| o < *high))
+                .map(|(_, topic, p, high)| {
+                    format!("{topic}[{p}] {}/{high}", at(topic, *p).unwrap_or(0))
+                })
+                .collect();
+            if behind.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{group} has not caught up with its topics ({}); nothing was erased: run erase again once it has (the console's lag panel)",
+                    behind.join(", ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
 }
 
 /// The suppression hashes (key, scope) holding `address`.

@@ -137,11 +137,25 @@ fn action(id: &str, recipient: &str, at_s: i64) -> ActionRow {
 async fn redis_dump(settings: &Settings, prefix: &str) -> BTreeMap<String, String> {
     let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    // SCAN, not KEYS: a shared development Redis may hold millions of other keys.
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
     let mut out = BTreeMap::new();
     for key in keys {
         let kind: String = redis::cmd("TYPE")
@@ -350,19 +364,58 @@ async fn an_erased_recipient_is_nowhere_and_still_suppressed() {
     let before = redis_dump(&settings, &prefix).await;
     assert!(before.iter().any(|(k, v)| holds_erased(&(k.clone() + v))));
 
-    // Erase.
-    let bin = workspace_binary("mailpipe", "cargo build -p mailpipe");
-    let out = Command::new(bin)
-        .current_dir(dev_config_path().parent().unwrap().parent().unwrap())
-        .env("MAILPIPE_KAFKA__TOPIC_PREFIX", &settings.kafka.topic_prefix)
-        .env(
-            "MAILPIPE_CLICKHOUSE__DATABASE",
-            &settings.clickhouse.database,
+    // Erase. First with the aggregate stage behind on mail.suppressions (its group has
+    // committed 0 of the 2 records): erase waits, then refuses, having changed nothing.
+    let erase = |wait: &str| {
+        let bin = workspace_binary("mailpipe", "cargo build -p mailpipe");
+        Command::new(bin)
+            .current_dir(dev_config_path().parent().unwrap().parent().unwrap())
+            .env("MAILPIPE_KAFKA__TOPIC_PREFIX", &settings.kafka.topic_prefix)
+            .env(
+                "MAILPIPE_CLICKHOUSE__DATABASE",
+                &settings.clickhouse.database,
+            )
+            .env("MAILPIPE_RULES__REDIS_PREFIX", &prefix)
+            .args(["erase", ERASED, "--by", "ticket-4711", "--wait", wait])
+            .output()
+            .unwrap()
+    };
+    let aggregate = mailpipe_stage::Stage::Aggregate.group_id(&settings);
+    let commit = |offset: i64| {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", &aggregate)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&suppressions_topic, 0, rdkafka::Offset::Offset(offset))
+            .unwrap();
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .unwrap();
+    };
+    commit(0);
+    let out = erase("2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("has not caught up"), "{stderr}");
+    assert_eq!(
+        count(
+            &settings,
+            "SELECT count() FROM email_events WHERE recipient = ?"
         )
-        .env("MAILPIPE_RULES__REDIS_PREFIX", &prefix)
-        .args(["erase", ERASED, "--by", "ticket-4711"])
-        .output()
-        .unwrap();
+        .await,
+        9,
+        "nothing deleted while a loader is behind"
+    );
+    assert_eq!(
+        redis_dump(&settings, &prefix).await,
+        before,
+        "nothing changed in Redis"
+    );
+    // Caught up: the erasure goes through.
+    commit(2);
+    let out = erase("60");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
