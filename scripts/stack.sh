@@ -584,6 +584,8 @@ APT_NEEDS=(
     "redis-cli:redis-tools"
     "java:openjdk-17-jre-headless"
     "mvn:maven"
+    # librdkafka's TLS (rdkafka's "ssl" feature) links the system OpenSSL.
+    "/usr/include/openssl/ssl.h:libssl-dev"
     # The console's browser test (make test): Debian's Chromium, never a browser download,
     # and fonts for legible screenshots.
     "chromium:chromium"

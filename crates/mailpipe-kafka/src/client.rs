@@ -144,6 +144,23 @@ mod tests {
         Settings::load_from(None).unwrap().kafka
     }
 
+    /// Managed clusters (Confluent Cloud, MSK) want SASL over TLS: the build must carry
+    /// librdkafka's TLS, or the client refuses the setting at creation.
+    #[test]
+    fn sasl_over_tls_is_a_configuration_the_client_accepts() {
+        let mut k = kafka();
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "mailpipe-verify"),
+            ("sasl.password", "not-a-real-secret"),
+        ] {
+            k.librdkafka.insert(key.to_string(), value.to_string());
+        }
+        let created: Result<rdkafka::producer::BaseProducer, _> = producer_config(&k).create();
+        assert!(created.is_ok(), "{:?}", created.err());
+    }
+
     #[test]
     fn producer_defaults_are_durable() {
         let c = producer_config(&kafka());
