@@ -27,7 +27,7 @@ pub enum ClickHouseError {
         applied: String,
         current: String,
     },
-    #[error("mutations of {table} (ALTER ... DELETE) have not finished in time")]
+    #[error("mutations of {table} (ALTER ... DELETE) have not finished in time; the command that started them can be run again to resume")]
     MutationsPending { table: String },
     #[error("migration {version}, statement {index}: {source}")]
     Statement {

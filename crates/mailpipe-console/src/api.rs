@@ -67,6 +67,20 @@ pub struct RateBase {
     pub clicked: u64,
 }
 
+impl From<&Breakdown> for RateBase {
+    fn from(r: &Breakdown) -> RateBase {
+        RateBase {
+            delivered: r.delivered,
+            bounced: r.bounced,
+            failed: r.failed,
+            rejected: r.rejected,
+            complained: r.complained,
+            opened: r.opened,
+            clicked: r.clicked,
+        }
+    }
+}
+
 impl Rates {
     pub fn of(c: RateBase) -> Rates {
         let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
@@ -223,15 +237,7 @@ async fn breakdown(
     let rows = rows
         .into_iter()
         .map(|r| BreakdownRow {
-            rates: Rates::of(RateBase {
-                delivered: r.delivered,
-                bounced: r.bounced,
-                failed: r.failed,
-                rejected: r.rejected,
-                complained: r.complained,
-                opened: r.opened,
-                clicked: r.clicked,
-            }),
+            rates: Rates::of(RateBase::from(&r)),
             counts: r,
         })
         .collect();

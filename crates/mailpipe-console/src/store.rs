@@ -360,11 +360,8 @@ impl Store {
         since: i64,
         until: i64,
     ) -> Result<Vec<KeyCount>, ConsoleError> {
-        let sql = "SELECT stage AS key, count() AS count FROM dead_letters FINAL \
-             WHERE failed_at >= toDateTime(?) AND failed_at < toDateTime(?) \
-             GROUP BY key ORDER BY key LIMIT ?";
-        let query = self.client.query(sql).bind(since).bind(until);
-        self.fetch("alerts", query.bind(self.max_rows)).await
+        self.counts_in("stage", "dead_letters", "failed_at", since, until)
+            .await
     }
 
     /// Rejected requests per source in `[since, until)`.
@@ -373,10 +370,26 @@ impl Store {
         since: i64,
         until: i64,
     ) -> Result<Vec<KeyCount>, ConsoleError> {
-        let sql = "SELECT source AS key, count() AS count FROM rejected_requests FINAL \
-             WHERE rejected_at >= toDateTime(?) AND rejected_at < toDateTime(?) \
-             GROUP BY key ORDER BY key LIMIT ?";
-        let query = self.client.query(sql).bind(since).bind(until);
+        self.counts_in("source", "rejected_requests", "rejected_at", since, until)
+            .await
+    }
+
+    /// Rows of `table` per `key` with `time` in `[since, until)`; the names are this file's
+    /// constants, never input.
+    async fn counts_in(
+        &self,
+        key: &'static str,
+        table: &'static str,
+        time: &'static str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<KeyCount>, ConsoleError> {
+        let sql = format!(
+            "SELECT {key} AS key, count() AS count FROM {table} FINAL \
+             WHERE {time} >= toDateTime(?) AND {time} < toDateTime(?) \
+             GROUP BY key ORDER BY key LIMIT ?"
+        );
+        let query = self.client.query(&sql).bind(since).bind(until);
         self.fetch("alerts", query.bind(self.max_rows)).await
     }
 

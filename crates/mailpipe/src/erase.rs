@@ -165,14 +165,15 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
         }
     }
     for (table, _) in TABLES {
-        wait_for_mutations(&clickhouse, database, table, deadline).await?;
+        mailpipe_clickhouse::wait_for_mutations(&clickhouse, database, table, deadline).await?;
     }
     if !minutes.is_empty() {
         let ranges = window_ranges(&minutes);
         for sql in delete_statements(database, &ranges) {
             clickhouse.query(&sql).execute().await?;
         }
-        wait_for_mutations(&clickhouse, database, "email_stats_1m", deadline).await?;
+        mailpipe_clickhouse::wait_for_mutations(&clickhouse, database, "email_stats_1m", deadline)
+            .await?;
         for sql in recompute_statements(database, &ranges) {
             clickhouse.query(&sql).execute().await?;
         }
@@ -484,18 +485,6 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// [`mailpipe_clickhouse::wait_for_mutations`], with what to do when it times out.
-async fn wait_for_mutations(
-    clickhouse: &clickhouse::Client,
-    database: &str,
-    table: &str,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    mailpipe_clickhouse::wait_for_mutations(clickhouse, database, table, deadline)
-        .await
-        .with_context(|| "run erase again (it is idempotent)")
 }
 
 fn now_ms() -> i64 {

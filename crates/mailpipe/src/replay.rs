@@ -680,7 +680,7 @@ async fn finish(
             .context("deleting superseded rows")?;
     }
     let database = &settings.clickhouse.database;
-    wait_for_mutations(clickhouse, database, "email_events", deadline).await?;
+    mailpipe_clickhouse::wait_for_mutations(clickhouse, database, "email_events", deadline).await?;
     // The touched windows are rebuilt from scratch: their old rows keep the largest count.
     let ranges = window_ranges(&state.windows);
     for sql in delete_statements(database, &ranges) {
@@ -690,7 +690,8 @@ async fn finish(
             .await
             .context("clearing windows")?;
     }
-    wait_for_mutations(clickhouse, database, "email_stats_1m", deadline).await?;
+    mailpipe_clickhouse::wait_for_mutations(clickhouse, database, "email_stats_1m", deadline)
+        .await?;
     for sql in recompute_statements(database, &ranges) {
         clickhouse
             .query(&sql)
@@ -699,18 +700,6 @@ async fn finish(
             .context("recomputing one-minute windows")?;
     }
     Ok(())
-}
-
-/// [`mailpipe_clickhouse::wait_for_mutations`], with what to do when it times out.
-async fn wait_for_mutations(
-    clickhouse: &clickhouse::Client,
-    database: &str,
-    table: &str,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    mailpipe_clickhouse::wait_for_mutations(clickhouse, database, table, deadline)
-        .await
-        .with_context(|| "run the same command again to resume")
 }
 
 /// Once the whole range is read: the stored ids no request gave are obsolete.
