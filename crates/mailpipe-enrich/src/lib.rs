@@ -1,0 +1,1 @@
+//! Event enrichment (issue 23): being written.

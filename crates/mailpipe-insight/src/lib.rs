@@ -1,0 +1,1 @@
+//! Insight (issue 23): being written.
