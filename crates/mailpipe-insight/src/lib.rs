@@ -1,1 +1,3 @@
 //! Insight (issue 23): being written.
+
+pub mod history;
