@@ -140,6 +140,21 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| malformed(error))
     }
 
+    /// A `boolean`: one byte, 0 or 1 (any other byte is an error, as in `apache_avro`).
+    pub fn boolean(&mut self) -> Result<bool, AvroError> {
+        let (&byte, rest) = self
+            .bytes
+            .split_first()
+            .ok_or_else(|| malformed("the datum ends before a boolean"))?;
+        let value = match byte {
+            0 => false,
+            1 => true,
+            _ => return Err(malformed("a boolean is neither 0 nor 1")),
+        };
+        self.bytes = rest;
+        Ok(value)
+    }
+
     /// A `["null", "string"]` union.
     pub fn optional_str(&mut self) -> Result<Option<&'a str>, AvroError> {
         match self.branch(2)? {

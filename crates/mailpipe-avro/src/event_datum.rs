@@ -10,9 +10,10 @@
 //! written here ([`FIELDS`]).
 //!
 //! Invariant (decoder): [`EventDecoder::decode`] gives exactly the [`EmailEvent`], or an
-//! error exactly when, the generic decoder does for the same datum, with one difference:
+//! error exactly when, the generic decoder does for the same datum, with two differences:
 //! bytes left after the record are an error here (the generic decoder ignores them; they
-//! mean the datum was not written with this schema). It is only used for records whose
+//! mean the datum was not written with this schema), and so is a datum that ends before
+//! the trailing optional fields (the generic decoder reads them as null). It is only used for records whose
 //! writer schema is this schema ([`EventDecoder::reads`]: equal parsing canonical forms,
 //! i.e. the same binary layout); any other writer schema goes the generic way. The tests
 //! (`event_datum/tests.rs`) and the fuzz target `event_datum` compare both ways with the
@@ -22,7 +23,9 @@ use std::collections::BTreeMap;
 
 use apache_avro::schema::RecordSchema;
 use apache_avro::Schema;
-use mailpipe_model::{BounceClass, EmailEvent, EventType, Geo, Provider, RejectReason};
+use mailpipe_model::{
+    BounceClass, DeviceClass, EmailEvent, EventType, Geo, Provider, RejectReason,
+};
 
 use crate::datum::{
     write_long, write_optional_string, write_string, write_string_array, write_string_map, Reader,
@@ -30,7 +33,7 @@ use crate::datum::{
 use crate::{parse_schema, AvroError, RegisteredSchema, EMAIL_EVENT_SCHEMA};
 
 /// The schema's fields in order, as [`EventEncoder::encode`] writes them.
-pub const FIELDS: [&str; 23] = mailpipe_model::EVENT_FIELD_NAMES;
+pub const FIELDS: [&str; 29] = mailpipe_model::EVENT_FIELD_NAMES;
 
 /// Encodes canonical events as Confluent-framed `mail.events` records.
 #[derive(Debug, Clone)]
@@ -41,6 +44,7 @@ pub struct EventEncoder {
     event_types: Vec<i64>,
     reject_reasons: Vec<i64>,
     bounce_classes: Vec<i64>,
+    device_classes: Vec<i64>,
 }
 
 impl EventEncoder {
@@ -65,6 +69,10 @@ impl EventEncoder {
             bounce_classes: indexes(
                 BounceClass::ALL.map(BounceClass::as_str),
                 symbols_of(record, "bounce_class")?,
+            )?,
+            device_classes: indexes(
+                DeviceClass::ALL.map(DeviceClass::as_str),
+                symbols_of(record, "device_class")?,
             )?,
             schema,
         })
@@ -130,6 +138,24 @@ impl EventEncoder {
         write_optional_string(out, e.description.as_deref());
         write_string(out, &e.raw_request_id);
         write_string(out, &e.raw_event);
+        write_optional_string(out, e.client_name.as_deref());
+        write_optional_string(out, e.client_os.as_deref());
+        match e.device_class {
+            None => write_long(out, 0),
+            Some(class) => {
+                write_long(out, 1);
+                write_long(out, symbol(&self.device_classes, &DeviceClass::ALL, class));
+            }
+        }
+        match e.machine_open {
+            None => write_long(out, 0),
+            Some(machine) => {
+                write_long(out, 1);
+                out.push(u8::from(machine));
+            }
+        }
+        write_optional_string(out, e.machine_reason.as_deref());
+        write_optional_string(out, e.geo_source.as_deref());
     }
 }
 
@@ -161,6 +187,7 @@ pub struct EventDecoder {
     event_types: Vec<EventType>,
     reject_reasons: Vec<RejectReason>,
     bounce_classes: Vec<BounceClass>,
+    device_classes: Vec<DeviceClass>,
 }
 
 impl EventDecoder {
@@ -176,11 +203,16 @@ impl EventDecoder {
             symbols_of(record, "bounce_class")?,
             BounceClass::from_symbol,
         )?;
+        let device_classes = values(
+            symbols_of(record, "device_class")?,
+            DeviceClass::from_symbol,
+        )?;
         Ok(EventDecoder {
             schema,
             event_types,
             reject_reasons,
             bounce_classes,
+            device_classes,
         })
     }
 
@@ -244,6 +276,18 @@ impl EventDecoder {
             description: owned(r.optional_str()?),
             raw_request_id: r.str()?.to_owned(),
             raw_event: r.str()?.to_owned(),
+            client_name: owned(r.optional_str()?),
+            client_os: owned(r.optional_str()?),
+            device_class: match r.branch(2)? {
+                0 => None,
+                _ => Some(self.device_classes[r.symbol(self.device_classes.len())?]),
+            },
+            machine_open: match r.branch(2)? {
+                0 => None,
+                _ => Some(r.boolean()?),
+            },
+            machine_reason: owned(r.optional_str()?),
+            geo_source: owned(r.optional_str()?),
         };
         r.finish()?;
         Ok(event)

@@ -78,7 +78,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("human_opens_7d", "human opens in the last 7 days"),
     ("human_opens_30d", "human opens in the last 30 days"),
     ("human_opens_90d", "human opens in the last 90 days"),
-    ("opens_30d", "all opens (human and machine) in the last 30 days"),
+    (
+        "opens_30d",
+        "all opens (human and machine) in the last 30 days",
+    ),
     ("clicks_7d", "clicks in the last 7 days"),
     ("clicks_30d", "clicks in the last 30 days"),
     ("clicks_90d", "clicks in the last 90 days"),

@@ -18,7 +18,7 @@ use crate::Provider;
 /// The names of [`EmailEvent`]'s fields, in the order of `schemas/email_event.avsc`: the
 /// Avro encoder checks the schema against it, the rules engine knows the variables a rule
 /// may name from it.
-pub const EVENT_FIELD_NAMES: [&str; 23] = [
+pub const EVENT_FIELD_NAMES: [&str; 29] = [
     "event_id",
     "event_type",
     "provider_event",
@@ -42,6 +42,12 @@ pub const EVENT_FIELD_NAMES: [&str; 23] = [
     "description",
     "raw_request_id",
     "raw_event",
+    "client_name",
+    "client_os",
+    "device_class",
+    "machine_open",
+    "machine_reason",
+    "geo_source",
 ];
 
 /// One event of one recipient, as reported by an ESP, in canonical form.
@@ -92,6 +98,41 @@ pub struct EmailEvent {
     pub raw_request_id: String,
     /// The provider's original event, as JSON text.
     pub raw_event: String,
+    // Enrichment (issue 23, schema v2): set by the normalize stage's enrichment step
+    // (`mailpipe_stage_3_normalize::enrich`) on engagement events; `None` elsewhere.
+    /// The reading software from the user agent ("Apple Mail", "Gmail", "Outlook", "Chrome").
+    #[serde(default)]
+    pub client_name: Option<String>,
+    /// The reader's operating system from the user agent ("iOS", "Windows", "macOS").
+    #[serde(default)]
+    pub client_os: Option<String>,
+    #[serde(default)]
+    pub device_class: Option<DeviceClass>,
+    /// On `opened`: whether a machine (a privacy proxy's prefetch, a link scanner) rather
+    /// than a person opened; set by the provider's own flag where it sends one.
+    #[serde(default)]
+    pub machine_open: Option<bool>,
+    /// Why `machine_open` is true: `provider_flag`, `apple_mail_privacy`, `security_scanner`.
+    #[serde(default)]
+    pub machine_reason: Option<String>,
+    /// Where `geo` came from: `provider`, or `ip_database` (the configured MaxMind file).
+    #[serde(default)]
+    pub geo_source: Option<String>,
+}
+
+/// The kind of device that read the message, from its user agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceClass {
+    Desktop,
+    Mobile,
+    Tablet,
+    /// A mail provider's image proxy or privacy relay fetched the content: the device is
+    /// hidden (Gmail's and Yahoo's image proxies, Apple Mail Privacy Protection).
+    Proxy,
+    /// A robot: a security scanner following links, a crawler.
+    Bot,
+    Unknown,
 }
 
 /// What happened, normalized (anymail's `EventType`, without the inbound types).
@@ -256,6 +297,32 @@ impl BounceClass {
     }
 }
 
+impl DeviceClass {
+    pub const ALL: [DeviceClass; 6] = [
+        DeviceClass::Desktop,
+        DeviceClass::Mobile,
+        DeviceClass::Tablet,
+        DeviceClass::Proxy,
+        DeviceClass::Bot,
+        DeviceClass::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Desktop => "desktop",
+            DeviceClass::Mobile => "mobile",
+            DeviceClass::Tablet => "tablet",
+            DeviceClass::Proxy => "proxy",
+            DeviceClass::Bot => "bot",
+            DeviceClass::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_symbol(symbol: &str) -> Option<DeviceClass> {
+        DeviceClass::ALL.into_iter().find(|c| c.as_str() == symbol)
+    }
+}
+
 fn serialize_provider_id<S: serde::Serializer>(p: &Provider, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(p.as_str())
 }
@@ -276,6 +343,9 @@ mod tests {
         }
         for c in BounceClass::ALL {
             assert_eq!(BounceClass::from_symbol(c.as_str()), Some(c));
+        }
+        for d in DeviceClass::ALL {
+            assert_eq!(DeviceClass::from_symbol(d.as_str()), Some(d));
         }
         assert_eq!(EventType::from_symbol("inbound"), None);
         assert_eq!(RejectReason::from_symbol("TimedOut"), None);

@@ -13,6 +13,8 @@ mod provider;
 mod providers;
 mod spec;
 
-pub use event::{BounceClass, EmailEvent, EventType, Geo, RejectReason, EVENT_FIELD_NAMES};
+pub use event::{
+    BounceClass, DeviceClass, EmailEvent, EventType, Geo, RejectReason, EVENT_FIELD_NAMES,
+};
 pub use provider::{Provider, UnknownProvider};
 pub use spec::{ProviderSpec, SecretKind, SourceOption};

@@ -46,6 +46,12 @@ pub(crate) fn new_event(
         description: None,
         raw_request_id: input.raw_request_id.to_string(),
         raw_event: raw_event.to_string(),
+        client_name: None,
+        client_os: None,
+        device_class: None,
+        machine_open: None,
+        machine_reason: None,
+        geo_source: None,
     }
 }
 
@@ -88,6 +94,13 @@ pub(crate) fn finish(event: &mut EmailEvent) {
             .get("campaign_id")
             .filter(|c| !c.is_empty())
             .cloned();
+    }
+    // A provider's machine-open flag is about opens only; enrichment (the normalize stage)
+    // completes the verdict from the user agent.
+    if event.event_type != EventType::Opened {
+        event.machine_open = None;
+    } else if event.machine_open == Some(true) {
+        event.machine_reason = Some("provider_flag".to_string());
     }
 }
 

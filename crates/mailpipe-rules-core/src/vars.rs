@@ -14,10 +14,10 @@ use serde::Serialize;
 
 /// Names an expression or template may use, as in `schemas/email_event.avsc`, plus
 /// `event_time` (the time the engine counts by: `occurred_at`, else `received_at`).
-pub const EVENT_FIELDS: [&str; 24] = {
+pub const EVENT_FIELDS: [&str; 30] = {
     // The event's own fields (mailpipe-model's list) and `event_time`, after `received_at`.
     let own = mailpipe_model::EVENT_FIELD_NAMES;
-    let mut all = [""; 24];
+    let mut all = [""; 30];
     let mut i = 0;
     let mut j = 0;
     while i < own.len() {
@@ -34,14 +34,14 @@ pub const EVENT_FIELDS: [&str; 24] = {
 
 /// Names a template may use: the event's fields and `rule` (`rule.id`, `rule.description`,
 /// `rule.version`).
-pub const KNOWN_FIELDS: [&str; 25] = {
-    let mut all = [""; 25];
+pub const KNOWN_FIELDS: [&str; 31] = {
+    let mut all = [""; 31];
     let mut i = 0;
     while i < EVENT_FIELDS.len() {
         all[i] = EVENT_FIELDS[i];
         i += 1;
     }
-    all[24] = "rule";
+    all[30] = "rule";
     all
 };
 
@@ -98,6 +98,12 @@ pub(crate) struct EventVars<'a> {
     description: Option<&'a str>,
     raw_request_id: &'a str,
     raw_event: &'a str,
+    client_name: Option<&'a str>,
+    client_os: Option<&'a str>,
+    device_class: Option<&'static str>,
+    machine_open: Option<bool>,
+    machine_reason: Option<&'a str>,
+    geo_source: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +145,12 @@ impl<'a> EventVars<'a> {
             description: event.description.as_deref(),
             raw_request_id: &event.raw_request_id,
             raw_event: &event.raw_event,
+            client_name: event.client_name.as_deref(),
+            client_os: event.client_os.as_deref(),
+            device_class: event.device_class.map(|d| d.as_str()),
+            machine_open: event.machine_open,
+            machine_reason: event.machine_reason.as_deref(),
+            geo_source: event.geo_source.as_deref(),
         }
     }
 }
@@ -181,6 +193,17 @@ impl cel::context::VariableResolver for EventVars<'_> {
             "description" => optional_text(self.description),
             "raw_request_id" => text(self.raw_request_id),
             "raw_event" => text(self.raw_event),
+            "client_name" => optional_text(self.client_name),
+            "client_os" => optional_text(self.client_os),
+            "device_class" => optional_text(self.device_class),
+            "machine_open" => match self.machine_open {
+                Some(machine) => {
+                    Box::new(cel::common::types::CelBool::from(machine)) as Box<dyn Val>
+                }
+                None => Box::new(CelNull),
+            },
+            "machine_reason" => optional_text(self.machine_reason),
+            "geo_source" => optional_text(self.geo_source),
             _ => return None,
         };
         Some(CowVal::Owned(value))
@@ -259,6 +282,12 @@ pub(crate) fn sample_event(metadata_keys: &[String]) -> EmailEvent {
         description: text("sample"),
         raw_request_id: "sample-request".into(),
         raw_event: "{}".into(),
+        client_name: text("Apple Mail"),
+        client_os: text("iOS"),
+        device_class: Some(mailpipe_model::DeviceClass::Mobile),
+        machine_open: Some(false),
+        machine_reason: text("apple_mail_privacy"),
+        geo_source: text("provider"),
     }
 }
 
@@ -304,6 +333,12 @@ mod tests {
             geo: None,
             mta_response: None,
             description: None,
+            client_name: None,
+            client_os: None,
+            device_class: None,
+            machine_open: None,
+            machine_reason: None,
+            geo_source: None,
             ..sample_event(&[])
         };
         bare.occurred_at = -5;

@@ -155,6 +155,12 @@ fn event() -> impl Strategy<Value = EmailEvent> {
                 description: None,
                 raw_request_id: String::new(),
                 raw_event,
+                client_name: None,
+                client_os: None,
+                device_class: None,
+                machine_open: None,
+                machine_reason: None,
+                geo_source: None,
             },
         )
 }

@@ -48,6 +48,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub console: ConsoleSettings,
     pub privacy: PrivacySettings,
+    pub enrichment: EnrichmentSettings,
+    pub insight: InsightSettings,
     /// Webhook sources by source id.
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -398,6 +400,35 @@ impl std::fmt::Debug for AlertSettings {
 
 /// The smallest `[privacy] hash_key` accepted, in bytes.
 pub const MIN_HASH_KEY_BYTES: usize = 16;
+
+/// The normalize stage's enrichment of engagement events (`mailpipe_enrich`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichmentSettings {
+    /// Client, OS, device class and machine opens from the user agent.
+    pub user_agents: bool,
+    /// A MaxMind-format (.mmdb, City layout) file to geolocate IPs of engagement events the
+    /// provider did not locate; empty: no lookups. Read once at start; never a network call.
+    pub geoip_database: String,
+}
+
+/// Engagement history and predictions (`mailpipe_insight`): the console API, `mailpipe
+/// predict` and the rules' `history` condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightSettings {
+    /// IANA zone the hours of the week of send-time predictions are counted in.
+    pub time_zone: String,
+    /// How many days of history a prediction reads.
+    pub history_days: u32,
+    /// Rules stage: how long one recipient's or domain's history is reused before it is
+    /// read again from ClickHouse.
+    pub history_cache_seconds: u64,
+    /// Rules stage: most histories kept in that cache.
+    pub history_cache_entries: usize,
+    /// Bound on one history or prediction query.
+    pub query_timeout_ms: u64,
+}
 
 /// The console (`mailpipe-console`): the web page, its JSON API and the alerts.
 #[derive(Debug, Clone, Deserialize, Serialize)]

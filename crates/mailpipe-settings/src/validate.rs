@@ -30,6 +30,28 @@ impl Settings {
             "privacy.hash_recipients",
             "needs privacy.hash_key".into(),
         );
+        let insight = &self.insight;
+        check(
+            insight.time_zone.parse::<chrono_tz::Tz>().is_ok(),
+            "insight.time_zone",
+            format!("{:?} is not an IANA time zone", insight.time_zone),
+        );
+        check(
+            insight.history_days > 0,
+            "insight.history_days",
+            "must be at least 1".into(),
+        );
+        check(
+            insight.history_cache_entries > 0,
+            "insight.history_cache_entries",
+            "must be at least 1".into(),
+        );
+        let geoip = &self.enrichment.geoip_database;
+        check(
+            geoip.is_empty() || std::path::Path::new(geoip).is_file(),
+            "enrichment.geoip_database",
+            format!("{geoip:?} is not a readable file"),
+        );
         let alerts = &self.console.alerts;
         check(
             alerts.interval_seconds > 0,

@@ -10,6 +10,8 @@
 //! records are acknowledged. An event that can never be produced (too large) adds an
 //! `unproducible` dead letter of its input instead (`mailpipe_stage::emit`).
 
+pub mod enrich;
+
 use mailpipe_avro::event_datum::EventEncoder;
 use mailpipe_avro::records::{VerifiedKind, VerifiedRecord};
 use mailpipe_kafka::Topic;
@@ -24,6 +26,8 @@ use mailpipe_telemetry::names;
 use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 
+use crate::enrich::Enricher;
+
 /// Runs the stage until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     mailpipe_stage::kit::run::<PerMessage<NormalizeHandler>>(Stage::Normalize, &settings, shutdown)
@@ -34,6 +38,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 pub struct NormalizeHandler {
     events_topic: String,
     events_encoder: EventEncoder,
+    enricher: Enricher,
 }
 
 impl MessageHandler for NormalizeHandler {
@@ -43,6 +48,7 @@ impl MessageHandler for NormalizeHandler {
     async fn new(kit: &StageKit) -> anyhow::Result<NormalizeHandler> {
         let events = kit.output(Topic::Events).await?;
         Ok(NormalizeHandler {
+            enricher: Enricher::from_settings(&kit.settings().enrichment)?,
             events_encoder: EventEncoder::new(events.schema)?,
             events_topic: events.topic,
         })
@@ -68,10 +74,13 @@ impl MessageHandler for NormalizeHandler {
     }
 }
 
-/// The canonical events of a verified request (its provider and them), or why it has none
-/// (a permanent error: its dead letter's reason). The stage's parsing, also used by
-/// `mailpipe replay`.
-pub fn parse_verified(record: &VerifiedRecord) -> Result<(Provider, Vec<EmailEvent>), StageError> {
+/// The canonical events of a verified request (its provider and them), enriched, or why it
+/// has none (a permanent error: its dead letter's reason). The stage's parsing, also used
+/// by `mailpipe replay`.
+pub fn parse_verified(
+    record: &VerifiedRecord,
+    enricher: &Enricher,
+) -> Result<(Provider, Vec<EmailEvent>), StageError> {
     let Ok(provider) = record.provider.parse::<Provider>() else {
         let detail = format!("unknown provider {:?}", record.provider);
         return Err(StageError::permanent(
@@ -93,7 +102,12 @@ pub fn parse_verified(record: &VerifiedRecord) -> Result<(Provider, Vec<EmailEve
         body: &record.body,
     };
     match parse(provider, &input) {
-        Ok(events) => Ok((provider, events)),
+        Ok(mut events) => {
+            for event in &mut events {
+                enricher.enrich(event);
+            }
+            Ok((provider, events))
+        }
         Err(e) => {
             let reason = DeadLetterReason::Unparseable(e.failure);
             Err(StageError::permanent(reason, e.to_string()))
@@ -106,7 +120,7 @@ impl NormalizeHandler {
         if record.kind == VerifiedKind::Control {
             return Ok(Vec::new());
         }
-        let (provider, events) = parse_verified(record)?;
+        let (provider, events) = parse_verified(record, &self.enricher)?;
         if events.is_empty() {
             // A request that holds no email event (Postal's report on a message it
             // received): completed without output, counted, never silently.

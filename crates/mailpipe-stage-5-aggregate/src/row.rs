@@ -43,6 +43,14 @@ pub struct EventRow {
     /// 0, or the revision of the replay that corrected the event (its record's
     /// `mailpipe-correction` header).
     pub revision: u64,
+    // Enrichment (009_enrichment.sql).
+    pub client_name: String,
+    pub client_os: String,
+    pub device_class: String,
+    /// On opened events 1 (machine) or 0 (human); NULL elsewhere.
+    pub machine_open: Option<u8>,
+    pub machine_reason: String,
+    pub geo_source: String,
 }
 
 /// A `DateTime` (Unix seconds, UInt32) from Unix milliseconds, clamped to its range
@@ -90,6 +98,14 @@ impl EventRow {
             raw_event: event.raw_event,
             inserted_at_ms: 0,
             revision: 0,
+            client_name: event.client_name.unwrap_or_default(),
+            client_os: event.client_os.unwrap_or_default(),
+            device_class: event
+                .device_class
+                .map_or_else(String::new, |d| d.as_str().to_string()),
+            machine_open: event.machine_open.map(u8::from),
+            machine_reason: event.machine_reason.unwrap_or_default(),
+            geo_source: event.geo_source.unwrap_or_default(),
         }
     }
 
@@ -117,6 +133,11 @@ impl EventRow {
             &self.description,
             &self.raw_request_id,
             &self.raw_event,
+            &self.client_name,
+            &self.client_os,
+            &self.device_class,
+            &self.machine_reason,
+            &self.geo_source,
         ];
         let arrays = [&self.tags, &self.metadata_keys, &self.metadata_values];
         let text: usize = strings.iter().map(|s| s.len() + 2).sum();
@@ -164,6 +185,12 @@ mod tests {
             description: None,
             raw_request_id: "req-1".into(),
             raw_event: "{}".into(),
+            client_name: None,
+            client_os: None,
+            device_class: None,
+            machine_open: None,
+            machine_reason: None,
+            geo_source: None,
         }
     }
 

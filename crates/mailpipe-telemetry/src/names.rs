@@ -46,6 +46,11 @@ pub const NORMALIZE_EVENTS: &str = "mailpipe_normalize_events_total";
 /// incoming mail.
 pub const NORMALIZE_REQUESTS_WITHOUT_EVENTS: &str =
     "mailpipe_normalize_requests_without_events_total";
+/// Opens by the enrichment's verdict (labels machine = true/false, reason).
+pub const NORMALIZE_OPENS: &str = "mailpipe_normalize_opens_total";
+/// IP geolocation lookups of engagement events the provider did not locate (label result =
+/// found / not_found); only with `[enrichment] geoip_database`.
+pub const NORMALIZE_GEO_LOOKUPS: &str = "mailpipe_normalize_geo_lookups_total";
 
 // Verify stage. Labels: provider and source are configured ids ("unknown" when the record
 // names none that is configured), reason the closed set of mailpipe_verify_core::Reason.
@@ -136,6 +141,14 @@ pub fn describe_all() {
     describe_counter!(
         NORMALIZE_EVENTS,
         "Canonical events written to mail.events, by provider and event type"
+    );
+    describe_counter!(
+        NORMALIZE_OPENS,
+        "Opens by the enrichment's verdict: machine (true/false) and its reason"
+    );
+    describe_counter!(
+        NORMALIZE_GEO_LOOKUPS,
+        "IP geolocation lookups of engagement events, by result (found / not_found)"
     );
     describe_verify();
     describe_dedupe();

@@ -86,6 +86,12 @@ impl EventBuilder {
             mta_response: None,
             description: None,
             raw_event: "{}".into(),
+            client_name: None,
+            client_os: None,
+            device_class: None,
+            machine_open: None,
+            machine_reason: None,
+            geo_source: None,
         })
     }
 

@@ -35,6 +35,7 @@ use mailpipe_model::privacy::recipient_hash;
 use mailpipe_model::{EmailEvent, Provider};
 use mailpipe_settings::Settings;
 use mailpipe_stage_2_verify::replay::{Reverified, Reverifier};
+use mailpipe_stage_3_normalize::enrich::Enricher;
 use mailpipe_stage_3_normalize::parse_verified;
 use mailpipe_stage_5_aggregate::privacy::RecipientHasher;
 use mailpipe_stage_5_aggregate::row::EventRow;
@@ -368,6 +369,7 @@ async fn read_all(
     consumer.assign(&tpl)?;
     let mut deriver = Deriver {
         verifier: Reverifier::new(settings)?,
+        enricher: Enricher::from_settings(&settings.enrichment)?,
         hash_key: settings.privacy.hash_key.as_bytes().to_vec(),
         hasher: RecipientHasher::from_settings(&settings.privacy),
     };
@@ -477,6 +479,9 @@ async fn read_all(
 /// applies (`[privacy]`), so events compare as stored and erased recipients stay out.
 struct Deriver {
     verifier: Reverifier,
+    /// The normalize stage's enrichment, as configured (a replay fills in the enrichment
+    /// of events normalized before it existed).
+    enricher: Enricher,
     hash_key: Vec<u8>,
     hasher: Option<RecipientHasher>,
 }
@@ -492,6 +497,7 @@ async fn process_batch(
 ) -> anyhow::Result<Vec<EmailEvent>> {
     let Deriver {
         verifier,
+        enricher,
         hash_key,
         hasher,
     } = deriver;
@@ -524,7 +530,7 @@ async fn process_batch(
                 continue;
             }
         };
-        match parse_verified(&record) {
+        match parse_verified(&record, enricher) {
             Ok((_, parsed)) => {
                 requests.push(request_id);
                 for event in parsed {

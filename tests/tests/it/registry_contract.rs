@@ -237,3 +237,91 @@ async fn avro_records_round_trip_through_broker_and_registry() {
     received.sort_by_key(|p| p.id);
     assert_eq!(received, sent);
 }
+
+/// The email event schema's evolution (v1 → the current one, with the enrichment fields)
+/// passes the registry's BACKWARD check, and a v1 record still decodes as an event after
+/// the subject moved on.
+#[tokio::test]
+async fn the_email_event_schema_evolves_backward_compatibly() {
+    const V1: &str = include_str!("../../../schemas/history/email_event.v1.avsc");
+    let codec = AvroCodec::new(&schema_registry_url()).unwrap();
+    let topic = unique_name("events-evolution");
+    let subject = value_subject(&topic);
+    let v1 = codec
+        .register(&TopicSchema::new(&topic, V1).unwrap())
+        .await
+        .unwrap();
+    let current = codec
+        .register(&TopicSchema::new(&topic, mailpipe_avro::EMAIL_EVENT_SCHEMA).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("the registry refused the evolved event schema: {e}"));
+    assert_ne!(v1.id(), current.id());
+    assert_eq!(subject_schema_ids(&subject).await, [v1.id(), current.id()]);
+
+    // A v1 record: an event as v1 knew it.
+    #[derive(Serialize)]
+    struct V1Probe<'a> {
+        event_id: &'a str,
+        event_type: &'a str,
+        provider_event: &'a str,
+        provider: &'a str,
+        source: &'a str,
+        occurred_at: i64,
+        received_at: i64,
+        recipient: Option<&'a str>,
+        recipient_domain: Option<&'a str>,
+        message_id: Option<&'a str>,
+        campaign_id: Option<&'a str>,
+        tags: Vec<String>,
+        metadata: std::collections::BTreeMap<String, String>,
+        reject_reason: Option<&'a str>,
+        bounce_class: Option<&'a str>,
+        url: Option<&'a str>,
+        user_agent: Option<&'a str>,
+        ip: Option<&'a str>,
+        geo: Option<()>,
+        mta_response: Option<&'a str>,
+        description: Option<&'a str>,
+        raw_request_id: &'a str,
+        raw_event: &'a str,
+    }
+    let old = V1Probe {
+        event_id: "ev-old",
+        event_type: "opened",
+        provider_event: "open",
+        provider: "sendgrid",
+        source: "main",
+        occurred_at: 1_700_000_000_000,
+        received_at: 1_700_000_001_000,
+        recipient: Some("old@example.com"),
+        recipient_domain: Some("example.com"),
+        message_id: None,
+        campaign_id: None,
+        tags: vec![],
+        metadata: Default::default(),
+        reject_reason: None,
+        bounce_class: None,
+        url: None,
+        user_agent: Some("Mozilla/5.0"),
+        ip: None,
+        geo: None,
+        mta_response: None,
+        description: None,
+        raw_request_id: "req-old",
+        raw_event: "{}",
+    };
+    let bytes = v1.encode(&old, 256).unwrap();
+    let event: mailpipe_model::EmailEvent = codec.decode(&bytes).await.unwrap();
+    assert_eq!(event.event_id, "ev-old");
+    assert_eq!(event.event_type, mailpipe_model::EventType::Opened);
+    assert_eq!(event.user_agent.as_deref(), Some("Mozilla/5.0"));
+    assert_eq!(
+        (
+            event.client_name,
+            event.device_class,
+            event.machine_open,
+            event.geo_source
+        ),
+        (None, None, None, None)
+    );
+}

@@ -52,6 +52,12 @@ fn fixture() -> &'static Fixture {
             description: Some("d".into()),
             raw_request_id: "r".into(),
             raw_event: "{}".into(),
+            client_name: None,
+            client_os: None,
+            device_class: None,
+            machine_open: None,
+            machine_reason: None,
+            geo_source: None,
         };
         let valid = schema.encode(&event, 0).unwrap()[5..].to_vec();
         Fixture {

@@ -50,6 +50,12 @@ fn event() -> EmailEvent {
         description: None,
         raw_request_id: "req-1".into(),
         raw_event: "{}".into(),
+        client_name: None,
+        client_os: None,
+        device_class: None,
+        machine_open: None,
+        machine_reason: None,
+        geo_source: None,
     }
 }
 
@@ -99,10 +105,15 @@ fn reads_every_field_enum_symbol_and_optional_as_the_generic_decoder() {
 fn refuses_what_the_generic_decoder_refuses() {
     let decoder = EventDecoder::new().unwrap();
     let good = encoded(&event());
-    // Every truncation, and one byte too many.
+    // Every truncation, and one byte too many. The generic reader takes a datum that ends
+    // where the v2 (enrichment) fields start, all null here (six one-byte union indexes),
+    // as if they were absent; this decoder refuses it, as every truncation.
+    let v2_fields_start = good.len() - 6;
     for end in 0..good.len() {
         assert!(decoder.decode(&good[..end]).is_err(), "truncated at {end}");
-        assert!(generic(&good[..end]).is_err(), "truncated at {end}");
+        if end < v2_fields_start {
+            assert!(generic(&good[..end]).is_err(), "truncated at {end}");
+        }
     }
     let mut longer = good.clone();
     longer.push(0);

@@ -80,6 +80,12 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
     e.user_agent = o.str_of("user_agent").map(str::to_string);
     e.mta_response = o.str_of("reason").map(|r| r.trim().to_string());
 
+    // Brevo names proxy (machine) opens itself: Apple Mail Privacy Protection and the like.
+    e.machine_open = match name {
+        "proxy_open" | "unique_proxy_open" | "unique_proxy_opened" => Some(true),
+        "opened" | "unique_opened" => Some(false),
+        _ => None,
+    };
     (e.event_type, e.reject_reason, e.bounce_class) = match name {
         "request" => (EventType::Queued, None, None),
         "delivered" => (EventType::Delivered, None, None),

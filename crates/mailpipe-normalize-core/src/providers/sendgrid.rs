@@ -107,7 +107,11 @@ fn event(input: &ParseInput<'_>, raw: &str, o: &Object) -> Result<EmailEvent, Pa
             e.reject_reason = Some(dropped_reason(why));
             e.description = reason;
         }
-        "open" => e.event_type = EventType::Opened,
+        "open" => {
+            e.event_type = EventType::Opened;
+            // Apple Mail Privacy Protection and similar prefetches, as SendGrid judges them.
+            e.machine_open = o.bool_of("sg_machine_open");
+        }
         "click" => e.event_type = EventType::Clicked,
         "spamreport" => e.event_type = EventType::Complained,
         "unsubscribe" | "group_unsubscribe" => e.event_type = EventType::Unsubscribed,

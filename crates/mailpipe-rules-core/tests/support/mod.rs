@@ -142,6 +142,12 @@ impl EventSpec {
             description: None,
             raw_request_id: "req-1".into(),
             raw_event: "{}".into(),
+            client_name: None,
+            client_os: None,
+            device_class: None,
+            machine_open: None,
+            machine_reason: None,
+            geo_source: None,
         }
     }
 }

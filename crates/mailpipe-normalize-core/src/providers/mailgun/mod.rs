@@ -87,10 +87,11 @@ fn current(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
         });
     e.url = d.str_of("url").map(str::to_string);
     e.ip = d.str_of("ip").map(str::to_string);
-    e.user_agent = d
-        .object_of("client-info")
+    let client_info = d.object_of("client-info");
+    e.user_agent = client_info
         .and_then(|c| c.str_of("user-agent"))
         .map(str::to_string);
+    e.machine_open = client_info.and_then(mailgun_bot_flag);
     e.geo = d.object_of("geolocation").map(|g| Geo {
         country: g.text_of("country"),
         region: g.text_of("region"),
@@ -140,6 +141,19 @@ fn current(input: &ParseInput<'_>) -> Result<Vec<EmailEvent>, ParseError> {
         ],
     );
     Ok(vec![e])
+}
+
+/// Mailgun's own bot verdict on an open (`client-info.bot`): a non-empty value names the
+/// robot (e.g. Apple's privacy proxy) → a machine open; empty → none. A value naming an
+/// image proxy that fetches when the reader opens (Gmail, Yahoo) is not a machine open: such
+/// proxies act for a person. Only kept on opens (`enrich` ignores it elsewhere).
+fn mailgun_bot_flag(client_info: &crate::json::Object<'_>) -> Option<bool> {
+    let bot = client_info.str_of("bot")?.trim().to_ascii_lowercase();
+    if bot.is_empty() {
+        return Some(false);
+    }
+    let human_proxy = ["gmail", "google", "yahoo"].iter().any(|p| bot.contains(p));
+    Some(!human_proxy)
 }
 
 /// Event names shared by both formats that need no further fields.
