@@ -54,14 +54,15 @@ pub struct EngagementHistory {
     pub key: String,
     /// The time the windows end at, UTC milliseconds.
     pub as_of_ms: i64,
-    /// Latest times (UTC ms) of each kind, over all history; `None` when never.
+    /// Latest times (UTC ms) of each kind within the history window (`[insight]
+    /// history_days`); `None` when none.
     pub last_delivered_ms: Option<i64>,
     pub last_human_open_ms: Option<i64>,
     pub last_click_ms: Option<i64>,
     pub last_bounce_ms: Option<i64>,
     /// `hard` / `soft` / `undetermined` of the latest bounce, if any.
     pub last_bounce_class: Option<String>,
-    /// Hard bounces over all history.
+    /// Hard bounces within the history window.
     pub hard_bounces_total: u64,
     /// Counts over the last 7, 30 and 90 days (the order of [`WINDOW_DAYS`]).
     pub last_7d: Counts,
@@ -87,7 +88,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("clicks_90d", "clicks in the last 90 days"),
     ("bounces_30d", "bounces in the last 30 days"),
     ("soft_bounces_30d", "soft bounces in the last 30 days"),
-    ("hard_bounces_total", "hard bounces over all history"),
+    (
+        "hard_bounces_total",
+        "hard bounces within the history window ([insight] history_days)",
+    ),
     ("complaints_90d", "complaints in the last 90 days"),
     (
         "human_open_rate_90d",
