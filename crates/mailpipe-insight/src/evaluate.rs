@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::hours::{hour_of_week, label};
 use crate::levels::{Basis, Levels, Params, Profile};
 use crate::likelihood::{global_rate, predict_likelihood};
-use crate::send_time::{
-    global_distribution, level_distribution, send_time_basis, top_hours, Dist, HourScore,
-};
+use crate::send_time::{global_distribution, level_distribution, top_hours, Dist, HourScore};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +132,7 @@ pub fn evaluate(
 ) -> Evaluation {
     let (train, holdout): (Vec<&Observation>, Vec<&Observation>) =
         observations.iter().partition(|o| o.at_ms < cutoff_ms);
-    let training = Training::build(&train, tz);
+    let training = Profiles::build(train.iter().copied(), tz);
 
     // Send time.
     let global_p = global_distribution(&training.global.open_hours, params);
@@ -155,12 +153,13 @@ pub fn evaluate(
                 .get(o.recipient.as_str())
                 .unwrap_or(&empty);
             let r = level_distribution(recipient, d, params.recipient_weight, params);
-            let levels = Levels {
-                recipient: recipient.clone(),
-                domain: domain.clone(),
-                global: Profile::default(),
-            };
-            (top_hours(&r, params.top), send_time_basis(&levels, params))
+            let basis = Basis::from_evidence(
+                recipient.opens(),
+                params.recipient_weight,
+                domain.opens(),
+                params.domain_weight,
+            );
+            (top_hours(&r, params.top), basis)
         });
         let h = hour_of_week(o.at_ms, tz);
         let hit = hours.contains(&h);
@@ -211,53 +210,65 @@ pub fn evaluate(
     }
 }
 
-/// The training profiles.
-struct Training<'a> {
-    recipients: HashMap<&'a str, Profile>,
-    domains: HashMap<&'a str, Profile>,
-    global: Profile,
+/// The recipient, domain and global profiles of a list of observations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profiles {
+    /// By recipient address.
+    pub recipients: HashMap<String, Profile>,
+    /// By domain.
+    pub domains: HashMap<String, Profile>,
+    /// Everybody.
+    pub global: Profile,
 }
 
-impl<'a> Training<'a> {
-    fn build(train: &[&'a Observation], tz: Tz) -> Self {
-        let mut recipients: HashMap<&str, Profile> = HashMap::new();
-        let mut domains: HashMap<&str, Profile> = HashMap::new();
-        let mut global = Profile::default();
+impl Profiles {
+    /// Counts the observations, hours in `tz`: delivered messages, human opens by hour of
+    /// the week, and opened messages (distinct recipient and message id pairs).
+    pub fn build<'a>(observations: impl IntoIterator<Item = &'a Observation>, tz: Tz) -> Self {
+        let mut profiles = Profiles::default();
         let mut opened: HashSet<(&str, &str)> = HashSet::new();
-        for o in train {
-            let r = recipients.entry(o.recipient.as_str()).or_default();
-            let d = domains.entry(o.domain.as_str()).or_default();
-            match o.kind {
-                Kind::Delivered => {
-                    for p in [&mut *r, &mut *d, &mut global] {
-                        p.delivered += 1;
-                    }
+        for o in observations {
+            let first_open = match (o.kind, &o.message) {
+                (Kind::HumanOpen, Some(m)) => opened.insert((o.recipient.as_str(), m.as_str())),
+                _ => false,
+            };
+            let hour = (o.kind == Kind::HumanOpen).then(|| hour_of_week(o.at_ms, tz));
+            let count = |p: &mut Profile| match hour {
+                None => p.delivered += 1,
+                Some(h) => {
+                    p.open_hours.add(h);
+                    p.opened_messages += u64::from(first_open);
                 }
-                Kind::HumanOpen => {
-                    let h = hour_of_week(o.at_ms, tz);
-                    let first = match &o.message {
-                        Some(m) => opened.insert((o.recipient.as_str(), m.as_str())),
-                        None => false,
-                    };
-                    for p in [&mut *r, &mut *d, &mut global] {
-                        p.open_hours.add(h);
-                        p.opened_messages += u64::from(first);
-                    }
-                }
-            }
+            };
+            count(entry(&mut profiles.recipients, &o.recipient));
+            count(entry(&mut profiles.domains, &o.domain));
+            count(&mut profiles.global);
         }
-        Training {
-            recipients,
-            domains,
-            global,
+        profiles
+    }
+
+    /// The levels of a prediction for `recipient` at `domain`; empty profiles where unknown.
+    pub fn levels(&self, recipient: &str, domain: &str) -> Levels {
+        Levels {
+            recipient: self.recipients.get(recipient).cloned().unwrap_or_default(),
+            domain: self.domains.get(domain).cloned().unwrap_or_default(),
+            global: self.global.clone(),
         }
     }
+}
+
+/// The profile of `key`, created empty on first use (no allocation when it exists).
+fn entry<'m>(map: &'m mut HashMap<String, Profile>, key: &str) -> &'m mut Profile {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), Profile::default());
+    }
+    map.get_mut(key).unwrap()
 }
 
 /// Per recipient with holdout deliveries: the model's and the baseline's squared errors.
 fn likelihood_check(
     holdout: &[&Observation],
-    training: &Training,
+    training: &Profiles,
     params: &Params,
 ) -> LikelihoodCheck {
     struct Actual<'a> {
@@ -266,12 +277,16 @@ fn likelihood_check(
         opened: u64,
     }
     let mut actual: HashMap<&str, Actual> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
     let mut opened: HashSet<(&str, &str)> = HashSet::new();
     for o in holdout {
-        let a = actual.entry(o.recipient.as_str()).or_insert(Actual {
-            domain: o.domain.as_str(),
-            delivered: 0,
-            opened: 0,
+        let a = actual.entry(o.recipient.as_str()).or_insert_with(|| {
+            order.push(o.recipient.as_str());
+            Actual {
+                domain: o.domain.as_str(),
+                delivered: 0,
+                opened: 0,
+            }
         });
         match (o.kind, &o.message) {
             (Kind::Delivered, _) => a.delivered += 1,
@@ -282,17 +297,14 @@ fn likelihood_check(
         }
     }
     let baseline_rate = global_rate(&training.global);
-    let empty = Profile::default();
     let (mut n, mut model_sum, mut baseline_sum) = (0u64, 0.0, 0.0);
-    for (recipient, a) in &actual {
+    // In order of first appearance, so the sums (and their rounding) are reproducible.
+    for recipient in order {
+        let a = &actual[recipient];
         if a.delivered == 0 {
             continue;
         }
-        let levels = Levels {
-            recipient: training.recipients.get(recipient).unwrap_or(&empty).clone(),
-            domain: training.domains.get(a.domain).unwrap_or(&empty).clone(),
-            global: training.global.clone(),
-        };
+        let levels = training.levels(recipient, a.domain);
         let p = predict_likelihood(&levels, params).probability;
         let truth = (a.opened as f64 / a.delivered as f64).min(1.0);
         n += 1;
@@ -425,7 +437,7 @@ mod tests {
             obs("a@x.test", Kind::HumanOpen, 10, "m1"),
             obs("a@x.test", Kind::HumanOpen, 20, "m1"),
         ];
-        let t = Training::build(&data.iter().collect::<Vec<_>>(), Tz::UTC);
+        let t = Profiles::build(&data, Tz::UTC);
         let a = &t.recipients["a@x.test"];
         assert_eq!(a.opens(), 2);
         assert_eq!(a.opened_messages, 1);

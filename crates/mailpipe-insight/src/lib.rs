@@ -55,7 +55,7 @@ pub mod synthetic;
 
 pub use error::InsightError;
 pub use evaluate::{
-    evaluate, BasisFigures, ByBasis, Evaluation, Kind, LikelihoodCheck, Observation,
+    evaluate, BasisFigures, ByBasis, Evaluation, Kind, LikelihoodCheck, Observation, Profiles,
 };
 pub use hours::{hour_of_week, label, HourCounts, HOURS_OF_WEEK};
 pub use levels::{Basis, Levels, Params, Profile};

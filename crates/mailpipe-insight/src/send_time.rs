@@ -95,7 +95,7 @@ pub fn distribution(levels: &Levels, params: &Params) -> Vec<f64> {
     level_distribution(&levels.recipient, &domain, params.recipient_weight, params).to_vec()
 }
 
-pub(crate) fn send_time_basis(levels: &Levels, params: &Params) -> Basis {
+fn send_time_basis(levels: &Levels, params: &Params) -> Basis {
     Basis::from_evidence(
         levels.recipient.opens(),
         params.recipient_weight,
