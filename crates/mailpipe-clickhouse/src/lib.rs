@@ -4,6 +4,7 @@
 //! Invariant: migrations are applied in file-name order, each at most once, and an applied
 //! migration whose file later changed is an error (never silently re-applied or skipped).
 
+pub mod engagement;
 mod migrations;
 pub mod retention;
 

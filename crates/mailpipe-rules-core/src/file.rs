@@ -88,6 +88,7 @@ pub(crate) struct RawWhen {
     pub in_segment: Option<String>,
     pub not_in_segment: Option<String>,
     pub score: Option<RawScore>,
+    pub history: Option<RawHistory>,
     pub threshold: Option<RawThreshold>,
     pub rate: Option<RawRate>,
 }
@@ -107,6 +108,19 @@ pub(crate) struct RawTimeWindow {
 pub(crate) struct RawScore {
     pub at_least: Option<f64>,
     pub below: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistory {
+    /// `recipient` (default) or `domain`.
+    #[serde(default)]
+    pub of: Option<Spanned<KeyKind>>,
+    pub metric: Spanned<String>,
+    pub at_least: Option<f64>,
+    pub below: Option<f64>,
+    #[serde(default)]
+    pub if_absent: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -73,6 +73,14 @@ pub enum Lookup {
     Segment { name: String, recipient: String },
     /// Whether the recipient is on the suppression list in the global scope.
     Suppressed { recipient: String },
+    /// One figure (`mailpipe_insight::history::METRICS`) of the engagement history of a
+    /// recipient or a domain (`per`), read from ClickHouse: [`Answer::Score`], or
+    /// [`Answer::Missing`] when the figure has no value.
+    History {
+        per: KeyKind,
+        key: String,
+        metric: String,
+    },
 }
 
 /// The answer to a [`Lookup`].
@@ -82,6 +90,8 @@ pub enum Answer {
     Count(u64),
     Score(f64),
     Flag(bool),
+    /// The value asked for does not exist (a rate with a zero denominator).
+    Missing,
 }
 
 /// What the stage must do before evaluating one event.
@@ -124,7 +134,7 @@ impl StateSnapshot {
         match self.get(lookup)? {
             Answer::Score(s) => Some(s),
             Answer::Count(n) => Some(n as f64),
-            Answer::Flag(_) => None,
+            Answer::Flag(_) | Answer::Missing => None,
         }
     }
 

@@ -129,7 +129,8 @@ pub fn connect_state(settings: &mailpipe_settings::Settings) -> anyhow::Result<R
         Duration::from_millis(rules.redis_timeout_ms),
     )?;
     Ok(RulesState::new(connection, rules.redis_prefix.clone())
-        .with_recipient_hash_key(&settings.privacy.hash_key))
+        .with_recipient_hash_key(&settings.privacy.hash_key)
+        .with_history(crate::history::HistoryReader::from_settings(settings)))
 }
 
 impl RulesHandler {

@@ -10,6 +10,7 @@
 //! leaves the state as if it had been processed once.
 
 pub mod handler;
+pub mod history;
 pub mod process;
 pub mod records;
 pub mod scheduler;

@@ -120,6 +120,11 @@ pub fn plan(
         let at_ms = event_time_ms(event);
         let mut indices = Vec::with_capacity(plan.lookups.len());
         for lookup in &plan.lookups {
+            // Histories come from ClickHouse, not Redis: answered in `evaluate`.
+            if matches!(lookup, Lookup::History { .. }) {
+                indices.push(usize::MAX);
+                continue;
+            }
             // Only a score's answer depends on the time it is read at.
             let at = if matches!(lookup, Lookup::Score { .. }) {
                 at_ms
@@ -189,6 +194,7 @@ async fn evaluate(
         .zip(&planned.answer_of);
     for (event, ((plan, open), indices)) in events.iter().zip(per_event) {
         let mut snapshot = StateSnapshot::new();
+        answer_histories(state, event, plan, &mut snapshot).await?;
         for (lookup, &index) in plan.lookups.iter().zip(indices) {
             let answer = answers
                 .get(index)
@@ -200,6 +206,31 @@ async fn evaluate(
         evaluations.push(rules.evaluate_matched(event, &snapshot, open));
     }
     Ok(evaluations)
+}
+
+/// The answers of an event's `history` lookups, from the state's history reader (none
+/// without one: the conditions then find no state and are false).
+async fn answer_histories(
+    state: &mut RulesState,
+    event: &EmailEvent,
+    plan: &StatePlan,
+    snapshot: &mut StateSnapshot,
+) -> Result<(), StateError> {
+    let Some(reader) = state.history() else {
+        return Ok(());
+    };
+    for lookup in &plan.lookups {
+        let Lookup::History { per, key, metric } = lookup else {
+            continue;
+        };
+        let history = reader.get(*per, key, event_time_ms(event)).await?;
+        let answer = match history.metric(metric) {
+            Some(value) => EngineAnswer::Score(value),
+            None => EngineAnswer::Missing,
+        };
+        snapshot.insert(lookup.clone(), answer);
+    }
+    Ok(())
 }
 
 /// Round trip 2: the cooldown/limit claims of every matched rule that needs one; the
@@ -549,6 +580,13 @@ fn lookup_op(lookup: &Lookup, at_ms: i64, config: &ProcessConfig) -> Op {
         Lookup::Suppressed { recipient } => Op::Suppressed {
             scope: GLOBAL_SCOPE.to_string(),
             recipient: recipient.clone(),
+        },
+        // Never asked of Redis (`plan` leaves histories to `answer_histories`); a count of
+        // nothing if it ever were.
+        Lookup::History { .. } => Op::Count {
+            series: String::new(),
+            from_ms: 0,
+            until_ms: 0,
         },
     }
 }

@@ -47,6 +47,9 @@ pub enum StateError {
     ReplyCount { sent: usize, got: usize },
     #[error("unexpected redis reply to {op}: {reply}")]
     Reply { op: &'static str, reply: String },
+    /// Reading an engagement history from ClickHouse failed (the `history` condition).
+    #[error("engagement history: {0}")]
+    History(String),
 }
 
 /// One read or write of the shared state. Times are Unix milliseconds chosen by the caller
@@ -231,6 +234,9 @@ return tostring(sum)
 pub struct RulesState {
     connection: ConnectionManager,
     encoder: Encoder,
+    /// Engagement histories (ClickHouse) for `history` conditions; without one, those
+    /// conditions find no state and are false.
+    history: Option<crate::history::HistoryReader>,
 }
 
 /// How ops become Redis commands: the key prefix and the scripts. Needs no connection, so a
@@ -271,7 +277,19 @@ impl RulesState {
                 due: Script::new(DUE),
                 unschedule: Script::new(UNSCHEDULE),
             },
+            history: None,
         }
+    }
+
+    /// Answers `history` conditions from ClickHouse through `reader`.
+    pub fn with_history(mut self, reader: crate::history::HistoryReader) -> Self {
+        self.history = Some(reader);
+        self
+    }
+
+    /// The history reader, if any.
+    pub fn history(&mut self) -> Option<&mut crate::history::HistoryReader> {
+        self.history.as_mut()
     }
 
     /// Looks suppressions up by the recipient's keyed hash too (`[privacy] hash_key`;

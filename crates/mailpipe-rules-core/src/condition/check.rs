@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::counting::{CounterDef, Rate, Threshold};
 use super::engagement::{ScoreBound, Segment};
+use super::history::HistoryBound;
 use super::expression::Expression;
 use super::fields::{AnyTag, Field, MetadataEquals, OneOf};
 use super::pattern::{Pattern, Target};
@@ -128,6 +129,9 @@ pub(crate) fn compile(
             below: score.below,
         }));
     }
+    if let Some(history) = raw.history.as_ref().and_then(|h| compile_history(h, sink)) {
+        conditions.push(Condition::History(history));
+    }
     if let Some(threshold) = raw
         .threshold
         .as_ref()
@@ -164,6 +168,62 @@ pub(crate) fn compile(
         sink.here(RuleErrorKind::Invalid(format!("{what} has no conditions")));
     }
     (sink.errors.len() == errors_before).then_some(When { conditions, needed })
+}
+
+fn compile_history(raw: &crate::file::RawHistory, sink: &mut Sink<'_>) -> Option<HistoryBound> {
+    use crate::state::KeyKind;
+    let errors_before = sink.errors.len();
+    let per = match &raw.of {
+        None => KeyKind::Recipient,
+        Some(of) => match of.get_ref() {
+            KeyKind::Recipient | KeyKind::Domain => *of.get_ref(),
+            other => {
+                sink.at(
+                    of.span(),
+                    RuleErrorKind::Invalid(format!(
+                        "history of `{}`: only recipient or domain histories are kept",
+                        other.as_str()
+                    )),
+                );
+                KeyKind::Recipient
+            }
+        },
+    };
+    let metric = raw.metric.get_ref();
+    if !mailpipe_insight::history::EngagementHistory::is_metric(metric) {
+        let known: Vec<&str> = mailpipe_insight::history::METRICS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        sink.at(
+            raw.metric.span(),
+            RuleErrorKind::Invalid(format!(
+                "unknown history metric `{metric}` (one of: {})",
+                known.join(", ")
+            )),
+        );
+    }
+    if raw.at_least.is_none() && raw.below.is_none() {
+        sink.here(RuleErrorKind::Invalid(
+            "history needs at_least or below".into(),
+        ));
+    }
+    if [raw.at_least, raw.below]
+        .iter()
+        .flatten()
+        .any(|b| !b.is_finite())
+    {
+        sink.here(RuleErrorKind::Invalid(
+            "history bounds must be finite numbers".into(),
+        ));
+    }
+    (sink.errors.len() == errors_before).then(|| HistoryBound {
+        per,
+        metric: metric.clone(),
+        at_least: raw.at_least,
+        below: raw.below,
+        if_absent: raw.if_absent,
+    })
 }
 
 fn counter_def(

@@ -9,6 +9,7 @@ pub(crate) mod counting;
 pub(crate) mod engagement;
 pub(crate) mod expression;
 pub(crate) mod fields;
+pub(crate) mod history;
 pub(crate) mod pattern;
 pub(crate) mod time_window;
 pub(crate) mod when;
@@ -31,6 +32,7 @@ pub(crate) enum Condition {
     Expression(expression::Expression),
     Segment(engagement::Segment),
     Score(engagement::ScoreBound),
+    History(history::HistoryBound),
     Threshold(counting::Threshold),
     Rate(counting::Rate),
 }
@@ -48,6 +50,7 @@ impl Condition {
             Condition::Segment(s) if s.member => "in_segment",
             Condition::Segment(_) => "not_in_segment",
             Condition::Score(_) => "score",
+            Condition::History(_) => "history",
             Condition::Threshold(_) => "threshold",
             Condition::Rate(_) => "rate",
         }
@@ -58,6 +61,7 @@ impl Condition {
             self,
             Condition::Segment(_)
                 | Condition::Score(_)
+                | Condition::History(_)
                 | Condition::Threshold(_)
                 | Condition::Rate(_)
         )
@@ -68,6 +72,7 @@ impl Condition {
         match self {
             Condition::Segment(c) => c.lookup(ctx).into_iter().collect(),
             Condition::Score(c) => c.lookup(ctx).into_iter().collect(),
+            Condition::History(c) => c.lookup(ctx).into_iter().collect(),
             Condition::Threshold(c) => c.lookups(ctx),
             Condition::Rate(c) => c.lookups(ctx),
             _ => Vec::new(),
@@ -85,6 +90,7 @@ impl Condition {
             Condition::Expression(c) => c.evaluate(ctx),
             Condition::Segment(c) => c.evaluate(ctx),
             Condition::Score(c) => c.evaluate(ctx),
+            Condition::History(c) => c.evaluate(ctx),
             Condition::Threshold(c) => c.evaluate(ctx),
             Condition::Rate(c) => c.evaluate(ctx),
         }

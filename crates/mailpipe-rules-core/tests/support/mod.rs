@@ -46,6 +46,10 @@ pub struct StateSpec {
     pub segments: Vec<String>,
     #[serde(default)]
     pub suppressed: bool,
+    /// History figures by `recipient.<metric>` / `domain.<metric>`; a figure not listed is
+    /// absent (no value).
+    #[serde(default)]
+    pub history: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +168,10 @@ pub fn answer_plan(plan: &StatePlan, spec: &StateSpec) -> StateSnapshot {
                 Lookup::Score { .. } => Answer::Score(spec.score),
                 Lookup::Segment { name, .. } => Answer::Flag(spec.segments.contains(name)),
                 Lookup::Suppressed { .. } => Answer::Flag(spec.suppressed),
+                Lookup::History { per, metric, .. } => spec
+                    .history
+                    .get(&format!("{}.{metric}", per.as_str()))
+                    .map_or(Answer::Missing, |v| Answer::Score(*v)),
             };
             (lookup.clone(), answer)
         })

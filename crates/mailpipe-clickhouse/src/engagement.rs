@@ -1,0 +1,205 @@
+//! Engagement history and the inputs of the send-time and likelihood models, read from
+//! `email_events` (`FINAL`: one row per event, whatever was inserted twice). The figures'
+//! meanings are in `mailpipe_insight::history`; the models are `mailpipe_insight`'s.
+//!
+//! Every query reads at most `history_days` before `as_of` (`[insight] history_days`), so
+//! "over all history" means over that window, and only events strictly before `as_of`: the
+//! rules stage asks as of the event it evaluates, which so never counts itself (whether
+//! the aggregate stage has loaded it yet or not). The client must have the database selected.
+//! A human open is an `opened` row whose `machine_open` is not 1 (rows loaded before the
+//! enrichment existed have NULL there and count as human).
+//!
+//! Cost: `email_events` is ordered by (source, event_type, occurred_at, …), not by
+//! recipient, so a recipient's history is a scan of the window's parts for that recipient
+//! (ClickHouse reads only the columns named). The rules stage caches histories
+//! (`[insight] history_cache_seconds`).
+
+use mailpipe_insight::history::{Counts, EngagementHistory, Scope};
+use serde::Deserialize;
+
+use crate::ClickHouseError;
+
+const DAY_MS: i64 = 86_400_000;
+const HUMAN_OPEN: &str = "event_type = 'opened' AND ifNull(machine_open, 0) = 0";
+
+/// The column a scope filters on.
+fn scope_column(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Recipient => "recipient",
+        Scope::Domain => "recipient_domain",
+    }
+}
+
+/// `[countIf(cond AND in 7 d), … 30 d, … 90 d]` for a count's condition.
+fn windowed(condition: &str, as_of_ms: i64) -> String {
+    let parts: Vec<String> = mailpipe_insight::history::WINDOW_DAYS
+        .iter()
+        .map(|days| {
+            let from = as_of_ms - i64::from(*days) * DAY_MS;
+            format!("countIf({condition} AND occurred_at_ms > {from})")
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The distinct messages with a human open, per window (an open without a message id
+/// counts as its own message).
+fn windowed_messages(as_of_ms: i64) -> String {
+    let parts: Vec<String> = mailpipe_insight::history::WINDOW_DAYS
+        .iter()
+        .map(|days| {
+            let from = as_of_ms - i64::from(*days) * DAY_MS;
+            format!(
+                "uniqExactIf(if(message_id = '', event_id, message_id), {HUMAN_OPEN} AND occurred_at_ms > {from})"
+            )
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct HistoryRow {
+    delivered: Vec<u64>,
+    opened: Vec<u64>,
+    human_opened: Vec<u64>,
+    human_opened_messages: Vec<u64>,
+    clicked: Vec<u64>,
+    bounced: Vec<u64>,
+    hard_bounced: Vec<u64>,
+    soft_bounced: Vec<u64>,
+    complained: Vec<u64>,
+    unsubscribed: Vec<u64>,
+    last_delivered: i64,
+    last_human_open: i64,
+    last_click: i64,
+    last_bounce: i64,
+    last_bounce_class: String,
+    hard_bounces_total: u64,
+}
+
+/// The SQL of one history (the key is bound as `?`).
+pub fn history_sql(scope: Scope, as_of_ms: i64, history_days: u32) -> String {
+    let since_s = (as_of_ms - i64::from(history_days) * DAY_MS).max(0) / 1000;
+    let column = scope_column(scope);
+    let w = |condition: &str| windowed(condition, as_of_ms);
+    format!(
+        "SELECT {delivered} AS delivered, {opened} AS opened, {human} AS human_opened, \
+         {messages} AS human_opened_messages, {clicked} AS clicked, {bounced} AS bounced, \
+         {hard} AS hard_bounced, {soft} AS soft_bounced, {complained} AS complained, \
+         {unsubscribed} AS unsubscribed, \
+         maxIf(occurred_at_ms, event_type = 'delivered') AS last_delivered, \
+         maxIf(occurred_at_ms, {HUMAN_OPEN}) AS last_human_open, \
+         maxIf(occurred_at_ms, event_type = 'clicked') AS last_click, \
+         maxIf(occurred_at_ms, event_type = 'bounced') AS last_bounce, \
+         argMaxIf(bounce_class, occurred_at_ms, event_type = 'bounced') AS last_bounce_class, \
+         countIf(event_type = 'bounced' AND bounce_class = 'hard') AS hard_bounces_total \
+         FROM email_events FINAL \
+         WHERE {column} = ? AND occurred_at >= toDateTime({since_s}) AND occurred_at_ms < {as_of_ms}",
+        delivered = w("event_type = 'delivered'"),
+        opened = w("event_type = 'opened'"),
+        human = w(HUMAN_OPEN),
+        messages = windowed_messages(as_of_ms),
+        clicked = w("event_type = 'clicked'"),
+        bounced = w("event_type = 'bounced'"),
+        hard = w("event_type = 'bounced' AND bounce_class = 'hard'"),
+        soft = w("event_type = 'bounced' AND bounce_class = 'soft'"),
+        complained = w("event_type = 'complained'"),
+        unsubscribed = w("event_type = 'unsubscribed'"),
+    )
+}
+
+/// The engagement history of `key` (an address or a domain, as stored: lower-case, or the
+/// hashed form under `[privacy] hash_recipients`) as of `as_of_ms`.
+pub async fn history(
+    client: &clickhouse::Client,
+    scope: Scope,
+    key: &str,
+    as_of_ms: i64,
+    history_days: u32,
+) -> Result<EngagementHistory, ClickHouseError> {
+    let row: HistoryRow = client
+        .query(&history_sql(scope, as_of_ms, history_days))
+        .bind(key)
+        .fetch_one()
+        .await?;
+    Ok(from_row(scope, key, as_of_ms, row))
+}
+
+fn from_row(scope: Scope, key: &str, as_of_ms: i64, row: HistoryRow) -> EngagementHistory {
+    let window = |i: usize| Counts {
+        delivered: at(&row.delivered, i),
+        opened: at(&row.opened, i),
+        human_opened: at(&row.human_opened, i),
+        human_opened_messages: at(&row.human_opened_messages, i),
+        clicked: at(&row.clicked, i),
+        bounced: at(&row.bounced, i),
+        hard_bounced: at(&row.hard_bounced, i),
+        soft_bounced: at(&row.soft_bounced, i),
+        complained: at(&row.complained, i),
+        unsubscribed: at(&row.unsubscribed, i),
+    };
+    let time = |ms: i64| (ms > 0).then_some(ms);
+    EngagementHistory {
+        scope,
+        key: key.to_string(),
+        as_of_ms,
+        last_delivered_ms: time(row.last_delivered),
+        last_human_open_ms: time(row.last_human_open),
+        last_click_ms: time(row.last_click),
+        last_bounce_ms: time(row.last_bounce),
+        last_bounce_class: (row.last_bounce > 0 && !row.last_bounce_class.is_empty())
+            .then(|| row.last_bounce_class.clone()),
+        hard_bounces_total: row.hard_bounces_total,
+        last_7d: window(0),
+        last_30d: window(1),
+        last_90d: window(2),
+    }
+}
+
+fn at(values: &[u64], i: usize) -> u64 {
+    values.get(i).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_names_every_window_and_binds_only_the_key() {
+        let sql = history_sql(Scope::Domain, 100 * DAY_MS, 180);
+        assert_eq!(sql.matches('?').count(), 1);
+        assert!(sql.contains("WHERE recipient_domain = ?"));
+        for days in [7, 30, 90] {
+            let from = (100 - days) * DAY_MS;
+            assert!(sql.contains(&format!("occurred_at_ms > {from})")), "{days}");
+        }
+        // A window start before the epoch is clamped, not negative.
+        assert!(sql.contains("occurred_at >= toDateTime(0)"));
+    }
+
+    #[test]
+    fn an_empty_row_is_an_empty_history() {
+        let row = HistoryRow {
+            delivered: vec![0, 0, 0],
+            opened: vec![0, 0, 0],
+            human_opened: vec![0, 0, 0],
+            human_opened_messages: vec![0, 0, 0],
+            clicked: vec![0, 0, 0],
+            bounced: vec![0, 0, 0],
+            hard_bounced: vec![0, 0, 0],
+            soft_bounced: vec![0, 0, 0],
+            complained: vec![0, 0, 0],
+            unsubscribed: vec![0, 0, 0],
+            last_delivered: 0,
+            last_human_open: 0,
+            last_click: 0,
+            last_bounce: 0,
+            last_bounce_class: String::new(),
+            hard_bounces_total: 0,
+        };
+        assert_eq!(
+            from_row(Scope::Recipient, "a@x.test", 5, row),
+            EngagementHistory::empty(Scope::Recipient, "a@x.test", 5)
+        );
+    }
+}
