@@ -15,12 +15,29 @@
 //! (`[insight] history_cache_seconds`).
 
 use mailpipe_insight::history::{Counts, EngagementHistory, Scope};
-use serde::Deserialize;
+use mailpipe_insight::{
+    predict_likelihood, predict_send_time, HourCounts, Kind, Levels, Likelihood, Observation,
+    Params, Profile, SendTimePrediction,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::ClickHouseError;
 
 const DAY_MS: i64 = 86_400_000;
 const HUMAN_OPEN: &str = "event_type = 'opened' AND ifNull(machine_open, 0) = 0";
+
+/// `key` as `email_events` stores it: trimmed and lower-cased, and for a recipient under
+/// `[privacy] hash_recipients` (`hash_key` given) its keyed-hash form (an already hashed
+/// `h:…` key is kept).
+pub fn stored_key(scope: Scope, key: &str, hash_key: Option<&[u8]>) -> String {
+    let key = key.trim().to_lowercase();
+    match (scope, hash_key) {
+        (Scope::Recipient, Some(hash_key)) if !key.starts_with("h:") => {
+            mailpipe_model::privacy::hashed_address(hash_key, &key)
+        }
+        _ => key,
+    }
+}
 
 /// The column a scope filters on.
 fn scope_column(scope: Scope) -> &'static str {
@@ -42,15 +59,15 @@ fn windowed(condition: &str, as_of_ms: i64) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// The distinct messages with a human open, per window (an open without a message id
-/// counts as its own message).
+/// The distinct (recipient, message) pairs with a human open, per window (an open without a
+/// message id counts as its own message).
 fn windowed_messages(as_of_ms: i64) -> String {
     let parts: Vec<String> = mailpipe_insight::history::WINDOW_DAYS
         .iter()
         .map(|days| {
             let from = as_of_ms - i64::from(*days) * DAY_MS;
             format!(
-                "uniqExactIf(if(message_id = '', event_id, message_id), {HUMAN_OPEN} AND occurred_at_ms > {from})"
+                "uniqExactIf(recipient, if(message_id = '', event_id, message_id), {HUMAN_OPEN} AND occurred_at_ms > {from})"
             )
         })
         .collect();
@@ -156,6 +173,192 @@ fn from_row(scope: Scope, key: &str, as_of_ms: i64, row: HistoryRow) -> Engageme
     }
 }
 
+/// A time zone name checked by chrono-tz, safe to write into SQL as a literal (IANA names
+/// are letters, digits, `/`, `_`, `+`, `-`).
+fn zone_literal(zone: chrono_tz::Tz) -> String {
+    let name = zone.name();
+    debug_assert!(name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c)));
+    format!("'{name}'")
+}
+
+/// The filter of one level of a prediction: a recipient, a domain, or everybody.
+#[derive(Debug, Clone, Copy)]
+pub enum Level<'a> {
+    Recipient(&'a str),
+    Domain(&'a str),
+    Global,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct HourRow {
+    hour_of_week: u8,
+    opens: u64,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct TallyRow {
+    delivered: u64,
+    opened_messages: u64,
+}
+
+/// One level's profile for the models: human opens by hour of the week in `zone`, and
+/// delivered / opened messages, over `[since_ms, until_ms)`.
+pub async fn profile(
+    client: &clickhouse::Client,
+    level: Level<'_>,
+    since_ms: i64,
+    until_ms: i64,
+    zone: chrono_tz::Tz,
+) -> Result<Profile, ClickHouseError> {
+    let (filter, key) = match level {
+        Level::Recipient(r) => ("recipient = ?", Some(r)),
+        Level::Domain(d) => ("recipient_domain = ?", Some(d)),
+        Level::Global => ("1", None),
+    };
+    let since_s = since_ms.max(0) / 1000;
+    let window = format!(
+        "occurred_at >= toDateTime({since_s}) AND occurred_at_ms >= {since_ms} AND occurred_at_ms < {until_ms}"
+    );
+    let zone = zone_literal(zone);
+    let hours_sql = format!(
+        "SELECT toUInt8((toDayOfWeek(occurred_at, {zone}) - 1) * 24 + toHour(occurred_at, {zone})) AS hour_of_week, \
+         count() AS opens FROM email_events FINAL \
+         WHERE {filter} AND {HUMAN_OPEN} AND {window} GROUP BY hour_of_week"
+    );
+    let tally_sql = format!(
+        "SELECT countIf(event_type = 'delivered') AS delivered, \
+         uniqExactIf(recipient, message_id, {HUMAN_OPEN} AND message_id != '') AS opened_messages \
+         FROM email_events FINAL WHERE {filter} AND {window}"
+    );
+    let mut hours = client.query(&hours_sql);
+    let mut tally = client.query(&tally_sql);
+    if let Some(key) = key {
+        hours = hours.bind(key);
+        tally = tally.bind(key);
+    }
+    let rows: Vec<HourRow> = hours.fetch_all().await?;
+    let tally: TallyRow = tally.fetch_one().await?;
+    let mut open_hours = HourCounts::new();
+    for row in rows {
+        open_hours.add_n(
+            row.hour_of_week,
+            u32::try_from(row.opens).unwrap_or(u32::MAX),
+        );
+    }
+    Ok(Profile {
+        open_hours,
+        delivered: tally.delivered,
+        opened_messages: tally.opened_messages,
+    })
+}
+
+/// The three levels of a recipient's prediction (their domain is the part after `@`).
+pub async fn levels(
+    client: &clickhouse::Client,
+    recipient: &str,
+    since_ms: i64,
+    until_ms: i64,
+    zone: chrono_tz::Tz,
+) -> Result<Levels, ClickHouseError> {
+    let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
+    Ok(Levels {
+        recipient: profile(
+            client,
+            Level::Recipient(recipient),
+            since_ms,
+            until_ms,
+            zone,
+        )
+        .await?,
+        domain: profile(client, Level::Domain(domain), since_ms, until_ms, zone).await?,
+        global: profile(client, Level::Global, since_ms, until_ms, zone).await?,
+    })
+}
+
+/// The send-time and engagement-likelihood predictions for one recipient, with what they
+/// rest on: what `mailpipe predict send-time` prints and `/api/predict/...` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    /// As stored (lower-case; the keyed-hash form under `[privacy] hash_recipients`).
+    pub recipient: String,
+    pub domain: String,
+    /// The zone the hours of the week are in (`[insight] time_zone`).
+    pub time_zone: String,
+    /// The history read: `[from_ms, as_of_ms)`.
+    pub from_ms: i64,
+    pub as_of_ms: i64,
+    pub send_time: SendTimePrediction,
+    pub likelihood: Likelihood,
+}
+
+/// Predicts for `recipient` (as stored) from the `history_days` before `as_of_ms`.
+pub async fn predict(
+    client: &clickhouse::Client,
+    recipient: &str,
+    as_of_ms: i64,
+    history_days: u32,
+    zone: chrono_tz::Tz,
+    params: &Params,
+) -> Result<Prediction, ClickHouseError> {
+    let from_ms = as_of_ms - i64::from(history_days) * DAY_MS;
+    let levels = levels(client, recipient, from_ms, as_of_ms, zone).await?;
+    Ok(Prediction {
+        recipient: recipient.to_string(),
+        domain: recipient
+            .rsplit_once('@')
+            .map_or(String::new(), |(_, d)| d.to_string()),
+        time_zone: zone.name().to_string(),
+        from_ms,
+        as_of_ms,
+        send_time: predict_send_time(&levels, params),
+        likelihood: predict_likelihood(&levels, params),
+    })
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct ObservationRow {
+    recipient: String,
+    recipient_domain: String,
+    delivered: u8,
+    occurred_at_ms: i64,
+    message_id: String,
+}
+
+/// Every delivery and human open of `[since_ms, until_ms)` with a recipient, for
+/// `mailpipe predict evaluate` (`mailpipe_insight::evaluate`). One row per event: memory
+/// grows with the window's deliveries and opens.
+pub async fn observations(
+    client: &clickhouse::Client,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<Observation>, ClickHouseError> {
+    let since_s = since_ms.max(0) / 1000;
+    let sql = format!(
+        "SELECT recipient, recipient_domain, toUInt8(event_type = 'delivered') AS delivered, \
+         occurred_at_ms, message_id FROM email_events FINAL \
+         WHERE (event_type = 'delivered' OR ({HUMAN_OPEN})) AND recipient != '' \
+         AND occurred_at >= toDateTime({since_s}) AND occurred_at_ms >= {since_ms} \
+         AND occurred_at_ms < {until_ms}"
+    );
+    let rows: Vec<ObservationRow> = client.query(&sql).fetch_all().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Observation {
+            recipient: r.recipient,
+            domain: r.recipient_domain,
+            kind: if r.delivered == 1 {
+                Kind::Delivered
+            } else {
+                Kind::HumanOpen
+            },
+            at_ms: r.occurred_at_ms,
+            message: (!r.message_id.is_empty()).then_some(r.message_id),
+        })
+        .collect())
+}
+
 fn at(values: &[u64], i: usize) -> u64 {
     values.get(i).copied().unwrap_or(0)
 }
@@ -175,6 +378,21 @@ mod tests {
         }
         // A window start before the epoch is clamped, not negative.
         assert!(sql.contains("occurred_at >= toDateTime(0)"));
+    }
+
+    #[test]
+    fn keys_are_stored_lower_case_and_hashed_when_asked() {
+        assert_eq!(stored_key(Scope::Domain, " X.Test ", Some(b"k")), "x.test");
+        assert_eq!(stored_key(Scope::Recipient, "A@X.test", None), "a@x.test");
+        let hashed = stored_key(Scope::Recipient, "A@X.test", Some(b"0123456789abcdef"));
+        assert!(
+            hashed.starts_with("h:") && hashed.ends_with("@x.test"),
+            "{hashed}"
+        );
+        assert_eq!(
+            stored_key(Scope::Recipient, &hashed, Some(b"0123456789abcdef")),
+            hashed
+        );
     }
 
     #[test]

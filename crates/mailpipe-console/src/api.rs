@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use mailpipe_settings::Settings;
 use mailpipe_stage::Stage;
@@ -542,6 +542,85 @@ pub async fn stages(State(app): State<AppState>) -> Json<StagesAnswer> {
 }
 
 /// Runs the probes concurrently, answers in order.
+/// The key of an engagement or prediction request, as `email_events` stores it.
+fn insight_key(
+    app: &AppState,
+    scope: mailpipe_insight::history::Scope,
+    key: &str,
+) -> Result<String, ConsoleError> {
+    let privacy = &app.settings.privacy;
+    let hash_key = privacy
+        .hash_recipients
+        .then_some(privacy.hash_key.as_bytes());
+    let stored = mailpipe_clickhouse::engagement::stored_key(scope, key, hash_key);
+    let valid = match scope {
+        mailpipe_insight::history::Scope::Recipient => stored.contains('@'),
+        mailpipe_insight::history::Scope::Domain => !stored.is_empty() && !stored.contains('@'),
+    };
+    if !valid {
+        return Err(ConsoleError::BadRequest(format!(
+            "{key:?} is not a {}",
+            if scope == mailpipe_insight::history::Scope::Recipient {
+                "recipient address"
+            } else {
+                "domain"
+            }
+        )));
+    }
+    Ok(stored)
+}
+
+fn now_ms() -> i64 {
+    unix_now() * 1000
+}
+
+/// `/api/engagement/recipient/{address}`: one recipient's engagement history.
+pub async fn engagement_recipient(
+    State(app): State<AppState>,
+    Path(address): Path<String>,
+) -> Result<Json<mailpipe_insight::history::EngagementHistory>, ConsoleError> {
+    let scope = mailpipe_insight::history::Scope::Recipient;
+    let key = insight_key(&app, scope, &address)?;
+    let days = app.settings.insight.history_days;
+    Ok(Json(
+        app.store.engagement(scope, &key, now_ms(), days).await?,
+    ))
+}
+
+/// `/api/engagement/domain/{domain}`: one recipient domain's engagement history.
+pub async fn engagement_domain(
+    State(app): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<Json<mailpipe_insight::history::EngagementHistory>, ConsoleError> {
+    let scope = mailpipe_insight::history::Scope::Domain;
+    let key = insight_key(&app, scope, &domain)?;
+    let days = app.settings.insight.history_days;
+    Ok(Json(
+        app.store.engagement(scope, &key, now_ms(), days).await?,
+    ))
+}
+
+/// `/api/predict/send-time/{address}` and `/api/predict/likelihood/{address}`: both
+/// predictions for one recipient (computed together: they read the same history).
+pub async fn predict(
+    State(app): State<AppState>,
+    Path(address): Path<String>,
+) -> Result<Json<mailpipe_clickhouse::engagement::Prediction>, ConsoleError> {
+    let key = insight_key(&app, mailpipe_insight::history::Scope::Recipient, &address)?;
+    let insight = &app.settings.insight;
+    let zone: chrono_tz::Tz = insight.time_zone.parse().map_err(|_| {
+        ConsoleError::BadRequest(format!(
+            "insight.time_zone {:?} is unknown",
+            insight.time_zone
+        ))
+    })?;
+    Ok(Json(
+        app.store
+            .predict(&key, now_ms(), insight.history_days, zone)
+            .await?,
+    ))
+}
+
 async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
     F: std::future::Future + Send + 'static,

@@ -111,6 +111,16 @@ pub fn router(app: AppState) -> Router {
         .route("/api/alerts", get(api::alerts))
         .route("/api/stages", get(api::stages))
         .route(
+            "/api/engagement/recipient/{address}",
+            get(api::engagement_recipient),
+        )
+        .route(
+            "/api/engagement/domain/{domain}",
+            get(api::engagement_domain),
+        )
+        .route("/api/predict/send-time/{address}", get(api::predict))
+        .route("/api/predict/likelihood/{address}", get(api::predict))
+        .route(
             "/api/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )

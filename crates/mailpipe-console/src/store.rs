@@ -3,6 +3,7 @@
 //! `LIMIT` on every list. Counts read the tables `FINAL`, so a replayed insert never counts
 //! twice. Ranges are by event time (`occurred_at`), half-open `[from, to)`.
 
+use mailpipe_clickhouse::engagement;
 use std::time::{Duration, Instant};
 
 use clickhouse::Row;
@@ -179,6 +180,38 @@ impl Store {
         } else {
             Err(ConsoleError::ClickHouse(format!("SELECT 1 answered {one}")))
         }
+    }
+
+    /// The engagement history of `key` (as stored) as of `as_of_ms`.
+    pub async fn engagement(
+        &self,
+        scope: mailpipe_insight::history::Scope,
+        key: &str,
+        as_of_ms: i64,
+        history_days: u32,
+    ) -> Result<mailpipe_insight::history::EngagementHistory, ConsoleError> {
+        let fut = engagement::history(&self.client, scope, key, as_of_ms, history_days);
+        self.timed("engagement", fut).await
+    }
+
+    /// Send-time and likelihood predictions for `recipient` (as stored).
+    pub async fn predict(
+        &self,
+        recipient: &str,
+        as_of_ms: i64,
+        history_days: u32,
+        zone: chrono_tz::Tz,
+    ) -> Result<engagement::Prediction, ConsoleError> {
+        let params = mailpipe_insight::Params::default();
+        let fut = engagement::predict(
+            &self.client,
+            recipient,
+            as_of_ms,
+            history_days,
+            zone,
+            &params,
+        );
+        self.timed("predict", fut).await
     }
 
     /// The list bound: `limit` if given, at most `[console] max_rows`.
@@ -437,10 +470,10 @@ impl Store {
         self.timed(endpoint, query.fetch_one::<T>()).await
     }
 
-    async fn timed<T>(
+    async fn timed<T, E: std::fmt::Display>(
         &self,
         endpoint: &'static str,
-        fut: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+        fut: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, ConsoleError> {
         let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, fut).await {

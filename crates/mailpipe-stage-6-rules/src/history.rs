@@ -66,12 +66,8 @@ impl HistoryReader {
                 KeyKind::Domain => Scope::Domain,
                 _ => Scope::Recipient,
             };
-            let stored = match (&self.hash_key, scope) {
-                (Some(hash_key), Scope::Recipient) => {
-                    mailpipe_model::privacy::hashed_address(hash_key, key)
-                }
-                _ => key.to_string(),
-            };
+            let stored =
+                mailpipe_clickhouse::engagement::stored_key(scope, key, self.hash_key.as_deref());
             let query = mailpipe_clickhouse::engagement::history(
                 &self.client,
                 scope,

@@ -10,6 +10,9 @@
 //!   provider and type in ClickHouse (compared with what send-samples got accepted).
 //! - `mailpipe deliveries list|failed|retry|disable|enable|disabled`: the outbound webhook
 //!   delivery schedule, for operators.
+//! - `mailpipe predict send-time <recipient>` / `mailpipe predict evaluate --holdout DAYS`:
+//!   the insight models over the history in ClickHouse; `mailpipe engagement <key>`: a
+//!   recipient's or domain's engagement history.
 //! - `mailpipe retention [--dry-run]`: drops ClickHouse monthly partitions older than
 //!   `[aggregate] retention_months`.
 //! - `mailpipe send-samples`: DEVELOPMENT ONLY; posts correctly signed sample webhooks of
@@ -20,6 +23,7 @@
 mod deliveries;
 mod erase;
 mod inspect;
+mod predict;
 mod read;
 mod replay;
 mod rules;
@@ -74,6 +78,12 @@ enum Command {
     /// Erase a recipient (privacy request): ClickHouse, Redis state, the suppression topic;
     /// keeps suppressing them by keyed hash; audited in privacy_erasures.
     Erase(erase::EraseArgs),
+    /// Send-time and engagement-likelihood predictions from the history in ClickHouse, and
+    /// their evaluation on held-out history.
+    Predict(predict::PredictArgs),
+    /// A recipient's or a domain's engagement history (counts over 7/30/90 days, last
+    /// opens and clicks, bounces).
+    Engagement(predict::EngagementArgs),
     /// Drop ClickHouse monthly partitions older than [aggregate] retention_months.
     Retention {
         /// Only list what would be dropped.
@@ -158,6 +168,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary(args) => summary::run(&settings, &args).await?,
         Command::Replay(args) => replay::run(&settings, &args).await?,
         Command::Erase(args) => erase::run(&settings, &args).await?,
+        Command::Predict(args) => predict::run(&settings, &args).await?,
+        Command::Engagement(args) => predict::engagement(&settings, &args).await?,
         Command::Retention { dry_run } => {
             let months = settings.aggregate.retention_months;
             let now = std::time::SystemTime::now()

@@ -28,6 +28,7 @@ mod dedupe_stage;
 mod aggregate_stage;
 
 mod console_api;
+mod insight;
 
 mod replay;
 

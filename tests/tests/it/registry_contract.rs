@@ -262,7 +262,7 @@ async fn the_email_event_schema_evolves_backward_compatibly() {
     #[derive(Serialize)]
     struct V1Probe<'a> {
         event_id: &'a str,
-        event_type: &'a str,
+        event_type: mailpipe_model::EventType,
         provider_event: &'a str,
         provider: &'a str,
         source: &'a str,
@@ -287,7 +287,7 @@ async fn the_email_event_schema_evolves_backward_compatibly() {
     }
     let old = V1Probe {
         event_id: "ev-old",
-        event_type: "opened",
+        event_type: mailpipe_model::EventType::Opened,
         provider_event: "open",
         provider: "sendgrid",
         source: "main",

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use super::counting::{CounterDef, Rate, Threshold};
 use super::engagement::{ScoreBound, Segment};
-use super::history::HistoryBound;
 use super::expression::Expression;
 use super::fields::{AnyTag, Field, MetadataEquals, OneOf};
+use super::history::HistoryBound;
 use super::pattern::{Pattern, Target};
 use super::time_window::TimeWindow;
 use super::when::When;

@@ -111,7 +111,10 @@ mod tests {
         assert!(!bound(KeyKind::Recipient, Some(1.0), None).evaluate(&ctx).0);
         let (passed, detail) = bound(KeyKind::Domain, Some(100.0), None).evaluate(&ctx);
         assert!(passed);
-        assert_eq!(detail, "human_opens_30d of the domain is 120 (want at least 100)");
+        assert_eq!(
+            detail,
+            "human_opens_30d of the domain is 120 (want at least 100)"
+        );
     }
 
     #[test]
