@@ -21,8 +21,12 @@ if [[ -z ${MAILPIPE_KAFKA__BROKERS:-} ]]; then
 fi
 unset MAILPIPE_RUN_DIR
 
-echo "==> normalize: parse + Avro encode per provider (one core)"
+echo "==> normalize: parse + enrich + Avro encode per provider (one core)"
 cargo bench -q -p mailpipe-stage-3-normalize --bench parse_encode
+
+echo
+echo "==> enrichment: user agents classified per second (one core)"
+cargo bench -q -p mailpipe-enrich --bench classify
 
 echo
 echo "==> verify: verifications per second per provider (one core)"

@@ -1,5 +1,5 @@
-//! `make bench`: per provider, events/s of parse + Avro encode (the normalize stage's CPU
-//! work per request) on one core, next to only `serde_json`-parsing the same bodies, and
+//! `make bench`: per provider, events/s of parse + enrich + Avro encode (the normalize
+//! stage's CPU work per request; enrichment with user agents, no IP database) on one core, next to only `serde_json`-parsing the same bodies, and
 //! their ratio (goal: parse + encode ≤ 3× the bare JSON parse). Reports, never asserts.
 
 use std::path::{Path, PathBuf};
@@ -67,13 +67,14 @@ fn main() {
     let schema = mailpipe_avro::parse_schema(mailpipe_avro::EMAIL_EVENT_SCHEMA).unwrap();
     // Encoded as the stage encodes, Confluent framing included.
     let encoder = EventEncoder::new(RegisteredSchema::new(1, schema).unwrap()).unwrap();
+    let enricher = mailpipe_stage_3_normalize::enrich::Enricher::new(true, None);
     println!(
-        "normalize: parse + Avro encode vs bare serde_json parse, one core, best of {ROUNDS} × {:?} per figure",
+        "normalize: parse + enrich + Avro encode vs bare serde_json parse, one core, best of {ROUNDS} × {:?} per figure",
         RUN_FOR / ROUNDS
     );
     println!(
         "{:<11} {:>8} {:>16} {:>14} {:>14} {:>7}",
-        "provider", "events", "parse+encode/s", "parse-only/s", "json-only/s", "ratio"
+        "provider", "events", "parse+enr+enc/s", "parse-only/s", "json-only/s", "ratio"
     );
     for provider in Provider::ALL {
         let cases = cases(provider);
@@ -89,10 +90,11 @@ fn main() {
             parse(provider, &input).unwrap_or_default()
         };
         let events_per_pass: usize = cases.iter().map(|c| input(c).len()).sum();
-        // Events/s including encoding each event as the stage does.
+        // Events/s including enriching and encoding each event as the stage does.
         let mut parse_and_encode = |case: &Case| {
-            let events = input(case);
-            for event in &events {
+            let mut events = input(case);
+            for event in &mut events {
+                enricher.enrich(event);
                 std::hint::black_box(encoder.encode(event));
             }
             events.len()

@@ -1,5 +1,6 @@
 //! The normalize stage against the real broker and registry: verified requests of every
-//! provider become canonical events on mail.events (key = recipient), an unparseable one
+//! provider become canonical events on mail.events (key = recipient), enriched (user agent,
+//! machine opens, IP geolocation from a MaxMind-format file the test writes), an unparseable one
 //! becomes a dead letter with its reason, a control record becomes nothing, and offsets
 //! are committed once the outputs are acknowledged.
 
@@ -69,6 +70,21 @@ fn verified(id: usize, provider: Provider, content_type: &str, body: Vec<u8>) ->
     }
 }
 
+/// A geolocation file covering 203.0.113.0/24 (the documentation addresses many fixtures'
+/// opens and clicks come from) and nothing else.
+fn geo_database(dir: &Path) -> PathBuf {
+    use mailpipe_enrich::mmdb_writer::write_city_database;
+    let fields = mailpipe_enrich::GeoFields {
+        country: Some("NZ".into()),
+        region: Some("AUK".into()),
+        city: Some("Auckland".into()),
+    };
+    let bytes = write_city_database(&[("203.0.113.0".parse().unwrap(), 24, fields)], 6).unwrap();
+    let path = dir.join("test-city.mmdb");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 fn expected_events(record: &VerifiedRecord) -> Vec<EmailEvent> {
     let headers: Vec<(String, Vec<u8>)> = record
         .headers
@@ -90,6 +106,10 @@ fn expected_events(record: &VerifiedRecord) -> Vec<EmailEvent> {
 async fn verified_requests_become_events_or_dead_letters() {
     let mut settings = dev_settings();
     settings.kafka.topic_prefix = format!("{}.", unique_name("norm"));
+    let geo_dir = tempfile::tempdir().unwrap();
+    settings.enrichment.geoip_database = geo_database(geo_dir.path()).display().to_string();
+    let enricher =
+        mailpipe_stage_3_normalize::enrich::Enricher::from_settings(&settings.enrichment).unwrap();
     let names = TopicNames::new(&settings.kafka.topic_prefix);
     let (verified_topic, events_topic, dlq_topic) = (
         names.name(Topic::Verified),
@@ -107,7 +127,10 @@ async fn verified_requests_become_events_or_dead_letters() {
     let mut expected = Vec::new();
     for (i, (provider, path, content_type)) in fixtures().into_iter().enumerate() {
         let record = verified(i, provider, content_type, std::fs::read(path).unwrap());
-        expected.extend(expected_events(&record));
+        expected.extend(expected_events(&record).into_iter().map(|mut e| {
+            enricher.enrich(&mut e);
+            e
+        }));
         inputs.push(record);
     }
     let providers: BTreeSet<&str> = inputs.iter().map(|r| r.provider.as_str()).collect();
@@ -153,8 +176,16 @@ async fn verified_requests_become_events_or_dead_letters() {
     let events = consume_exactly(&events_topic, expected.len()).await;
     let mut seen_ids = BTreeSet::new();
     let mut seen_order: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    let expected_by_id: BTreeMap<&str, &EmailEvent> =
+        expected.iter().map(|e| (e.event_id.as_str(), e)).collect();
+    let (mut classified, mut located, mut machine) = (0, 0, 0);
     for (key, payload) in &events {
         let event: EmailEvent = codec.decode(payload).await.unwrap();
+        // Every field as parsed and enriched here, enrichment included.
+        assert_eq!(Some(&&event), expected_by_id.get(event.event_id.as_str()));
+        classified += usize::from(event.client_name.is_some() || event.device_class.is_some());
+        located += usize::from(event.geo_source.as_deref() == Some("ip_database"));
+        machine += usize::from(event.machine_open == Some(true));
         assert_eq!(
             key.as_deref(),
             event.recipient.as_deref().map(str::as_bytes),
@@ -168,6 +199,19 @@ async fn verified_requests_become_events_or_dead_letters() {
     }
     let expected_ids: BTreeSet<String> = expected.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(seen_ids, expected_ids);
+    // The fixtures' opens and clicks gave the enrichment something to do.
+    assert!(
+        classified >= 5,
+        "{classified} events with a client or device"
+    );
+    assert!(
+        located >= 3,
+        "{located} events located from the IP database"
+    );
+    assert!(
+        machine >= 1,
+        "{machine} machine opens (a provider's own flag)"
+    );
     // Each recipient's events in input order (a recipient's key maps to one partition).
     // Events without a recipient carry no key: librdkafka spreads them over the
     // partitions, so no order is promised among them.
