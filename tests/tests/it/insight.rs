@@ -477,6 +477,26 @@ async fn history_predictions_and_rules_from_the_real_history() {
     assert_eq!(cli["hits"], from_clickhouse.hits);
     assert_eq!(cli["baseline_hits"], from_clickhouse.baseline_hits);
     let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
+        .args([
+            "predict",
+            "evaluate",
+            "--holdout",
+            "14",
+            "--top",
+            "1",
+            "--as-of",
+            &as_of,
+        ])
+        .env("MAILPIPE_CONFIG", dev_config_path())
+        .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
+        .env("MAILPIPE_INSIGHT__TIME_ZONE", "UTC")
+        .output()
+        .unwrap();
+    eprintln!(
+        "mailpipe predict evaluate --holdout 14 --top 1:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
         .args(["predict", "send-time", recipient, "--as-of", &as_of])
         .env("MAILPIPE_CONFIG", dev_config_path())
         .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
@@ -489,10 +509,26 @@ async fn history_predictions_and_rules_from_the_real_history() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    eprintln!("mailpipe predict send-time {recipient}:\n{text}");
     assert!(
         text.lines().nth(1).is_some_and(|l| l.contains("Tue 09:00")),
         "{text}"
     );
+
+    let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
+        .args(["engagement", "hist@exact.test", "--json"])
+        .env("MAILPIPE_CONFIG", dev_config_path())
+        .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(cli["last_90d"]["delivered"], 4);
+    assert_eq!(cli["last_30d"]["human_opened"], 3);
 
     drop_clickhouse_database(&settings).await;
 }
