@@ -112,7 +112,8 @@ pub struct EmailEvent {
     /// than a person opened; set by the provider's own flag where it sends one.
     #[serde(default)]
     pub machine_open: Option<bool>,
-    /// Why `machine_open` is true: `provider_flag`, `apple_mail_privacy`, `security_scanner`.
+    /// Why `machine_open` is true: `provider_flag`, `apple_mail_privacy`, `security_scanner`,
+    /// `bot`.
     #[serde(default)]
     pub machine_reason: Option<String>,
     /// Where `geo` came from: `provider`, or `ip_database` (the configured MaxMind file).
