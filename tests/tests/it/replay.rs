@@ -30,8 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 2;
 
-/// The events the current parser gives for `raw`.
+/// The events the current parser gives for `raw`, enriched as the normalize stage (and so
+/// the replay) does with the default `[enrichment]`.
 fn events_of(raw: &RawRecord) -> Vec<EmailEvent> {
+    let enricher = mailpipe_stage_3_normalize::enrich::Enricher::new(true, None);
     let headers: Vec<(String, Vec<u8>)> = raw
         .headers
         .iter()
@@ -45,7 +47,11 @@ fn events_of(raw: &RawRecord) -> Vec<EmailEvent> {
         query: &raw.query,
         body: &raw.body,
     };
-    parse(raw.provider.parse::<Provider>().unwrap(), &input).unwrap()
+    let mut events = parse(raw.provider.parse::<Provider>().unwrap(), &input).unwrap();
+    for event in &mut events {
+        enricher.enrich(event);
+    }
+    events
 }
 
 /// The deliberately wrong mapping of the "old" parser.
