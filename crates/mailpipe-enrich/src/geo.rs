@@ -32,6 +32,18 @@ pub struct GeoFields {
     pub city: Option<String>,
 }
 
+impl GeoFields {
+    /// Fields from text, an empty text being absent (for writing test databases).
+    pub fn new(country: &str, region: &str, city: &str) -> GeoFields {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        GeoFields {
+            country: some(country),
+            region: some(region),
+            city: some(city),
+        }
+    }
+}
+
 /// An open MaxMind-format geolocation database, held in memory. Cheap to share between
 /// threads behind an `Arc`; lookups take `&self`.
 pub struct GeoDatabase {
@@ -160,12 +172,7 @@ mod tests {
     use crate::mmdb_writer::write_city_database;
 
     fn fields(country: &str, region: &str, city: &str) -> GeoFields {
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        GeoFields {
-            country: some(country),
-            region: some(region),
-            city: some(city),
-        }
+        GeoFields::new(country, region, city)
     }
 
     fn database() -> GeoDatabase {

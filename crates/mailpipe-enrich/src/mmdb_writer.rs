@@ -394,12 +394,7 @@ mod tests {
     use crate::GeoDatabase;
 
     fn fields(country: &str, region: &str, city: &str) -> GeoFields {
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        GeoFields {
-            country: some(country),
-            region: some(region),
-            city: some(city),
-        }
+        GeoFields::new(country, region, city)
     }
 
     fn entry(net: &str, prefix: u8, f: GeoFields) -> (IpAddr, u8, GeoFields) {

@@ -9,12 +9,7 @@ use mailpipe_enrich::mmdb_writer::write_city_database;
 use mailpipe_enrich::{EnrichError, GeoDatabase, GeoFields};
 
 fn fields(country: &str, region: &str, city: &str) -> GeoFields {
-    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    GeoFields {
-        country: some(country),
-        region: some(region),
-        city: some(city),
-    }
+    GeoFields::new(country, region, city)
 }
 
 fn entry(network: &str, prefix: u8, f: GeoFields) -> (IpAddr, u8, GeoFields) {

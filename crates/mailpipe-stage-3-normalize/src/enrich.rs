@@ -184,11 +184,7 @@ mod tests {
 
     fn geo_db() -> GeoDatabase {
         let network: IpAddr = "203.0.113.0".parse().unwrap();
-        let fields = GeoFields {
-            country: Some("NZ".into()),
-            region: Some("AUK".into()),
-            city: Some("Auckland".into()),
-        };
+        let fields = GeoFields::new("NZ", "AUK", "Auckland");
         GeoDatabase::from_bytes(write_city_database(&[(network, 24, fields)], 6).unwrap()).unwrap()
     }
 

@@ -450,85 +450,47 @@ async fn history_predictions_and_rules_from_the_real_history() {
     let as_of = chrono::DateTime::from_timestamp_millis(end)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
-        .args([
-            "predict",
-            "evaluate",
-            "--holdout",
-            "14",
-            "--top",
-            "1",
-            "--json",
-            "--as-of",
-            &as_of,
-        ])
-        .env("MAILPIPE_CONFIG", dev_config_path())
-        .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
-        .env("MAILPIPE_INSIGHT__TIME_ZONE", "UTC")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let cli: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(cli["holdout_opens"], from_clickhouse.holdout_opens);
-    assert_eq!(cli["hits"], from_clickhouse.hits);
-    assert_eq!(cli["baseline_hits"], from_clickhouse.baseline_hits);
-    let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
-        .args([
-            "predict",
-            "evaluate",
-            "--holdout",
-            "14",
-            "--top",
-            "1",
-            "--as-of",
-            &as_of,
-        ])
-        .env("MAILPIPE_CONFIG", dev_config_path())
-        .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
-        .env("MAILPIPE_INSIGHT__TIME_ZONE", "UTC")
-        .output()
-        .unwrap();
+    let cli = |args: &[&str]| -> String {
+        let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
+            .args(args)
+            .env("MAILPIPE_CONFIG", dev_config_path())
+            .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
+            .env("MAILPIPE_INSIGHT__TIME_ZONE", "UTC")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "mailpipe {args:?}: {stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let evaluate_args = [
+        "predict",
+        "evaluate",
+        "--holdout",
+        "14",
+        "--top",
+        "1",
+        "--as-of",
+        &as_of,
+    ];
+    let json: Value =
+        serde_json::from_str(&cli(&[&evaluate_args[..], &["--json"]].concat())).unwrap();
+    assert_eq!(json["holdout_opens"], from_clickhouse.holdout_opens);
+    assert_eq!(json["hits"], from_clickhouse.hits);
+    assert_eq!(json["baseline_hits"], from_clickhouse.baseline_hits);
     eprintln!(
         "mailpipe predict evaluate --holdout 14 --top 1:\n{}",
-        String::from_utf8_lossy(&output.stdout)
+        cli(&evaluate_args)
     );
-    let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
-        .args(["predict", "send-time", recipient, "--as-of", &as_of])
-        .env("MAILPIPE_CONFIG", dev_config_path())
-        .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
-        .env("MAILPIPE_INSIGHT__TIME_ZONE", "UTC")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = cli(&["predict", "send-time", recipient, "--as-of", &as_of]);
     eprintln!("mailpipe predict send-time {recipient}:\n{text}");
     assert!(
         text.lines().nth(1).is_some_and(|l| l.contains("Tue 09:00")),
         "{text}"
     );
-
-    let output = Command::new(workspace_binary("mailpipe", "cargo build -p mailpipe"))
-        .args(["engagement", "hist@exact.test", "--json"])
-        .env("MAILPIPE_CONFIG", dev_config_path())
-        .env("MAILPIPE_CLICKHOUSE__DATABASE", &name)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let cli: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(cli["last_90d"]["delivered"], 4);
-    assert_eq!(cli["last_30d"]["human_opened"], 3);
+    let json: Value =
+        serde_json::from_str(&cli(&["engagement", "hist@exact.test", "--json"])).unwrap();
+    assert_eq!(json["last_90d"]["delivered"], 4);
+    assert_eq!(json["last_30d"]["human_opened"], 3);
 
     drop_clickhouse_database(&settings).await;
 }

@@ -74,11 +74,7 @@ fn verified(id: usize, provider: Provider, content_type: &str, body: Vec<u8>) ->
 /// opens and clicks come from) and nothing else.
 fn geo_database(dir: &Path) -> PathBuf {
     use mailpipe_enrich::mmdb_writer::write_city_database;
-    let fields = mailpipe_enrich::GeoFields {
-        country: Some("NZ".into()),
-        region: Some("AUK".into()),
-        city: Some("Auckland".into()),
-    };
+    let fields = mailpipe_enrich::GeoFields::new("NZ", "AUK", "Auckland");
     let bytes = write_city_database(&[("203.0.113.0".parse().unwrap(), 24, fields)], 6).unwrap();
     let path = dir.join("test-city.mmdb");
     std::fs::write(&path, bytes).unwrap();
