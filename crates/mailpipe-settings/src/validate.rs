@@ -46,12 +46,9 @@ impl Settings {
             "insight.history_cache_entries",
             "must be at least 1".into(),
         );
-        let geoip = &self.enrichment.geoip_database;
-        check(
-            geoip.is_empty() || std::path::Path::new(geoip).is_file(),
-            "enrichment.geoip_database",
-            format!("{geoip:?} is not a readable file"),
-        );
+        // enrichment.geoip_database is opened (and checked) by the normalize stage at start,
+        // not here: one configuration serves every binary, and the file may be mounted only
+        // where the normalize stage runs.
         let alerts = &self.console.alerts;
         check(
             alerts.interval_seconds > 0,
