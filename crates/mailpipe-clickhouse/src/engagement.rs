@@ -183,11 +183,12 @@ fn zone_literal(zone: chrono_tz::Tz) -> String {
     format!("'{name}'")
 }
 
-/// The filter of one level of a prediction: a recipient, a domain, or everybody.
+/// The filter of one level of a prediction: a recipient, a domain, a source, or everybody.
 #[derive(Debug, Clone, Copy)]
 pub enum Level<'a> {
     Recipient(&'a str),
     Domain(&'a str),
+    Source(&'a str),
     Global,
 }
 
@@ -215,6 +216,7 @@ pub async fn profile(
     let (filter, key) = match level {
         Level::Recipient(r) => ("recipient = ?", Some(r)),
         Level::Domain(d) => ("recipient_domain = ?", Some(d)),
+        Level::Source(s) => ("source = ?", Some(s)),
         Level::Global => ("1", None),
     };
     let since_s = since_ms.max(0) / 1000;
@@ -254,10 +256,12 @@ pub async fn profile(
     })
 }
 
-/// The three levels of a recipient's prediction (their domain is the part after `@`).
+/// The levels of a recipient's prediction (their domain is the part after `@`; `source`
+/// the one they are mailed from, empty when unknown).
 pub async fn levels(
     client: &clickhouse::Client,
     recipient: &str,
+    source: &str,
     since_ms: i64,
     until_ms: i64,
     zone: chrono_tz::Tz,
@@ -273,8 +277,32 @@ pub async fn levels(
         )
         .await?,
         domain: profile(client, Level::Domain(domain), since_ms, until_ms, zone).await?,
+        source: profile(client, Level::Source(source), since_ms, until_ms, zone).await?,
         global: profile(client, Level::Global, since_ms, until_ms, zone).await?,
     })
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct SourceRow {
+    source: String,
+}
+
+/// The source most of `recipient`'s events of `[since_ms, until_ms)` came from (ties: the
+/// first by name); `None` when they have none.
+pub async fn main_source(
+    client: &clickhouse::Client,
+    recipient: &str,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Option<String>, ClickHouseError> {
+    let since_s = since_ms.max(0) / 1000;
+    let sql = format!(
+        "SELECT source FROM email_events FINAL WHERE recipient = ? \
+         AND occurred_at >= toDateTime({since_s}) AND occurred_at_ms >= {since_ms} \
+         AND occurred_at_ms < {until_ms} GROUP BY source ORDER BY count() DESC, source LIMIT 1"
+    );
+    let rows: Vec<SourceRow> = client.query(&sql).bind(recipient).fetch_all().await?;
+    Ok(rows.into_iter().next().map(|r| r.source))
 }
 
 /// The send-time and engagement-likelihood predictions for one recipient, with what they
@@ -284,6 +312,9 @@ pub struct Prediction {
     /// As stored (lower-case; the keyed-hash form under `[privacy] hash_recipients`).
     pub recipient: String,
     pub domain: String,
+    /// The source level's source: as asked, else the one most of the recipient's events
+    /// came from; empty when they have none (the source level is then empty).
+    pub source: String,
     /// The zone the hours of the week are in (`[insight] time_zone`).
     pub time_zone: String,
     /// The history read: `[from_ms, as_of_ms)`.
@@ -293,22 +324,31 @@ pub struct Prediction {
     pub likelihood: Likelihood,
 }
 
-/// Predicts for `recipient` (as stored) from the `history_days` before `as_of_ms`.
+/// Predicts for `recipient` (as stored) from the `history_days` before `as_of_ms`, with
+/// `source` as the source level (default: their main source).
 pub async fn predict(
     client: &clickhouse::Client,
     recipient: &str,
+    source: Option<&str>,
     as_of_ms: i64,
     history_days: u32,
     zone: chrono_tz::Tz,
     params: &Params,
 ) -> Result<Prediction, ClickHouseError> {
     let from_ms = as_of_ms - i64::from(history_days) * DAY_MS;
-    let levels = levels(client, recipient, from_ms, as_of_ms, zone).await?;
+    let source = match source {
+        Some(source) => source.to_string(),
+        None => main_source(client, recipient, from_ms, as_of_ms)
+            .await?
+            .unwrap_or_default(),
+    };
+    let levels = levels(client, recipient, &source, from_ms, as_of_ms, zone).await?;
     Ok(Prediction {
         recipient: recipient.to_string(),
         domain: recipient
             .rsplit_once('@')
             .map_or(String::new(), |(_, d)| d.to_string()),
+        source,
         time_zone: zone.name().to_string(),
         from_ms,
         as_of_ms,
@@ -321,6 +361,7 @@ pub async fn predict(
 struct ObservationRow {
     recipient: String,
     recipient_domain: String,
+    source: String,
     delivered: u8,
     occurred_at_ms: i64,
     message_id: String,
@@ -336,7 +377,7 @@ pub async fn observations(
 ) -> Result<Vec<Observation>, ClickHouseError> {
     let since_s = since_ms.max(0) / 1000;
     let sql = format!(
-        "SELECT recipient, recipient_domain, toUInt8(event_type = 'delivered') AS delivered, \
+        "SELECT recipient, recipient_domain, source, toUInt8(event_type = 'delivered') AS delivered, \
          occurred_at_ms, message_id FROM email_events FINAL \
          WHERE (event_type = 'delivered' OR ({HUMAN_OPEN})) AND recipient != '' \
          AND occurred_at >= toDateTime({since_s}) AND occurred_at_ms >= {since_ms} \
@@ -348,6 +389,7 @@ pub async fn observations(
         .map(|r| Observation {
             recipient: r.recipient,
             domain: r.recipient_domain,
+            source: r.source,
             kind: if r.delivered == 1 {
                 Kind::Delivered
             } else {

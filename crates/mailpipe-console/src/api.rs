@@ -600,11 +600,18 @@ pub async fn engagement_domain(
     ))
 }
 
+/// `?source=` of a prediction: the source level's source instead of the recipient's main one.
+#[derive(Debug, Default, Deserialize)]
+pub struct PredictParams {
+    pub source: Option<String>,
+}
+
 /// `/api/predict/send-time/{address}` and `/api/predict/likelihood/{address}`: both
 /// predictions for one recipient (computed together: they read the same history).
 pub async fn predict(
     State(app): State<AppState>,
     Path(address): Path<String>,
+    Query(p): Query<PredictParams>,
 ) -> Result<Json<mailpipe_clickhouse::engagement::Prediction>, ConsoleError> {
     let key = insight_key(&app, mailpipe_insight::history::Scope::Recipient, &address)?;
     let insight = &app.settings.insight;
@@ -616,7 +623,13 @@ pub async fn predict(
     })?;
     Ok(Json(
         app.store
-            .predict(&key, now_ms(), insight.history_days, zone)
+            .predict(
+                &key,
+                p.source.as_deref(),
+                now_ms(),
+                insight.history_days,
+                zone,
+            )
             .await?,
     ))
 }

@@ -194,10 +194,12 @@ impl Store {
         self.timed("engagement", fut).await
     }
 
-    /// Send-time and likelihood predictions for `recipient` (as stored).
+    /// Send-time and likelihood predictions for `recipient` (as stored), with `source` as
+    /// the source level (default: their main source).
     pub async fn predict(
         &self,
         recipient: &str,
+        source: Option<&str>,
         as_of_ms: i64,
         history_days: u32,
         zone: chrono_tz::Tz,
@@ -206,6 +208,7 @@ impl Store {
         let fut = engagement::predict(
             &self.client,
             recipient,
+            source,
             as_of_ms,
             history_days,
             zone,

@@ -1,6 +1,6 @@
 //! Holdout evaluation of both models on a list of past events.
 //!
-//! Everything before `cutoff_ms` trains the recipient, domain and global profiles; every
+//! Everything before `cutoff_ms` trains the recipient, domain, source and global profiles; every
 //! human open at or after it is a test: the send-time model predicts the recipient's `top`
 //! hours from the training profiles alone, and it is a hit when the open's hour of the week
 //! is among them. The baseline is the naive model: the `top` hours with the most opens
@@ -39,6 +39,8 @@ pub struct Observation {
     pub recipient: String,
     /// The recipient's domain.
     pub domain: String,
+    /// The source (configured account or tenant) the event came from.
+    pub source: String,
     pub kind: Kind,
     /// UTC milliseconds.
     pub at_ms: i64,
@@ -67,6 +69,7 @@ pub struct BasisFigures {
 pub struct ByBasis {
     pub recipient: BasisFigures,
     pub domain: BasisFigures,
+    pub source: BasisFigures,
     pub global: BasisFigures,
 }
 
@@ -75,6 +78,7 @@ impl ByBasis {
         match basis {
             Basis::Recipient => &mut self.recipient,
             Basis::Domain => &mut self.domain,
+            Basis::Source => &mut self.source,
             Basis::Global => &mut self.global,
         }
     }
@@ -137,28 +141,34 @@ pub fn evaluate(
     // Send time.
     let global_p = global_distribution(&training.global.open_hours, params);
     let baseline = top_hours(&global_p, params.top);
-    let mut domain_p: HashMap<&str, Dist> = HashMap::new();
+    let mut source_p: HashMap<&str, Dist> = HashMap::new();
+    let mut domain_p: HashMap<(&str, &str), Dist> = HashMap::new();
     let mut predicted: HashMap<&str, (Vec<u8>, Basis)> = HashMap::new();
     let empty = Profile::default();
     let mut by_basis = ByBasis::default();
     let (mut holdout_opens, mut hits, mut baseline_hits) = (0u64, 0u64, 0u64);
     for o in holdout.iter().filter(|o| o.kind == Kind::HumanOpen) {
+        // Each recipient is predicted once, with the domain and source of their first
+        // holdout open.
         let (hours, basis) = predicted.entry(o.recipient.as_str()).or_insert_with(|| {
-            let domain = training.domains.get(o.domain.as_str()).unwrap_or(&empty);
-            let d = domain_p.entry(o.domain.as_str()).or_insert_with(|| {
-                level_distribution(domain, &global_p, params.domain_weight, params)
+            let source = training.sources.get(o.source.as_str()).unwrap_or(&empty);
+            let s = *source_p.entry(o.source.as_str()).or_insert_with(|| {
+                level_distribution(source, &global_p, params.source_weight, params)
             });
+            let domain = training.domains.get(o.domain.as_str()).unwrap_or(&empty);
+            let d = domain_p
+                .entry((o.source.as_str(), o.domain.as_str()))
+                .or_insert_with(|| level_distribution(domain, &s, params.domain_weight, params));
             let recipient = training
                 .recipients
                 .get(o.recipient.as_str())
                 .unwrap_or(&empty);
             let r = level_distribution(recipient, d, params.recipient_weight, params);
-            let basis = Basis::from_evidence(
-                recipient.opens(),
-                params.recipient_weight,
-                domain.opens(),
-                params.domain_weight,
-            );
+            let basis = Basis::from_evidence([
+                (recipient.opens(), params.recipient_weight),
+                (domain.opens(), params.domain_weight),
+                (source.opens(), params.source_weight),
+            ]);
             (top_hours(&r, params.top), basis)
         });
         let h = hour_of_week(o.at_ms, tz);
@@ -175,6 +185,7 @@ pub fn evaluate(
     for f in [
         &mut by_basis.recipient,
         &mut by_basis.domain,
+        &mut by_basis.source,
         &mut by_basis.global,
     ] {
         f.hit_rate = ratio(f.hits, f.opens);
@@ -210,13 +221,15 @@ pub fn evaluate(
     }
 }
 
-/// The recipient, domain and global profiles of a list of observations.
+/// The recipient, domain, source and global profiles of a list of observations.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profiles {
     /// By recipient address.
     pub recipients: HashMap<String, Profile>,
     /// By domain.
     pub domains: HashMap<String, Profile>,
+    /// By source.
+    pub sources: HashMap<String, Profile>,
     /// Everybody.
     pub global: Profile,
 }
@@ -242,16 +255,19 @@ impl Profiles {
             };
             count(entry(&mut profiles.recipients, &o.recipient));
             count(entry(&mut profiles.domains, &o.domain));
+            count(entry(&mut profiles.sources, &o.source));
             count(&mut profiles.global);
         }
         profiles
     }
 
-    /// The levels of a prediction for `recipient` at `domain`; empty profiles where unknown.
-    pub fn levels(&self, recipient: &str, domain: &str) -> Levels {
+    /// The levels of a prediction for `recipient` at `domain`, mailed from `source`; empty
+    /// profiles where unknown.
+    pub fn levels(&self, recipient: &str, domain: &str, source: &str) -> Levels {
         Levels {
             recipient: self.recipients.get(recipient).cloned().unwrap_or_default(),
             domain: self.domains.get(domain).cloned().unwrap_or_default(),
+            source: self.sources.get(source).cloned().unwrap_or_default(),
             global: self.global.clone(),
         }
     }
@@ -273,6 +289,7 @@ fn likelihood_check(
 ) -> LikelihoodCheck {
     struct Actual<'a> {
         domain: &'a str,
+        source: &'a str,
         delivered: u64,
         opened: u64,
     }
@@ -284,6 +301,7 @@ fn likelihood_check(
             order.push(o.recipient.as_str());
             Actual {
                 domain: o.domain.as_str(),
+                source: o.source.as_str(),
                 delivered: 0,
                 opened: 0,
             }
@@ -304,7 +322,7 @@ fn likelihood_check(
         if a.delivered == 0 {
             continue;
         }
-        let levels = training.levels(recipient, a.domain);
+        let levels = training.levels(recipient, a.domain, a.source);
         let p = predict_likelihood(&levels, params).probability;
         let truth = (a.opened as f64 / a.delivered as f64).min(1.0);
         n += 1;
@@ -336,6 +354,7 @@ mod tests {
         Observation {
             recipient: recipient.to_string(),
             domain: recipient.split('@').nth(1).unwrap().to_string(),
+            source: "main".to_string(),
             kind,
             at_ms,
             message: Some(message.to_string()),

@@ -1,12 +1,14 @@
-//! The inputs of both models: engagement at three levels (the recipient, their domain,
-//! everybody) and the model parameters.
+//! The inputs of both models: engagement at four levels (the recipient, their domain, their
+//! source — the configured account or tenant they are mailed from —, everybody) and the
+//! model parameters.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::InsightError;
 use crate::hours::{HourCounts, HOURS_OF_WEEK};
 
-/// The engagement of one level (a recipient, a domain, or everybody) over the history read.
+/// The engagement of one level (a recipient, a domain, a source, or everybody) over the
+/// history read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Profile {
     /// Human opens by hour of the week (machine opens excluded).
@@ -24,13 +26,15 @@ impl Profile {
     }
 }
 
-/// The three levels a prediction for one recipient rests on.
+/// The levels a prediction for one recipient rests on, each the fallback of the one before.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Levels {
     /// The recipient's own history.
     pub recipient: Profile,
     /// Everybody at the recipient's domain (the recipient included).
     pub domain: Profile,
+    /// Everybody mailed from the recipient's source (empty when it is unknown).
+    pub source: Profile,
     /// Everybody.
     pub global: Profile,
 }
@@ -42,8 +46,10 @@ pub struct Params {
     /// Pseudo-count `k_r` of the recipient level: how many opens of their own a recipient
     /// needs before their history outweighs their domain's. Default 6.
     pub recipient_weight: f64,
-    /// Pseudo-count `k_d` of the domain level over the global one. Default 30.
+    /// Pseudo-count `k_d` of the domain level over the source one. Default 30.
     pub domain_weight: f64,
+    /// Pseudo-count `k_s` of the source level over the global one. Default 100.
+    pub source_weight: f64,
     /// Pseudo-count `a` added to every one of the 168 global bins. Default 1.
     pub global_prior: f64,
     /// Share `s` (0–1) of recipient and domain opens spread over the same hour of the other
@@ -60,6 +66,7 @@ impl Default for Params {
         Params {
             recipient_weight: 6.0,
             domain_weight: 30.0,
+            source_weight: 100.0,
             global_prior: 1.0,
             day_share: 0.5,
             likelihood_weight: 8.0,
@@ -76,6 +83,7 @@ impl Params {
         let weights = [
             ("recipient_weight", self.recipient_weight),
             ("domain_weight", self.domain_weight),
+            ("source_weight", self.source_weight),
             ("global_prior", self.global_prior),
             ("likelihood_weight", self.likelihood_weight),
         ];
@@ -114,29 +122,31 @@ pub enum Basis {
     Recipient,
     /// Their domain's history.
     Domain,
+    /// Their source's history (the account or tenant they are mailed from).
+    Source,
     /// Everybody's history.
     Global,
 }
 
 impl Basis {
-    /// The level whose evidence reaches its pseudo-count first, from the recipient down:
-    /// `Recipient` when `n_r > 0` and `n_r ≥ k_r`, else `Domain` when `n_d > 0` and
-    /// `n_d ≥ k_d`, else `Global`.
-    pub fn from_evidence(n_r: u64, k_r: f64, n_d: u64, k_d: f64) -> Basis {
-        if n_r > 0 && n_r as f64 >= k_r {
-            Basis::Recipient
-        } else if n_d > 0 && n_d as f64 >= k_d {
-            Basis::Domain
-        } else {
-            Basis::Global
-        }
+    /// The first level, from the recipient down, whose evidence `n` reaches its
+    /// pseudo-count `k` (and is not zero): `evidence` is `[(n_r, k_r), (n_d, k_d), (n_s,
+    /// k_s)]`; `Global` when none does.
+    pub fn from_evidence(evidence: [(u64, f64); 3]) -> Basis {
+        let bases = [Basis::Recipient, Basis::Domain, Basis::Source];
+        bases
+            .into_iter()
+            .zip(evidence)
+            .find(|(_, (n, k))| *n > 0 && *n as f64 >= *k)
+            .map_or(Basis::Global, |(basis, _)| basis)
     }
 
-    /// `"recipient"`, `"domain"` or `"global"`.
+    /// `"recipient"`, `"domain"`, `"source"` or `"global"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Basis::Recipient => "recipient",
             Basis::Domain => "domain",
+            Basis::Source => "source",
             Basis::Global => "global",
         }
     }
@@ -197,11 +207,16 @@ mod tests {
 
     #[test]
     fn basis_goes_from_the_recipient_down() {
-        assert_eq!(Basis::from_evidence(6, 6.0, 0, 30.0), Basis::Recipient);
-        assert_eq!(Basis::from_evidence(5, 6.0, 30, 30.0), Basis::Domain);
-        assert_eq!(Basis::from_evidence(5, 6.0, 29, 30.0), Basis::Global);
+        let b = |r, d, s| Basis::from_evidence([(r, 6.0), (d, 30.0), (s, 100.0)]);
+        assert_eq!(b(6, 0, 0), Basis::Recipient);
+        assert_eq!(b(5, 30, 0), Basis::Domain);
+        assert_eq!(b(5, 29, 100), Basis::Source);
+        assert_eq!(b(5, 29, 99), Basis::Global);
         // A zero pseudo-count still needs some evidence.
-        assert_eq!(Basis::from_evidence(0, 0.0, 0, 0.0), Basis::Global);
+        assert_eq!(
+            Basis::from_evidence([(0, 0.0), (0, 0.0), (0, 0.0)]),
+            Basis::Global
+        );
         assert_eq!(
             serde_json::to_string(&Basis::Recipient).unwrap(),
             "\"recipient\""

@@ -7,13 +7,14 @@
 //!
 //! ```text
 //! global     rate_g = (o_g + 1) / (d_g + 2)
-//! domain     rate_d = (o_d + m·rate_g) / (d_d + m)
+//! source     rate_s = (o_s + m·rate_g) / (d_s + m)
+//! domain     rate_d = (o_d + m·rate_s) / (d_d + m)
 //! recipient  p      = (o_r + m·rate_d) / (d_r + m)
 //! confidence = d_r / (d_r + m)
 //! ```
 //!
 //! The basis is the first level, from the recipient down, whose delivered messages reach
-//! `m` (`d_r ≥ m`, else `d_d ≥ m`, else global).
+//! `m` (`d_r ≥ m`, else `d_d ≥ m`, else `d_s ≥ m`, else global).
 
 use serde::Serialize;
 
@@ -26,6 +27,8 @@ pub struct LikelihoodEvidence {
     pub recipient_opened: u64,
     pub domain_delivered: u64,
     pub domain_opened: u64,
+    pub source_delivered: u64,
+    pub source_opened: u64,
     pub global_delivered: u64,
     pub global_opened: u64,
 }
@@ -49,17 +52,24 @@ pub fn predict_likelihood(levels: &Levels, params: &Params) -> Likelihood {
     let m = params.likelihood_weight;
     let (o_g, d_g) = counts(&levels.global);
     let rate_g = (o_g + 1.0) / (d_g + 2.0);
-    let rate_d = shrink(&levels.domain, rate_g, m);
+    let rate_s = shrink(&levels.source, rate_g, m);
+    let rate_d = shrink(&levels.domain, rate_s, m);
     let probability = shrink(&levels.recipient, rate_d, m).clamp(0.0, 1.0);
     Likelihood {
         probability,
         confidence: evidence_share(levels.recipient.delivered as f64, m),
-        basis: Basis::from_evidence(levels.recipient.delivered, m, levels.domain.delivered, m),
+        basis: Basis::from_evidence([
+            (levels.recipient.delivered, m),
+            (levels.domain.delivered, m),
+            (levels.source.delivered, m),
+        ]),
         evidence: LikelihoodEvidence {
             recipient_delivered: levels.recipient.delivered,
             recipient_opened: levels.recipient.opened_messages,
             domain_delivered: levels.domain.delivered,
             domain_opened: levels.domain.opened_messages,
+            source_delivered: levels.source.delivered,
+            source_opened: levels.source.opened_messages,
             global_delivered: levels.global.delivered,
             global_opened: levels.global.opened_messages,
         },
@@ -106,6 +116,7 @@ mod tests {
         Levels {
             recipient: profile(r.0, r.1),
             domain: profile(d.0, d.1),
+            source: Profile::default(),
             global: profile(g.0, g.1),
         }
     }

@@ -1,14 +1,15 @@
 //! Send-time prediction: the hours of the week a recipient is most likely to open mail.
 //!
-//! Three levels, each shrunk towards the one above it (empirical-Bayes pseudo-counts), with
+//! Four levels, each shrunk towards the one above it (empirical-Bayes pseudo-counts), with
 //! `c[h]` the human opens of a level at hour of week `h` and `N` their total:
 //!
 //! ```text
 //! global     p_g[h] = (c_g[h] + a) / (N_g + 168·a)                a   = global_prior
-//! domain     p_d[h] = (c̃_d[h] + k_d·p_g[h]) / (N_d + k_d)          k_d = domain_weight
+//! source     p_s[h] = (c̃_s[h] + k_s·p_g[h]) / (N_s + k_s)          k_s = source_weight
+//! domain     p_d[h] = (c̃_d[h] + k_d·p_s[h]) / (N_d + k_d)          k_d = domain_weight
 //! recipient  p_r[h] = (c̃_r[h] + k_r·p_d[h]) / (N_r + k_r)          k_r = recipient_weight
 //!
-//! day spreading (domain and recipient), s = day_share:
+//! day spreading (source, domain and recipient), s = day_share:
 //!            c̃[h] = (1 − s)·c[h] + s·(opens at h's hour of the day, all 7 days)/7
 //! ```
 //!
@@ -18,7 +19,7 @@
 //!
 //! The prediction is the `top` hours by `p_r`, ties to the lower hour. Its `basis` is the
 //! first level, from the recipient down, whose opens reach its pseudo-count (`N_r ≥ k_r`,
-//! else `N_d ≥ k_d`, else global). Its `confidence` (0–1) says how much history it rests
+//! else `N_d ≥ k_d`, else `N_s ≥ k_s`, else global). Its `confidence` (0–1) says how much history it rests
 //! on, recipient evidence counting fully and domain evidence half:
 //!
 //! ```text
@@ -49,6 +50,7 @@ pub struct HourScore {
 pub struct SendTimeEvidence {
     pub recipient_opens: u64,
     pub domain_opens: u64,
+    pub source_opens: u64,
     pub global_opens: u64,
 }
 
@@ -83,6 +85,7 @@ pub fn predict_send_time(levels: &Levels, params: &Params) -> SendTimePrediction
         evidence: SendTimeEvidence {
             recipient_opens: levels.recipient.opens(),
             domain_opens: levels.domain.opens(),
+            source_opens: levels.source.opens(),
             global_opens: levels.global.opens(),
         },
     }
@@ -91,17 +94,17 @@ pub fn predict_send_time(levels: &Levels, params: &Params) -> SendTimePrediction
 /// The recipient-level distribution `p_r` over the 168 hours of the week (sums to 1).
 pub fn distribution(levels: &Levels, params: &Params) -> Vec<f64> {
     let global = global_distribution(&levels.global.open_hours, params);
-    let domain = level_distribution(&levels.domain, &global, params.domain_weight, params);
+    let source = level_distribution(&levels.source, &global, params.source_weight, params);
+    let domain = level_distribution(&levels.domain, &source, params.domain_weight, params);
     level_distribution(&levels.recipient, &domain, params.recipient_weight, params).to_vec()
 }
 
 fn send_time_basis(levels: &Levels, params: &Params) -> Basis {
-    Basis::from_evidence(
-        levels.recipient.opens(),
-        params.recipient_weight,
-        levels.domain.opens(),
-        params.domain_weight,
-    )
+    Basis::from_evidence([
+        (levels.recipient.opens(), params.recipient_weight),
+        (levels.domain.opens(), params.domain_weight),
+        (levels.source.opens(), params.source_weight),
+    ])
 }
 
 fn send_time_confidence(levels: &Levels, params: &Params) -> f64 {
@@ -185,6 +188,7 @@ mod tests {
         Levels {
             recipient: profile(recipient, 0, 0),
             domain: profile(domain, 0, 0),
+            source: Profile::default(),
             global: profile(global, 0, 0),
         }
     }

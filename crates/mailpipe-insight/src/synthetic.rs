@@ -30,6 +30,8 @@ const WEEK_MS: i64 = HOURS_OF_WEEK as i64 * HOUR_MS;
 pub struct GroupSpec {
     /// Their domain; addresses are `r0000@domain`, `r0001@domain`, ….
     pub domain: String,
+    /// The source (account or tenant) they are mailed from.
+    pub source: String,
     /// How many recipients.
     pub recipients: usize,
     /// The planted hour (0–167, UTC; taken modulo 168).
@@ -56,10 +58,17 @@ pub struct SyntheticSpec {
 
 impl SyntheticSpec {
     /// A demo: three domains of 50 recipients, planted at Tue 09:00 (opens 70%), Thu 20:00
-    /// (40%) and Sat 11:00 (10%), 8 weeks of 3 sends, 30% noise.
+    /// (40%) and Sat 11:00 (10%), 8 weeks of 3 sends, 30% noise; the first two mailed from
+    /// source `newsletter`, the third from `shop`.
     pub fn demo(seed: u64, start_ms: i64) -> Self {
         let group = |domain: &str, best_hour_of_week: u8, open_probability: f64| GroupSpec {
             domain: domain.to_string(),
+            source: if domain == "saturday.test" {
+                "shop"
+            } else {
+                "newsletter"
+            }
+            .to_string(),
             recipients: 50,
             best_hour_of_week,
             open_probability,
@@ -97,6 +106,7 @@ pub fn generate(spec: &SyntheticSpec) -> Vec<Observation> {
                     let event = |kind, at_ms| Observation {
                         recipient: recipient.clone(),
                         domain: group.domain.clone(),
+                        source: group.source.clone(),
                         kind,
                         at_ms,
                         message: Some(message.clone()),

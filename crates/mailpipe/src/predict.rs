@@ -28,6 +28,10 @@ enum PredictCommand {
         /// How many hours to list.
         #[arg(long, default_value_t = 3)]
         top: usize,
+        /// The source (account) whose history is the fallback after the recipient's domain;
+        /// default: the one most of the recipient's events came from.
+        #[arg(long)]
+        source: Option<String>,
         /// Predict from the history before this time (RFC 3339) instead of now.
         #[arg(long)]
         as_of: Option<String>,
@@ -116,6 +120,7 @@ pub async fn run(settings: &Settings, args: &PredictArgs) -> anyhow::Result<()> 
         PredictCommand::SendTime {
             recipient,
             top,
+            source,
             as_of,
             json,
         } => {
@@ -135,6 +140,7 @@ pub async fn run(settings: &Settings, args: &PredictArgs) -> anyhow::Result<()> 
                 engagement::predict(
                     &client,
                     &key,
+                    source.as_deref(),
                     as_of,
                     settings.insight.history_days,
                     zone,
@@ -159,16 +165,18 @@ pub async fn run(settings: &Settings, args: &PredictArgs) -> anyhow::Result<()> 
                 );
             }
             println!(
-                "  basis: {} (confidence {:.2}; human opens: theirs {}, their domain's {}, everybody's {})",
+                "  basis: {} (confidence {:.2}; human opens: theirs {}, their domain's {}, source {:?}'s {}, everybody's {})",
                 s.basis.as_str(),
                 s.confidence,
                 s.evidence.recipient_opens,
                 s.evidence.domain_opens,
+                prediction.source,
+                s.evidence.source_opens,
                 s.evidence.global_opens
             );
             let l = &prediction.likelihood;
             println!(
-                "engagement likelihood of the next delivered message: {:.1} % (basis {}, confidence {:.2}; delivered/opened: theirs {}/{}, domain {}/{}, everybody {}/{})",
+                "engagement likelihood of the next delivered message: {:.1} % (basis {}, confidence {:.2}; delivered/opened: theirs {}/{}, domain {}/{}, source {}/{}, everybody {}/{})",
                 l.probability * 100.0,
                 l.basis.as_str(),
                 l.confidence,
@@ -176,6 +184,8 @@ pub async fn run(settings: &Settings, args: &PredictArgs) -> anyhow::Result<()> 
                 l.evidence.recipient_opened,
                 l.evidence.domain_delivered,
                 l.evidence.domain_opened,
+                l.evidence.source_delivered,
+                l.evidence.source_opened,
                 l.evidence.global_delivered,
                 l.evidence.global_opened
             );
@@ -240,6 +250,7 @@ fn print_evaluation(e: &Evaluation, holdout: u32, history_days: u32) {
     for (basis, f) in [
         ("recipient", &e.by_basis.recipient),
         ("domain", &e.by_basis.domain),
+        ("source", &e.by_basis.source),
         ("global", &e.by_basis.global),
     ] {
         println!(

@@ -160,30 +160,36 @@ fn synthetic_rows(observations: &[Observation]) -> Vec<EventRow> {
             Kind::Delivered => (EventType::Delivered, None),
             Kind::HumanOpen => (EventType::Opened, Some(false)),
         };
-        rows.push(row(
+        let mut event_row = row(
             &format!("syn-{i}"),
             &o.recipient,
             event_type,
             o.at_ms,
             &message,
             machine,
-        ));
+        );
+        event_row.source = o.source.clone();
+        rows.push(event_row);
         if o.kind == Kind::Delivered {
             let monday_3am = o.at_ms - o.at_ms.rem_euclid(7 * DAY) + 4 * DAY + 3 * HOUR;
-            rows.push(row(
+            let mut machine_row = row(
                 &format!("syn-{i}-mpp"),
                 &o.recipient,
                 EventType::Opened,
                 monday_3am,
                 &message,
                 Some(true),
-            ));
+            );
+            machine_row.source = o.source.clone();
+            rows.push(machine_row);
         }
     }
     rows
 }
 
-fn sorted(mut observations: Vec<Observation>) -> Vec<(String, String, i64, bool, Option<String>)> {
+type Row = (String, String, String, i64, bool, Option<String>);
+
+fn sorted(mut observations: Vec<Observation>) -> Vec<Row> {
     observations.sort_by(|a, b| (&a.recipient, a.at_ms).cmp(&(&b.recipient, b.at_ms)));
     let mut out: Vec<_> = observations
         .into_iter()
@@ -191,6 +197,7 @@ fn sorted(mut observations: Vec<Observation>) -> Vec<(String, String, i64, bool,
             (
                 o.recipient,
                 o.domain,
+                o.source,
                 o.at_ms,
                 o.kind == Kind::Delivered,
                 o.message,
@@ -311,8 +318,10 @@ async fn history_predictions_and_rules_from_the_real_history() {
     assert_eq!(executed(0), ["recent-opener:executed"]);
     assert_eq!(executed(1), ["never-opened:executed"]);
 
-    // 3. Synthetic history with planted hours, 8 weeks up to an hour ago.
-    let end = now - HOUR;
+    // 3. Synthetic history with planted hours, the 8 weeks before this week's Monday 00:00
+    // UTC (so every run of a week sees the same history and prints the same figures; the
+    // Unix epoch was a Thursday).
+    let end = now - (now - 4 * DAY).rem_euclid(7 * DAY);
     let spec = SyntheticSpec {
         weeks: 8,
         ..SyntheticSpec::demo(7, end - 8 * 7 * DAY)
@@ -337,13 +346,15 @@ async fn history_predictions_and_rules_from_the_real_history() {
     // The prediction through the library equals the pure model's on the generated data.
     let zone = chrono_tz::UTC;
     let recipient = "r0000@tuesday.test";
-    let prediction = engagement::predict(&client, recipient, end, 180, zone, &Params::default())
-        .await
-        .unwrap();
+    let prediction =
+        engagement::predict(&client, recipient, None, end, 180, zone, &Params::default())
+            .await
+            .unwrap();
     assert_eq!(
         prediction.send_time.best[0].label, "Tue 09:00",
         "{prediction:#?}"
     );
+    assert_eq!(prediction.source, "newsletter", "their main source");
     let mut pure_observations = generated.clone();
     pure_observations.extend(
         // The hand-made history is in the global level too.
@@ -357,6 +368,7 @@ async fn history_predictions_and_rules_from_the_real_history() {
             .map(|r| Observation {
                 recipient: r.recipient.clone(),
                 domain: r.recipient_domain.clone(),
+                source: r.source.clone(),
                 kind: if r.event_type == "delivered" {
                     Kind::Delivered
                 } else {
@@ -366,8 +378,11 @@ async fn history_predictions_and_rules_from_the_real_history() {
                 message: Some(r.message_id.clone()),
             }),
     );
-    let pure = Profiles::build(pure_observations.iter().filter(|o| o.at_ms < end), zone)
-        .levels(recipient, "tuesday.test");
+    let pure = Profiles::build(pure_observations.iter().filter(|o| o.at_ms < end), zone).levels(
+        recipient,
+        "tuesday.test",
+        "newsletter",
+    );
     assert_eq!(
         prediction.send_time,
         mailpipe_insight::predict_send_time(&pure, &Params::default())
@@ -399,6 +414,14 @@ async fn history_predictions_and_rules_from_the_real_history() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["send_time"]["best"][0]["label"], "Tue 09:00");
     assert_eq!(body["send_time"]["basis"], "recipient");
+    assert_eq!(body["source"], "newsletter");
+    let (status, body) = get(format!("/api/predict/likelihood/{recipient}?source=shop")).await;
+    assert_eq!(
+        (status, &body["source"]),
+        (200, &Value::from("shop")),
+        "{body}"
+    );
+    assert_eq!(body["likelihood"]["evidence"]["source_delivered"], 1200);
     let (status, body) = get("/api/engagement/recipient/HIST@exact.test".into()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["last_30d"]["human_opened"], 3);
