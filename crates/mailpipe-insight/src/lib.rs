@@ -8,9 +8,10 @@
 //! When does a recipient open mail? Human opens are counted per hour of the week (168
 //! bins, one configured time zone). Few recipients have enough opens to tell on their
 //! own, so each level borrows from the one above it: the recipient's counts are mixed with
-//! their domain's distribution, the domain's with everybody's, as if each level had a few
-//! extra "pseudo-opens" spread like its parent (6 for a recipient, 30 for a domain by
-//! default). Opens are also partly spread to the same hour on the other days: someone who
+//! their domain's distribution, the domain's with their source's (the account they are
+//! mailed from), the source's with everybody's, as if each level had a few extra
+//! "pseudo-opens" spread like its parent (6 for a recipient, 30 for a domain, 100 for a
+//! source by default). Opens are also partly spread to the same hour on the other days: someone who
 //! opens at 09:00 on Tuesdays likely opens around 09:00 on other days too. The answer is
 //! the top hours of the mixed distribution, with the level it mostly rests on (`basis`) and
 //! a `confidence` of 0–1 saying how much history is behind it. The formulas are in
@@ -19,8 +20,8 @@
 //! # Engagement likelihood ([`predict_likelihood`])
 //!
 //! The chance that the next delivered message gets a human open: the recipient's opened /
-//! delivered messages, shrunk towards their domain's rate, itself shrunk towards the
-//! global rate (beta-binomial; formulas in [`likelihood`]).
+//! delivered messages, shrunk towards their domain's rate, that towards their source's,
+//! that towards the global rate (beta-binomial; formulas in [`likelihood`]).
 //!
 //! # Weaknesses
 //!
@@ -31,7 +32,8 @@
 //!   as machine opens are lost. Opens are undercounted where images are blocked.
 //! - Hours are in one configured zone, not each recipient's own: a recipient who travels
 //!   or lives elsewhere is seen shifted.
-//! - Cold start: a new recipient gets their domain's hours, a new domain everybody's.
+//! - Cold start: a new recipient gets their domain's hours, a new domain their source's, a
+//!   new source everybody's.
 //!   Those are honest guesses, flagged by `basis` and a low `confidence`.
 //!
 //! # Evaluation ([`evaluate()`])
