@@ -88,6 +88,63 @@ pub async fn clickhouse_counts(
     Ok((counts, stats))
 }
 
+#[derive(Debug, serde::Deserialize, clickhouse::Row)]
+struct Labelled {
+    label: String,
+    n: u64,
+}
+
+/// The enrichment at a glance: opens by verdict (and machine reason), the top clients and
+/// devices of opens and clicks, and how many events the IP database located.
+async fn enrichment_lines(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let ch = mailpipe_clickhouse::client(&settings.clickhouse)
+        .with_database(&settings.clickhouse.database);
+    let engagement = "event_type IN ('opened', 'clicked')";
+    let queries = [
+        (
+            "opens",
+            "SELECT multiIf(ifNull(machine_open, 2) = 1, concat('machine (', machine_reason, ')'), \
+             ifNull(machine_open, 2) = 0, 'human', 'not judged') AS label, count() AS n \
+             FROM email_events FINAL WHERE event_type = 'opened' GROUP BY label ORDER BY n DESC"
+                .to_string(),
+        ),
+        (
+            "clients",
+            format!(
+                "SELECT if(client_name = '', '(unknown)', client_name) AS label, count() AS n \
+                 FROM email_events FINAL WHERE {engagement} GROUP BY label ORDER BY n DESC, label LIMIT 6"
+            ),
+        ),
+        (
+            "devices",
+            format!(
+                "SELECT if(device_class = '', '(no user agent)', device_class) AS label, count() AS n \
+                 FROM email_events FINAL WHERE {engagement} GROUP BY label ORDER BY n DESC, label"
+            ),
+        ),
+        (
+            "geo source",
+            format!(
+                "SELECT if(geo_source = '', '(none)', geo_source) AS label, count() AS n \
+                 FROM email_events FINAL WHERE {engagement} GROUP BY label ORDER BY n DESC, label"
+            ),
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, sql) in queries {
+        let rows: Vec<Labelled> =
+            mailpipe_clickhouse::with_timeout(&settings.clickhouse, ch.query(&sql).fetch_all())
+                .await
+                .with_context(|| format!("querying ClickHouse at {}", settings.clickhouse.url))?;
+        let parts: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} {}", r.label, r.n))
+            .collect();
+        lines.push(format!("  {name:<11} {}", parts.join(", ")));
+    }
+    Ok(lines)
+}
+
 /// The events table as text: one line per provider, one column per event type seen.
 pub fn render_counts(counts: &BTreeMap<(String, String), u64>) -> String {
     let types: BTreeSet<&str> = counts.keys().map(|(_, t)| t.as_str()).collect();
@@ -238,6 +295,11 @@ async fn print(settings: &Settings) -> anyhow::Result<()> {
     );
     if !counts.is_empty() {
         print!("{}", render_counts(&counts));
+        println!();
+        println!("Enrichment of opens and clicks (README \"Enrichment\"):");
+        for line in enrichment_lines(settings).await? {
+            println!("{line}");
+        }
     }
     Ok(())
 }
