@@ -147,6 +147,8 @@ impl RuleSet {
         let ctx = EvalContext::new(event, at_ms, &empty, false, &self.cel_env);
         let mut lookups = BTreeSet::new();
         let mut open = Vec::new();
+        // The suppression lookup is the same for every rule: asked once.
+        let mut suppression_asked = false;
         // A rule that cannot match the event's type needs nothing (its lookups are None).
         for &index in self.candidates(event) {
             let rule = &self.rules[index];
@@ -156,8 +158,11 @@ impl RuleSet {
             open.push(index);
             let certain_match = needed.is_empty();
             lookups.extend(needed);
-            if let Some(lookup) = suppression_lookup(rule, event) {
-                lookups.insert(lookup);
+            if !suppression_asked {
+                if let Some(lookup) = suppression_lookup(rule, event) {
+                    lookups.insert(lookup);
+                    suppression_asked = true;
+                }
             }
             if certain_match && rule.stop && !rule.dry_run {
                 break;
@@ -206,13 +211,20 @@ impl RuleSet {
             Outcomes::Matched(open) => Box::new(open.iter().filter_map(|&i| self.rules.get(i))),
             _ => Box::new(self.rules.iter()),
         };
+        let mut scratch = Vec::new();
         for rule in rules {
             let skipped = !rule.enabled || stopped_by.is_some();
+            // Matched outcomes only: the `when` is walked once, and kept only if it matched.
+            let mut matched_when = None;
             if matches!(outcomes_of, Outcomes::Matched(_)) {
                 if stopped_by.is_some() {
                     break;
                 }
-                if skipped || !rule.when.holds(&ctx) {
+                if skipped {
+                    continue;
+                }
+                matched_when = rule.when.evaluate_if_matched(&ctx, &mut scratch);
+                if matched_when.is_none() {
                     continue;
                 }
             } else if skipped && !explain {
@@ -232,7 +244,7 @@ impl RuleSet {
             } else if let Some(by) = stopped_by {
                 outcome.status = RuleStatus::Stopped { by: by.to_string() };
             } else {
-                let when = rule.when.evaluate(&ctx);
+                let when = matched_when.unwrap_or_else(|| rule.when.evaluate(&ctx));
                 if when.matched {
                     self.decide(rule, event, state, &vars, at_ms, &mut outcome);
                     if rule.stop && !rule.dry_run {

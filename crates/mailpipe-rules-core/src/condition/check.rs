@@ -238,11 +238,11 @@ fn counter_def(
             RuleErrorKind::Invalid("events is empty".into()),
         );
     }
-    CounterDef {
-        events: events.get_ref().iter().copied().collect(),
-        bounce_classes: classes.iter().copied().collect::<BTreeSet<_>>(),
+    CounterDef::new(
+        events.get_ref().iter().copied().collect(),
+        classes.iter().copied().collect::<BTreeSet<_>>(),
         per,
-    }
+    )
 }
 
 fn within(text: &toml::Spanned<String>, sink: &mut Sink<'_>) -> u64 {

@@ -21,18 +21,34 @@ pub(crate) struct CounterDef {
     /// Empty: any class (or none).
     pub bounce_classes: BTreeSet<BounceClass>,
     pub per: KeyKind,
+    /// [`CounterDef::name`], built once (every plan and evaluation asks for it).
+    name: String,
 }
 
 impl CounterDef {
-    /// Stable name, e.g. `bounced:soft/recipient`; the same events per the same key share it.
-    pub(crate) fn name(&self) -> String {
-        let events: Vec<&str> = self.events.iter().map(|e| e.as_str()).collect();
-        let mut name = events.join("+");
-        if !self.bounce_classes.is_empty() {
-            let classes: Vec<&str> = self.bounce_classes.iter().map(|c| c.as_str()).collect();
+    pub(crate) fn new(
+        events: BTreeSet<EventType>,
+        bounce_classes: BTreeSet<BounceClass>,
+        per: KeyKind,
+    ) -> CounterDef {
+        let events_part: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
+        let mut name = events_part.join("+");
+        if !bounce_classes.is_empty() {
+            let classes: Vec<&str> = bounce_classes.iter().map(|c| c.as_str()).collect();
             name = format!("{name}:{}", classes.join("+"));
         }
-        format!("{name}/{}", self.per.as_str())
+        let name = format!("{name}/{}", per.as_str());
+        CounterDef {
+            events,
+            bounce_classes,
+            per,
+            name,
+        }
+    }
+
+    /// Stable name, e.g. `bounced:soft/recipient`; the same events per the same key share it.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// Whether `event` is one this counter counts.
@@ -46,7 +62,7 @@ impl CounterDef {
 
     pub(crate) fn key_for(&self, event: &EmailEvent) -> Option<CounterKey> {
         Some(CounterKey {
-            counter: self.name(),
+            counter: self.name.clone(),
             per: self.per,
             value: key_value(event, self.per)?,
         })
@@ -173,11 +189,11 @@ mod tests {
     use super::*;
 
     fn def(events: &[EventType], classes: &[BounceClass], per: KeyKind) -> CounterDef {
-        CounterDef {
-            events: events.iter().copied().collect(),
-            bounce_classes: classes.iter().copied().collect(),
+        CounterDef::new(
+            events.iter().copied().collect(),
+            classes.iter().copied().collect(),
             per,
-        }
+        )
     }
 
     #[test]

@@ -76,9 +76,22 @@ impl When {
         self.conditions.len() - failing >= self.needed
     }
 
-    /// Whether it matches: [`When::evaluate`]'s `matched`, without building the reports.
-    pub(crate) fn holds(&self, ctx: &EvalContext<'_>) -> bool {
-        self.walk(ctx, |_| {}).0
+    /// [`When::evaluate`] for a caller that wants the outcome only when it matched: the
+    /// reports go to `scratch` (cleared first), and are moved into the outcome only on a
+    /// match, so a rule that does not match allocates nothing and one that does is walked
+    /// once (not once to know, once to report).
+    pub(crate) fn evaluate_if_matched(
+        &self,
+        ctx: &EvalContext<'_>,
+        scratch: &mut Vec<ConditionReport>,
+    ) -> Option<WhenOutcome> {
+        scratch.clear();
+        let (matched, decided_by) = self.walk(ctx, |report| scratch.push(report));
+        matched.then(|| WhenOutcome {
+            matched,
+            decided_by,
+            conditions: std::mem::take(scratch),
+        })
     }
 
     /// Evaluates the conditions in order, handing each one's report to `record`, until the
