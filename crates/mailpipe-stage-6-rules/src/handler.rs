@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::process::{plan, process_planned, EventOutputs, Planned, ProcessConfig};
+use crate::records::ActionEncoder;
 use crate::shared::SharedRules;
 use crate::state::{Encoder, RulesState};
 
@@ -76,12 +77,17 @@ struct Prepared {
 pub struct Outputs {
     pub actions: Output,
     pub suppressions: Output,
+    /// Writes the action records field by field (None: the registered schema is not the
+    /// one it follows, and they go through serde).
+    action_encoder: Option<Arc<ActionEncoder>>,
 }
 
 impl Outputs {
     pub async fn register(kit: &StageKit) -> anyhow::Result<Outputs> {
+        let actions = kit.output(Topic::Actions).await?;
         Ok(Outputs {
-            actions: kit.output(Topic::Actions).await?,
+            action_encoder: ActionEncoder::new(&actions.schema).map(Arc::new),
+            actions,
             suppressions: kit.output(Topic::Suppressions).await?,
         })
     }
@@ -91,7 +97,14 @@ impl Outputs {
         let mut records = Vec::new();
         for action in &outputs.actions {
             let key = Some(action.action_id.clone().into_bytes());
-            records.push(self.actions.record(key, action, 512)?);
+            records.push(match &self.action_encoder {
+                Some(encoder) => OutRecord {
+                    topic: self.actions.topic.clone(),
+                    key,
+                    payload: encoder.encode(action),
+                },
+                None => self.actions.record(key, action, 512)?,
+            });
             metrics::counter!(names::RULES_ACTIONS, "rule" => action.rule_id.clone(),
                 "decision" => action.decision.as_str())
             .increment(1);

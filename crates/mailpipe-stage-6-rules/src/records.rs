@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use mailpipe_avro::datum::{write_long, write_optional_string, write_string, write_string_map};
+use mailpipe_avro::RegisteredSchema;
 use mailpipe_model::EmailEvent;
 use mailpipe_rules_core::{ActionParams, Decision, PlannedAction};
 use serde::Serialize;
@@ -177,6 +179,147 @@ pub fn action_record(
     }
 }
 
+/// The fields of `schemas/rule_action.avsc`, in order: what [`ActionEncoder`] writes.
+const ACTION_FIELDS: [&str; 18] = [
+    "action_id",
+    "rule_id",
+    "rule_version",
+    "action_index",
+    "action",
+    "parameters",
+    "decision",
+    "outcome",
+    "event_id",
+    "event_type",
+    "provider",
+    "source",
+    "recipient",
+    "campaign_id",
+    "occurred_at",
+    "decided_at",
+    "due_at",
+    "detail",
+];
+
+const ACTION_KINDS: [ActionKind; 7] = [
+    ActionKind::Suppress,
+    ActionKind::Unsuppress,
+    ActionKind::Score,
+    ActionKind::Segment,
+    ActionKind::Publish,
+    ActionKind::Webhook,
+    ActionKind::Unknown,
+];
+
+const DECISIONS: [Decision; 7] = [
+    Decision::Executed,
+    Decision::DryRun,
+    Decision::CooledDown,
+    Decision::Limited,
+    Decision::SuppressedRecipient,
+    Decision::RenderFailed,
+    Decision::GuardFailed,
+];
+
+const OUTCOMES: [Outcome; 4] = [
+    Outcome::Applied,
+    Outcome::Scheduled,
+    Outcome::Pending,
+    Outcome::Skipped,
+];
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Suppress => "suppress",
+            ActionKind::Unsuppress => "unsuppress",
+            ActionKind::Score => "score",
+            ActionKind::Segment => "segment",
+            ActionKind::Publish => "publish",
+            ActionKind::Webhook => "webhook",
+            ActionKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Writes `mail.actions` records field by field (as the normalize stage writes events):
+/// the same bytes as the schema-aware serde encoding of an [`ActionRecord`], at a fraction
+/// of its cost (serde looks every field up by name). Built only for a schema whose fields
+/// are exactly [`ACTION_FIELDS`]; enum values are written as their index in that schema.
+#[derive(Debug, Clone)]
+pub struct ActionEncoder {
+    schema: RegisteredSchema,
+    kinds: [i64; 7],
+    decisions: [i64; 7],
+    outcomes: [i64; 4],
+}
+
+impl ActionEncoder {
+    /// An encoder for the registered `mail.actions` schema; None when that schema is not
+    /// the one this encoder follows (the caller then encodes through serde).
+    pub fn new(schema: &RegisteredSchema) -> Option<ActionEncoder> {
+        let json = serde_json::to_value(schema.schema()).ok()?;
+        let fields = json.get("fields")?.as_array()?;
+        let names: Vec<&str> = fields
+            .iter()
+            .map(|f| f.get("name").and_then(|n| n.as_str()).unwrap_or_default())
+            .collect();
+        if names != ACTION_FIELDS {
+            return None;
+        }
+        let symbols = |field: &str| -> Option<Vec<String>> {
+            let f = fields.iter().find(|f| f["name"] == field)?;
+            serde_json::from_value(f["type"]["symbols"].clone()).ok()
+        };
+        fn indexes<const N: usize>(names: [&str; N], symbols: &[String]) -> Option<[i64; N]> {
+            let mut out = [0; N];
+            for (slot, name) in out.iter_mut().zip(names) {
+                *slot = i64::try_from(symbols.iter().position(|s| s == name)?).ok()?;
+            }
+            Some(out)
+        }
+        Some(ActionEncoder {
+            kinds: indexes(ACTION_KINDS.map(ActionKind::as_str), &symbols("action")?)?,
+            decisions: indexes(DECISIONS.map(Decision::as_str), &symbols("decision")?)?,
+            outcomes: indexes(OUTCOMES.map(Outcome::as_str), &symbols("outcome")?)?,
+            schema: schema.clone(),
+        })
+    }
+
+    /// One Confluent-framed `mail.actions` record.
+    pub fn encode(&self, record: &ActionRecord) -> Vec<u8> {
+        self.schema.encode_with(512, |out| self.write(out, record))
+    }
+
+    fn write(&self, out: &mut Vec<u8>, r: &ActionRecord) {
+        fn index<T: PartialEq>(all: &[T], table: &[i64], value: T) -> i64 {
+            let at = all.iter().position(|v| *v == value).unwrap_or_default();
+            table[at]
+        }
+        write_string(out, &r.action_id);
+        write_string(out, &r.rule_id);
+        write_string(out, &r.rule_version);
+        write_long(out, i64::from(r.action_index));
+        write_long(out, index(&ACTION_KINDS, &self.kinds, r.action));
+        write_string_map(
+            out,
+            r.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        write_long(out, index(&DECISIONS, &self.decisions, r.decision));
+        write_long(out, index(&OUTCOMES, &self.outcomes, r.outcome));
+        write_string(out, &r.event_id);
+        write_string(out, r.event_type);
+        write_string(out, r.provider);
+        write_string(out, &r.source);
+        write_optional_string(out, r.recipient.as_deref());
+        write_optional_string(out, r.campaign_id.as_deref());
+        write_long(out, r.occurred_at);
+        write_long(out, r.decided_at);
+        write_long(out, r.due_at);
+        write_string(out, &r.detail);
+    }
+}
+
 /// One change of the suppression list (`mail.suppressions`, compacted, key =
 /// `<scope>:<recipient>`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -242,6 +385,42 @@ mod tests {
             at: 3,
         };
         suppressions.encode(&record, 128).unwrap();
+    }
+
+    #[test]
+    fn the_field_by_field_encoder_writes_what_serde_writes() {
+        let schema = RegisteredSchema::new(7, parse_schema(RULE_ACTION_SCHEMA).unwrap()).unwrap();
+        let encoder = ActionEncoder::new(&schema).expect("the schema's fields and symbols");
+        let mut records = vec![sample_action()];
+        for (i, kind) in ACTION_KINDS.into_iter().enumerate() {
+            let mut r = sample_action();
+            r.action = kind;
+            r.decision = DECISIONS[i % DECISIONS.len()];
+            r.outcome = OUTCOMES[i % OUTCOMES.len()];
+            r.action_index = i32::try_from(i * 1000).unwrap() - 3;
+            r.recipient = (i % 2 == 0).then(|| format!("r{i}@x.example"));
+            r.campaign_id = (i % 3 == 0).then(|| "spring-ünï".to_string());
+            r.parameters = (0..i)
+                .map(|k| (format!("k{k}"), "v".repeat(k * 40)))
+                .collect();
+            r.occurred_at = -1 - i as i64;
+            r.decided_at = i64::MAX - i as i64;
+            r.due_at = 1 << (i * 9);
+            r.detail = "d".repeat(i * 30);
+            records.push(r);
+        }
+        for d in DECISIONS {
+            let mut r = sample_action();
+            r.decision = d;
+            records.push(r);
+        }
+        for record in &records {
+            assert_eq!(
+                encoder.encode(record),
+                schema.encode(record, 256).unwrap(),
+                "{record:?}"
+            );
+        }
     }
 
     #[test]
