@@ -47,5 +47,5 @@ pub mod user_agent;
 
 pub use error::EnrichError;
 pub use geo::{GeoDatabase, GeoFields};
-pub use machine::{machine_open, MachineReason, MachineVerdict};
+pub use machine::{classify_open, machine_open, MachineReason, MachineVerdict};
 pub use user_agent::{classify_user_agent, Device, MailProxy, UserAgentInfo};

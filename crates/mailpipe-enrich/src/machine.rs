@@ -35,7 +35,7 @@
 //!   Privacy Protection does not follow links.
 
 use crate::ip::{is_apple_v4, parse_ip};
-use crate::user_agent::{classify, MailProxy};
+use crate::user_agent::{classify, Classified, MailProxy, UserAgentInfo};
 
 /// Why an open was judged to be a machine's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +100,42 @@ pub fn machine_open(
     provider_flag: Option<bool>,
 ) -> MachineVerdict {
     match provider_flag {
-        Some(true) => return MachineVerdict::machine(MachineReason::ProviderFlag),
-        Some(false) => return MachineVerdict::HUMAN,
-        None => {}
+        Some(flag) => flag_verdict(flag),
+        None => {
+            let ua = user_agent.unwrap_or("");
+            verdict(&classify(ua), ua, ip)
+        }
     }
+}
+
+/// An open's user-agent facts and its verdict, the user agent classified once (what the
+/// normalize stage needs for every open): [`crate::classify_user_agent`] and
+/// [`machine_open`] in one.
+pub fn classify_open(
+    user_agent: Option<&str>,
+    ip: Option<&str>,
+    provider_flag: Option<bool>,
+) -> (UserAgentInfo, MachineVerdict) {
     let ua = user_agent.unwrap_or("");
     let classified = classify(ua);
+    let judged = match provider_flag {
+        Some(flag) => flag_verdict(flag),
+        None => verdict(&classified, ua, ip),
+    };
+    (classified.info, judged)
+}
+
+/// The provider's own word: it always wins, its `false` too.
+fn flag_verdict(machine: bool) -> MachineVerdict {
+    if machine {
+        MachineVerdict::machine(MachineReason::ProviderFlag)
+    } else {
+        MachineVerdict::HUMAN
+    }
+}
+
+/// The heuristics, on a classified user agent.
+fn verdict(classified: &Classified, ua: &str, ip: Option<&str>) -> MachineVerdict {
     let info = &classified.info;
     if info.proxy == Some(MailProxy::AppleMailPrivacy) {
         return MachineVerdict::machine(MachineReason::AppleMailPrivacy);
@@ -134,6 +164,30 @@ mod tests {
                               (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
     const GMAIL: &str =
         "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
+
+    #[test]
+    fn classify_open_is_classify_user_agent_and_machine_open_in_one() {
+        for ua in [
+            None,
+            Some(""),
+            Some("Mozilla/5.0"),
+            Some(APPLE_MAIL_IOS),
+            Some(CHROME_WIN),
+            Some(GMAIL),
+        ] {
+            for ip in [None, Some("17.58.1.2"), Some("198.51.100.7")] {
+                for flag in [None, Some(true), Some(false)] {
+                    let (info, verdict) = classify_open(ua, ip, flag);
+                    assert_eq!(info, crate::classify_user_agent(ua.unwrap_or("")));
+                    assert_eq!(
+                        verdict,
+                        machine_open(ua, ip, flag),
+                        "{ua:?} {ip:?} {flag:?}"
+                    );
+                }
+            }
+        }
+    }
 
     fn reason(ua: Option<&str>, ip: Option<&str>, flag: Option<bool>) -> Option<&'static str> {
         let verdict = machine_open(ua, ip, flag);

@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use mailpipe_enrich::{classify_user_agent, machine_open, Device, GeoDatabase};
+use mailpipe_enrich::{classify_open, classify_user_agent, Device, GeoDatabase};
 use mailpipe_model::{DeviceClass, EmailEvent, EventType, Geo};
 use mailpipe_settings::EnrichmentSettings;
 use mailpipe_telemetry::names;
@@ -59,39 +59,43 @@ impl Enricher {
     /// Fills in the enrichment fields of one event.
     pub fn enrich(&self, event: &mut EmailEvent) {
         let engagement = matches!(event.event_type, EventType::Opened | EventType::Clicked);
-        let user_agent = event
-            .user_agent
-            .as_deref()
-            .map(str::trim)
-            .filter(|ua| !ua.is_empty());
-        if self.user_agents && engagement {
-            if let Some(ua) = user_agent {
-                let info = classify_user_agent(ua);
-                event.client_name = info.client;
-                event.client_os = info.os;
-                event.device_class = Some(device_class(info.device));
-            }
-        }
-        if event.event_type == EventType::Opened {
-            let provider_flag = event.machine_open;
-            let verdict = if self.user_agents {
-                machine_open(user_agent, event.ip.as_deref(), provider_flag)
-            } else if provider_flag == Some(true) {
-                mailpipe_enrich::MachineVerdict::machine(
-                    mailpipe_enrich::MachineReason::ProviderFlag,
-                )
+        let user_agent = if self.user_agents {
+            event
+                .user_agent
+                .as_deref()
+                .map(str::trim)
+                .filter(|ua| !ua.is_empty())
+        } else {
+            // Without user-agent enrichment only the provider's own flag judges an open.
+            None
+        };
+        let (info, verdict) = if event.event_type == EventType::Opened {
+            let ip = if self.user_agents {
+                event.ip.as_deref()
             } else {
-                mailpipe_enrich::MachineVerdict::HUMAN
+                None
             };
-            event.machine_open = Some(verdict.machine);
-            event.machine_reason = verdict.reason.map(|r| r.as_str().to_string());
+            let (info, verdict) = classify_open(user_agent, ip, event.machine_open);
+            (user_agent.map(|_| info), Some(verdict))
+        } else if engagement {
+            (user_agent.map(classify_user_agent), None)
+        } else {
+            (None, None)
+        };
+        if let Some(info) = info {
+            event.client_name = info.client;
+            event.client_os = info.os;
+            event.device_class = Some(device_class(info.device));
+        }
+        event.machine_open = verdict.map(|v| v.machine);
+        event.machine_reason = verdict
+            .and_then(|v| v.reason)
+            .map(|r| r.as_str().to_string());
+        if let Some(verdict) = verdict {
             metrics::counter!(names::NORMALIZE_OPENS,
                 "machine" => if verdict.machine { "true" } else { "false" },
                 "reason" => verdict.reason.map_or("none", |r| r.as_str()))
             .increment(1);
-        } else {
-            event.machine_open = None;
-            event.machine_reason = None;
         }
         self.locate(event, engagement);
     }
@@ -144,42 +148,17 @@ mod tests {
 
     use mailpipe_enrich::mmdb_writer::write_city_database;
     use mailpipe_enrich::GeoFields;
-    use mailpipe_model::Provider;
+    use mailpipe_test_support::EventBuilder;
 
     use super::*;
 
     fn event(event_type: EventType, ua: Option<&str>, ip: Option<&str>) -> EmailEvent {
-        EmailEvent {
-            event_id: "e".into(),
-            event_type,
-            provider_event: "x".into(),
-            provider: Provider::Generic,
-            source: "s".into(),
-            occurred_at: 1,
-            received_at: 1,
-            recipient: Some("a@x.test".into()),
-            recipient_domain: Some("x.test".into()),
-            message_id: None,
-            campaign_id: None,
-            tags: vec![],
-            metadata: Default::default(),
-            reject_reason: None,
-            bounce_class: None,
-            url: None,
-            user_agent: ua.map(str::to_string),
-            ip: ip.map(str::to_string),
-            geo: None,
-            mta_response: None,
-            description: None,
-            raw_request_id: "r".into(),
-            raw_event: "{}".into(),
-            client_name: None,
-            client_os: None,
-            device_class: None,
-            machine_open: None,
-            machine_reason: None,
-            geo_source: None,
-        }
+        EventBuilder::new("e")
+            .event_type(event_type)
+            .recipient("a@x.test")
+            .user_agent(ua.map(str::to_string))
+            .ip(ip.map(str::to_string))
+            .build()
     }
 
     fn geo_db() -> GeoDatabase {

@@ -122,7 +122,7 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
         let record = serde_json::json!({
             "reason": "erased",
             "origin": format!("erase:{}", args.by.trim()),
-            "at": now_ms(),
+            "at": mailpipe_stage::now_ms(),
         });
         let _: () = redis::cmd("HSET")
             .arg(key)
@@ -181,7 +181,7 @@ pub async fn run(settings: &Settings, args: &EraseArgs) -> anyhow::Result<()> {
 
     // 4. The audit entry.
     let removed_json = serde_json::to_string(&removed)?;
-    let at = now_ms();
+    let at = mailpipe_stage::now_ms();
     clickhouse
         .query("INSERT INTO privacy_erasures (erased_at, erased_at_ms, operator, recipient_hash, recipient_domain, was_suppressed, removed) VALUES (toDateTime(?), ?, ?, ?, ?, ?, ?)")
         .bind(at / 1000)
@@ -485,12 +485,6 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -66,16 +66,10 @@ pub struct EngagementArgs {
     json: bool,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// `--as-of` as Unix milliseconds, or now.
 fn as_of_ms(as_of: Option<&str>) -> anyhow::Result<i64> {
     match as_of {
-        None => Ok(now_ms()),
+        None => Ok(mailpipe_stage::now_ms()),
         Some(text) => chrono::DateTime::parse_from_rfc3339(text)
             .map(|t| t.timestamp_millis())
             .with_context(|| format!("--as-of {text:?} is not an RFC 3339 time")),
@@ -287,7 +281,7 @@ pub async fn engagement(settings: &Settings, args: &EngagementArgs) -> anyhow::R
             &client(settings),
             scope,
             &key,
-            now_ms(),
+            mailpipe_stage::now_ms(),
             settings.insight.history_days,
         ),
     )

@@ -216,7 +216,7 @@ pub fn progress_line(done: i64, total: i64, elapsed: Duration) -> String {
 }
 
 pub async fn run(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()> {
-    let now = unix_ms();
+    let now = mailpipe_stage::now_ms();
     let from_ms = instant_ms(&args.from).context("--from")?;
     let to_ms = instant_ms(&args.to).context("--to")?;
     if from_ms >= to_ms {
@@ -785,12 +785,6 @@ fn non_empty(values: &[String]) -> Vec<String> {
     } else {
         values.to_vec()
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn instant_ms(text: &str) -> anyhow::Result<i64> {

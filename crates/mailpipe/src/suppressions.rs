@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use mailpipe_avro::{AvroCodec, TopicSchema, SUPPRESSION_SCHEMA};
 use mailpipe_kafka::{Topic, TopicNames};
 use mailpipe_settings::Settings;
-use mailpipe_stage_6_rules::handler::{connect_state, now_ms};
+use mailpipe_stage_6_rules::handler::connect_state;
 use mailpipe_stage_6_rules::process::{suppression_json, GLOBAL_SCOPE};
 use mailpipe_stage_6_rules::records::SuppressionRecord;
 use mailpipe_stage_6_rules::{Answer, Op};
@@ -122,7 +122,7 @@ async fn change(
         reason: reason.to_string(),
         origin: format!("operator:{by}"),
         event_id: None,
-        at: now_ms(),
+        at: mailpipe_stage::now_ms(),
     };
     let topic = TopicNames::new(&settings.kafka.topic_prefix).name(Topic::Suppressions);
     let codec = AvroCodec::new(&settings.schema_registry.url)?;
